@@ -1,0 +1,1 @@
+//! The A/B traffic-split simulation engine (issue 7).

@@ -1,0 +1,1 @@
+//! Catalog and interaction readers: CSV/TSV (header), JSON Lines, RecBole atomic files.

@@ -1,0 +1,1 @@
+//! AUC, per-user AUC, UAUC and WUAUC (issue 6).

@@ -1,0 +1,1 @@
+//! The synthetic e-commerce world and its oracle (issue 2).

@@ -1,0 +1,1 @@
+//! Frozen LLM / BERT backbones: base models returning last hidden states (issue 3).

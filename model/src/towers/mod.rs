@@ -1,0 +1,1 @@
+//! LEARN towers (PCH), dense all-action loss, training, retrieval metrics (issue 4).

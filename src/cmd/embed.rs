@@ -1,0 +1,8 @@
+//! `learnrec embed` (not yet implemented).
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`embed` is not implemented yet")
+}
