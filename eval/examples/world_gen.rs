@@ -26,11 +26,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count = |a: &str| log.rows.iter().filter(|r| r.action.name() == a).count();
     let (imp, clk, conv) = (count("impression"), count("click"), count("conversion"));
     println!("config: {cfg:?}");
-    println!("params {:.2}s, simulate {:.2}s, write {:.2}s, total {:.2}s (threads {})",
-        (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64(), (t3 - t0).as_secs_f64(),
-        rayon::current_num_threads());
-    println!("rows {}: impressions {imp}, clicks {clk} (CTR {:.3}), conversions {conv} (CVR|click {:.3})",
-        log.rows.len(), clk as f64 / imp as f64, conv as f64 / clk.max(1) as f64);
+    println!(
+        "params {:.2}s, simulate {:.2}s, write {:.2}s, total {:.2}s (threads {})",
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64(),
+        (t3 - t2).as_secs_f64(),
+        (t3 - t0).as_secs_f64(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "rows {}: impressions {imp}, clicks {clk} (CTR {:.3}), conversions {conv} (CVR|click {:.3})",
+        log.rows.len(),
+        clk as f64 / imp as f64,
+        conv as f64 / clk.max(1) as f64
+    );
     for f in ["catalog.csv", "interactions.csv", "users.csv", "world.json"] {
         let len = std::fs::metadata(dir.join(f))?.len();
         println!("{f}: {:.1} MB", len as f64 / 1e6);
@@ -41,9 +50,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ic = vec![0u64; world.n_items()];
     let mut uc = vec![0u64; world.n_users()];
     for r in log.rows.iter().filter(|r| r.ts < h) {
-        match r.action.name() { "conversion" => ic[r.item as usize] += 1, "click" => uc[r.user as usize] += 1, _ => {} }
+        match r.action.name() {
+            "conversion" => ic[r.item as usize] += 1,
+            "click" => uc[r.user as usize] += 1,
+            _ => {}
+        }
     }
-    let early: Vec<u64> = ic.iter().zip(&world.items).filter(|(_, it)| it.available_day == 0).map(|(c, _)| *c).collect();
+    let early: Vec<u64> =
+        ic.iter().zip(&world.items).filter(|(_, it)| it.available_day == 0).map(|(c, _)| *c).collect();
     println!("item conversions (history): {}", quantiles(ic));
     println!("item conversions, day-0 items: {}", quantiles(early));
     println!("user clicks (history): {}", quantiles(uc));
@@ -58,5 +72,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn quantiles(mut v: Vec<u64>) -> String {
     v.sort_unstable();
     let q = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
-    format!("p5 {} p10 {} p25 {} p50 {} p75 {} p90 {} p99 {} max {}", q(0.05), q(0.1), q(0.25), q(0.5), q(0.75), q(0.9), q(0.99), q(1.0))
+    format!(
+        "p5 {} p10 {} p25 {} p50 {} p75 {} p90 {} p99 {} max {}",
+        q(0.05),
+        q(0.1),
+        q(0.25),
+        q(0.5),
+        q(0.75),
+        q(0.9),
+        q(0.99),
+        q(1.0)
+    )
 }

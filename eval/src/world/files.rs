@@ -6,8 +6,18 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// Column names of catalog.csv.
-pub const CATALOG_HEADER: [&str; 10] =
-    ["item_id", "title", "category", "brand", "price", "keywords", "attributes", "available_from", "top_category", "price_bucket"];
+pub const CATALOG_HEADER: [&str; 10] = [
+    "item_id",
+    "title",
+    "category",
+    "brand",
+    "price",
+    "keywords",
+    "attributes",
+    "available_from",
+    "top_category",
+    "price_bucket",
+];
 /// Column names of interactions.csv.
 pub const INTERACTIONS_HEADER: [&str; 6] = ["user_id", "item_id", "timestamp", "action", "value", "revenue"];
 /// Column names of users.csv.
@@ -87,7 +97,9 @@ impl World {
         let user_ids: Vec<String> = (0..self.users.len() as u32).map(|u| self.user_id(u)).collect();
         let item_ids: Vec<String> = (0..self.items.len() as u32).map(|i| self.item_id(i)).collect();
         let prices: Vec<String> = self.items.iter().map(|it| format_price(it.price)).collect();
-        if let Some(r) = log.rows.iter().find(|r| r.user as usize >= user_ids.len() || r.item as usize >= item_ids.len()) {
+        if let Some(r) =
+            log.rows.iter().find(|r| r.user as usize >= user_ids.len() || r.item as usize >= item_ids.len())
+        {
             return Err(Error::Invalid(format!(
                 "log row (user {}, item {}) is outside this world ({} users, {} items)",
                 r.user,

@@ -31,10 +31,10 @@
 //! age_group,city_tier`) and `world.json` (every oracle parameter, read back by [`World::load`]).
 //! Oracle parameters are stored on a 1/4096 grid so that JSON round-trips them bit-exactly.
 
-pub mod taxonomy;
 mod files;
 mod report;
 mod sim;
+pub mod taxonomy;
 mod text;
 
 pub use files::{CATALOG_HEADER, INTERACTIONS_HEADER, USERS_HEADER};
@@ -364,7 +364,8 @@ impl World {
             return 0.0;
         }
         let age = (day - it.available_day) as f64;
-        let fresh = if it.available_day > 0 { self.oracle.fresh_boost * (-age / self.oracle.fresh_days).exp() } else { 0.0 };
+        let fresh =
+            if it.available_day > 0 { self.oracle.fresh_boost * (-age / self.oracle.fresh_days).exp() } else { 0.0 };
         let u = &self.users[user as usize];
         sigmoid(self.oracle.click_bias + self.taste(user, item) + it.quality + u.bias + fresh)
     }
@@ -403,10 +404,12 @@ impl World {
 
     /// Samples the users active on `day` (ascending ids).
     pub fn active_users<R: Rng>(&self, day: u32, rng: &mut R) -> Vec<u32> {
-        (0..self.users.len() as u32).filter(|&u| {
-            let p = self.activity(u, day);
-            p > 0.0 && rng.random::<f64>() < p
-        }).collect()
+        (0..self.users.len() as u32)
+            .filter(|&u| {
+                let p = self.activity(u, day);
+                p > 0.0 && rng.random::<f64>() < p
+            })
+            .collect()
     }
 
     /// Samples how many pages an active user views in a visit (1 + Poisson(extra_pages)).
@@ -494,12 +497,19 @@ impl World {
         })?;
         let bad = |field: String, m: String| Err(Error::parse(&path, 1, field, m));
         if f.format_version != WORLD_FORMAT_VERSION {
-            return bad("format_version".into(), format!("is {}, this build reads {WORLD_FORMAT_VERSION}", f.format_version));
+            return bad(
+                "format_version".into(),
+                format!("is {}, this build reads {WORLD_FORMAT_VERSION}", f.format_version),
+            );
         }
         if f.taxonomy_version != taxonomy::TAXONOMY_VERSION {
             return bad(
                 "taxonomy_version".into(),
-                format!("is {}, this build has {} (regenerate the world)", f.taxonomy_version, taxonomy::TAXONOMY_VERSION),
+                format!(
+                    "is {}, this build has {} (regenerate the world)",
+                    f.taxonomy_version,
+                    taxonomy::TAXONOMY_VERSION
+                ),
             );
         }
         f.config.validate().map_err(|e| Error::parse(&path, 1, "config", e.to_string()))?;
@@ -512,7 +522,9 @@ impl World {
         let mut last_day = 0;
         for (i, it) in f.items.iter().enumerate() {
             let field = |name: &str| format!("items[{i}].{name}");
-            if it.subcategory as usize >= N_SUBCATEGORIES || it.category as usize != it.subcategory as usize / SUBS_PER_CATEGORY {
+            if it.subcategory as usize >= N_SUBCATEGORIES
+                || it.category as usize != it.subcategory as usize / SUBS_PER_CATEGORY
+            {
                 return bad(field("subcategory"), format!("{} does not fit category {}", it.subcategory, it.category));
             }
             if it.brand as usize >= taxonomy::BRANDS_PER_CATEGORY {
@@ -521,7 +533,12 @@ impl World {
             if it.style as usize >= N_STYLES || it.tier as usize >= N_TIERS {
                 return bad(field("style/tier"), format!("style {} tier {} out of range", it.style, it.tier));
             }
-            for (name, v) in [("price", it.price), ("quality", it.quality), ("conv_quality", it.conv_quality), ("log_popularity", it.log_popularity)] {
+            for (name, v) in [
+                ("price", it.price),
+                ("quality", it.quality),
+                ("conv_quality", it.conv_quality),
+                ("log_popularity", it.log_popularity),
+            ] {
                 if !v.is_finite() {
                     return bad(field(name), format!("{v} is not finite"));
                 }
@@ -536,7 +553,10 @@ impl World {
         }
         for (u, us) in f.users.iter().enumerate() {
             let field = |name: &str| format!("users[{u}].{name}");
-            if us.sub_taste.len() != N_SUBCATEGORIES || us.style_taste.len() != N_STYLES || us.tier_taste.len() != N_TIERS {
+            if us.sub_taste.len() != N_SUBCATEGORIES
+                || us.style_taste.len() != N_STYLES
+                || us.tier_taste.len() != N_TIERS
+            {
                 return bad(field("taste"), format!("expected {N_SUBCATEGORIES}/{N_STYLES}/{N_TIERS} tastes"));
             }
             let all = us.sub_taste.iter().chain(&us.style_taste).chain(&us.tier_taste);
@@ -544,7 +564,10 @@ impl World {
                 return bad(field("taste"), "non-finite parameter".into());
             }
             if !(0.0..=1.0).contains(&us.activity) || us.extra_pages < 0.0 {
-                return bad(field("activity"), format!("activity {} / extra_pages {} out of range", us.activity, us.extra_pages));
+                return bad(
+                    field("activity"),
+                    format!("activity {} / extra_pages {} out of range", us.activity, us.extra_pages),
+                );
             }
         }
         Ok(World::assemble(f.config, f.oracle, f.policy, f.items, f.users))
@@ -714,7 +737,9 @@ mod tests {
     #[test]
     fn weekend_activity_is_higher() {
         let w = World::generate(&small()).unwrap();
-        let u = (0..w.n_users() as u32).find(|&u| w.users[u as usize].signup_day == 0 && w.users[u as usize].activity < 0.5).unwrap();
+        let u = (0..w.n_users() as u32)
+            .find(|&u| w.users[u as usize].signup_day == 0 && w.users[u as usize].activity < 0.5)
+            .unwrap();
         // Day 0 is a Monday (2024-03-04); day 5 is Saturday.
         assert!(w.activity(u, 5) > w.activity(u, 0));
         assert_eq!(w.activity(u, 4), w.activity(u, 0));

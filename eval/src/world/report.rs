@@ -25,8 +25,10 @@ impl SegmentCounts {
 
 impl std::fmt::Display for SegmentCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> =
-            Segment::ALL.iter().map(|&s| format!("{} {:.1}% ({})", s, 100.0 * self.share(s), self.0[s as usize])).collect();
+        let parts: Vec<String> = Segment::ALL
+            .iter()
+            .map(|&s| format!("{} {:.1}% ({})", s, 100.0 * self.share(s), self.0[s as usize]))
+            .collect();
         write!(f, "{}", parts.join(", "))
     }
 }

@@ -46,10 +46,14 @@ pub(crate) fn candidates<R: Rng>(w: &World, user: u32, day: u32, rng: &mut R) ->
     // Personalised recall: a subcategory by softmax of the user's taste, then an item by popularity.
     let u = &w.users[user as usize];
     let mut acc = 0.0;
-    let sub_cum: Vec<f64> = u.sub_taste.iter().map(|t| {
-        acc += (1.5 * t).exp();
-        acc
-    }).collect();
+    let sub_cum: Vec<f64> = u
+        .sub_taste
+        .iter()
+        .map(|t| {
+            acc += (1.5 * t).exp();
+            acc
+        })
+        .collect();
     for _ in 0..w.policy.personal_candidates {
         let Some(s) = draw_cum(rng, &sub_cum, sub_cum.len()) else { break };
         let (ids, cum) = &w.sub_items[s];
@@ -71,7 +75,9 @@ pub(crate) fn policy_page<R: Rng>(w: &World, user: u32, cands: &[u32], rng: &mut
         .map(|&i| {
             let noise = p.taste_noise * std_normal(rng);
             let gumbel = -(-(rng.random::<f64>().max(1e-300)).ln()).ln();
-            let s = p.pop_weight * w.items[i as usize].log_popularity + p.taste_weight * (w.taste(user, i) + noise) + gumbel;
+            let s = p.pop_weight * w.items[i as usize].log_popularity
+                + p.taste_weight * (w.taste(user, i) + noise)
+                + gumbel;
             (s, i)
         })
         .collect();
@@ -160,7 +166,15 @@ mod tests {
 
     #[test]
     fn pages_hold_distinct_available_items() {
-        let w = World::generate(&WorldConfig { users: 50, items: 300, days: 20, seed: 3, eval_days: 2, ..WorldConfig::default() }).unwrap();
+        let w = World::generate(&WorldConfig {
+            users: 50,
+            items: 300,
+            days: 20,
+            seed: 3,
+            eval_days: 2,
+            ..WorldConfig::default()
+        })
+        .unwrap();
         let mut rng = rng_for(9, 9);
         for day in [0, 10, 19] {
             for u in 0..50 {
@@ -178,7 +192,15 @@ mod tests {
     #[test]
     fn policy_prefers_the_users_taste() {
         // Mean taste of shown items beats the mean taste of random available items.
-        let w = World::generate(&WorldConfig { users: 100, items: 500, days: 5, seed: 5, eval_days: 1, ..WorldConfig::default() }).unwrap();
+        let w = World::generate(&WorldConfig {
+            users: 100,
+            items: 500,
+            days: 5,
+            seed: 5,
+            eval_days: 1,
+            ..WorldConfig::default()
+        })
+        .unwrap();
         let mut rng = rng_for(2, 2);
         let (mut shown, mut n_shown, mut all, mut n_all) = (0.0, 0.0, 0.0, 0.0);
         for u in 0..100 {

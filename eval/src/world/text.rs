@@ -123,7 +123,10 @@ mod tests {
                 let (lo, hi) = taxonomy::tier_band(sub, tier);
                 for _ in 0..20 {
                     let p = price_tenths(&mut rng, sub, tier) as f64 / 10.0;
-                    assert!(p >= lo * 0.85 - 1.0 && p <= hi * 1.1 + 1.0, "sub {sub} tier {tier}: {p} not in {lo}..{hi}");
+                    assert!(
+                        p >= lo * 0.85 - 1.0 && p <= hi * 1.1 + 1.0,
+                        "sub {sub} tier {tier}: {p} not in {lo}..{hi}"
+                    );
                 }
             }
         }
