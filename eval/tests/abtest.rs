@@ -186,6 +186,10 @@ fn oracle_beats_random_significantly() {
     let auc = c.total_lift(Metric::Auc).unwrap().lift.unwrap();
     assert!(auc.control > 0.4 && auc.control < 0.6, "random arm AUC {}", auc.control);
     assert!(auc.treatment > 0.6 && auc.abs_diff > 0.1, "{auc:?}");
+    let uauc = c.total_lift(Metric::Uauc).unwrap();
+    assert!(uauc.significant && uauc.lift.unwrap().abs_diff > 0.05, "{uauc:?}");
+    let ua = r.arms[1].total.user_auc.unwrap();
+    assert!(ua.users > 0 && ua.uauc > 0.5 && ua.wuauc > 0.5, "{ua:?}");
     assert!(!r.srm.as_ref().unwrap().mismatch);
     // Segments are populated and proportions sum to 1.
     let sum: f64 = r.segment_proportions.users.iter().map(|s| s.proportion).sum();
@@ -214,8 +218,8 @@ fn aa_false_positive_rate_is_about_alpha() {
     let env = Arc::new(ToyEnv::new(&ToyConfig { users: 4000, items: 200, dim: 4, categories: 8, activity: 0.5, ..ToyConfig::default() }));
     let policy: Arc<dyn abtest::Arm> = Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue));
     let arms = ArmSpec::aa(0.2, policy);
-    let metrics = [Metric::Ctr, Metric::Cvr, Metric::RevenuePerUser];
-    let mut fp = [0usize; 3];
+    let metrics = [Metric::Ctr, Metric::Cvr, Metric::RevenuePerUser, Metric::Uauc];
+    let mut fp = [0usize; 4];
     let mut srm_alarms = 0;
     let seeds = 200;
     for seed in 0..seeds {
@@ -235,7 +239,7 @@ fn aa_false_positive_rate_is_about_alpha() {
         }
         srm_alarms += r.srm.as_ref().is_some_and(|s| s.mismatch) as usize;
     }
-    eprintln!("A/A false positives over {seeds} seeds (CTR, CVR, revenue/user): {fp:?}; SRM alarms {srm_alarms}");
+    eprintln!("A/A false positives over {seeds} seeds (CTR, CVR, revenue/user, UAUC): {fp:?}; SRM alarms {srm_alarms}");
     for (k, m) in metrics.iter().enumerate() {
         assert!((2..=20).contains(&fp[k]), "{m:?}: {} false positives of {seeds}", fp[k]);
     }

@@ -136,12 +136,10 @@ impl FittedOracle {
         if log.rows.is_empty() || users == 0 || items == 0 {
             return Err(Error::Invalid(format!("fitted oracle `{name}`: the log is empty")));
         }
-        if let Some(p) = prices {
-            if p.len() != items as usize {
-                return Err(Error::Invalid(format!("fitted oracle `{name}`: {} prices for {items} items", p.len())));
-            }
+        if let Some(p) = prices.filter(|p| p.len() != items as usize) {
+            return Err(Error::Invalid(format!("fitted oracle `{name}`: {} prices for {items} items", p.len())));
         }
-        if cfg.dim == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0) {
+        if cfg.dim == 0 || cfg.epochs == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
             return Err(Error::Invalid(format!("fitted oracle `{name}`: dim, epochs and lr must be positive")));
         }
         // Deduplicated (user, item) → converted; the last rating of a pair wins.

@@ -5,7 +5,7 @@
 use super::EnvKind;
 use super::sim::{Mode, PositionBias, RetrievalConfig};
 use super::split::Split;
-use super::stats::{Auc, Lift, Srm};
+use super::stats::{Auc, Lift, Srm, UserAuc};
 use crate::segment::{Segment, Thresholds};
 use crate::{Error, Result, atomic};
 use serde::{Deserialize, Serialize};
@@ -163,6 +163,8 @@ pub struct SliceMetrics {
     pub conversions_per_user: Option<f64>,
     /// AUC of the arm's scores on its own impressions with conversion labels (`None`: one class).
     pub auc: Option<Auc>,
+    /// Per-user AUC, uniform (UAUC) and impression-weighted (WUAUC), on the same impressions.
+    pub user_auc: Option<UserAuc>,
 }
 
 /// One arm's metrics.
@@ -196,6 +198,10 @@ pub enum Metric {
     ConversionsPerUser,
     /// AUC of each arm's scores (absolute difference).
     Auc,
+    /// Uniform per-user AUC (absolute difference).
+    Uauc,
+    /// Impression-weighted per-user AUC (absolute difference).
+    Wuauc,
 }
 
 impl Metric {
@@ -207,11 +213,13 @@ impl Metric {
             Metric::RevenuePerUser => "revenue / user",
             Metric::ConversionsPerUser => "conversions / user",
             Metric::Auc => "AUC (Δ abs.)",
+            Metric::Uauc => "UAUC (Δ abs.)",
+            Metric::Wuauc => "WUAUC (Δ abs.)",
         }
     }
     /// Whether the lift is relative (else an absolute difference).
     pub fn relative(self) -> bool {
-        self != Metric::Auc
+        !matches!(self, Metric::Auc | Metric::Uauc | Metric::Wuauc)
     }
 }
 
@@ -369,13 +377,13 @@ impl Report {
             );
         }
         let _ = writeln!(s, "## Arms (whole experiment)\n");
-        let _ = writeln!(s, "| arm | users | requests | impressions | clicks | conversions | CTR | CVR | revenue/user | AUC |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "| arm | users | requests | impressions | clicks | conversions | CTR | CVR | revenue/user | AUC | UAUC | WUAUC |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for a in &self.arms {
             let t = &a.total;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 a.name,
                 t.users,
                 t.requests,
@@ -385,7 +393,9 @@ impl Report {
                 fmt_opt(t.ctr, 4),
                 fmt_opt(t.cvr, 4),
                 fmt_opt(t.revenue_per_user, 3),
-                fmt_opt(t.auc.map(|x| x.value), 4)
+                fmt_opt(t.auc.map(|x| x.value), 4),
+                fmt_opt(t.user_auc.map(|x| x.uauc), 4),
+                fmt_opt(t.user_auc.map(|x| x.wuauc), 4)
             );
         }
         for c in &self.comparisons {
@@ -410,8 +420,12 @@ impl Report {
                 );
             }
             let _ = writeln!(s, "\n### Per segment (Table 7 layout)\n");
-            let _ = writeln!(s, "| segment | proportion | {} AUC | {} AUC | ΔAUC [CI] | revenue/user lift [CI] | CTR lift [CI] |", c.control, c.treatment);
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| segment | proportion | {0} AUC | {1} AUC | ΔAUC [CI] | {0} UAUC | {1} UAUC | ΔUAUC [CI] | revenue/user lift [CI] | CTR lift [CI] |",
+                c.control, c.treatment
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
             for (kind, lifts, props) in [
                 ("users", &c.user_segments, &self.segment_proportions.users),
                 ("items", &c.item_segments, &self.segment_proportions.items),
@@ -419,14 +433,18 @@ impl Report {
                 for (i, sl) in lifts.iter().enumerate() {
                     let prop = props.get(i).map_or(0.0, |p| p.proportion);
                     let auc = find(&sl.lifts, Metric::Auc).and_then(|m| m.lift);
+                    let uauc = find(&sl.lifts, Metric::Uauc).and_then(|m| m.lift);
                     let _ = writeln!(
                         s,
-                        "| {kind}: {} | {:.1}% | {} | {} | {} | {} | {} |",
+                        "| {kind}: {} | {:.1}% | {} | {} | {} | {} | {} | {} | {} | {} |",
                         props.get(i).map_or(Segment::ALL[i], |p| p.segment),
                         100.0 * prop,
                         fmt_opt(auc.map(|a| a.control), 4),
                         fmt_opt(auc.map(|a| a.treatment), 4),
                         fmt_lift(Metric::Auc, &auc),
+                        fmt_opt(uauc.map(|a| a.control), 4),
+                        fmt_opt(uauc.map(|a| a.treatment), 4),
+                        fmt_lift(Metric::Uauc, &uauc),
                         find(&sl.lifts, Metric::RevenuePerUser).map_or("n/a".into(), |m| fmt_lift(m.metric, &m.lift)),
                         find(&sl.lifts, Metric::Ctr).map_or("n/a".into(), |m| fmt_lift(m.metric, &m.lift)),
                     );
@@ -506,12 +524,12 @@ impl Report {
                 if srm.mismatch { "<b>MISMATCH: the split is broken</b>" } else { "ok" }
             );
         }
-        let _ = write!(h, "<h2>Arms (whole experiment)</h2><table><tr><th>arm</th><th>users</th><th>requests</th><th>impressions</th><th>clicks</th><th>conversions</th><th>CTR</th><th>CVR</th><th>revenue/user</th><th>AUC</th></tr>");
+        let _ = write!(h, "<h2>Arms (whole experiment)</h2><table><tr><th>arm</th><th>users</th><th>requests</th><th>impressions</th><th>clicks</th><th>conversions</th><th>CTR</th><th>CVR</th><th>revenue/user</th><th>AUC</th><th>UAUC</th><th>WUAUC</th></tr>");
         for a in &self.arms {
             let t = &a.total;
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&a.name),
                 t.users,
                 t.requests,
@@ -521,7 +539,9 @@ impl Report {
                 fmt_opt(t.ctr, 4),
                 fmt_opt(t.cvr, 4),
                 fmt_opt(t.revenue_per_user, 3),
-                fmt_opt(t.auc.map(|x| x.value), 4)
+                fmt_opt(t.auc.map(|x| x.value), 4),
+                fmt_opt(t.user_auc.map(|x| x.uauc), 4),
+                fmt_opt(t.user_auc.map(|x| x.wuauc), 4)
             );
         }
         let _ = write!(h, "</table>");
@@ -557,7 +577,7 @@ impl Report {
                 h.push_str(&svg_band_chart(&format!("{} — daily", m.metric_title()), &pts, m.relative()));
             }
             let _ = write!(h, "</div><h3>Per segment</h3><div class=\"charts\">");
-            for m in [Metric::RevenuePerUser, Metric::Auc] {
+            for m in [Metric::RevenuePerUser, Metric::Auc, Metric::Uauc] {
                 let mut bars = Vec::new();
                 for (kind, lifts) in [("user", &c.user_segments), ("item", &c.item_segments)] {
                     for sl in lifts.iter() {
@@ -570,22 +590,26 @@ impl Report {
                 }
                 h.push_str(&svg_bar_chart(&format!("{} — per segment", m.metric_title()), &bars, m.relative()));
             }
-            let _ = write!(h, "</div><h3>Table 7 layout</h3><table><tr><th>segment</th><th>proportion</th><th>{} AUC</th><th>{} AUC</th><th>ΔAUC [CI]</th><th>revenue/user lift [CI]</th><th>CTR lift [CI]</th><th>CVR lift [CI]</th></tr>", esc(&c.control), esc(&c.treatment));
+            let _ = write!(h, "</div><h3>Table 7 layout</h3><table><tr><th>segment</th><th>proportion</th><th>{0} AUC</th><th>{1} AUC</th><th>ΔAUC [CI]</th><th>{0} UAUC</th><th>{1} UAUC</th><th>ΔUAUC [CI]</th><th>revenue/user lift [CI]</th><th>CTR lift [CI]</th><th>CVR lift [CI]</th></tr>", esc(&c.control), esc(&c.treatment));
             for (kind, lifts, props) in [
                 ("users", &c.user_segments, &self.segment_proportions.users),
                 ("items", &c.item_segments, &self.segment_proportions.items),
             ] {
                 for (i, sl) in lifts.iter().enumerate() {
                     let auc = find(&sl.lifts, Metric::Auc).and_then(|m| m.lift);
+                    let uauc = find(&sl.lifts, Metric::Uauc).and_then(|m| m.lift);
                     let f = |m: Metric| find(&sl.lifts, m).map_or("n/a".into(), |x| fmt_lift(m, &x.lift));
                     let _ = write!(
                         h,
-                        "<tr><td>{kind}: {}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        "<tr><td>{kind}: {}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                         props.get(i).map_or(Segment::ALL[i], |p| p.segment),
                         100.0 * props.get(i).map_or(0.0, |p| p.proportion),
                         fmt_opt(auc.map(|a| a.control), 4),
                         fmt_opt(auc.map(|a| a.treatment), 4),
                         fmt_lift(Metric::Auc, &auc),
+                        fmt_opt(uauc.map(|a| a.control), 4),
+                        fmt_opt(uauc.map(|a| a.treatment), 4),
+                        fmt_lift(Metric::Uauc, &uauc),
                         f(Metric::RevenuePerUser),
                         f(Metric::Ctr),
                         f(Metric::Cvr)
@@ -606,7 +630,12 @@ impl Report {
 
 impl Metric {
     fn metric_title(self) -> String {
-        if self.relative() { format!("{} lift (%)", self.label()) } else { "AUC difference (treatment − control)".into() }
+        match self {
+            Metric::Auc => "AUC difference (treatment − control)".into(),
+            Metric::Uauc => "UAUC difference (treatment − control)".into(),
+            Metric::Wuauc => "WUAUC difference (treatment − control)".into(),
+            m => format!("{} lift (%)", m.label()),
+        }
     }
 }
 

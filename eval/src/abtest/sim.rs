@@ -181,7 +181,7 @@ impl Counts {
             Metric::Cvr => (self.clicks, self.convs),
             Metric::RevenuePerUser => (1.0, self.revenue),
             Metric::ConversionsPerUser => (1.0, self.convs),
-            Metric::Auc => (0.0, 0.0),
+            Metric::Auc | Metric::Uauc | Metric::Wuauc => (0.0, 0.0),
         }
     }
 }
@@ -214,6 +214,7 @@ impl Acc {
 /// One shown impression, kept for the AUC of the arm's scores.
 #[derive(Debug, Clone, Copy)]
 struct Imp {
+    user: u32,
     score: f32,
     conv: bool,
     day: u32,
@@ -496,7 +497,7 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
                 t.1[s].add(&ud.by_iseg[s]);
             }
             let useg = user_seg[ud.user as usize];
-            imps[a].extend(ud.imps.iter().map(|&(score, conv, iseg)| Imp { score, conv, day, useg, iseg }));
+            imps[a].extend(ud.imps.iter().map(|&(score, conv, iseg)| Imp { user: ud.user, score, conv, day, useg, iseg }));
         }
         candidates_total += ctx.available.len().min(cfg.retrieval.total) as u64 * accs.iter().map(|a| a.sum.requests as u64).sum::<u64>();
         day_accs.push(accs);
@@ -549,7 +550,8 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         let im = &imps[a];
         let auc_of = |f: &dyn Fn(&Imp) -> bool| {
             let (s, l): (Vec<f32>, Vec<bool>) = im.iter().filter(|x| f(x)).map(|x| (x.score, x.conv)).unzip();
-            stats::auc(&s, &l)
+            let mut rec: Vec<(u32, f32, bool)> = im.iter().filter(|x| f(x)).map(|x| (x.user, x.score, x.conv)).collect();
+            (stats::auc(&s, &l), stats::user_auc(&mut rec))
         };
         let total = slice_metrics(Slice::Total, &tot_accs[a], auc_of(&|_| true));
         let days = (0..cfg.days)
@@ -577,7 +579,7 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     // Comparisons of each treatment against the control (arm 0).
     let mut comparisons = Vec::new();
     for t in 1..n_arms {
-        let lifts_of = |c: &Acc, tr: &Acc, ca: Option<stats::Auc>, ta: Option<stats::Auc>| -> Vec<MetricLift> {
+        let lifts_of = |c: &Acc, tr: &Acc, cm: &SliceMetrics, tm: &SliceMetrics| -> Vec<MetricLift> {
             let mut v: Vec<MetricLift> = RATIO_METRICS
                 .iter()
                 .map(|&m| {
@@ -588,18 +590,23 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
                     MetricLift::new(m, lift, cfg.alpha)
                 })
                 .collect();
-            let auc_lift = match (ca, ta) {
+            let auc_lift = match (cm.auc, tm.auc) {
                 (Some(c), Some(t)) => stats::absolute_diff((c.value, c.se * c.se), (t.value, t.se * t.se), cfg.alpha),
                 _ => None,
             };
             v.push(MetricLift::new(Metric::Auc, auc_lift, cfg.alpha));
+            let (cu, tu) = (cm.user_auc, tm.user_auc);
+            let uauc = cu.zip(tu).and_then(|(c, t)| stats::absolute_diff((c.uauc, c.uauc_se.powi(2)), (t.uauc, t.uauc_se.powi(2)), cfg.alpha));
+            v.push(MetricLift::new(Metric::Uauc, uauc, cfg.alpha));
+            let wuauc = cu.zip(tu).and_then(|(c, t)| stats::absolute_diff((c.wuauc, c.wuauc_se.powi(2)), (t.wuauc, t.wuauc_se.powi(2)), cfg.alpha));
+            v.push(MetricLift::new(Metric::Wuauc, wuauc, cfg.alpha));
             v
         };
         let (ca, ta) = (&arm_reports[0], &arm_reports[t]);
-        let mut total = lifts_of(&tot_accs[0], &tot_accs[t], ca.total.auc, ta.total.auc);
+        let mut total = lifts_of(&tot_accs[0], &tot_accs[t], &ca.total, &ta.total);
         if cfg.bootstrap > 0 {
             for ml in total.iter_mut() {
-                if ml.metric != Metric::Auc {
+                if ml.metric.relative() {
                     ml.bootstrap = bootstrap(&arm_users[0], &arm_users[t], ml.metric, cfg.bootstrap, cfg.alpha, cfg.seed ^ t as u64);
                 }
             }
@@ -607,19 +614,19 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         let days = (0..cfg.days as usize)
             .map(|d| SliceLifts {
                 slice: Slice::Day { day: cfg.start_day + d as u32 },
-                lifts: lifts_of(&day_accs[d][0], &day_accs[d][t], ca.days[d].auc, ta.days[d].auc),
+                lifts: lifts_of(&day_accs[d][0], &day_accs[d][t], &ca.days[d], &ta.days[d]),
             })
             .collect();
         let user_segments = (0..3)
             .map(|s| SliceLifts {
                 slice: Slice::UserSegment { segment: Segment::ALL[s] },
-                lifts: lifts_of(&useg_accs[0][s], &useg_accs[t][s], ca.user_segments[s].auc, ta.user_segments[s].auc),
+                lifts: lifts_of(&useg_accs[0][s], &useg_accs[t][s], &ca.user_segments[s], &ta.user_segments[s]),
             })
             .collect();
         let item_segments = (0..3)
             .map(|s| SliceLifts {
                 slice: Slice::ItemSegment { segment: Segment::ALL[s] },
-                lifts: lifts_of(&iseg_accs[0][s], &iseg_accs[t][s], ca.item_segments[s].auc, ta.item_segments[s].auc),
+                lifts: lifts_of(&iseg_accs[0][s], &iseg_accs[t][s], &ca.item_segments[s], &ta.item_segments[s]),
             })
             .collect();
         comparisons.push(Comparison { control: ca.name.clone(), treatment: ta.name.clone(), total, days, user_segments, item_segments });
@@ -650,13 +657,11 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
                 .into(),
         );
     }
-    if let Some(s) = &srm {
-        if s.mismatch {
-            notes.push(format!(
-                "SAMPLE RATIO MISMATCH (chi-square p = {:.2e}): assigned user counts do not match the configured shares; do not trust the lifts.",
-                s.p_value
-            ));
-        }
+    if let Some(s) = srm.as_ref().filter(|s| s.mismatch) {
+        notes.push(format!(
+            "SAMPLE RATIO MISMATCH (chi-square p = {:.2e}): assigned user counts do not match the configured shares; do not trust the lifts.",
+            s.p_value
+        ));
     }
     if cfg.mode == Mode::Aa {
         notes.push(format!(
@@ -665,8 +670,8 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         ));
     }
     notes.push(
-        "AUC standard errors (DeLong) treat impressions as independent and are optimistic; ratio-metric CIs use the delta method \
-         over users, the randomisation unit."
+        "AUC standard errors (DeLong) treat impressions as independent and are optimistic; UAUC/WUAUC and ratio-metric CIs are \
+         over users, the randomisation unit (delta method)."
             .into(),
     );
     Ok(Report {
@@ -708,7 +713,7 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     })
 }
 
-fn slice_metrics(slice: Slice, acc: &Acc, auc: Option<stats::Auc>) -> SliceMetrics {
+fn slice_metrics(slice: Slice, acc: &Acc, (auc, user_auc): (Option<stats::Auc>, Option<stats::UserAuc>)) -> SliceMetrics {
     SliceMetrics {
         slice,
         users: acc.users,
@@ -722,6 +727,7 @@ fn slice_metrics(slice: Slice, acc: &Acc, auc: Option<stats::Auc>) -> SliceMetri
         revenue_per_user: acc.ratio(Metric::RevenuePerUser).map(|r| r.0),
         conversions_per_user: acc.ratio(Metric::ConversionsPerUser).map(|r| r.0),
         auc,
+        user_auc,
     }
 }
 
