@@ -1,9 +1,7 @@
 //! Times the readers, the sequence split and the stats on MovieLens-1M (or on a dataset
 //! directory given as the first argument): `cargo run -p learnrec-eval --example bench_readers`.
 
-use learnrec_eval::data::reader::{
-    CatalogOptions, InteractionOptions, dataset_files, read_catalog, read_interactions,
-};
+use learnrec_eval::data::reader::{CatalogOptions, InteractionOptions, dataset_files, read_catalog, read_interactions};
 use learnrec_eval::split::{SequenceSplit, boundary_before_end, user_sequences};
 use learnrec_eval::stats::{StatsConfig, dataset_stats};
 use std::time::Instant;
@@ -19,7 +17,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("read_catalog       {:>8.3} s  {} items", t.elapsed().as_secs_f64(), catalog.len());
     let t = Instant::now();
     let log = read_interactions(&inter_path, Some(&catalog), &InteractionOptions::default())?;
-    println!("read_interactions  {:>8.3} s  {} rows, {} users", t.elapsed().as_secs_f64(), log.rows.len(), log.users.len());
+    println!(
+        "read_interactions  {:>8.3} s  {} rows, {} users",
+        t.elapsed().as_secs_f64(),
+        log.rows.len(),
+        log.users.len()
+    );
     let boundary = boundary_before_end(&log, 30).ok_or("empty log")?;
     let t = Instant::now();
     let seqs = user_sequences(&log, &SequenceSplit::paper(boundary));

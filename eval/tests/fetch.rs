@@ -3,8 +3,8 @@
 
 use learnrec_eval::Error;
 use learnrec_eval::assets::{
-    self, Asset, AssetFile, AssetSpec, Client, FetchOutcome, Package, PackageClients, Piece, fetch_spec,
-    sha256_file, verify_spec,
+    self, Asset, AssetFile, AssetSpec, Client, FetchOutcome, Package, PackageClients, Piece, fetch_spec, sha256_file,
+    verify_spec,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -216,7 +216,14 @@ fn real_clients_extract_local_archives() {
     std::fs::create_dir_all(d.path().join("src/package/models")).unwrap();
     std::fs::write(d.path().join("src/package/models/tokenizer.json"), b"{}").unwrap();
     let tgz = d.path().join("p-1.0.tgz");
-    let ok = std::process::Command::new("tar").arg("-czf").arg(&tgz).arg("-C").arg(d.path().join("src")).arg("package").status().unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(d.path().join("src"))
+        .arg("package")
+        .status()
+        .unwrap();
     assert!(ok.success());
     let npm = Package::Npm { name: "p".into(), version: "1.0".into() };
     let out = d.path().join("tok.json");

@@ -1,12 +1,12 @@
 //! Readers: good paths on small fixtures (world CSV, RecBole atomic, JSON Lines), every bad input
 //! the readers must name (file, line, field), and MovieLens-1M when it has been fetched.
 
+use learnrec_eval::Error;
 use learnrec_eval::data::reader::{
     CatalogColumn, CatalogOptions, Format, InteractionColumn, InteractionOptions, UnknownItems, read_catalog,
     read_dataset_dir, read_interactions, read_interactions_report,
 };
 use learnrec_eval::data::{Action, Catalog};
-use learnrec_eval::Error;
 use std::path::{Path, PathBuf};
 
 fn fixture(p: &str) -> PathBuf {
@@ -112,9 +112,13 @@ fn jsonl_catalog_and_log_with_column_map() {
     assert_eq!(c.items[1].extra.get("origin").map(String::as_str), Some("EC"));
     assert!(!c.items[0].extra.contains_key("origin"));
 
-    let inter = write(&dir, "log.ndjson", br#"{"who": "x", "item": "b", "t": 5}
+    let inter = write(
+        &dir,
+        "log.ndjson",
+        br#"{"who": "x", "item": "b", "t": 5}
 {"who": "y", "item": "a", "t": 3.0}
-"#);
+"#,
+    );
     let mut io = InteractionOptions::default();
     io.columns.insert(InteractionColumn::User, "who".into());
     io.columns.insert(InteractionColumn::Timestamp, "t".into());
@@ -157,7 +161,13 @@ fn error_missing_column() {
 fn error_unparsable_number() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(&dir, "cat.csv", b"item_id,title,price\na,A,1.5\nb,B,abc\n");
-    assert_parse(read_catalog(&p, &CatalogOptions::default()).unwrap_err(), "cat.csv", 3, "price", "cannot parse `abc`");
+    assert_parse(
+        read_catalog(&p, &CatalogOptions::default()).unwrap_err(),
+        "cat.csv",
+        3,
+        "price",
+        "cannot parse `abc`",
+    );
     let p = write(&dir, "inter.tsv", b"user_id\titem_id\ttimestamp\nu\ta\t1\nu\ta\tyesterday\n");
     assert_parse(
         read_interactions(&p, None, &InteractionOptions::default()).unwrap_err(),
@@ -188,13 +198,7 @@ fn error_ragged_row() {
         "ragged row: expected 3 fields, found 2",
     );
     let p = write(&dir, "cat.item", b"item_id:token\ttitle:token\na\tA\tsurplus\n");
-    assert_parse(
-        read_catalog(&p, &CatalogOptions::default()).unwrap_err(),
-        "cat.item",
-        2,
-        "extra field 3",
-        "found 3",
-    );
+    assert_parse(read_catalog(&p, &CatalogOptions::default()).unwrap_err(), "cat.item", 2, "extra field 3", "found 3");
 }
 
 #[test]
@@ -238,7 +242,13 @@ fn error_non_utf8() {
     let p = write(&dir, "cat.csv", b"item_id,title\na,ok\nb,caf\xe9\n");
     assert_parse(read_catalog(&p, &CatalogOptions::default()).unwrap_err(), "cat.csv", 3, "title", "not valid UTF-8");
     let p = write(&dir, "cat.jsonl", b"{\"item_id\": \"a\"}\n{\"item_id\": \"\xff\"}\n");
-    assert_parse(read_catalog(&p, &CatalogOptions::default()).unwrap_err(), "cat.jsonl", 2, "(line)", "not valid UTF-8");
+    assert_parse(
+        read_catalog(&p, &CatalogOptions::default()).unwrap_err(),
+        "cat.jsonl",
+        2,
+        "(line)",
+        "not valid UTF-8",
+    );
 }
 
 #[test]
@@ -266,9 +276,21 @@ fn error_bad_action_empty_id_bad_json() {
         "unknown action `like`",
     );
     let p = write(&dir, "i2.csv", b"user_id,item_id,timestamp\n,a,1\n");
-    assert_parse(read_interactions(&p, None, &InteractionOptions::default()).unwrap_err(), "i2.csv", 2, "user_id", "empty value");
+    assert_parse(
+        read_interactions(&p, None, &InteractionOptions::default()).unwrap_err(),
+        "i2.csv",
+        2,
+        "user_id",
+        "empty value",
+    );
     let p = write(&dir, "i3.csv", b"user_id,item_id,timestamp,action\nu,a,1,rating\n");
-    assert_parse(read_interactions(&p, None, &InteractionOptions::default()).unwrap_err(), "i3.csv", 2, "value", "needs a value");
+    assert_parse(
+        read_interactions(&p, None, &InteractionOptions::default()).unwrap_err(),
+        "i3.csv",
+        2,
+        "value",
+        "needs a value",
+    );
     let p = write(&dir, "c.jsonl", b"{\"item_id\": \"a\"}\n{\"item_id\": \n");
     assert_parse(read_catalog(&p, &CatalogOptions::default()).unwrap_err(), "c.jsonl", 2, "(json)", "EOF");
     let p = write(&dir, "d.csv", b"item_id,title,Title\na,b,c\n");

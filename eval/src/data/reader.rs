@@ -313,9 +313,9 @@ impl Row<'_> {
         match &self.data {
             RowData::Bytes(rec) => match rec.get(col) {
                 None => Ok(None),
-                Some(b) => std::str::from_utf8(b).map(Some).map_err(|e| {
-                    self.err(col, format!("not valid UTF-8 (byte {} of the field)", e.valid_up_to()))
-                }),
+                Some(b) => std::str::from_utf8(b)
+                    .map(Some)
+                    .map_err(|e| self.err(col, format!("not valid UTF-8 (byte {} of the field)", e.valid_up_to()))),
             },
             RowData::Json(vals) => Ok(vals.get(col).and_then(|v| v.as_deref())),
         }
@@ -624,10 +624,9 @@ pub fn read_catalog(path: impl AsRef<Path>, opts: &CatalogOptions) -> Result<Cat
         };
         let item_id = row.required(id)?.trim();
         if let Some(prev) = ids.get(item_id) {
-            return Err(row.err(
-                id,
-                format!("duplicate item id `{item_id}` (first at line {})", first_line[prev as usize]),
-            ));
+            return Err(
+                row.err(id, format!("duplicate item id `{item_id}` (first at line {})", first_line[prev as usize]))
+            );
         }
         ids.intern(item_id);
         first_line.push(row.line);
@@ -650,7 +649,8 @@ pub fn read_catalog(path: impl AsRef<Path>, opts: &CatalogOptions) -> Result<Cat
         };
         for &c in &extra {
             if let Some(v) = row.get(c)? {
-                let v = if is_list[c] { v.split_whitespace().collect::<Vec<_>>().join(", ") } else { v.trim().to_owned() };
+                let v =
+                    if is_list[c] { v.split_whitespace().collect::<Vec<_>>().join(", ") } else { v.trim().to_owned() };
                 item.extra.insert(row.header[c].name.clone(), v);
             }
         }
