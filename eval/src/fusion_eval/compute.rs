@@ -178,13 +178,13 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
                     }
                     r += 1;
                 }
-                for g in 0..G {
-                    u2[g] += 2 * negb[g] * p[g] + p[g] * q[g];
+                for (g, x) in u2.iter_mut().enumerate() {
+                    *x += 2 * negb[g] * p[g] + p[g] * q[g];
                     negb[g] += q[g];
                 }
             }
-            for g in 0..G {
-                out.u2[base + g * m + j] = u2[g];
+            for (g, &x) in u2.iter().enumerate() {
+                out.u2[base + g * m + j] = x;
             }
         }
         out.key.push(key);
@@ -268,8 +268,8 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
     // Per bin: exact counts per low key.
     let mut bins: Vec<(usize, &mut [u32])> = Vec::new();
     let mut rest: &mut [u32] = &mut lo;
-    for b in 0..BINS {
-        let len = hist[b] as usize;
+    for (b, &h) in hist.iter().enumerate() {
+        let len = h as usize;
         if len == 0 {
             continue;
         }

@@ -163,18 +163,18 @@ pub fn evaluate(p: &Predictions, opt: &Options) -> Result<Report> {
             return Err(bad(what, l));
         }
     }
-    if let Some(w) = &p.weights {
-        if let Some(i) = w.iter().position(|x| !x.is_finite() || *x < 0.0) {
-            return Err(Error::Invalid(format!("predictions: weight of row {i} is not finite and ≥ 0")));
-        }
+    if let Some(w) = &p.weights
+        && let Some(i) = w.iter().position(|x| !x.is_finite() || *x < 0.0)
+    {
+        return Err(Error::Invalid(format!("predictions: weight of row {i} is not finite and ≥ 0")));
     }
     let m = names.len();
     let layout = Layout { m, weight: p.weights.is_some(), bits: Layout::bits_for(n as u64) };
     let mut sink = Sink::new(layout);
     let mut sc = vec![0f32; m];
     for r in 0..n {
-        for j in 0..m {
-            sc[j] = p.scores[j].1[r];
+        for (x, (_, s)) in sc.iter_mut().zip(&p.scores) {
+            *x = s[r];
         }
         let is = p.item_segments.as_ref().map_or(NONE, |v| seg_code(v[r]));
         let us = p.user_segments.as_ref().map_or(NONE, |v| seg_code(v[r]));
@@ -227,10 +227,10 @@ fn state(
 }
 
 fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>, u64)> {
-    if let Some((i, n)) = input.shard {
-        if n == 0 || i >= n {
-            return Err(Error::Invalid(format!("--shard {i}/{n}: need 0 ≤ I < N")));
-        }
+    if let Some((i, n)) = input.shard
+        && (n == 0 || i >= n)
+    {
+        return Err(Error::Invalid(format!("--shard {i}/{n}: need 0 ≤ I < N")));
     }
     let history = match &input.history {
         Some(h) => Some(read_history(h, input.user_activity)?),

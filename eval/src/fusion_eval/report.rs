@@ -21,6 +21,17 @@ pub enum SegmentSource {
     History,
 }
 
+impl SegmentSource {
+    /// `none`, `column` or `history`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentSource::None => "none",
+            SegmentSource::Column => "column",
+            SegmentSource::History => "history",
+        }
+    }
+}
+
 /// Which rows and users a group covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "segment")]
@@ -486,8 +497,8 @@ impl Report {
         if !self.segments.is_empty() {
             let _ = writeln!(
                 o,
-                "\nTable 7 — per segment (users: {:?}, items: {:?}; thresholds: user long-tail ≤ {}, item long-tail ≤ {})",
-                self.user_segments, self.item_segments, self.thresholds.user_long_tail_max, self.thresholds.item_long_tail_max
+                "\nTable 7 — per segment (user segments: {}, item segments: {}; thresholds: user long-tail ≤ {}, item long-tail ≤ {})",
+                self.user_segments.name(), self.item_segments.name(), self.thresholds.user_long_tail_max, self.thresholds.item_long_tail_max
             );
             let _ = writeln!(
                 o,

@@ -198,10 +198,10 @@ impl Sink {
             blk.weights.push(weight);
         }
         self.rows += 1;
-        if blk.keys.len() == BLOCK {
-            if let Some(full) = self.open[b].take() {
-                self.full.push((b, full));
-            }
+        if blk.keys.len() == BLOCK
+            && let Some(full) = self.open[b].take()
+        {
+            self.full.push((b, full));
         }
     }
 

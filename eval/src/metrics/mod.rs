@@ -201,13 +201,22 @@ pub struct UserAucSummary {
     pub users_skipped: u64,
 }
 
-/// Per-user AUC of every user (in order of first appearance): `(user, rows, positives, AUC)`,
-/// AUC `None` for one-class users. Errors as [`auc`].
+/// One user's AUC.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UserAuc<U> {
+    pub user: U,
+    pub rows: u64,
+    pub positives: u64,
+    /// `None` for a one-class user (undefined).
+    pub auc: Option<f64>,
+}
+
+/// Per-user AUC of every user, in order of first appearance. Errors as [`auc`].
 pub fn per_user_auc<U: Hash + Eq + Copy, S: ScoreKey>(
     users: &[U],
     labels: &[bool],
     scores: &[S],
-) -> Result<Vec<(U, u64, u64, Option<f64>)>> {
+) -> Result<Vec<UserAuc<U>>> {
     if users.len() != labels.len() || labels.len() != scores.len() {
         return Err(Error::Invalid(format!(
             "user_auc: {} users, {} labels, {} scores",
@@ -217,7 +226,8 @@ pub fn per_user_auc<U: Hash + Eq + Copy, S: ScoreKey>(
         )));
     }
     let mut index: HashMap<U, usize> = HashMap::new();
-    let mut groups: Vec<(U, Vec<(S::Key, bool)>)> = Vec::new();
+    type Group<U, K> = (U, Vec<(K, bool)>);
+    let mut groups: Vec<Group<U, S::Key>> = Vec::new();
     for i in 0..users.len() {
         if !scores[i].is_finite_score() {
             return Err(Error::Invalid(format!("user_auc: score {i} is not finite (NaN or Inf)")));
@@ -233,7 +243,7 @@ pub fn per_user_auc<U: Hash + Eq + Copy, S: ScoreKey>(
         .map(|(u, mut v)| {
             v.sort_unstable_by_key(|p| p.0);
             let c = counts_of_sorted(&v);
-            (u, v.len() as u64, c.pos, c.auc())
+            UserAuc { user: u, rows: v.len() as u64, positives: c.pos, auc: c.auc() }
         })
         .collect())
 }
@@ -260,7 +270,7 @@ pub fn user_auc<U: Hash + Eq + Copy, S: ScoreKey>(
     }
     let mut s = UserAucSummary { uauc: None, wuauc: None, users_counted: 0, users_skipped: 0 };
     let (mut sum, mut wsum, mut wasum) = (0.0f64, 0.0f64, 0.0f64);
-    for (u, rows, pos, a) in per {
+    for UserAuc { user: u, rows, positives: pos, auc: a } in per {
         let Some(a) = a else {
             s.users_skipped += 1;
             continue;
