@@ -1,6 +1,6 @@
 //! The heavy part: per-user AUC statistics (per bucket, in parallel) and the exact global AUC.
 
-use super::table::{fmix64, iseg_of, useg_of, Block, KeyMap, Layout, Table, LABEL, NONE};
+use super::table::{fmix64, BINS, iseg_of, useg_of, Block, KeyMap, Layout, Table, LABEL, NONE};
 use crate::metrics::{f32_key, AucCounts};
 use crate::segment::Thresholds;
 use crate::{Error, Result};
@@ -203,26 +203,9 @@ pub(crate) type Run = (u32, u64, u64);
 /// Exact global AUC of model `j` over all rows of `table` (counting sort on the top 16 key bits,
 /// then exact counts within each bin), optionally with the sorted runs (for partial files).
 pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts, Option<Vec<Run>>) {
-    const BINS: usize = 1 << 16;
     let m = table.layout.m;
     let blocks: Vec<&Block> = table.buckets.iter().flatten().collect();
-    let hist = blocks
-        .par_iter()
-        .fold(
-            || vec![0u64; BINS],
-            |mut h, b| {
-                for i in 0..b.len() {
-                    h[(f32_key(b.scores[i * m + j]) >> 16) as usize] += 1;
-                }
-                h
-            },
-        )
-        .reduce(|| vec![0u64; BINS], |mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
-            }
-            a
-        });
+    let hist = &table.hist[j * BINS..(j + 1) * BINS];
     let total: u64 = hist.iter().sum();
     let mut start = vec![0usize; BINS + 1];
     for i in 0..BINS {
@@ -348,11 +331,18 @@ pub(crate) fn auc_of_runs(mut runs: Vec<Run>) -> AucCounts {
     acc.counts()
 }
 
-/// Poisson(1) bootstrap multiplicity of user `key` in replicate `r` (counter-based, so it does
-/// not depend on shards or row order).
+/// The replicate part of a bootstrap draw: `fmix64(seed + (r + 1)·φ)`.
 #[inline]
-pub(crate) fn poisson1(seed: u64, key: u64, r: u32, cdf: &[u64]) -> u32 {
-    let u = fmix64(key ^ fmix64(seed.wrapping_add((r as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))));
+pub(crate) fn poisson_seed(seed: u64, r: u32) -> u64 {
+    fmix64(seed.wrapping_add((r as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+}
+
+/// Poisson(1) bootstrap multiplicity of user `key` in the replicate with `rseed`
+/// ([`poisson_seed`]): inverse CDF of `fmix64(key ^ rseed)`. Counter-based, so it does not
+/// depend on shards or row order.
+#[inline]
+pub(crate) fn poisson1(key: u64, rseed: u64, cdf: &[u64]) -> u32 {
+    let u = fmix64(key ^ rseed);
     cdf.iter().position(|&c| u < c).unwrap_or(cdf.len()) as u32
 }
 

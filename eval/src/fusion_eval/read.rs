@@ -96,17 +96,17 @@ impl RowCtx<'_> {
     fn keep(&self, ukey: u64) -> bool {
         self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
     }
-    /// Item segment code and absence from HISTORY.
+    /// Item segment code and absence from HISTORY (through the sink's cache).
     #[inline]
-    fn item_seg(&self, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
+    fn item_seg(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
         if self.cols.iseg.is_some() {
             return (iseg_col, false);
         }
         match (self.spec.item_history, ikey) {
-            (Some(h), Some(k)) => match h.get(&k) {
+            (Some(h), Some(k)) => sink.item_seg_cached(k, || match h.get(&k) {
                 Some(&c) => (seg_code(self.spec.thresholds.item(c)), false),
                 None => (seg_code(Segment::ColdStart), true),
-            },
+            }),
             _ => (NONE, false),
         }
     }
@@ -431,7 +431,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 }
                 None => None,
             };
-            let (iseg, absent) = ctx.item_seg(ikey, iseg_col);
+            let (iseg, absent) = ctx.item_seg(sink, ikey, iseg_col);
             if let Some(k) = ikey {
                 sink.item(k, iseg, absent);
             }
@@ -559,7 +559,11 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let ctx = RowCtx { spec, cols: &cols };
     let res = run_parallel(nrg, layout, |g, sink| {
         let e = ChunkErr::Other;
-        let rg = reader.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
+        // One reader per row group: `File` readers share the descriptor's offset across
+        // clones, so concurrent row groups must not share a reader.
+        let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
+        let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
+        let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
         let rows = rg.metadata().num_rows() as usize;
         let first = first_rows[g];
         let rd = |i: usize, name: &str| read_col(path, rg.as_ref(), i, name, rows, first).map_err(ChunkErr::Other);
@@ -634,7 +638,7 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 None => NONE,
             };
             let ikey = items.as_ref().map(|v| v[r]);
-            let (is, absent) = ctx.item_seg(ikey, isc);
+            let (is, absent) = ctx.item_seg(sink, ikey, isc);
             if let Some(k) = ikey {
                 sink.item(k, is, absent);
             }

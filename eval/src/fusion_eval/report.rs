@@ -1,6 +1,6 @@
 //! From per-user statistics to the report: point estimates, the user bootstrap, rendering.
 
-use super::compute::{poisson1, poisson1_cdf, Users, G, U_ABSENT, U_CONFLICT};
+use super::compute::{poisson_seed, poisson1, poisson1_cdf, Users, U_ABSENT, U_CONFLICT};
 use super::table::{seg_of_code, KeyMap, ITEM_ABSENT, NONE};
 use super::Options;
 use crate::metrics::{AucCounts, UserWeight};
@@ -276,36 +276,42 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
                 let nr = RB.min(nb - r0);
                 let mut a = vec![0f64; nr * nk * f];
                 let mut cs = [0u32; RB];
+                // Per replicate, the part of the draw that does not depend on the user.
+                let rseed: Vec<u64> = (0..nr).map(|r| poisson_seed(opt.seed, (r0 + r) as u32)).collect();
+                // This user's (group, weight, AUC per model) entries.
+                let mut ent: Vec<(usize, f64)> = Vec::with_capacity(nk);
+                let mut av: Vec<f64> = Vec::with_capacity(nk * m);
                 for u in 0..us.len() {
-                    if us.auc(u, 0, 0).is_none() && (1..G).all(|g| us.auc(u, g, 0).is_none()) {
-                        continue;
-                    }
-                    let mut any = false;
-                    for (r, c) in cs.iter_mut().enumerate().take(nr) {
-                        *c = poisson1(opt.seed, us.key[u], (r0 + r) as u32, &cdf);
-                        any |= *c > 0;
-                    }
-                    if !any {
-                        continue;
-                    }
+                    ent.clear();
+                    av.clear();
                     for (ki, &k) in kinds.iter().enumerate() {
                         let Some(g) = member(us, u, k) else { continue };
                         if us.auc(u, g, 0).is_none() {
                             continue;
                         }
-                        let w = weight_of(us, u, g, opt.user_weight);
-                        for (r, &c) in cs.iter().enumerate().take(nr) {
-                            if c == 0 {
-                                continue;
-                            }
-                            let c = c as f64;
+                        ent.push((ki, weight_of(us, u, g, opt.user_weight)));
+                        av.extend((0..m).map(|j| us.auc(u, g, j).unwrap_or(0.0)));
+                    }
+                    if ent.is_empty() {
+                        continue;
+                    }
+                    for (r, c) in cs.iter_mut().enumerate().take(nr) {
+                        *c = poisson1(us.key[u], rseed[r], &cdf);
+                    }
+                    for (r, &c) in cs.iter().enumerate().take(nr) {
+                        if c == 0 {
+                            continue;
+                        }
+                        let c = c as f64;
+                        for (e, &(ki, w)) in ent.iter().enumerate() {
                             let x = &mut a[(r * nk + ki) * f..(r * nk + ki + 1) * f];
+                            let cw = c * w;
                             x[0] += c;
-                            x[1] += c * w;
+                            x[1] += cw;
                             for j in 0..m {
-                                let v = us.auc(u, g, j).unwrap_or(0.0);
+                                let v = av[e * m + j];
                                 x[2 + j] += c * v;
-                                x[2 + m + j] += c * w * v;
+                                x[2 + m + j] += cw * v;
                             }
                         }
                     }

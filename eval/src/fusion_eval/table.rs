@@ -170,6 +170,11 @@ impl Block {
 pub(crate) const ITEM_NOSEG: u8 = 1 << 3;
 pub(crate) const ITEM_ABSENT: u8 = 1 << 4;
 
+/// Bins of the global-AUC histogram (top 16 bits of the score key).
+pub(crate) const BINS: usize = 1 << 16;
+/// Entries of the per-thread direct-mapped item caches.
+const CACHE: usize = 1 << 14;
+
 /// A per-thread row sink.
 pub(crate) struct Sink {
     pub layout: Layout,
@@ -178,11 +183,40 @@ pub(crate) struct Sink {
     /// Item key → bit set (see [`ITEM_NOSEG`]); only when there is an item id column.
     pub items: KeyMap<u8>,
     pub rows: u64,
+    /// Per model, rows per top-16-bit score-key bin (`hist[j * BINS + bin]`).
+    pub hist: Vec<u64>,
+    /// Direct-mapped caches in front of the item maps (items are heavy-headed).
+    noted: Vec<(u64, u8)>,
+    segs: Vec<(u64, u8)>,
 }
 
 impl Sink {
     pub fn new(layout: Layout) -> Sink {
-        Sink { layout, open: (0..layout.buckets()).map(|_| None).collect(), full: Vec::new(), items: KeyMap::default(), rows: 0 }
+        Sink {
+            layout,
+            open: (0..layout.buckets()).map(|_| None).collect(),
+            full: Vec::new(),
+            items: KeyMap::default(),
+            rows: 0,
+            hist: vec![0; layout.m * BINS],
+            noted: Vec::new(),
+            segs: Vec::new(),
+        }
+    }
+
+    /// The item segment of `key` through a small cache; `lookup` gives (segment code, absent).
+    #[inline]
+    pub fn item_seg_cached(&mut self, key: u64, lookup: impl FnOnce() -> (u8, bool)) -> (u8, bool) {
+        if self.segs.is_empty() {
+            self.segs = vec![(0, 0); CACHE];
+        }
+        let e = &mut self.segs[key as usize & (CACHE - 1)];
+        if e.0 == key && e.1 & 0x80 != 0 {
+            return (e.1 & 3, e.1 & 4 != 0);
+        }
+        let (s, a) = lookup();
+        *e = (key, 0x80 | s | if a { 4 } else { 0 });
+        (s, a)
     }
 
     /// Appends one row (`scores.len() == m`).
@@ -194,6 +228,9 @@ impl Sink {
         blk.keys.push(key);
         blk.flags.push(flags);
         blk.scores.extend_from_slice(scores);
+        for (j, &x) in scores.iter().enumerate() {
+            self.hist[j * BINS + (crate::metrics::f32_key(x) >> 16) as usize] += 1;
+        }
         if l.weight {
             blk.weights.push(weight);
         }
@@ -209,7 +246,16 @@ impl Sink {
     #[inline]
     pub fn item(&mut self, key: u64, iseg: u8, absent: bool) {
         let bit = if iseg < 3 { 1 << iseg } else { ITEM_NOSEG } | if absent { ITEM_ABSENT } else { 0 };
-        *self.items.entry(key).or_insert(0) |= bit;
+        if self.noted.is_empty() {
+            self.noted = vec![(0, 0); CACHE];
+        }
+        let e = &mut self.noted[key as usize & (CACHE - 1)];
+        if e.0 == key && e.1 & bit == bit {
+            return;
+        }
+        let v = self.items.entry(key).or_insert(0);
+        *v |= bit;
+        *e = (key, *v);
     }
 }
 
@@ -218,6 +264,8 @@ pub(crate) struct Table {
     pub layout: Layout,
     pub buckets: Vec<Vec<Block>>,
     pub items: Option<KeyMap<u8>>,
+    /// Per model, rows per score-key bin (see [`Sink::hist`]).
+    pub hist: Vec<u64>,
 }
 
 impl Table {
@@ -225,7 +273,11 @@ impl Table {
     pub fn from_sinks(layout: Layout, sinks: Vec<Sink>, has_items: bool) -> Table {
         let mut buckets: Vec<Vec<Block>> = (0..layout.buckets()).map(|_| Vec::new()).collect();
         let mut items: KeyMap<u8> = KeyMap::default();
+        let mut hist = vec![0u64; layout.m * BINS];
         for s in sinks {
+            for (a, b) in hist.iter_mut().zip(&s.hist) {
+                *a += b;
+            }
             for (b, blk) in s.full {
                 buckets[b].push(blk);
             }
@@ -242,7 +294,7 @@ impl Table {
                 }
             }
         }
-        Table { layout, buckets, items: has_items.then_some(items) }
+        Table { layout, buckets, items: has_items.then_some(items), hist }
     }
 }
 
