@@ -213,6 +213,26 @@ fn map_file(path: &Path) -> Result<Option<memmap2::Mmap>> {
     Ok(Some(m))
 }
 
+/// Drops the parsed pages of `[a, b)` from this process's resident set, so peak memory does not
+/// include the whole mapped file (they are re-read from the page cache if touched again).
+fn release_pages(map: &memmap2::Mmap, a: usize, b: usize) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = a.div_ceil(PAGE) * PAGE;
+        let end = b / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the mapping is read-only and file-backed; MADV_DONTNEED only drops the
+            // process's page-table entries, and any later access re-faults the same bytes
+            // from the file. No reference into these pages is used after this call except
+            // through the map itself, which stays valid. Errors are harmless (advice only).
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (map, a, b);
+}
+
 /// Header of a delimited file: fields, delimiter and the byte offset where data starts.
 fn header(path: &Path, data: &[u8]) -> Result<(Vec<String>, u8, usize)> {
     let end = data.iter().position(|&c| c == b'\n').unwrap_or(data.len());
@@ -438,6 +458,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             sink.push(ukey, flags(lab, iseg, useg), &sc, w);
         }
         file_rows.fetch_add(n, Ordering::Relaxed);
+        release_pages(&map, a, b);
         Ok(())
     });
     let sinks = res.map_err(|(_, e)| match e {
