@@ -1,1 +1,317 @@
-//! fusion-eval: Tables 6 and 7 from a predictions file (issue 6).
+//! `fusion-eval`: AUC, UAUC and WUAUC overall and per user/item segment — the paper's Tables 6
+//! and 7 — from a predictions file, fast and exact.
+//!
+//! # Definitions
+//!
+//! * **AUC** — global AUC over all rows, midranks for ties (= scikit-learn `roc_auc_score`).
+//! * **UAUC** — uniform mean of per-user AUC over users with both classes.
+//! * **WUAUC** — per-user AUC weighted by the user's impressions (rows) by default, or by
+//!   positives, or by the sum of the `weight` column ([`UserWeight`]).
+//! * One-class users are skipped (FuxiCTR, EasyRec, RecBole, xdl do the same) and counted.
+//! * **User segments** (cold-start / long-tail / regular) group users with all their rows.
+//! * **Item segments** keep only the rows whose item is in the segment and compute each user's
+//!   AUC within those rows.
+//! * **Deltas** are in percentage points (100·(model − baseline)); 95% CIs are the 2.5/97.5
+//!   percentiles of a Poisson(1) bootstrap over users: replicate `r` gives user `u` the weight
+//!   `Poisson1(hash(seed, u, r))`, a counter-based draw, so the bootstrap does not depend on row
+//!   order or sharding. The AUC delta has no CI (it would need a global sort per replicate).
+//! * Scores are evaluated as `f32` (a DOUBLE column is rounded to f32; this can create ties that
+//!   a float64 evaluation would not have).
+//!
+//! Formulas: see [`crate::metrics`].
+//!
+//! # Speed
+//!
+//! Rows are read in parallel (CSV: memory-mapped chunks; Parquet: row groups) straight into
+//! blocks bucketed by the top bits of the user hash, so every bucket holds complete users; each
+//! bucket is sorted by (user, score) and walked once for all groups; the global AUC is exact via
+//! a counting sort on the top 16 bits of the score key and exact counts within each bin.
+//!
+//! # Shards
+//!
+//! [`emit_partial`] writes the per-user sufficient statistics of one shard (rows of users with
+//! `hash(user) mod N = I`, or any partition that keeps each user in one file) plus the exact
+//! score runs for the global AUC; [`merge_partials`] combines them into exactly the report of a
+//! single run, bootstrap included (per-user records are re-sorted by user key, the global AUC
+//! numerator is an integer).
+
+mod compute;
+pub mod generate;
+mod partial;
+pub mod plot;
+mod read;
+mod report;
+mod table;
+
+pub use read::{read_history, HistoryCounts, UserActivity};
+pub use report::{
+    BootstrapInfo, Delta, GroupKind, GroupReport, ModelMetrics, Report, SegmentSource, Warning, WarningKind,
+};
+pub use table::{id_key, int_key, shard_of};
+
+pub use crate::metrics::UserWeight;
+use crate::segment::{Segment, Thresholds};
+use crate::{Error, Result};
+use compute::UserSegments;
+use report::State;
+use std::path::{Path, PathBuf};
+use table::{flags, seg_code, Layout, Sink, Table, NONE};
+
+/// How metrics are computed (independent of where the rows come from).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// WUAUC user weight.
+    pub user_weight: UserWeight,
+    /// Bootstrap replicates for the delta CIs (0 = none).
+    pub bootstrap: u32,
+    /// Bootstrap seed.
+    pub seed: u64,
+    /// Baseline score column for deltas (default: the first).
+    pub baseline: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { user_weight: UserWeight::Rows, bootstrap: 200, seed: 42, baseline: None }
+    }
+}
+
+/// Where rows and segments come from, for [`evaluate_file`] and [`emit_partial`].
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// The predictions file (CSV/TSV with header, or Parquet).
+    pub pred: PathBuf,
+    /// Score columns (empty: every column whose name starts with `score`).
+    pub scores: Vec<String>,
+    /// Interactions of the period before the test, for segments without explicit columns.
+    pub history: Option<PathBuf>,
+    /// Which HISTORY rows count as user interactions.
+    pub user_activity: UserActivity,
+    /// Segment thresholds.
+    pub thresholds: Thresholds,
+    /// Keep only the users of shard `I` of `N` (`hash(user_id) mod N = I`).
+    pub shard: Option<(u32, u32)>,
+}
+
+/// In-memory predictions for library callers: one entry per row.
+#[derive(Debug, Clone, Default)]
+pub struct Predictions {
+    /// User id of each row (any integer id).
+    pub users: Vec<u64>,
+    /// Label of each row.
+    pub labels: Vec<bool>,
+    /// `(model name, score per row)`, at least one.
+    pub scores: Vec<(String, Vec<f32>)>,
+    /// Item id of each row (for item counts).
+    pub items: Option<Vec<u64>>,
+    /// Row weights (for `UserWeight::Weight`).
+    pub weights: Option<Vec<f32>>,
+    /// User segment of each row.
+    pub user_segments: Option<Vec<Segment>>,
+    /// Item segment of each row.
+    pub item_segments: Option<Vec<Segment>>,
+}
+
+fn u64_key(v: u64) -> u64 {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut x = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    id_key(&buf[i..])
+}
+
+/// Evaluates in-memory predictions (see the module docs for the definitions).
+pub fn evaluate(p: &Predictions, opt: &Options) -> Result<Report> {
+    let n = p.users.len();
+    let bad = |what: &str, len: usize| Error::Invalid(format!("predictions: {len} {what} for {n} rows"));
+    if p.labels.len() != n {
+        return Err(bad("labels", p.labels.len()));
+    }
+    if p.scores.is_empty() {
+        return Err(Error::Invalid("predictions: no score column".into()));
+    }
+    if n == 0 {
+        return Err(Error::Invalid("predictions: no rows".into()));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (name, s) in &p.scores {
+        if names.contains(name) {
+            return Err(Error::Invalid(format!("score `{name}` is named twice")));
+        }
+        if s.len() != n {
+            return Err(bad(&format!("scores of `{name}`"), s.len()));
+        }
+        if let Some(i) = s.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Invalid(format!("predictions: score `{name}` of row {i} is NaN or Inf")));
+        }
+        names.push(name.clone());
+    }
+    for (what, len) in [
+        ("items", p.items.as_ref().map(|v| v.len())),
+        ("weights", p.weights.as_ref().map(|v| v.len())),
+        ("user segments", p.user_segments.as_ref().map(|v| v.len())),
+        ("item segments", p.item_segments.as_ref().map(|v| v.len())),
+    ] {
+        if let Some(l) = len.filter(|&l| l != n) {
+            return Err(bad(what, l));
+        }
+    }
+    if let Some(w) = &p.weights
+        && let Some(i) = w.iter().position(|x| !x.is_finite() || *x < 0.0)
+    {
+        return Err(Error::Invalid(format!("predictions: weight of row {i} is not finite and ≥ 0")));
+    }
+    let m = names.len();
+    let layout = Layout { m, weight: p.weights.is_some(), bits: Layout::bits_for(n as u64) };
+    let mut sink = Sink::new(layout);
+    let mut sc = vec![0f32; m];
+    for r in 0..n {
+        for (x, (_, s)) in sc.iter_mut().zip(&p.scores) {
+            *x = s[r];
+        }
+        let is = p.item_segments.as_ref().map_or(NONE, |v| seg_code(v[r]));
+        let us = p.user_segments.as_ref().map_or(NONE, |v| seg_code(v[r]));
+        if let Some(it) = &p.items {
+            sink.item(u64_key(it[r]), is, false);
+        }
+        let w = p.weights.as_ref().map_or(0.0, |v| v[r]);
+        sink.push(u64_key(p.users[r]), flags(p.labels[r], is, us), &sc, w);
+    }
+    let table = Table::from_sinks(layout, vec![sink], p.items.is_some());
+    let src = |b: bool| if b { SegmentSource::Column } else { SegmentSource::None };
+    let (st, _) = state(
+        table,
+        names,
+        src(p.user_segments.is_some()),
+        src(p.item_segments.is_some()),
+        None,
+        Thresholds::default(),
+        false,
+    )?;
+    report::finish(&st, opt)
+}
+
+fn state(
+    table: Table,
+    models: Vec<String>,
+    user_src: SegmentSource,
+    item_src: SegmentSource,
+    history: Option<&HistoryCounts>,
+    thresholds: Thresholds,
+    want_runs: bool,
+) -> Result<(State, Vec<Vec<compute::Run>>)> {
+    let m = models.len();
+    let mut auc = Vec::with_capacity(m);
+    let mut runs = Vec::new();
+    for j in 0..m {
+        let (c, r) = compute::global_auc(&table, j, want_runs);
+        auc.push(c);
+        runs.push(r.unwrap_or_default());
+    }
+    let seg = match (user_src, history) {
+        (SegmentSource::Column, _) => UserSegments::Column,
+        (SegmentSource::History, Some(h)) => UserSegments::History { counts: &h.users, thresholds },
+        _ => UserSegments::None,
+    };
+    let has_weight = table.layout.weight;
+    let items = table.items;
+    let users = compute::users(table.buckets, table.layout, &seg)?;
+    Ok((State { models, users, auc, items, user_src, item_src, has_weight, thresholds }, runs))
+}
+
+fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>, u64)> {
+    if let Some((i, n)) = input.shard
+        && (n == 0 || i >= n)
+    {
+        return Err(Error::Invalid(format!("--shard {i}/{n}: need 0 ≤ I < N")));
+    }
+    let history = match &input.history {
+        Some(h) => Some(read_history(h, input.user_activity)?),
+        None => None,
+    };
+    let spec = read::ReadSpec {
+        scores: &input.scores,
+        shard: input.shard,
+        item_history: history.as_ref().map(|h| &h.items),
+        thresholds: input.thresholds,
+    };
+    let out = read::read_pred(&input.pred, &spec)?;
+    let user_src = if out.cols.useg.is_some() {
+        SegmentSource::Column
+    } else if history.is_some() {
+        SegmentSource::History
+    } else {
+        SegmentSource::None
+    };
+    let item_src = if out.cols.iseg.is_some() {
+        SegmentSource::Column
+    } else if history.is_some() && out.cols.item.is_some() {
+        SegmentSource::History
+    } else {
+        SegmentSource::None
+    };
+    if history.is_some() && out.cols.item.is_none() && out.cols.iseg.is_none() {
+        return Err(Error::file(&input.pred, "--history needs an `item_id` column for item segments"));
+    }
+    let (st, runs) = state(out.table, out.cols.score_names, user_src, item_src, history.as_ref(), input.thresholds, want_runs)?;
+    Ok((st, runs, out.file_rows))
+}
+
+/// Evaluates a predictions file.
+pub fn evaluate_file(input: &Input, opt: &Options) -> Result<Report> {
+    let (st, _, _) = load(input, false)?;
+    report::finish(&st, opt)
+}
+
+/// Writes the partial (sufficient statistics) of `input` (usually with `shard`) to `out`.
+/// Returns the number of rows of the shard.
+pub fn emit_partial(input: &Input, out: &Path) -> Result<u64> {
+    let (st, runs, _) = load(input, true)?;
+    let rows = st.users.rows.iter().map(|r| r[0] as u64).sum();
+    partial::write(out, &st, &runs)?;
+    Ok(rows)
+}
+
+/// Merges partial files into the report a single run over all their rows gives.
+pub fn merge_partials(paths: &[PathBuf], opt: &Options) -> Result<Report> {
+    let st = partial::merge(paths)?;
+    report::finish(&st, opt)
+}
+
+/// Whether a path names a Parquet file (by extension).
+pub fn is_parquet(p: &Path) -> bool {
+    p.extension().is_some_and(|e| {
+        let e = e.to_string_lossy().to_ascii_lowercase();
+        e == "parquet" || e == "pq"
+    })
+}
+
+/// How to run shards on Spark or Ray (also in `fusion-eval --help`).
+pub const SHARDING_HELP: &str = "\
+Sharded runs (Spark / Ray / any batch system):
+  Each partial must contain ALL rows of its users (merge fails with an error if a user appears in
+  two partials). Two ways to get there:
+  1. Let fusion-eval shard: every task reads the full file and keeps its users:
+       fusion-eval --pred preds.parquet --shard I/N --emit-partial part-I.fep [--history H]
+     (user shard = FNV-1a-64+fmix64(user_id text) mod N; integer ids hash their decimal text).
+  2. Partition by user in the engine and run one task per partition file:
+       Spark: df.repartition(N, \"user_id\").write.parquet(\"preds/\")
+              then per file (e.g. with mapPartitions / a Ray task / a shell loop):
+       fusion-eval --pred preds/part-000I.parquet --emit-partial part-I.fep
+       Ray:   ray.data.read_parquet(...).groupby(\"user_id\") or repartition by hash of user_id,
+              write_parquet, then one @ray.remote task per file running the command above.
+  Then, on one machine:
+       fusion-eval merge part-*.fep [--bootstrap 200 --seed 42 --json r.json ...]
+  The merged report equals the single-run report exactly (bootstrap included: draws are keyed
+  by (seed, user, replicate), sums run in user-key order, the global AUC is an exact integer
+  count). Partials also carry the sorted score runs for the exact global AUC (about 20 bytes
+  per distinct score per model) and per-user records (about 50 + 32·models bytes per user).
+  Segment thresholds and HISTORY are applied when the partial is emitted; metric options
+  (--wuauc-weight, --bootstrap, --seed, --baseline) are applied at merge.";

@@ -1,0 +1,834 @@
+//! Readers: PRED (CSV/TSV with header, or Parquet) into a [`Table`], and a fast HISTORY counter.
+//!
+//! CSV is memory-mapped and parsed in parallel chunks split at newlines (quoted fields are
+//! supported, but a quoted field may not contain a newline). Parquet row groups are decoded in
+//! parallel with the `parquet` crate's column readers (no Arrow).
+
+use super::table::{self, flags, id_key, int_key, seg_code, KeyMap, Layout, Sink, Table, NONE};
+use crate::data::Action;
+use crate::segment::{Segment, Thresholds};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Which rows to read and how to segment them.
+pub(crate) struct ReadSpec<'a> {
+    /// Score columns requested (empty: every column whose name starts with `score`).
+    pub scores: &'a [String],
+    /// Keep only users of shard `i` of `n`.
+    pub shard: Option<(u32, u32)>,
+    /// Item conversion counts from HISTORY (used when there is no `item_segment` column).
+    pub item_history: Option<&'a KeyMap<u64>>,
+    pub thresholds: Thresholds,
+}
+
+/// Resolved column positions of PRED.
+#[derive(Debug, Clone)]
+pub(crate) struct Columns {
+    pub user: usize,
+    pub label: usize,
+    pub scores: Vec<usize>,
+    pub score_names: Vec<String>,
+    pub item: Option<usize>,
+    pub weight: Option<usize>,
+    pub useg: Option<usize>,
+    pub iseg: Option<usize>,
+}
+
+pub(crate) fn resolve(path: &Path, header: &[String], scores: &[String]) -> Result<Columns> {
+    for (i, h) in header.iter().enumerate() {
+        if header[..i].contains(h) {
+            return Err(Error::file(path, format!("duplicate column `{h}` in the header")));
+        }
+    }
+    let find = |name: &str| header.iter().position(|h| h == name);
+    let need = |name: &str| {
+        find(name).ok_or_else(|| {
+            Error::file(path, format!("missing column `{name}` (columns: {})", header.join(", ")))
+        })
+    };
+    let user = need("user_id")?;
+    let label = need("label")?;
+    let mut score_names: Vec<String> = Vec::new();
+    if scores.is_empty() {
+        score_names = header.iter().filter(|h| h.starts_with("score")).cloned().collect();
+        if score_names.is_empty() {
+            return Err(Error::file(
+                path,
+                format!("no score column: none starts with `score` and no --score given (columns: {})", header.join(", ")),
+            ));
+        }
+    } else {
+        for s in scores {
+            if score_names.contains(s) {
+                return Err(Error::Invalid(format!("score `{s}` is named twice")));
+            }
+            score_names.push(s.clone());
+        }
+    }
+    let mut sc = Vec::new();
+    for s in &score_names {
+        sc.push(need(s)?);
+    }
+    if score_names.len() > 255 {
+        return Err(Error::Invalid("more than 255 score columns".into()));
+    }
+    Ok(Columns {
+        user,
+        label,
+        scores: sc,
+        score_names,
+        item: find("item_id"),
+        weight: find("weight"),
+        useg: find("user_segment"),
+        iseg: find("item_segment"),
+    })
+}
+
+/// Per-row logic shared by the CSV and Parquet readers.
+struct RowCtx<'a> {
+    spec: &'a ReadSpec<'a>,
+    cols: &'a Columns,
+}
+
+impl RowCtx<'_> {
+    #[inline]
+    fn keep(&self, ukey: u64) -> bool {
+        self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
+    }
+    /// Item segment code and absence from HISTORY (through the sink's cache).
+    #[inline]
+    fn item_seg(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
+        if self.cols.iseg.is_some() {
+            return (iseg_col, false);
+        }
+        match (self.spec.item_history, ikey) {
+            (Some(h), Some(k)) => sink.item_seg_cached(k, || match h.get(&k) {
+                Some(&c) => (seg_code(self.spec.thresholds.item(c)), false),
+                None => (seg_code(Segment::ColdStart), true),
+            }),
+            _ => (NONE, false),
+        }
+    }
+}
+
+fn seg_field(path: &Path, line: u64, field: &str, v: &[u8]) -> Result<u8> {
+    let s = std::str::from_utf8(v).map_err(|_| Error::parse(path, line, field, "not UTF-8"))?;
+    Segment::parse(s).map(seg_code).ok_or_else(|| {
+        Error::parse(path, line, field, format!("unknown segment `{s}` (cold-start, long-tail, regular)"))
+    })
+}
+
+fn label_field(path: &Path, line: u64, v: &[u8]) -> Result<bool> {
+    match v {
+        b"1" => Ok(true),
+        b"0" => Ok(false),
+        _ => Err(Error::parse(path, line, "label", format!("label must be 0 or 1, got `{}`", String::from_utf8_lossy(v)))),
+    }
+}
+
+fn score_field(path: &Path, line: u64, name: &str, v: &[u8]) -> Result<f32> {
+    let s = std::str::from_utf8(v).map_err(|_| Error::parse(path, line, name, "not UTF-8"))?;
+    let x: f32 = s.trim().parse().map_err(|_| Error::parse(path, line, name, format!("not a number: `{s}`")))?;
+    if !x.is_finite() {
+        return Err(Error::parse(path, line, name, format!("score is NaN or Inf: `{s}`")));
+    }
+    Ok(x)
+}
+
+fn weight_value(path: &Path, line: u64, x: f64) -> Result<f32> {
+    if !x.is_finite() || x < 0.0 {
+        return Err(Error::parse(path, line, "weight", format!("weight must be finite and ≥ 0, got {x}")));
+    }
+    Ok(x as f32)
+}
+
+/// Splits one line into fields (ranges into `line`, or into `scratch` when it has quotes).
+fn split_line<'l>(line: &'l [u8], delim: u8, scratch: &'l mut Vec<u8>, out: &mut Vec<(usize, usize)>) -> std::result::Result<&'l [u8], &'static str> {
+    out.clear();
+    if !line.contains(&b'"') {
+        let mut s = 0;
+        for (i, &c) in line.iter().enumerate() {
+            if c == delim {
+                out.push((s, i));
+                s = i + 1;
+            }
+        }
+        out.push((s, line.len()));
+        return Ok(line);
+    }
+    scratch.clear();
+    let mut i = 0;
+    loop {
+        let start = scratch.len();
+        if i < line.len() && line[i] == b'"' {
+            i += 1;
+            loop {
+                if i >= line.len() {
+                    return Err("unterminated quoted field (newlines inside quotes are not supported)");
+                }
+                if line[i] == b'"' {
+                    if i + 1 < line.len() && line[i + 1] == b'"' {
+                        scratch.push(b'"');
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                scratch.push(line[i]);
+                i += 1;
+            }
+            if i < line.len() && line[i] != delim {
+                return Err("text after a closing quote");
+            }
+        } else {
+            while i < line.len() && line[i] != delim {
+                scratch.push(line[i]);
+                i += 1;
+            }
+        }
+        out.push((start, scratch.len()));
+        if i >= line.len() {
+            break;
+        }
+        i += 1; // delimiter
+        if i == line.len() {
+            out.push((scratch.len(), scratch.len()));
+            break;
+        }
+    }
+    Ok(scratch)
+}
+
+fn map_file(path: &Path) -> Result<Option<memmap2::Mmap>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the file is opened read-only; as with any mmap, truncating it concurrently is
+    // undefined — documented for the CLI (do not rewrite PRED while it is being read).
+    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
+    Ok(Some(m))
+}
+
+/// Drops the parsed pages of `[a, b)` from this process's resident set, so peak memory does not
+/// include the whole mapped file (they are re-read from the page cache if touched again).
+fn release_pages(map: &memmap2::Mmap, a: usize, b: usize) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = a.div_ceil(PAGE) * PAGE;
+        let end = b / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the mapping is read-only and file-backed; MADV_DONTNEED only drops the
+            // process's page-table entries, and any later access re-faults the same bytes
+            // from the file. No reference into these pages is used after this call except
+            // through the map itself, which stays valid. Errors are harmless (advice only).
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (map, a, b);
+}
+
+/// Header of a delimited file: fields, delimiter and the byte offset where data starts.
+fn header(path: &Path, data: &[u8]) -> Result<(Vec<String>, u8, usize)> {
+    let end = data.iter().position(|&c| c == b'\n').unwrap_or(data.len());
+    let mut line = &data[..end];
+    if line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+    let ext_tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    let delim = if ext_tsv || line.contains(&b'\t') { b'\t' } else { b',' };
+    let mut scratch = Vec::new();
+    let mut ranges = Vec::new();
+    let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| Error::parse(path, 1, "header", m))?;
+    let h: Vec<String> = ranges.iter().map(|&(a, b)| String::from_utf8_lossy(&buf[a..b]).trim().to_owned()).collect();
+    Ok((h, delim, (end + 1).min(data.len())))
+}
+
+/// Chunks of `data[start..]` of about `size` bytes, ending at newlines.
+fn chunks(data: &[u8], start: usize, size: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut a = start;
+    while a < data.len() {
+        let mut b = (a + size).min(data.len());
+        if b < data.len() {
+            b = match data[b..].iter().position(|&c| c == b'\n') {
+                Some(p) => b + p + 1,
+                None => data.len(),
+            };
+        }
+        out.push((a, b));
+        a = b;
+    }
+    out
+}
+
+/// 1-based line number of byte offset `off`.
+fn line_of(data: &[u8], off: usize) -> u64 {
+    1 + data[..off].iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+/// An error found in a chunk, before its line number is known.
+enum ChunkErr {
+    At { off: usize, field: String, message: String },
+    Other(Error),
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
+/// Runs `work(chunk_index, sink)` over `n` chunks on all threads; stops at the first error.
+fn run_parallel<F>(n: usize, layout: Layout, work: F) -> Result<Vec<Sink>, (usize, ChunkErr)>
+where
+    F: Fn(usize, &mut Sink) -> std::result::Result<(), ChunkErr> + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Vec<std::result::Result<Sink, (usize, ChunkErr)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads().min(n.max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut sink = Sink::new(layout);
+                    loop {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let c = next.fetch_add(1, Ordering::Relaxed);
+                        if c >= n {
+                            break;
+                        }
+                        if let Err(e) = work(c, &mut sink) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err((c, e));
+                        }
+                    }
+                    Ok(sink)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err((0, ChunkErr::Other(Error::Invalid("reader thread panicked".into()))))))
+            .collect()
+    });
+    let mut sinks = Vec::new();
+    let mut first: Option<(usize, ChunkErr)> = None;
+    for r in results {
+        match r {
+            Ok(s) => sinks.push(s),
+            Err((c, e)) => {
+                if first.as_ref().is_none_or(|f| c < f.0) {
+                    first = Some((c, e));
+                }
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(sinks),
+    }
+}
+
+/// What a reader found besides the rows.
+pub(crate) struct ReadOut {
+    pub table: Table,
+    pub cols: Columns,
+    /// Rows in the file (before shard filtering).
+    pub file_rows: u64,
+}
+
+/// Reads PRED (CSV/TSV or Parquet, by extension `.parquet`/`.pq`).
+pub(crate) fn read_pred(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
+    let is_parquet = path.extension().is_some_and(|e| {
+        let e = e.to_string_lossy().to_ascii_lowercase();
+        e == "parquet" || e == "pq"
+    });
+    if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
+}
+
+fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
+    let Some(map) = map_file(path)? else {
+        return Err(Error::file(path, "empty file (no header)"));
+    };
+    let data: &[u8] = &map;
+    let (hdr, delim, start) = header(path, data)?;
+    let cols = resolve(path, &hdr, spec.scores)?;
+    let nf = hdr.len();
+    let m = cols.scores.len();
+    let est_rows = (data.len() - start) as u64 / (12 + 10 * m as u64);
+    let layout = Layout { m, weight: cols.weight.is_some(), bits: Layout::bits_for(est_rows) };
+    let parts = chunks(data, start, 4 << 20);
+    let ctx = RowCtx { spec, cols: &cols };
+    let file_rows = AtomicUsize::new(0);
+    let pathb: PathBuf = path.to_path_buf();
+    let res = run_parallel(parts.len(), layout, |c, sink| {
+        let (a, b) = parts[c];
+        let mut ranges = Vec::with_capacity(nf);
+        let mut scratch = Vec::new();
+        let mut sc = vec![0f32; m];
+        let mut pos = a;
+        let mut n = 0usize;
+        let fail = |off: usize, field: &str, message: String| ChunkErr::At { off, field: field.to_owned(), message };
+        while pos < b {
+            let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
+            let mut line = &data[pos..end];
+            let off = pos;
+            pos = end + 1;
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            if line.is_empty() {
+                continue;
+            }
+            n += 1;
+            let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?;
+            if ranges.len() != nf {
+                return Err(fail(off, "line", format!("{} fields, the header has {nf}", ranges.len())));
+            }
+            let f = |i: usize| &buf[ranges[i].0..ranges[i].1];
+            let uid = f(cols.user);
+            if uid.is_empty() {
+                return Err(fail(off, "user_id", "empty user id".into()));
+            }
+            let ukey = id_key(uid);
+            if !ctx.keep(ukey) {
+                continue;
+            }
+            let lab = match f(cols.label) {
+                b"1" => true,
+                b"0" => false,
+                v => return Err(fail(off, "label", format!("label must be 0 or 1, got `{}`", String::from_utf8_lossy(v)))),
+            };
+            for (j, &ci) in cols.scores.iter().enumerate() {
+                let v = f(ci);
+                let s = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f32>().ok());
+                match s {
+                    Some(x) if x.is_finite() => sc[j] = x,
+                    Some(_) => return Err(fail(off, &cols.score_names[j], format!("score is NaN or Inf: `{}`", String::from_utf8_lossy(v)))),
+                    None => return Err(fail(off, &cols.score_names[j], format!("not a number: `{}`", String::from_utf8_lossy(v)))),
+                }
+            }
+            let w = match cols.weight {
+                Some(ci) => {
+                    let v = f(ci);
+                    let x: f64 = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .ok_or_else(|| fail(off, "weight", format!("not a number: `{}`", String::from_utf8_lossy(v))))?;
+                    if !x.is_finite() || x < 0.0 {
+                        return Err(fail(off, "weight", format!("weight must be finite and ≥ 0, got `{}`", String::from_utf8_lossy(v))));
+                    }
+                    x as f32
+                }
+                None => 0.0,
+            };
+            let seg = |ci: usize, name: &str| -> std::result::Result<u8, ChunkErr> {
+                let v = f(ci);
+                std::str::from_utf8(v).ok().and_then(Segment::parse).map(seg_code).ok_or_else(|| {
+                    fail(off, name, format!("unknown segment `{}` (cold-start, long-tail, regular)", String::from_utf8_lossy(v)))
+                })
+            };
+            let useg = match cols.useg {
+                Some(ci) => seg(ci, "user_segment")?,
+                None => NONE,
+            };
+            let iseg_col = match cols.iseg {
+                Some(ci) => seg(ci, "item_segment")?,
+                None => NONE,
+            };
+            let ikey = match cols.item {
+                Some(ci) => {
+                    let v = f(ci);
+                    if v.is_empty() {
+                        return Err(fail(off, "item_id", "empty item id".into()));
+                    }
+                    Some(id_key(v))
+                }
+                None => None,
+            };
+            let (iseg, absent) = ctx.item_seg(sink, ikey, iseg_col);
+            if let Some(k) = ikey {
+                sink.item(k, iseg, absent);
+            }
+            sink.push(ukey, flags(lab, iseg, useg), &sc, w);
+        }
+        file_rows.fetch_add(n, Ordering::Relaxed);
+        release_pages(&map, a, b);
+        Ok(())
+    });
+    let sinks = res.map_err(|(_, e)| match e {
+        ChunkErr::At { off, field, message } => Error::parse(&pathb, line_of(data, off), field, message),
+        ChunkErr::Other(e) => e,
+    })?;
+    let file_rows = file_rows.load(Ordering::Relaxed) as u64;
+    if file_rows == 0 {
+        return Err(Error::file(path, "no data rows (only a header)"));
+    }
+    let table = Table::from_sinks(layout, sinks, cols.item.is_some());
+    Ok(ReadOut { table, cols, file_rows })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet
+
+use parquet::column::reader::ColumnReader;
+use parquet::data_type::ByteArray;
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+
+/// One decoded column chunk.
+enum Col {
+    Bytes(Vec<ByteArray>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+fn read_col(path: &Path, rg: &dyn RowGroupReader, i: usize, name: &str, rows: usize, first_row: u64) -> Result<Col> {
+    let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("column `{name}`: {e}"));
+    let max_def = rg.metadata().column(i).column_descr().max_def_level();
+    let mut defs: Vec<i16> = Vec::new();
+    macro_rules! read {
+        ($r:expr, $v:ident, $t:ty) => {{
+            let mut vals: Vec<$t> = Vec::with_capacity(rows);
+            let mut got = 0;
+            while got < rows {
+                let d = if max_def > 0 { Some(&mut defs) } else { None };
+                let (recs, _, _) = $r.read_records(rows - got, d, None, &mut vals).map_err(pq)?;
+                if recs == 0 {
+                    break;
+                }
+                got += recs;
+            }
+            if vals.len() != rows {
+                let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
+                return Err(Error::parse(path, first_row + at as u64 + 1, name, "null value (row number within the file)"));
+            }
+            Col::$v(vals)
+        }};
+    }
+    let r = rg.get_column_reader(i).map_err(pq)?;
+    Ok(match r {
+        ColumnReader::ByteArrayColumnReader(mut r) => read!(r, Bytes, ByteArray),
+        ColumnReader::Int64ColumnReader(mut r) => read!(r, I64, i64),
+        ColumnReader::Int32ColumnReader(mut r) => read!(r, I32, i32),
+        ColumnReader::FloatColumnReader(mut r) => read!(r, F32, f32),
+        ColumnReader::DoubleColumnReader(mut r) => read!(r, F64, f64),
+        ColumnReader::BoolColumnReader(mut r) => read!(r, Bool, bool),
+        _ => return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type"))),
+    })
+}
+
+fn id_keys(path: &Path, c: &Col, name: &str, first: u64) -> Result<Vec<u64>> {
+    Ok(match c {
+        Col::Bytes(v) => {
+            let mut out = Vec::with_capacity(v.len());
+            for (r, b) in v.iter().enumerate() {
+                let d = b.data();
+                if d.is_empty() {
+                    return Err(Error::parse(path, first + r as u64 + 1, name, "empty id"));
+                }
+                out.push(id_key(d));
+            }
+            out
+        }
+        Col::I64(v) => v.iter().map(|&x| int_key(x)).collect(),
+        Col::I32(v) => v.iter().map(|&x| int_key(x as i64)).collect(),
+        _ => return Err(Error::file(path, format!("column `{name}`: ids must be strings or integers"))),
+    })
+}
+
+fn f64_at(c: &Col, r: usize) -> f64 {
+    match c {
+        Col::I64(v) => v[r] as f64,
+        Col::I32(v) => v[r] as f64,
+        Col::F32(v) => v[r] as f64,
+        Col::F64(v) => v[r],
+        Col::Bool(v) => v[r] as u8 as f64,
+        Col::Bytes(_) => f64::NAN,
+    }
+}
+
+fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if f.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
+        return Err(Error::file(path, "empty file"));
+    }
+    let reader = SerializedFileReader::new(f).map_err(|e| Error::file(path, format!("not a Parquet file: {e}")))?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let hdr: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).path().string()).collect();
+    let cols = resolve(path, &hdr, spec.scores)?;
+    let nrg = meta.num_row_groups();
+    let mut first_rows = Vec::with_capacity(nrg);
+    let mut total = 0u64;
+    for i in 0..nrg {
+        first_rows.push(total);
+        total += meta.row_group(i).num_rows() as u64;
+    }
+    if total == 0 {
+        return Err(Error::file(path, "no data rows"));
+    }
+    let m = cols.scores.len();
+    let layout = Layout { m, weight: cols.weight.is_some(), bits: Layout::bits_for(total) };
+    let ctx = RowCtx { spec, cols: &cols };
+    let res = run_parallel(nrg, layout, |g, sink| {
+        let e = ChunkErr::Other;
+        // One reader per row group: `File` readers share the descriptor's offset across
+        // clones, so concurrent row groups must not share a reader.
+        let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
+        let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
+        let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
+        let rows = rg.metadata().num_rows() as usize;
+        let first = first_rows[g];
+        let rd = |i: usize, name: &str| read_col(path, rg.as_ref(), i, name, rows, first).map_err(ChunkErr::Other);
+        let users = id_keys(path, &rd(cols.user, "user_id")?, "user_id", first).map_err(e)?;
+        let labels = rd(cols.label, "label")?;
+        let scores: Vec<Col> = cols.scores.iter().zip(&cols.score_names).map(|(&i, n)| rd(i, n)).collect::<std::result::Result<_, _>>()?;
+        let items = match cols.item {
+            Some(i) => Some(id_keys(path, &rd(i, "item_id")?, "item_id", first).map_err(e)?),
+            None => None,
+        };
+        let weights = match cols.weight {
+            Some(i) => Some(rd(i, "weight")?),
+            None => None,
+        };
+        let useg = match cols.useg {
+            Some(i) => Some(rd(i, "user_segment")?),
+            None => None,
+        };
+        let iseg = match cols.iseg {
+            Some(i) => Some(rd(i, "item_segment")?),
+            None => None,
+        };
+        let seg_at = |c: &Col, r: usize, name: &str| -> Result<u8> {
+            match c {
+                Col::Bytes(v) => seg_field(path, first + r as u64 + 1, name, v[r].data()),
+                _ => Err(Error::file(path, format!("column `{name}` must be a string column"))),
+            }
+        };
+        let mut sc = vec![0f32; m];
+        for r in 0..rows {
+            let line = first + r as u64 + 1;
+            let ukey = users[r];
+            if !ctx.keep(ukey) {
+                continue;
+            }
+            let lab = match &labels {
+                Col::Bool(v) => v[r],
+                Col::Bytes(v) => label_field(path, line, v[r].data()).map_err(e)?,
+                c => {
+                    let x = f64_at(c, r);
+                    if x == 1.0 {
+                        true
+                    } else if x == 0.0 {
+                        false
+                    } else {
+                        return Err(e(Error::parse(path, line, "label", format!("label must be 0 or 1, got `{x}`"))));
+                    }
+                }
+            };
+            for j in 0..m {
+                let x = match &scores[j] {
+                    Col::F32(v) => v[r],
+                    Col::F64(v) => v[r] as f32,
+                    Col::Bytes(v) => score_field(path, line, &cols.score_names[j], v[r].data()).map_err(e)?,
+                    c => f64_at(c, r) as f32,
+                };
+                if !x.is_finite() {
+                    return Err(e(Error::parse(path, line, &cols.score_names[j], format!("score is NaN or Inf: `{x}`"))));
+                }
+                sc[j] = x;
+            }
+            let w = match &weights {
+                Some(c) => weight_value(path, line, f64_at(c, r)).map_err(e)?,
+                None => 0.0,
+            };
+            let us = match &useg {
+                Some(c) => seg_at(c, r, "user_segment").map_err(e)?,
+                None => NONE,
+            };
+            let isc = match &iseg {
+                Some(c) => seg_at(c, r, "item_segment").map_err(e)?,
+                None => NONE,
+            };
+            let ikey = items.as_ref().map(|v| v[r]);
+            let (is, absent) = ctx.item_seg(sink, ikey, isc);
+            if let Some(k) = ikey {
+                sink.item(k, is, absent);
+            }
+            sink.push(ukey, flags(lab, is, us), &sc, w);
+        }
+        Ok(())
+    });
+    let sinks = res.map_err(|(_, e)| match e {
+        ChunkErr::At { field, message, .. } => Error::file(path, format!("{field}: {message}")),
+        ChunkErr::Other(e) => e,
+    })?;
+    let table = Table::from_sinks(layout, sinks, cols.item.is_some());
+    Ok(ReadOut { table, cols, file_rows: total })
+}
+
+// ---------------------------------------------------------------------------------------------
+// HISTORY
+
+/// Which HISTORY rows count as a user's interactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserActivity {
+    /// Clicks, conversions and ratings (impressions are exposure, not interaction).
+    #[default]
+    Engaged,
+    /// Every row, impressions included.
+    All,
+}
+
+/// Interaction counts per user key and conversion counts per item key from a HISTORY file.
+#[derive(Debug, Default)]
+pub struct HistoryCounts {
+    pub(crate) users: KeyMap<u64>,
+    pub(crate) items: KeyMap<u64>,
+    /// Data rows read.
+    pub rows: u64,
+}
+
+impl HistoryCounts {
+    /// Users seen in HISTORY.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+    /// Items seen in HISTORY (any action).
+    pub fn items(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Counts HISTORY (`user_id,item_id,timestamp,action,value,revenue`; only `user_id`, `item_id`,
+/// `action` and, for ratings, `value` are read). A rating counts as a conversion at ≥ 4
+/// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
+/// but known); every user that appears is known, even with 0 counted interactions.
+pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
+    let Some(map) = map_file(path)? else {
+        return Err(Error::file(path, "empty file (no header)"));
+    };
+    let data: &[u8] = &map;
+    let (hdr, delim, start) = header(path, data)?;
+    let find = |n: &str| {
+        hdr.iter()
+            .position(|h| h == n)
+            .ok_or_else(|| Error::file(path, format!("missing column `{n}` (columns: {})", hdr.join(", "))))
+    };
+    let (cu, ci, ca) = (find("user_id")?, find("item_id")?, find("action")?);
+    let cv = hdr.iter().position(|h| h == "value");
+    let nf = hdr.len();
+    let parts = chunks(data, start, 4 << 20);
+    let rule = crate::data::LabelRule::default();
+    type Part = (KeyMap<u64>, KeyMap<u64>, u64);
+    let results: Vec<std::result::Result<Part, ChunkErr>> = {
+        use rayon::prelude::*;
+        parts
+            .par_iter()
+            .map(|&(a, b)| {
+                let (mut us, mut it, mut n): Part = Default::default();
+                let mut ranges = Vec::with_capacity(nf);
+                let mut scratch = Vec::new();
+                let mut pos = a;
+                while pos < b {
+                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
+                    let mut line = &data[pos..end];
+                    let off = pos;
+                    pos = end + 1;
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    if line.is_empty() {
+                        continue;
+                    }
+                    n += 1;
+                    let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+                    let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
+                    if ranges.len() != nf {
+                        return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
+                    }
+                    let f = |i: usize| &buf[ranges[i].0..ranges[i].1];
+                    let act = match f(ca) {
+                        b"impression" => Action::Impression,
+                        b"click" => Action::Click,
+                        b"conversion" => Action::Conversion,
+                        v => std::str::from_utf8(v).ok().and_then(Action::parse).ok_or_else(|| {
+                            fail("action", format!("unknown action `{}`", String::from_utf8_lossy(v)))
+                        })?,
+                    };
+                    let conv = match act {
+                        Action::Conversion => true,
+                        Action::Rating => {
+                            let v = cv.map(f).unwrap_or(b"");
+                            let x: f32 = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                                fail("value", format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)))
+                            })?;
+                            x >= rule.convert_min_rating
+                        }
+                        _ => false,
+                    };
+                    let counted = match activity {
+                        UserActivity::All => true,
+                        UserActivity::Engaged => act != Action::Impression,
+                    };
+                    *us.entry(id_key(f(cu))).or_insert(0) += counted as u64;
+                    *it.entry(id_key(f(ci))).or_insert(0) += conv as u64;
+                }
+                Ok((us, it, n))
+            })
+            .collect()
+    };
+    let mut out = HistoryCounts::default();
+    for r in results {
+        let (us, it, n) = r.map_err(|e| match e {
+            ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
+            ChunkErr::Other(e) => e,
+        })?;
+        out.rows += n;
+        for (k, v) in us {
+            *out.users.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in it {
+            *out.items.entry(k).or_insert(0) += v;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_plain_and_quoted() {
+        let (mut s, mut r) = (Vec::new(), Vec::new());
+        let b = split_line(b"a,,c", b',', &mut s, &mut r).unwrap();
+        let v: Vec<&[u8]> = r.iter().map(|&(x, y)| &b[x..y]).collect();
+        assert_eq!(v, vec![&b"a"[..], b"", b"c"]);
+        let b = split_line(b"\"x,\"\"y\"\"\",2,", b',', &mut s, &mut r).unwrap().to_vec();
+        let v: Vec<&[u8]> = r.iter().map(|&(x, y)| &b[x..y]).collect();
+        assert_eq!(v, vec![&b"x,\"y\""[..], b"2", b""]);
+        assert!(split_line(b"\"open,1", b',', &mut s, &mut r).is_err());
+    }
+
+    #[test]
+    fn chunks_end_at_newlines() {
+        let d = b"h\n1\n22\n333\n4444";
+        let c = chunks(d, 2, 3);
+        assert_eq!(c.first().map(|x| x.0), Some(2));
+        assert_eq!(c.last().map(|x| x.1), Some(d.len()));
+        for w in c.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+            assert_eq!(d[w[0].1 - 1], b'\n');
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Columnar row storage grouped by user hash, and the id hash everything is keyed on.
+//!
+//! Rows are appended by reader threads into fixed-size blocks, one open block per (thread,
+//! bucket); the bucket is the top bits of the user key, so each bucket holds complete users and
+//! buckets in order hold users in increasing key order. Per row: user key (8 B), flags (1 B),
+//! `M` f32 scores (4·M B) and an optional f32 weight — 17 B for two models.
+
+use crate::segment::Segment;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Rows per block.
+pub(crate) const BLOCK: usize = 512;
+
+/// Flag bits of a row: label, item segment (2 bits, 3 = none), user segment (2 bits, 3 = none).
+pub(crate) const LABEL: u8 = 1;
+pub(crate) const NONE: u8 = 3;
+#[inline]
+pub(crate) fn flags(label: bool, iseg: u8, useg: u8) -> u8 {
+    label as u8 | (iseg << 1) | (useg << 3)
+}
+#[inline]
+pub(crate) fn iseg_of(f: u8) -> u8 {
+    (f >> 1) & 3
+}
+#[inline]
+pub(crate) fn useg_of(f: u8) -> u8 {
+    (f >> 3) & 3
+}
+/// Segment code (0 cold-start, 1 long-tail, 2 regular).
+pub(crate) fn seg_code(s: Segment) -> u8 {
+    match s {
+        Segment::ColdStart => 0,
+        Segment::LongTail => 1,
+        Segment::Regular => 2,
+    }
+}
+pub(crate) fn seg_of_code(c: u8) -> Option<Segment> {
+    match c {
+        0 => Some(Segment::ColdStart),
+        1 => Some(Segment::LongTail),
+        2 => Some(Segment::Regular),
+        _ => None,
+    }
+}
+
+/// The 64-bit key of an id: FNV-1a over its bytes, finalised with MurmurHash3's `fmix64`.
+/// Stable across runs and machines (shards depend on it). Integer ids hash their decimal text,
+/// so `42` in a Parquet INT64 column and `"42"` in a CSV are the same user.
+#[inline]
+pub fn id_key(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fmix64(h)
+}
+
+/// [`id_key`] of the decimal text of an integer id.
+#[inline]
+pub fn int_key(v: i64) -> u64 {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let neg = v < 0;
+    let mut x = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    if neg {
+        // 20 digits of u64 max fit; i64's magnitude has at most 19, so there is room for '-'.
+        i -= 1;
+        buf[i] = b'-';
+    }
+    id_key(&buf[i..])
+}
+
+/// MurmurHash3 64-bit finaliser.
+#[inline]
+pub(crate) fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^= k >> 33;
+    k
+}
+
+/// The shard of a user key among `n` shards: `key mod n`.
+#[inline]
+pub fn shard_of(key: u64, n: u32) -> u32 {
+    (key % n as u64) as u32
+}
+
+/// Identity hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+}
+pub(crate) type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// Row layout shared by all blocks of one evaluation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Number of score columns (models).
+    pub m: usize,
+    /// Whether rows carry a weight.
+    pub weight: bool,
+    /// log2 of the number of buckets.
+    pub bits: u32,
+}
+
+impl Layout {
+    pub fn buckets(&self) -> usize {
+        1 << self.bits
+    }
+    #[inline]
+    pub fn bucket(&self, key: u64) -> usize {
+        if self.bits == 0 { 0 } else { (key >> (64 - self.bits)) as usize }
+    }
+    /// Bucket bits for about `rows` rows (≈16k rows a bucket, 1..=2^16 buckets).
+    pub fn bits_for(rows: u64) -> u32 {
+        let b = (rows / 16384).max(1);
+        (64 - b.leading_zeros()).clamp(1, 16)
+    }
+}
+
+/// A block of rows (columnar).
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    pub keys: Vec<u64>,
+    pub flags: Vec<u8>,
+    /// Row-major scores: `scores[r * m + j]`.
+    pub scores: Vec<f32>,
+    pub weights: Vec<f32>,
+}
+
+impl Block {
+    fn new(l: &Layout) -> Block {
+        Block {
+            keys: Vec::with_capacity(BLOCK),
+            flags: Vec::with_capacity(BLOCK),
+            scores: Vec::with_capacity(BLOCK * l.m),
+            weights: if l.weight { Vec::with_capacity(BLOCK) } else { Vec::new() },
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// Item bookkeeping: bit `s` = seen in segment `s`, bit 3 = seen without segment, bit 4 = absent
+/// from HISTORY.
+pub(crate) const ITEM_NOSEG: u8 = 1 << 3;
+pub(crate) const ITEM_ABSENT: u8 = 1 << 4;
+
+/// Bins of the global-AUC histogram (top 16 bits of the score key).
+pub(crate) const BINS: usize = 1 << 16;
+/// Entries of the per-thread direct-mapped item caches.
+const CACHE: usize = 1 << 14;
+
+/// A per-thread row sink.
+pub(crate) struct Sink {
+    pub layout: Layout,
+    open: Vec<Option<Block>>,
+    pub full: Vec<(usize, Block)>,
+    /// Item key → bit set (see [`ITEM_NOSEG`]); only when there is an item id column.
+    pub items: KeyMap<u8>,
+    pub rows: u64,
+    /// Per model, rows per top-16-bit score-key bin (`hist[j * BINS + bin]`).
+    pub hist: Vec<u64>,
+    /// Direct-mapped caches in front of the item maps (items are heavy-headed).
+    noted: Vec<(u64, u8)>,
+    segs: Vec<(u64, u8)>,
+}
+
+impl Sink {
+    pub fn new(layout: Layout) -> Sink {
+        Sink {
+            layout,
+            open: (0..layout.buckets()).map(|_| None).collect(),
+            full: Vec::new(),
+            items: KeyMap::default(),
+            rows: 0,
+            hist: vec![0; layout.m * BINS],
+            noted: Vec::new(),
+            segs: Vec::new(),
+        }
+    }
+
+    /// The item segment of `key` through a small cache; `lookup` gives (segment code, absent).
+    #[inline]
+    pub fn item_seg_cached(&mut self, key: u64, lookup: impl FnOnce() -> (u8, bool)) -> (u8, bool) {
+        if self.segs.is_empty() {
+            self.segs = vec![(0, 0); CACHE];
+        }
+        let e = &mut self.segs[key as usize & (CACHE - 1)];
+        if e.0 == key && e.1 & 0x80 != 0 {
+            return (e.1 & 3, e.1 & 4 != 0);
+        }
+        let (s, a) = lookup();
+        *e = (key, 0x80 | s | if a { 4 } else { 0 });
+        (s, a)
+    }
+
+    /// Appends one row (`scores.len() == m`).
+    #[inline]
+    pub fn push(&mut self, key: u64, flags: u8, scores: &[f32], weight: f32) {
+        let l = self.layout;
+        let b = l.bucket(key);
+        let blk = self.open[b].get_or_insert_with(|| Block::new(&l));
+        blk.keys.push(key);
+        blk.flags.push(flags);
+        blk.scores.extend_from_slice(scores);
+        for (j, &x) in scores.iter().enumerate() {
+            self.hist[j * BINS + (crate::metrics::f32_key(x) >> 16) as usize] += 1;
+        }
+        if l.weight {
+            blk.weights.push(weight);
+        }
+        self.rows += 1;
+        if blk.keys.len() == BLOCK
+            && let Some(full) = self.open[b].take()
+        {
+            self.full.push((b, full));
+        }
+    }
+
+    /// Notes an item with its row's segment code (3 = none) and whether HISTORY lacks it.
+    #[inline]
+    pub fn item(&mut self, key: u64, iseg: u8, absent: bool) {
+        let bit = if iseg < 3 { 1 << iseg } else { ITEM_NOSEG } | if absent { ITEM_ABSENT } else { 0 };
+        if self.noted.is_empty() {
+            self.noted = vec![(0, 0); CACHE];
+        }
+        let e = &mut self.noted[key as usize & (CACHE - 1)];
+        if e.0 == key && e.1 & bit == bit {
+            return;
+        }
+        let v = self.items.entry(key).or_insert(0);
+        *v |= bit;
+        *e = (key, *v);
+    }
+}
+
+/// All rows, grouped into buckets.
+pub(crate) struct Table {
+    pub layout: Layout,
+    pub buckets: Vec<Vec<Block>>,
+    pub items: Option<KeyMap<u8>>,
+    /// Per model, rows per score-key bin (see [`Sink::hist`]).
+    pub hist: Vec<u64>,
+}
+
+impl Table {
+    /// Combines the sinks of all threads.
+    pub fn from_sinks(layout: Layout, sinks: Vec<Sink>, has_items: bool) -> Table {
+        let mut buckets: Vec<Vec<Block>> = (0..layout.buckets()).map(|_| Vec::new()).collect();
+        let mut items: KeyMap<u8> = KeyMap::default();
+        let mut hist = vec![0u64; layout.m * BINS];
+        for s in sinks {
+            for (a, b) in hist.iter_mut().zip(&s.hist) {
+                *a += b;
+            }
+            for (b, blk) in s.full {
+                buckets[b].push(blk);
+            }
+            for (b, blk) in s.open.into_iter().enumerate() {
+                if let Some(blk) = blk.filter(|x| x.len() > 0) {
+                    buckets[b].push(blk);
+                }
+            }
+            if items.is_empty() {
+                items = s.items;
+            } else {
+                for (k, v) in s.items {
+                    *items.entry(k).or_insert(0) |= v;
+                }
+            }
+        }
+        Table { layout, buckets, items: has_items.then_some(items), hist }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_key_matches_text_key() {
+        for v in [0i64, 7, 42, -3, i64::MAX, i64::MIN, 1234567890123] {
+            assert_eq!(int_key(v), id_key(v.to_string().as_bytes()), "{v}");
+        }
+    }
+
+    #[test]
+    fn flags_roundtrip() {
+        let f = flags(true, 2, 1);
+        assert_eq!((f & LABEL, iseg_of(f), useg_of(f)), (1, 2, 1));
+        let f = flags(false, NONE, NONE);
+        assert_eq!((f & LABEL, iseg_of(f), useg_of(f)), (0, 3, 3));
+    }
+}

@@ -1,0 +1,426 @@
+//! fusion-eval: brute-force oracles (ties included), file readers, partial merge, bad inputs, CLI.
+
+use learnrec_eval::fusion_eval::{
+    self, emit_partial, evaluate, evaluate_file, generate, merge_partials, GroupKind, Input, Options, Predictions,
+    Report, UserWeight, WarningKind,
+};
+use learnrec_eval::metrics;
+use learnrec_eval::segment::{Segment, Thresholds};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Direct O(n²) pairwise AUC: P(s+ > s-) + ½ P(s+ = s-), `None` if one class.
+fn pairwise_auc(labels: &[bool], scores: &[f32]) -> Option<f64> {
+    let (mut num, mut pairs) = (0.0f64, 0u64);
+    for i in 0..labels.len() {
+        for j in 0..labels.len() {
+            if labels[i] && !labels[j] {
+                pairs += 1;
+                if scores[i] > scores[j] {
+                    num += 1.0;
+                } else if scores[i] == scores[j] {
+                    num += 0.5;
+                }
+            }
+        }
+    }
+    (pairs > 0).then(|| num / pairs as f64)
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => (x - y).abs() < 1e-12,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Oracle UAUC/WUAUC over a subset of rows: (uauc, wuauc, counted, skipped).
+fn oracle_user(rows: &[(u64, bool, f32, f32)], weight: UserWeight) -> (Option<f64>, Option<f64>, u64, u64) {
+    let mut by: BTreeMap<u64, Vec<(bool, f32, f32)>> = BTreeMap::new();
+    for &(u, l, s, w) in rows {
+        by.entry(u).or_default().push((l, s, w));
+    }
+    let (mut sum, mut ws, mut wa, mut c, mut k) = (0.0, 0.0, 0.0, 0, 0);
+    for v in by.values() {
+        let l: Vec<bool> = v.iter().map(|x| x.0).collect();
+        let s: Vec<f32> = v.iter().map(|x| x.1).collect();
+        match pairwise_auc(&l, &s) {
+            Some(a) => {
+                c += 1;
+                let w = match weight {
+                    UserWeight::Rows => v.len() as f64,
+                    UserWeight::Positives => l.iter().filter(|&&x| x).count() as f64,
+                    UserWeight::Weight => v.iter().map(|x| x.2 as f64).sum(),
+                };
+                sum += a;
+                ws += w;
+                wa += w * a;
+            }
+            None => k += 1,
+        }
+    }
+    ((c > 0).then(|| sum / c as f64), (ws > 0.0).then(|| wa / ws), c, k)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn auc_equals_pairwise_oracle(rows in prop::collection::vec((any::<bool>(), 0u8..6), 0..40)) {
+        let labels: Vec<bool> = rows.iter().map(|r| r.0).collect();
+        let scores: Vec<f32> = rows.iter().map(|r| r.1 as f32 / 4.0).collect();
+        let got = metrics::auc(&labels, &scores).unwrap();
+        prop_assert!(close(got, pairwise_auc(&labels, &scores)), "{got:?}");
+        let s64: Vec<f64> = scores.iter().map(|&x| x as f64).collect();
+        prop_assert!(close(metrics::auc(&labels, &s64).unwrap(), got));
+    }
+
+    #[test]
+    fn evaluate_equals_oracle_per_group(
+        rows in prop::collection::vec((0u64..8, any::<bool>(), 0u8..5, 0u8..7, 0u8..3, 0u8..3, 0u8..4), 1..80),
+        wmode in 0usize..3,
+    ) {
+        let weight = [UserWeight::Rows, UserWeight::Positives, UserWeight::Weight][wmode];
+        let useg_of = |u: u64| Segment::ALL[(u % 3) as usize];
+        let p = Predictions {
+            users: rows.iter().map(|r| r.0).collect(),
+            labels: rows.iter().map(|r| r.1).collect(),
+            scores: vec![
+                ("a".into(), rows.iter().map(|r| r.2 as f32 * 0.25).collect()),
+                ("b".into(), rows.iter().map(|r| -(r.3 as f32)).collect()),
+            ],
+            items: Some(rows.iter().map(|r| r.4 as u64 * 10 + r.5 as u64).collect()),
+            weights: Some(rows.iter().map(|r| r.6 as f32 * 0.5).collect()),
+            user_segments: Some(rows.iter().map(|r| useg_of(r.0)).collect()),
+            item_segments: Some(rows.iter().map(|r| Segment::ALL[r.5 as usize]).collect()),
+        };
+        let opt = Options { user_weight: weight, bootstrap: 0, ..Options::default() };
+        let rep = evaluate(&p, &opt).unwrap();
+        let mut groups = vec![rep.overall.clone()];
+        groups.extend(rep.segments.iter().cloned());
+        prop_assert_eq!(groups.len(), 7);
+        for g in &groups {
+            let keep = |r: &(u64, bool, u8, u8, u8, u8, u8)| match g.group {
+                GroupKind::Overall => true,
+                GroupKind::User(s) => useg_of(r.0) == s,
+                GroupKind::Item(s) => Segment::ALL[r.5 as usize] == s,
+            };
+            for (j, mm) in g.models.iter().enumerate() {
+                let sub: Vec<(u64, bool, f32, f32)> = rows
+                    .iter()
+                    .filter(|r| keep(r))
+                    .map(|r| (r.0, r.1, if j == 0 { r.2 as f32 * 0.25 } else { -(r.3 as f32) }, r.6 as f32 * 0.5))
+                    .collect();
+                let (u, w, c, k) = oracle_user(&sub, weight);
+                prop_assert!(close(mm.uauc, u), "{:?} {}: uauc {:?} vs {:?}", g.group, mm.model, mm.uauc, u);
+                prop_assert!(close(mm.wuauc, w), "{:?} {}: wuauc {:?} vs {:?}", g.group, mm.model, mm.wuauc, w);
+                prop_assert_eq!((g.users_counted, g.users_skipped), (c, k));
+                prop_assert_eq!(g.rows, sub.len() as u64);
+                if g.group == GroupKind::Overall {
+                    let l: Vec<bool> = sub.iter().map(|x| x.1).collect();
+                    let s: Vec<f32> = sub.iter().map(|x| x.2).collect();
+                    prop_assert!(close(mm.auc, pairwise_auc(&l, &s)));
+                }
+            }
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn input(pred: &Path) -> Input {
+    Input { pred: pred.to_path_buf(), ..Input::default() }
+}
+
+fn err_of(r: learnrec_eval::Result<Report>) -> String {
+    r.expect_err("expected an error").to_string()
+}
+
+const GOOD: &str = "user_id,item_id,label,score_a,score_b\n\
+u1,i1,1,0.9,0.8\nu1,i2,0,0.1,0.9\nu1,i3,0,0.5,0.1\n\
+u2,i1,1,0.3,0.7\nu2,i2,1,0.3,0.2\nu2,i4,0,0.3,0.1\n\
+u3,i1,0,0.2,0.2\nu3,i3,0,0.4,0.6\n";
+
+#[test]
+fn csv_good_path_matches_by_hand() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "p.csv", GOOD);
+    let r = evaluate_file(&input(&p), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    assert_eq!(r.models, vec!["score_a", "score_b"]);
+    assert_eq!((r.rows, r.users, r.items), (8, 3, Some(4)));
+    let o = &r.overall;
+    assert_eq!((o.users_counted, o.users_skipped), (2, 1));
+    // score_a: u1 AUC 1.0, u2 (all tied) 0.5 -> UAUC 0.75; WUAUC (3·1 + 3·0.5)/6 = 0.75
+    assert_eq!(o.models[0].uauc, Some(0.75));
+    // score_b: u1 (0.8 vs 0.9, 0.1) = 0.5, u2 (0.7, 0.2 vs 0.1) = 1.0
+    assert_eq!(o.models[1].uauc, Some(0.75));
+    let labels = [true, false, false, true, true, false, false, false];
+    let sa = [0.9f32, 0.1, 0.5, 0.3, 0.3, 0.3, 0.2, 0.4];
+    assert_eq!(o.models[0].auc, pairwise_auc(&labels, &sa));
+    assert!(r.segments.is_empty());
+    assert!(r.warnings.iter().any(|w| w.kind == WarningKind::OneClassUsers && w.count == 1));
+    let t = r.to_text();
+    assert!(t.contains("Table 6") && t.contains("score_b") && t.contains("1 of 3 users"), "{t}");
+    assert!(r.to_markdown().contains("| score_a |"));
+}
+
+#[test]
+fn tsv_and_quoted_fields_read() {
+    let d = tempfile::tempdir().unwrap();
+    let tsv = GOOD.replace(',', "\t");
+    let p = write(d.path(), "p.tsv", &tsv);
+    let a = evaluate_file(&input(&p), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    let q = GOOD.replace("u1,", "\"u1\",").replace("u2,i1", "\"u2\",\"i1\"");
+    let p2 = write(d.path(), "q.csv", &q);
+    let b = evaluate_file(&input(&p2), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    let c = evaluate_file(&input(&write(d.path(), "c.csv", GOOD)), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    assert_eq!(a, c);
+    assert_eq!(b, c);
+}
+
+#[test]
+fn segments_from_history_and_absent_users() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "p.csv", GOOD);
+    // u1: 1 click (long-tail with max 2), u2: 3 interactions (regular), u3 absent (cold-start).
+    // i1: 1 conversion (long-tail), i2: 0 conversions (cold-start, known), i3/i4 absent.
+    let h = write(
+        d.path(),
+        "h.csv",
+        "user_id,item_id,timestamp,action,value,revenue\n\
+         u1,i1,1,click,,\nu2,i1,2,conversion,,9.9\nu2,i2,3,click,,\nu2,i2,4,impression,,\nu2,i2,5,click,,\nu9,i1,6,impression,,\n",
+    );
+    let inp = Input {
+        history: Some(h),
+        thresholds: Thresholds { user_long_tail_max: 2, item_long_tail_max: 29 },
+        ..input(&p)
+    };
+    let r = evaluate_file(&inp, &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    let g = |k: GroupKind| r.segments.iter().find(|g| g.group == k).unwrap().clone();
+    assert_eq!(g(GroupKind::User(Segment::ColdStart)).users, 1);
+    assert_eq!(g(GroupKind::User(Segment::LongTail)).users, 1);
+    assert_eq!(g(GroupKind::User(Segment::Regular)).users, 1);
+    assert_eq!(g(GroupKind::User(Segment::LongTail)).models[0].uauc, Some(1.0));
+    assert_eq!(g(GroupKind::Item(Segment::LongTail)).rows, 3); // i1 rows
+    assert_eq!(g(GroupKind::Item(Segment::ColdStart)).rows, 5);
+    assert_eq!(g(GroupKind::Item(Segment::ColdStart)).items, Some(3));
+    let w = |k: WarningKind| r.warnings.iter().find(|w| w.kind == k).map(|w| w.count);
+    assert_eq!(w(WarningKind::UsersAbsentFromHistory), Some(1));
+    assert_eq!(w(WarningKind::ItemsAbsentFromHistory), Some(2));
+    // Counting impressions too makes u2 regular still and u1 long-tail; with max 0 all are regular.
+    let inp2 = Input { thresholds: Thresholds { user_long_tail_max: 0, item_long_tail_max: 0 }, ..inp };
+    let r2 = evaluate_file(&inp2, &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    assert_eq!(r2.segments.iter().find(|g| g.group == GroupKind::User(Segment::Regular)).unwrap().users, 2);
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let o = Options { bootstrap: 0, ..Options::default() };
+    let run = |name: &str, text: &str| err_of(evaluate_file(&input(&write(d.path(), name, text)), &o));
+    let e = run("missing.csv", "user_id,score_a\nu1,0.5\n");
+    assert!(e.contains("missing column `label`"), "{e}");
+    let e = run("label.csv", "user_id,label,score\nu1,1,0.5\nu1,2,0.4\n");
+    assert!(e.contains("label.csv:3: field `label`: label must be 0 or 1, got `2`"), "{e}");
+    let e = run("nan.csv", "user_id,label,score\nu1,1,0.5\nu1,0,NaN\n");
+    assert!(e.contains("nan.csv:3: field `score`: score is NaN or Inf"), "{e}");
+    let e = run("inf.csv", "user_id,label,score\nu1,1,inf\n");
+    assert!(e.contains("inf.csv:2: field `score`: score is NaN or Inf"), "{e}");
+    let e = run("num.csv", "user_id,label,score\nu1,1,abc\n");
+    assert!(e.contains("num.csv:2: field `score`: not a number: `abc`"), "{e}");
+    let e = run("empty.csv", "");
+    assert!(e.contains("empty.csv: empty file"), "{e}");
+    let e = run("header.csv", "user_id,label,score\n");
+    assert!(e.contains("no data rows"), "{e}");
+    let e = run("fields.csv", "user_id,label,score\nu1,1\n");
+    assert!(e.contains("fields.csv:2: field `line`: 2 fields, the header has 3"), "{e}");
+    let e = run("dup.csv", "user_id,label,score,score\nu1,1,0.1,0.2\n");
+    assert!(e.contains("duplicate column `score`"), "{e}");
+    let e = run("noscore.csv", "user_id,label,x\nu1,1,0.1\n");
+    assert!(e.contains("no score column"), "{e}");
+    let e = run("seg.csv", "user_id,label,score,user_segment\nu1,1,0.1,warm\n");
+    assert!(e.contains("seg.csv:2: field `user_segment`: unknown segment `warm`"), "{e}");
+    let e = run("w.csv", "user_id,label,score,weight\nu1,1,0.1,-1\n");
+    assert!(e.contains("w.csv:2: field `weight`: weight must be finite and ≥ 0"), "{e}");
+    // Duplicate --score names.
+    let p = write(d.path(), "ok.csv", GOOD);
+    let inp = Input { scores: vec!["score_a".into(), "score_a".into()], ..input(&p) };
+    let e = err_of(evaluate_file(&inp, &o));
+    assert!(e.contains("score `score_a` is named twice"), "{e}");
+    let inp = Input { scores: vec!["score_z".into()], ..input(&p) };
+    let e = err_of(evaluate_file(&inp, &o));
+    assert!(e.contains("missing column `score_z`"), "{e}");
+    // Bad HISTORY action.
+    let h = write(d.path(), "h.csv", "user_id,item_id,timestamp,action,value,revenue\nu1,i1,1,like,,\n");
+    let e = err_of(evaluate_file(&Input { history: Some(h), ..input(&p) }, &o));
+    assert!(e.contains("h.csv:2: field `action`: unknown action `like`"), "{e}");
+    // Unknown baseline; weight mode without a weight column.
+    let e = err_of(evaluate_file(&input(&p), &Options { baseline: Some("nope".into()), ..o.clone() }));
+    assert!(e.contains("--baseline `nope`"), "{e}");
+    let e = err_of(evaluate_file(&input(&p), &Options { user_weight: UserWeight::Weight, ..o.clone() }));
+    assert!(e.contains("needs a `weight` column"), "{e}");
+    // In-memory API.
+    let e = err_of(evaluate(
+        &Predictions { users: vec![1], labels: vec![true], scores: vec![("s".into(), vec![f32::NAN])], ..Default::default() },
+        &o,
+    ));
+    assert!(e.contains("NaN or Inf"), "{e}");
+}
+
+#[test]
+fn one_class_only_is_undefined_not_half() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "p.csv", "user_id,label,score\nu1,1,0.5\nu1,1,0.4\nu2,1,0.1\n");
+    let r = evaluate_file(&input(&p), &Options::default()).unwrap();
+    assert_eq!(r.overall.models[0].auc, None);
+    assert_eq!(r.overall.models[0].uauc, None);
+    assert_eq!(r.overall.models[0].wuauc, None);
+    assert_eq!((r.overall.users_counted, r.overall.users_skipped), (0, 2));
+    assert!(r.to_text().contains('—'));
+}
+
+fn gen_file(dir: &Path, name: &str, rows: u64, users: u64) -> (PathBuf, PathBuf) {
+    let out = dir.join(name);
+    let hist = dir.join(format!("{name}.hist.csv"));
+    let spec = generate::GenSpec {
+        rows,
+        users,
+        items: 300,
+        seed: 3,
+        out: out.clone(),
+        history: Some(hist.clone()),
+        row_group: 4000,
+    };
+    assert_eq!(generate::generate(&spec).unwrap(), rows);
+    (out, hist)
+}
+
+#[test]
+fn csv_and_parquet_give_the_same_report() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h) = gen_file(d.path(), "g.csv", 20_000, 500);
+    let (p, _) = gen_file(d.path(), "g.parquet", 20_000, 500);
+    let o = Options { bootstrap: 20, ..Options::default() };
+    let a = evaluate_file(&Input { history: Some(h.clone()), ..input(&c) }, &o).unwrap();
+    let b = evaluate_file(&Input { history: Some(h), ..input(&p) }, &o).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.segments.len(), 6);
+    assert!(a.overall.deltas[0].uauc_ci.is_some());
+}
+
+#[test]
+fn merged_partials_equal_the_single_run() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h) = gen_file(d.path(), "g.csv", 30_000, 700);
+    let o = Options { bootstrap: 30, seed: 5, ..Options::default() };
+    let base = Input { history: Some(h), ..input(&c) };
+    let single = evaluate_file(&base, &o).unwrap();
+    let n = 3;
+    let parts: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            let p = d.path().join(format!("part{i}.fep"));
+            emit_partial(&Input { shard: Some((i, n)), ..base.clone() }, &p).unwrap();
+            p
+        })
+        .collect();
+    let merged = merge_partials(&parts, &o).unwrap();
+    assert_eq!(merged, single);
+    assert_eq!(serde_json::to_string(&merged).unwrap(), serde_json::to_string(&single).unwrap());
+    // A shard on its own is a smaller population.
+    let one = merge_partials(&parts[..1], &o).unwrap();
+    assert!(one.users < single.users);
+    // The same partial twice splits users: an error.
+    let e = err_of(merge_partials(&[parts[0].clone(), parts[0].clone()], &o));
+    assert!(e.contains("appears in more than one partial"), "{e}");
+    // Truncated partial.
+    let bytes = std::fs::read(&parts[1]).unwrap();
+    let t = d.path().join("trunc.fep");
+    std::fs::write(&t, &bytes[..bytes.len() - 5]).unwrap();
+    let e = err_of(merge_partials(&[t], &o));
+    assert!(e.contains("trunc.fep") && e.contains("partial file"), "{e}");
+    // Partials of different score sets do not merge.
+    let p4 = d.path().join("p4.fep");
+    emit_partial(&Input { scores: vec!["score_learn".into()], shard: Some((1, 3)), ..base.clone() }, &p4).unwrap();
+    let e = err_of(merge_partials(&[parts[0].clone(), p4], &o));
+    assert!(e.contains("does not match"), "{e}");
+}
+
+#[test]
+fn bootstrap_is_seeded_and_brackets_the_delta() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, _) = gen_file(d.path(), "g.csv", 20_000, 400);
+    let o = Options { bootstrap: 100, seed: 1, ..Options::default() };
+    let a = evaluate_file(&input(&c), &o).unwrap();
+    let b = evaluate_file(&input(&c), &o).unwrap();
+    assert_eq!(a, b);
+    let dlt = &a.overall.deltas[0];
+    let [lo, hi] = dlt.uauc_ci.unwrap();
+    let x = dlt.uauc_pp.unwrap();
+    assert!(lo < x && x < hi, "{lo} {x} {hi}");
+    let c2 = evaluate_file(&input(&c), &Options { seed: 2, ..o }).unwrap();
+    assert_ne!(c2.overall.deltas[0].uauc_ci, dlt.uauc_ci);
+}
+
+#[test]
+fn plot_and_outputs_via_cli() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h) = gen_file(d.path(), "g.csv", 5_000, 200);
+    let bin = env!("CARGO_BIN_EXE_fusion-eval");
+    let (js, md, svg) = (d.path().join("r.json"), d.path().join("r.md"), d.path().join("r.svg"));
+    let out = std::process::Command::new(bin)
+        .args(["--pred", c.to_str().unwrap(), "--history", h.to_str().unwrap(), "--bootstrap", "20"])
+        .args(["--json", js.to_str().unwrap(), "--markdown", md.to_str().unwrap(), "--plot", svg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Table 6") && stdout.contains("Table 7") && stdout.contains("item long-tail"), "{stdout}");
+    let r: Report = serde_json::from_slice(&std::fs::read(&js).unwrap()).unwrap();
+    assert_eq!(r.rows, 5_000);
+    assert!(std::fs::read_to_string(&md).unwrap().contains("### Table 7"));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // merge via the CLI
+    let p0 = d.path().join("a.fep");
+    let st = std::process::Command::new(bin)
+        .args(["--pred", c.to_str().unwrap(), "--emit-partial", p0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let out = std::process::Command::new(bin).args(["merge", p0.to_str().unwrap(), "--bootstrap", "0"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Table 6"));
+    // A clear error with exit code 1.
+    let bad = write(d.path(), "bad.csv", "user_id,score\nu1,0.5\n");
+    let out = std::process::Command::new(bin).args(["--pred", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error:") && err.contains("missing column `label`"), "{err}");
+    let out = std::process::Command::new(bin).args(["--pred", "x.csv", "--shard", "3/2"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need 0 ≤ I < N"));
+}
+
+#[test]
+fn user_auc_api_matches_evaluate() {
+    let users = [1u64, 1, 1, 2, 2, 2, 3, 3];
+    let labels = [true, false, false, true, true, false, false, true];
+    let scores = [0.2f32, 0.3, 0.1, 0.5, 0.5, 0.5, 0.9, 0.9];
+    let s = metrics::user_auc(&users, &labels, &scores, UserWeight::Rows, None).unwrap();
+    let p = Predictions {
+        users: users.to_vec(),
+        labels: labels.to_vec(),
+        scores: vec![("s".into(), scores.to_vec())],
+        ..Default::default()
+    };
+    let r = evaluate(&p, &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    assert!(close(r.overall.models[0].uauc, s.uauc));
+    assert!(close(r.overall.models[0].wuauc, s.wuauc));
+    assert_eq!(r.overall.users_counted, s.users_counted);
+    let _ = fusion_eval::SHARDING_HELP;
+}
