@@ -76,8 +76,15 @@ fn main() -> anyhow::Result<()> {
     };
     let p = &report.performance;
     println!(
-        "{} days, {} simulated requests ({} candidates each) in {:.2} s on {} threads: {:.0} requests/s",
-        report.config.days, p.requests, report.config.retrieval.total, p.seconds, p.threads, p.requests_per_sec
+        "{} days, {} simulated requests ({} candidates each) in {:.2} s ({:.2} s simulating, {:.0} requests/s) on {} threads: {:.0} requests/s overall",
+        report.config.days,
+        p.requests,
+        report.config.retrieval.total,
+        p.seconds,
+        p.simulate_seconds,
+        p.requests as f64 / p.simulate_seconds.max(1e-9),
+        p.threads,
+        p.requests_per_sec
     );
     for c in &report.comparisons {
         for m in [Metric::RevenuePerUser, Metric::Ctr, Metric::Cvr, Metric::Auc] {

@@ -292,6 +292,8 @@ impl Comparison {
 pub struct Performance {
     /// Seconds of simulation and analysis.
     pub seconds: f64,
+    /// Of which simulating (the rest is analysis: AUCs, bootstrap).
+    pub simulate_seconds: f64,
     /// Worker threads.
     pub threads: usize,
     /// Simulated requests (arms only; unassigned users are not simulated).
@@ -468,8 +470,8 @@ impl Report {
         let p = &self.performance;
         let _ = writeln!(
             s,
-            "\n## Performance\n\n{} requests in {:.2} s on {} thread(s): {:.0} requests/s.",
-            p.requests, p.seconds, p.threads, p.requests_per_sec
+            "\n## Performance\n\n{} requests in {:.2} s ({:.2} s simulating) on {} thread(s): {:.0} requests/s.",
+            p.requests, p.seconds, p.simulate_seconds, p.threads, p.requests_per_sec
         );
         s
     }
@@ -621,8 +623,8 @@ impl Report {
         let p = &self.performance;
         let _ = write!(
             h,
-            "<h2>Performance</h2><p>{} requests in {:.2} s on {} thread(s): {:.0} requests/s.</p></body></html>",
-            p.requests, p.seconds, p.threads, p.requests_per_sec
+            "<h2>Performance</h2><p>{} requests in {:.2} s ({:.2} s simulating) on {} thread(s): {:.0} requests/s.</p></body></html>",
+            p.requests, p.seconds, p.simulate_seconds, p.threads, p.requests_per_sec
         );
         h
     }
