@@ -321,7 +321,13 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn fmt_p(p: f64) -> String {
-    if p < 1e-4 { format!("{p:.1e}") } else { format!("{p:.4}") }
+    if p < 1e-15 {
+        "<1e-15".into()
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
 }
 
 impl Report {
