@@ -344,3 +344,31 @@ fn fitted_oracle_rejects_bad_logs() {
     let e = FittedOracle::fit("no-conv", &log, &LabelRule::default(), None, &FittedOracleConfig::default()).unwrap_err().to_string();
     assert!(e.contains("needs both converted and non-converted clicks"), "{e}");
 }
+
+#[test]
+fn synthetic_world_adapter_oracle_beats_popularity() {
+    use learnrec_eval::abtest::WorldEnv;
+    use learnrec_eval::world::{World, WorldConfig};
+    let world = World::generate(&WorldConfig { users: 3000, items: 300, days: 12, eval_days: 3, ..WorldConfig::default() }).unwrap();
+    let log = world.simulate(None);
+    let env = Arc::new(WorldEnv::new(world, &log));
+    assert_eq!(env.first_experiment_day(), 9);
+    assert_eq!(env.kind(), abtest::EnvKind::Synthetic);
+    assert!(env.user_key(7).starts_with('u'));
+    // Some users and items are warm after 9 days of history.
+    assert!((0..env.num_users()).any(|u| env.user_activity(u) > 0));
+    assert!((0..env.num_items()).any(|i| env.item_conversions(i) > 0));
+    let arms = vec![
+        ArmSpec::new("popularity", 0.2, Arc::new(PopularityArm::from_env(env.as_ref(), 9))),
+        ArmSpec::new("oracle", 0.2, Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue))),
+    ];
+    let cfg = ExperimentConfig { start_day: env.first_experiment_day(), days: 3, ..small_cfg(8) };
+    let r = abtest::run(env.as_ref(), &arms, &cfg).unwrap();
+    assert!(r.arms[0].total.users > 0 && r.arms[1].total.impressions > 0);
+    let l = r.comparisons[0].total_lift(Metric::RevenuePerUser).unwrap();
+    assert!(l.significant && l.lift.unwrap().lift > 0.0, "{l:?}");
+    assert!(r.environment.label.contains("ground truth"));
+    // Deterministic for a seed.
+    let r2 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 2, ..cfg }).unwrap();
+    assert_eq!(serde_json::to_string(&r.arms).unwrap(), serde_json::to_string(&r2.arms).unwrap());
+}

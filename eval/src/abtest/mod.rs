@@ -37,6 +37,7 @@ pub mod sim;
 pub mod split;
 pub mod stats;
 pub mod toy;
+pub mod world_env;
 
 pub use fitted::{FittedOracle, FittedOracleConfig};
 pub use policies::{Objective, OracleArm, PopularityArm, RandomArm};
@@ -44,6 +45,7 @@ pub use report::Report;
 pub use sim::{ArmSpec, ExperimentConfig, Mode, PositionBias, RetrievalConfig, run};
 pub use split::{BUCKETS, Split, bucket};
 pub use toy::{ToyConfig, ToyEnv};
+pub use world_env::WorldEnv;
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
