@@ -351,7 +351,17 @@ fn synthetic_world_adapter_oracle_beats_popularity() {
     use learnrec_eval::world::{World, WorldConfig};
     let world = World::generate(&WorldConfig { users: 3000, items: 300, days: 12, eval_days: 3, ..WorldConfig::default() }).unwrap();
     let log = world.simulate(None);
+    // The same segments when the log's ids are interned in another order (as read from a file).
+    let mut shuffled = log.clone();
+    let n_u = shuffled.users.len() as u32;
+    let names: Vec<String> = (0..n_u).rev().map(|d| log.users.name(d).to_string()).collect();
+    shuffled.users = IdMap::from_names(names);
+    for r in shuffled.rows.iter_mut() {
+        r.user = n_u - 1 - r.user;
+    }
+    let env2 = WorldEnv::new(world.clone(), &shuffled);
     let env = Arc::new(WorldEnv::new(world, &log));
+    assert!((0..env.num_users()).all(|u| env.user_activity(u) == env2.user_activity(u)));
     assert_eq!(env.first_experiment_day(), 9);
     assert_eq!(env.kind(), abtest::EnvKind::Synthetic);
     assert!(env.user_key(7).starts_with('u'));

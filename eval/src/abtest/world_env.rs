@@ -9,7 +9,8 @@
 //! days they have not seen.
 
 use super::{EnvKind, Environment, mix64, stream_seed};
-use crate::data::{Action, InteractionLog};
+use crate::data::{Action, IdMap, InteractionLog};
+use std::collections::HashMap;
 use crate::world::World;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,8 +25,10 @@ pub struct WorldEnv {
 }
 
 impl WorldEnv {
-    /// Wraps `world`, counting segments from `log` rows before `world.history_end_ts()` (rows
-    /// with ids outside the world are ignored).
+    /// Wraps `world`, counting segments from `log` rows before `world.history_end_ts()`. The log's
+    /// ids are matched to the world's by name (`u00042`, `i0042`) when its id maps are filled — as
+    /// when read back from `interactions.csv` — else taken as world indices; rows whose user or item
+    /// is not in the world are ignored.
     pub fn new(world: World, log: &InteractionLog) -> WorldEnv {
         let end = world.history_end_ts();
         WorldEnv::with_history_end(world, log, end)
@@ -35,15 +38,21 @@ impl WorldEnv {
     pub fn with_history_end(world: World, log: &InteractionLog, history_end_ts: i64) -> WorldEnv {
         let mut user_clicks = vec![0u64; world.n_users()];
         let mut item_convs = vec![0u64; world.n_items()];
+        let users = translation(&log.users, world.n_users(), |u| world.user_id(u));
+        let items = translation(&log.items, world.n_items(), |i| world.item_id(i));
+        let map = |t: &Option<Vec<Option<u32>>>, id: u32| match t {
+            None => Some(id),
+            Some(v) => v.get(id as usize).copied().flatten(),
+        };
         for r in log.rows.iter().filter(|r| r.ts < history_end_ts) {
             match r.action {
                 Action::Click => {
-                    if let Some(c) = user_clicks.get_mut(r.user as usize) {
+                    if let Some(c) = map(&users, r.user).and_then(|u| user_clicks.get_mut(u as usize)) {
                         *c += 1;
                     }
                 }
                 Action::Conversion => {
-                    if let Some(c) = item_convs.get_mut(r.item as usize) {
+                    if let Some(c) = map(&items, r.item).and_then(|i| item_convs.get_mut(i as usize)) {
                         *c += 1;
                     }
                 }
@@ -62,6 +71,16 @@ impl WorldEnv {
     pub fn first_experiment_day(&self) -> u32 {
         self.world.day_of(self.history_end_ts)
     }
+}
+
+/// Maps a log's dense ids to world indices by name; `None` when the ids already are world indices
+/// (no names, or names equal to the world's own in order).
+fn translation(names: &IdMap, n: usize, id_of: impl Fn(u32) -> String) -> Option<Vec<Option<u32>>> {
+    if names.is_empty() || (names.len() <= n && (0..names.len() as u32).all(|d| names.name(d) == id_of(d))) {
+        return None;
+    }
+    let by_name: HashMap<String, u32> = (0..n as u32).map(|i| (id_of(i), i)).collect();
+    Some(names.names().iter().map(|s| by_name.get(s).copied()).collect())
 }
 
 impl Environment for WorldEnv {
