@@ -266,6 +266,8 @@ fn report_files_are_written() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("<polygon") && html.contains("Table 7 layout") && html.ends_with("</html>"));
     assert!(!html.contains("NaN"));
+    // p-values below 1e-15 print as "<1e-15", escaped in HTML; the page has no stray '<' in text.
+    assert!(md.contains("<1e-15") && html.contains("&lt;1e-15") && !html.contains("<1e"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary files left");
 }
 

@@ -528,7 +528,7 @@ impl Report {
                 "<p>Sample-ratio check: χ² = {:.3} (dof {}), p = {} — {}</p>",
                 srm.chi2,
                 srm.dof,
-                fmt_p(srm.p_value),
+                esc(&fmt_p(srm.p_value)),
                 if srm.mismatch { "<b>MISMATCH: the split is broken</b>" } else { "ok" }
             );
         }
@@ -558,7 +558,7 @@ impl Report {
             let _ = write!(h, "<table><tr><th>metric</th><th>{}</th><th>{}</th><th>lift [{:.0}% CI]</th><th>p</th><th>bootstrap CI</th></tr>", esc(&c.control), esc(&c.treatment), 100.0 * (1.0 - self.config.alpha));
             for m in &c.total {
                 let (cv, tv, p) = m.lift.map_or(("n/a".into(), "n/a".into(), "n/a".into()), |l| {
-                    (format!("{:.5}", l.control), format!("{:.5}", l.treatment), fmt_p(l.p_value))
+                    (format!("{:.5}", l.control), format!("{:.5}", l.treatment), esc(&fmt_p(l.p_value)))
                 });
                 let boot = m.bootstrap.map_or("—".into(), |b| format!("[{:+.2}%, {:+.2}%]", 100.0 * b.low, 100.0 * b.high));
                 let sig = if m.significant { " class=\"sig\"" } else { "" };
@@ -746,7 +746,7 @@ fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> Str
                 (bot - top).max(0.5),
                 esc(label),
                 fmt_tick(l.lift, pct),
-                fmt_p(l.p_value)
+                esc(&fmt_p(l.p_value))
             );
             if l.ci_low.is_finite() && l.ci_high.is_finite() {
                 let (a, b) = (y(l.ci_high), y(l.ci_low));
