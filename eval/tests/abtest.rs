@@ -384,3 +384,28 @@ fn synthetic_world_adapter_oracle_beats_popularity() {
     let r2 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 2, ..cfg }).unwrap();
     assert_eq!(serde_json::to_string(&r.arms).unwrap(), serde_json::to_string(&r2.arms).unwrap());
 }
+
+/// Real-data mode on MovieLens-1M (first 300 users, to stay fast), when the asset is there.
+#[test]
+fn fitted_oracle_on_movielens_when_present() {
+    use learnrec_eval::assets::{Asset, path_of};
+    let dir = path_of(Asset::Movielens1m);
+    if !dir.join("ml-1m.inter").is_file() || !dir.join("ml-1m.item").is_file() {
+        eprintln!("skipped: MovieLens-1M not in {}", dir.display());
+        return;
+    }
+    let mut log = learnrec_eval::data::reader::read_dataset_dir(&dir).unwrap().log;
+    log.rows.retain(|r| r.user < 300);
+    let cfg = FittedOracleConfig { dim: 8, epochs: 3, ..FittedOracleConfig::default() };
+    let env = Arc::new(FittedOracle::fit("MovieLens-1M (300 users)", &log, &LabelRule::default(), None, &cfg).unwrap());
+    // Users outside the kept rows exist in the id map but never rated: they are inactive.
+    assert!(env.active_users(0, 1).iter().all(|&(u, _)| u < 300));
+    let arms = vec![
+        ArmSpec::new("random", 0.5, Arc::new(RandomArm::new(5))),
+        ArmSpec::new("oracle", 0.5, Arc::new(OracleArm::new(env.clone(), Objective::Conversion))),
+    ];
+    let r = abtest::run(env.as_ref(), &arms, &ExperimentConfig { days: 2, bootstrap: 0, ..small_cfg(12) }).unwrap();
+    assert!(r.environment.label.contains("FITTED ORACLE"));
+    let l = r.comparisons[0].total_lift(Metric::ConversionsPerUser).unwrap();
+    assert!(l.significant && l.lift.unwrap().lift > 0.0, "{l:?}");
+}
