@@ -758,7 +758,7 @@ fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> Str
         } else {
             let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#999\">n/a</text>", y(0.0) - 4.0);
         }
-        let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{}</text>", H - MB + 16.0, esc(label));
+        let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"9\">{}</text>", H - MB + 16.0, esc(label));
     }
     s.push_str("</svg>");
     s
