@@ -1,10 +1,11 @@
 //! Benchmark of the A/B engine on the toy world: a 9-day experiment (default 100k users, 200
 //! candidates per request, 10 slots), popularity (control) vs the oracle (treatment), and
-//! optionally the fitted-oracle (real data) mode on MovieLens-1M.
+//! optionally the synthetic world (`--world`, oracle vs popularity on the days after its
+//! history) or the fitted-oracle (real data) mode on MovieLens-1M (`--movielens DIR`).
 //!
 //! ```text
 //! cargo run --release -p learnrec-eval --example bench_abtest -- [--users N] [--items N] [--days N]
-//!     [--candidates N] [--threads N] [--share F] [--out DIR] [--movielens PATH/ml-1m.inter]
+//!     [--candidates N] [--threads N] [--share F] [--out DIR] [--movielens DIR] [--world]
 //! ```
 //!
 //! Prints wall time and requests/s; `--out` writes report.{json,md,html}.
@@ -12,9 +13,10 @@
 use learnrec_eval::abtest::report::Metric;
 use learnrec_eval::abtest::{
     self, ArmSpec, ExperimentConfig, FittedOracle, FittedOracleConfig, Objective, OracleArm, PopularityArm, RandomArm, RetrievalConfig,
-    ToyConfig, ToyEnv,
+    ToyConfig, ToyEnv, WorldEnv,
 };
-use learnrec_eval::data::{Action, IdMap, Interaction, InteractionLog, LabelRule};
+use learnrec_eval::world::{World, WorldConfig};
+use learnrec_eval::data::LabelRule;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let mut share = 0.2f64;
     let mut out: Option<PathBuf> = None;
     let mut movielens: Option<PathBuf> = None;
+    let mut world = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             "--share" => share = val()?.parse()?,
             "--out" => out = Some(val()?.into()),
             "--movielens" => movielens = Some(val()?.into()),
+            "--world" => world = true,
             other => anyhow::bail!("unknown argument `{other}`"),
         }
     }
@@ -54,7 +58,7 @@ fn main() -> anyhow::Result<()> {
 
     let report = if let Some(path) = movielens {
         let t = Instant::now();
-        let log = read_recbole_ratings(&path)?;
+        let log = learnrec_eval::data::reader::read_dataset_dir(&path)?.log;
         eprintln!("read {} ratings of {} users on {} items in {:.1} s", log.rows.len(), log.users.len(), log.items.len(), t.elapsed().as_secs_f64());
         let t = Instant::now();
         let env = Arc::new(FittedOracle::fit("MovieLens-1M", &log, &LabelRule::default(), None, &FittedOracleConfig::default())?);
@@ -64,6 +68,18 @@ fn main() -> anyhow::Result<()> {
             ArmSpec::new("popularity", share, Arc::new(PopularityArm::from_env(env.as_ref(), 0))),
         ];
         abtest::run(env.as_ref(), &arms, &ExperimentConfig { name: "MovieLens-1M (fitted oracle)".into(), ..cfg })?
+    } else if world {
+        let t = Instant::now();
+        let w = World::generate(&WorldConfig { users, items, days: 30 + days, eval_days: days, ..WorldConfig::default() })?;
+        let log = w.simulate(None);
+        let env = Arc::new(WorldEnv::new(w, &log));
+        eprintln!("generated and simulated the world ({users} users, {items} items, {} log rows) in {:.1} s", log.rows.len(), t.elapsed().as_secs_f64());
+        let start = env.first_experiment_day();
+        let arms = vec![
+            ArmSpec::new("popularity", share, Arc::new(PopularityArm::from_env(env.as_ref(), start))),
+            ArmSpec::new("oracle", share, Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue))),
+        ];
+        abtest::run(env.as_ref(), &arms, &ExperimentConfig { name: "bench: synthetic world".into(), start_day: start, ..cfg })?
     } else {
         let t = Instant::now();
         let env = Arc::new(ToyEnv::new(&ToyConfig { users, items, ..ToyConfig::default() }));
@@ -76,8 +92,15 @@ fn main() -> anyhow::Result<()> {
     };
     let p = &report.performance;
     println!(
-        "{} days, {} simulated requests ({} candidates each) in {:.2} s on {} threads: {:.0} requests/s",
-        report.config.days, p.requests, report.config.retrieval.total, p.seconds, p.threads, p.requests_per_sec
+        "{} days, {} simulated requests ({} candidates each) in {:.2} s ({:.2} s simulating, {:.0} requests/s) on {} threads: {:.0} requests/s overall",
+        report.config.days,
+        p.requests,
+        report.config.retrieval.total,
+        p.seconds,
+        p.simulate_seconds,
+        p.requests as f64 / p.simulate_seconds.max(1e-9),
+        p.threads,
+        p.requests_per_sec
     );
     for c in &report.comparisons {
         for m in [Metric::RevenuePerUser, Metric::Ctr, Metric::Cvr, Metric::Auc] {
@@ -105,23 +128,4 @@ fn main() -> anyhow::Result<()> {
         println!("wrote {}", dir.display());
     }
     Ok(())
-}
-
-/// Minimal reader of a RecBole `.inter` file (`user_id:token  item_id:token  rating:float
-/// timestamp:float`, tab-separated) for this benchmark; the library's reader lives in `data`.
-fn read_recbole_ratings(path: &std::path::Path) -> anyhow::Result<InteractionLog> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mut users = IdMap::new();
-    let mut items = IdMap::new();
-    let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() < 4 {
-            anyhow::bail!("{}:{}: expected 4 tab-separated fields, got {}", path.display(), n + 1, f.len());
-        }
-        let value: f32 = f[2].parse().map_err(|e| anyhow::anyhow!("{}:{}: field `rating`: {e}", path.display(), n + 1))?;
-        let ts: f64 = f[3].parse().map_err(|e| anyhow::anyhow!("{}:{}: field `timestamp`: {e}", path.display(), n + 1))?;
-        rows.push(Interaction { user: users.intern(f[0]), item: items.intern(f[1]), ts: ts as i64, action: Action::Rating, value, revenue: None });
-    }
-    Ok(InteractionLog { users, items, rows })
 }

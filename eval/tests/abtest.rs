@@ -266,6 +266,8 @@ fn report_files_are_written() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("<polygon") && html.contains("Table 7 layout") && html.ends_with("</html>"));
     assert!(!html.contains("NaN"));
+    // p-values below 1e-15 print as "<1e-15", escaped in HTML; the page has no stray '<' in text.
+    assert!(md.contains("<1e-15") && html.contains("&lt;1e-15") && !html.contains("<1e"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary files left");
 }
 
@@ -343,4 +345,67 @@ fn fitted_oracle_rejects_bad_logs() {
     }
     let e = FittedOracle::fit("no-conv", &log, &LabelRule::default(), None, &FittedOracleConfig::default()).unwrap_err().to_string();
     assert!(e.contains("needs both converted and non-converted clicks"), "{e}");
+}
+
+#[test]
+fn synthetic_world_adapter_oracle_beats_popularity() {
+    use learnrec_eval::abtest::WorldEnv;
+    use learnrec_eval::world::{World, WorldConfig};
+    let world = World::generate(&WorldConfig { users: 3000, items: 300, days: 12, eval_days: 3, ..WorldConfig::default() }).unwrap();
+    let log = world.simulate(None);
+    // The same segments when the log's ids are interned in another order (as read from a file).
+    let mut shuffled = log.clone();
+    let n_u = shuffled.users.len() as u32;
+    let names: Vec<String> = (0..n_u).rev().map(|d| log.users.name(d).to_string()).collect();
+    shuffled.users = IdMap::from_names(names);
+    for r in shuffled.rows.iter_mut() {
+        r.user = n_u - 1 - r.user;
+    }
+    let env2 = WorldEnv::new(world.clone(), &shuffled);
+    let env = Arc::new(WorldEnv::new(world, &log));
+    assert!((0..env.num_users()).all(|u| env.user_activity(u) == env2.user_activity(u)));
+    assert_eq!(env.first_experiment_day(), 9);
+    assert_eq!(env.kind(), abtest::EnvKind::Synthetic);
+    assert!(env.user_key(7).starts_with('u'));
+    // Some users and items are warm after 9 days of history.
+    assert!((0..env.num_users()).any(|u| env.user_activity(u) > 0));
+    assert!((0..env.num_items()).any(|i| env.item_conversions(i) > 0));
+    let arms = vec![
+        ArmSpec::new("popularity", 0.2, Arc::new(PopularityArm::from_env(env.as_ref(), 9))),
+        ArmSpec::new("oracle", 0.2, Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue))),
+    ];
+    let cfg = ExperimentConfig { start_day: env.first_experiment_day(), days: 3, ..small_cfg(8) };
+    let r = abtest::run(env.as_ref(), &arms, &cfg).unwrap();
+    assert!(r.arms[0].total.users > 0 && r.arms[1].total.impressions > 0);
+    let l = r.comparisons[0].total_lift(Metric::RevenuePerUser).unwrap();
+    assert!(l.significant && l.lift.unwrap().lift > 0.0, "{l:?}");
+    assert!(r.environment.label.contains("ground truth"));
+    // Deterministic for a seed.
+    let r2 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 2, ..cfg }).unwrap();
+    assert_eq!(serde_json::to_string(&r.arms).unwrap(), serde_json::to_string(&r2.arms).unwrap());
+}
+
+/// Real-data mode on MovieLens-1M (first 300 users, to stay fast), when the asset is there.
+#[test]
+fn fitted_oracle_on_movielens_when_present() {
+    use learnrec_eval::assets::{Asset, path_of};
+    let dir = path_of(Asset::Movielens1m);
+    if !dir.join("ml-1m.inter").is_file() || !dir.join("ml-1m.item").is_file() {
+        eprintln!("skipped: MovieLens-1M not in {}", dir.display());
+        return;
+    }
+    let mut log = learnrec_eval::data::reader::read_dataset_dir(&dir).unwrap().log;
+    log.rows.retain(|r| r.user < 300);
+    let cfg = FittedOracleConfig { dim: 8, epochs: 3, ..FittedOracleConfig::default() };
+    let env = Arc::new(FittedOracle::fit("MovieLens-1M (300 users)", &log, &LabelRule::default(), None, &cfg).unwrap());
+    // Users outside the kept rows exist in the id map but never rated: they are inactive.
+    assert!(env.active_users(0, 1).iter().all(|&(u, _)| u < 300));
+    let arms = vec![
+        ArmSpec::new("random", 0.5, Arc::new(RandomArm::new(5))),
+        ArmSpec::new("oracle", 0.5, Arc::new(OracleArm::new(env.clone(), Objective::Conversion))),
+    ];
+    let r = abtest::run(env.as_ref(), &arms, &ExperimentConfig { days: 2, bootstrap: 0, ..small_cfg(12) }).unwrap();
+    assert!(r.environment.label.contains("FITTED ORACLE"));
+    let l = r.comparisons[0].total_lift(Metric::ConversionsPerUser).unwrap();
+    assert!(l.significant && l.lift.unwrap().lift > 0.0, "{l:?}");
 }

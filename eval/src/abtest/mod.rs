@@ -26,6 +26,11 @@
 //! # Ok::<(), learnrec_eval::Error>(())
 //! ```
 //!
+//! Environments: [`WorldEnv`] (the synthetic world, ground truth), [`ToyEnv`] (a small toy world
+//! for tests and benchmarks) and [`FittedOracle`] (real logs such as MovieLens-1M, where a model
+//! fitted on all data stands in for the truth — labelled "FITTED ORACLE" in every report).
+//! Built-in arms: [`PopularityArm`], [`RandomArm`], [`OracleArm`]; trained rankers implement [`Arm`].
+//!
 //! Departure from a real launch: one simulated day is one round of requests against a static
 //! world (the environment may change availability and probabilities by day, but no arm learns
 //! from the experiment's own feedback), and segments are fixed at the start (pre-period).
@@ -37,6 +42,7 @@ pub mod sim;
 pub mod split;
 pub mod stats;
 pub mod toy;
+pub mod world_env;
 
 pub use fitted::{FittedOracle, FittedOracleConfig};
 pub use policies::{Objective, OracleArm, PopularityArm, RandomArm};
@@ -44,6 +50,7 @@ pub use report::Report;
 pub use sim::{ArmSpec, ExperimentConfig, Mode, PositionBias, RetrievalConfig, run};
 pub use split::{BUCKETS, Split, bucket};
 pub use toy::{ToyConfig, ToyEnv};
+pub use world_env::WorldEnv;
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -292,6 +292,8 @@ impl Comparison {
 pub struct Performance {
     /// Seconds of simulation and analysis.
     pub seconds: f64,
+    /// Of which simulating (the rest is analysis: AUCs, bootstrap).
+    pub simulate_seconds: f64,
     /// Worker threads.
     pub threads: usize,
     /// Simulated requests (arms only; unassigned users are not simulated).
@@ -319,7 +321,13 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn fmt_p(p: f64) -> String {
-    if p < 1e-4 { format!("{p:.1e}") } else { format!("{p:.4}") }
+    if p < 1e-15 {
+        "<1e-15".into()
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
 }
 
 impl Report {
@@ -468,8 +476,8 @@ impl Report {
         let p = &self.performance;
         let _ = writeln!(
             s,
-            "\n## Performance\n\n{} requests in {:.2} s on {} thread(s): {:.0} requests/s.",
-            p.requests, p.seconds, p.threads, p.requests_per_sec
+            "\n## Performance\n\n{} requests in {:.2} s ({:.2} s simulating) on {} thread(s): {:.0} requests/s.",
+            p.requests, p.seconds, p.simulate_seconds, p.threads, p.requests_per_sec
         );
         s
     }
@@ -520,7 +528,7 @@ impl Report {
                 "<p>Sample-ratio check: χ² = {:.3} (dof {}), p = {} — {}</p>",
                 srm.chi2,
                 srm.dof,
-                fmt_p(srm.p_value),
+                esc(&fmt_p(srm.p_value)),
                 if srm.mismatch { "<b>MISMATCH: the split is broken</b>" } else { "ok" }
             );
         }
@@ -550,7 +558,7 @@ impl Report {
             let _ = write!(h, "<table><tr><th>metric</th><th>{}</th><th>{}</th><th>lift [{:.0}% CI]</th><th>p</th><th>bootstrap CI</th></tr>", esc(&c.control), esc(&c.treatment), 100.0 * (1.0 - self.config.alpha));
             for m in &c.total {
                 let (cv, tv, p) = m.lift.map_or(("n/a".into(), "n/a".into(), "n/a".into()), |l| {
-                    (format!("{:.5}", l.control), format!("{:.5}", l.treatment), fmt_p(l.p_value))
+                    (format!("{:.5}", l.control), format!("{:.5}", l.treatment), esc(&fmt_p(l.p_value)))
                 });
                 let boot = m.bootstrap.map_or("—".into(), |b| format!("[{:+.2}%, {:+.2}%]", 100.0 * b.low, 100.0 * b.high));
                 let sig = if m.significant { " class=\"sig\"" } else { "" };
@@ -621,8 +629,8 @@ impl Report {
         let p = &self.performance;
         let _ = write!(
             h,
-            "<h2>Performance</h2><p>{} requests in {:.2} s on {} thread(s): {:.0} requests/s.</p></body></html>",
-            p.requests, p.seconds, p.threads, p.requests_per_sec
+            "<h2>Performance</h2><p>{} requests in {:.2} s ({:.2} s simulating) on {} thread(s): {:.0} requests/s.</p></body></html>",
+            p.requests, p.seconds, p.simulate_seconds, p.threads, p.requests_per_sec
         );
         h
     }
@@ -738,7 +746,7 @@ fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> Str
                 (bot - top).max(0.5),
                 esc(label),
                 fmt_tick(l.lift, pct),
-                fmt_p(l.p_value)
+                esc(&fmt_p(l.p_value))
             );
             if l.ci_low.is_finite() && l.ci_high.is_finite() {
                 let (a, b) = (y(l.ci_high), y(l.ci_low));
@@ -750,7 +758,7 @@ fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> Str
         } else {
             let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#999\">n/a</text>", y(0.0) - 4.0);
         }
-        let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{}</text>", H - MB + 16.0, esc(label));
+        let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"9\">{}</text>", H - MB + 16.0, esc(label));
     }
     s.push_str("</svg>");
     s

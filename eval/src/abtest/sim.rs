@@ -503,6 +503,7 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         day_accs.push(accs);
     }
     pb.finish_and_clear();
+    let simulate_seconds = t0.elapsed().as_secs_f64();
 
     // Totals and segments over users (the randomisation unit).
     let mut tot_accs = vec![Acc::default(); n_arms];
@@ -548,24 +549,29 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     let mut arm_reports = Vec::with_capacity(n_arms);
     for a in 0..n_arms {
         let im = &imps[a];
-        let auc_of = |f: &dyn Fn(&Imp) -> bool| {
-            let (s, l): (Vec<f32>, Vec<bool>) = im.iter().filter(|x| f(x)).map(|x| (x.score, x.conv)).unzip();
-            let mut rec: Vec<(u32, f32, bool)> = im.iter().filter(|x| f(x)).map(|x| (x.user, x.score, x.conv)).collect();
-            (stats::auc(&s, &l), stats::user_auc(&mut rec))
-        };
-        let total = slice_metrics(Slice::Total, &tot_accs[a], auc_of(&|_| true));
-        let days = (0..cfg.days)
-            .map(|d| {
-                let day = cfg.start_day + d;
-                slice_metrics(Slice::Day { day }, &day_accs[d as usize][a], auc_of(&|x| x.day == day))
+        // Every slice of this arm, computed in parallel (AUCs sort their impressions).
+        let mut slices: Vec<(Slice, &Acc)> = vec![(Slice::Total, &tot_accs[a])];
+        slices.extend((0..cfg.days).map(|d| (Slice::Day { day: cfg.start_day + d }, &day_accs[d as usize][a])));
+        slices.extend((0..3u8).map(|s| (Slice::UserSegment { segment: seg_of(s) }, &useg_accs[a][s as usize])));
+        slices.extend((0..3u8).map(|s| (Slice::ItemSegment { segment: seg_of(s) }, &iseg_accs[a][s as usize])));
+        let mut metrics: Vec<SliceMetrics> = slices
+            .par_iter()
+            .map(|&(slice, acc)| {
+                let keep = |x: &Imp| match slice {
+                    Slice::Total => true,
+                    Slice::Day { day } => x.day == day,
+                    Slice::UserSegment { segment } => x.useg == seg_index(segment),
+                    Slice::ItemSegment { segment } => x.iseg == seg_index(segment),
+                };
+                let (s, l): (Vec<f32>, Vec<bool>) = im.iter().filter(|x| keep(x)).map(|x| (x.score, x.conv)).unzip();
+                let mut rec: Vec<(u32, f32, bool)> = im.iter().filter(|x| keep(x)).map(|x| (x.user, x.score, x.conv)).collect();
+                slice_metrics(slice, acc, (stats::auc(&s, &l), stats::user_auc(&mut rec)))
             })
             .collect();
-        let user_segments = (0..3u8)
-            .map(|s| slice_metrics(Slice::UserSegment { segment: seg_of(s) }, &useg_accs[a][s as usize], auc_of(&|x| x.useg == s)))
-            .collect();
-        let item_segments = (0..3u8)
-            .map(|s| slice_metrics(Slice::ItemSegment { segment: seg_of(s) }, &iseg_accs[a][s as usize], auc_of(&|x| x.iseg == s)))
-            .collect();
+        let item_segments = metrics.split_off(metrics.len() - 3);
+        let user_segments = metrics.split_off(metrics.len() - 3);
+        let days = metrics.split_off(1);
+        let total = metrics.pop().ok_or_else(|| Error::Invalid("ab-sim: internal: no total slice".into()))?;
         arm_reports.push(ArmReport {
             name: arms[a].name.clone(),
             share: arms[a].share,
@@ -704,6 +710,7 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         comparisons,
         performance: Performance {
             seconds,
+            simulate_seconds,
             threads,
             requests: requests_total,
             requests_per_sec: if seconds > 0.0 { requests_total as f64 / seconds } else { 0.0 },

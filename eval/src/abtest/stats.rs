@@ -201,43 +201,53 @@ pub struct Auc {
     pub negatives: u64,
 }
 
-/// Midrank AUC of `scores` against `labels`: `AUC = (Σ_{pos} rank − P(P+1)/2) / (P·N)` with
-/// tied scores sharing their mean rank, plus DeLong's variance from the structural components
-/// `V10_i = (rank_all(i) − rank_pos(i)) / N`, `V01_j = 1 − (rank_all(j) − rank_neg(j)) / P`.
+/// Midrank AUC of `scores` against `labels`: the fraction of (positive, negative) pairs ordered
+/// correctly, ties counting ½ — equal to `(Σ_{pos} midrank − P(P+1)/2) / (P·N)` — plus DeLong's
+/// variance from the structural components `V10_i` (share of negatives below positive `i`, ties
+/// ½) and `V01_j` (share of positives above negative `j`):
+/// `Var = s²(V10)/P + s²(V01)/N`. One sort of `(score, label)` pairs, then a sweep over tie groups.
 /// `None` (undefined) when either class is empty or a score is NaN.
 pub fn auc(scores: &[f32], labels: &[bool]) -> Option<Auc> {
     let n = scores.len().min(labels.len());
-    if scores[..n].iter().any(|s| s.is_nan()) {
-        return None;
+    let mut pairs: Vec<(f32, bool)> = Vec::with_capacity(n);
+    for i in 0..n {
+        if scores[i].is_nan() {
+            return None;
+        }
+        pairs.push((scores[i], labels[i]));
     }
-    let p = labels[..n].iter().filter(|&&l| l).count();
-    let q = n - p;
+    auc_pairs(&mut pairs)
+}
+
+/// [`auc`] on `(score, label)` pairs, sorted in place.
+fn auc_pairs(pairs: &mut [(f32, bool)]) -> Option<Auc> {
+    let p = pairs.iter().filter(|x| x.1).count();
+    let q = pairs.len() - p;
     if p == 0 || q == 0 {
         return None;
     }
-    let all = midranks(&scores[..n]);
-    let pos: Vec<f32> = (0..n).filter(|&i| labels[i]).map(|i| scores[i]).collect();
-    let neg: Vec<f32> = (0..n).filter(|&i| !labels[i]).map(|i| scores[i]).collect();
-    let rpos = midranks(&pos);
-    let rneg = midranks(&neg);
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let (pf, qf) = (p as f64, q as f64);
-    let mut v10 = Vec::with_capacity(p);
-    let mut v01 = Vec::with_capacity(q);
-    let (mut ip, mut iq) = (0, 0);
-    let mut sum_pos_rank = 0.0;
-    for i in 0..n {
-        if labels[i] {
-            sum_pos_rank += all[i];
-            v10.push((all[i] - rpos[ip]) / qf);
-            ip += 1;
-        } else {
-            v01.push(1.0 - (all[i] - rneg[iq]) / pf);
-            iq += 1;
-        }
+    // First pass: tie groups in ascending score; positives see the negatives below them.
+    let (mut neg_below, mut pos_below) = (0.0f64, 0.0f64);
+    let (mut s10, mut ss10, mut s01, mut ss01) = (0.0, 0.0, 0.0, 0.0);
+    for g in pairs.chunk_by(|a, b| a.0 == b.0) {
+        let gp = g.iter().filter(|x| x.1).count() as f64;
+        let gn = g.len() as f64 - gp;
+        let v10 = (neg_below + 0.5 * gn) / qf; // for each positive in the group
+        let pos_above = pf - pos_below - gp;
+        let v01 = (pos_above + 0.5 * gp) / pf; // for each negative in the group
+        s10 += gp * v10;
+        ss10 += gp * v10 * v10;
+        s01 += gn * v01;
+        ss01 += gn * v01 * v01;
+        neg_below += gn;
+        pos_below += gp;
     }
-    let value = (sum_pos_rank - pf * (pf + 1.0) / 2.0) / (pf * qf);
-    let var = sample_var(&v10) / pf + sample_var(&v01) / qf;
-    Some(Auc { value, se: var.max(0.0).sqrt(), positives: p as u64, negatives: q as u64 })
+    let value = s10 / pf;
+    let var_of = |s: f64, ss: f64, k: f64| if k > 1.0 { ((ss - s * s / k) / (k - 1.0)).max(0.0) } else { 0.0 };
+    let var = var_of(s10, ss10, pf) / pf + var_of(s01, ss01, qf) / qf;
+    Some(Auc { value, se: var.sqrt(), positives: p as u64, negatives: q as u64 })
 }
 
 /// Per-user AUCs aggregated uniformly (UAUC) and impression-weighted (WUAUC), the paper's
@@ -266,13 +276,15 @@ pub fn user_auc(records: &mut [(u32, f32, bool)]) -> Option<UserAuc> {
     let mut aucs = Moments::default(); // x = 1, y = AUC_u
     let mut weighted = Moments::default(); // x = n_u, y = n_u · AUC_u
     let mut skipped = 0u64;
-    let (mut s, mut l) = (Vec::new(), Vec::new());
+    let mut pairs = Vec::new();
     for group in records.chunk_by(|a, b| a.0 == b.0) {
-        s.clear();
-        l.clear();
-        s.extend(group.iter().map(|r| r.1));
-        l.extend(group.iter().map(|r| r.2));
-        match auc(&s, &l) {
+        pairs.clear();
+        pairs.extend(group.iter().map(|r| (r.1, r.2)));
+        if pairs.iter().any(|x| x.0.is_nan()) {
+            skipped += 1;
+            continue;
+        }
+        match auc_pairs(&mut pairs) {
             Some(a) => {
                 let n = group.len() as f64;
                 aucs.push(1.0, a.value);
@@ -287,34 +299,6 @@ pub fn user_auc(records: &mut [(u32, f32, bool)]) -> Option<UserAuc> {
     let (uauc, uvar) = aucs.ratio().unwrap_or((aucs.sy / aucs.n, 0.0));
     let (wuauc, wvar) = weighted.ratio().unwrap_or((weighted.sy / weighted.sx, 0.0));
     Some(UserAuc { uauc, uauc_se: uvar.sqrt(), wuauc, wuauc_se: wvar.sqrt(), users: aucs.n as u64, skipped_users: skipped })
-}
-
-fn sample_var(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return 0.0;
-    }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64
-}
-
-/// 1-based midranks (ties share the mean of their ranks).
-fn midranks(x: &[f32]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
-    let mut r = vec![0.0; x.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i + 1;
-        while j < idx.len() && x[idx[j]] == x[idx[i]] {
-            j += 1;
-        }
-        let mid = (i + j + 1) as f64 / 2.0; // mean of ranks i+1..=j
-        for &k in &idx[i..j] {
-            r[k] = mid;
-        }
-        i = j;
-    }
-    r
 }
 
 /// Upper tail of the standard normal, `P(Z > z)`, via `erfc`.
@@ -484,7 +468,18 @@ mod tests {
         }
         let a = auc(&s, &l).unwrap();
         assert!((a.value - num / den).abs() < 1e-12);
-        assert!(a.se > 0.0);
+        // DeLong's variance from brute-force structural components.
+        let psi = |x: f32, y: f32| if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 };
+        let pos: Vec<f32> = (0..8).filter(|&i| l[i]).map(|i| s[i]).collect();
+        let neg: Vec<f32> = (0..8).filter(|&i| !l[i]).map(|i| s[i]).collect();
+        let v10: Vec<f64> = pos.iter().map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / neg.len() as f64).collect();
+        let v01: Vec<f64> = neg.iter().map(|&y| pos.iter().map(|&x| psi(x, y)).sum::<f64>() / pos.len() as f64).collect();
+        let var = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64
+        };
+        let se = (var(&v10) / pos.len() as f64 + var(&v01) / neg.len() as f64).sqrt();
+        assert!((a.se - se).abs() < 1e-12, "{} vs {se}", a.se);
         assert!(auc(&s, &[true; 8]).is_none());
         // UAUC: user 1 has AUC 1 over 2 impressions, user 2 AUC 0 over 4, user 3 one class only.
         let mut r = vec![(2, 0.9, false), (1, 0.9, true), (1, 0.1, false), (2, 0.1, true), (3, 0.5, true), (2, 0.8, false), (2, 0.7, false)];
