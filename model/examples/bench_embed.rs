@@ -1,0 +1,84 @@
+//! Throughput of CEG content embedding (tokens/s of real, non-padding tokens) for one backbone,
+//! on the token ids of a golden file (`/work/shared/golden/*.json`), cycled to `--n` sequences and
+//! embedded in batches of `--batch` in file order (mean pooling, L2-normalised). The PyTorch
+//! counterpart is `scripts/bench_embed_torch.py` with the same arguments.
+//!
+//! ```text
+//! cargo run --release -p learnrec-model --example bench_embed -- \
+//!     --model ~/.cache/learnrec/assets/minilm --golden /work/shared/golden/all-MiniLM-L6-v2.json
+//! ```
+//!
+//! `--model` is a Hugging Face directory (config.json + safetensors).
+
+use std::time::Instant;
+
+use learnrec_model::backbone::Backbone;
+use learnrec_model::pooling::Pooling;
+use learnrec_model::CpuBackend as B;
+
+struct Args {
+    model: String,
+    golden: String,
+    batch: usize,
+    n: usize,
+    repeats: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { model: String::new(), golden: String::new(), batch: 16, n: 96, repeats: 3 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model" => a.model = val()?,
+            "--golden" => a.golden = val()?,
+            "--batch" => a.batch = val()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--n" => a.n = val()?.parse().map_err(|e| format!("--n: {e}"))?,
+            "--repeats" => a.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if a.model.is_empty() || a.golden.is_empty() {
+        return Err("usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3]".into());
+    }
+    Ok(a)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args.golden)?)?;
+    let texts: Vec<Vec<u32>> = golden["items"]
+        .as_array()
+        .ok_or("golden file has no `items`")?
+        .iter()
+        .map(|it| it["ids"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()))
+        .collect::<Option<_>>()
+        .ok_or("an item has no `ids`")?;
+    let seqs: Vec<Vec<u32>> = texts.iter().cycle().take(args.n).cloned().collect();
+    let tokens: usize = seqs.iter().map(Vec::len).sum();
+
+    let t0 = Instant::now();
+    let (model, config) = Backbone::<B>::load_hf_dir(&args.model, &Default::default())?;
+    println!("loaded {:?} (hidden {}) in {:.2}s, RSS {:.0} MiB", config.arch(), config.hidden_size(), t0.elapsed().as_secs_f64(), rss_mib());
+
+    model.encode_pooled(&seqs[..args.batch.min(seqs.len())], Pooling::Mean, true)?; // warm-up
+    let mut best = f64::INFINITY;
+    for r in 0..args.repeats {
+        let t = Instant::now();
+        for chunk in seqs.chunks(args.batch) {
+            std::hint::black_box(model.encode_pooled(chunk, Pooling::Mean, true)?);
+        }
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        println!("run {r}: {} sequences, {tokens} tokens in {s:.3}s = {:.0} tokens/s", seqs.len(), tokens as f64 / s);
+    }
+    println!("burn: best {:.0} tokens/s (batch {}, threads {}), RSS {:.0} MiB", tokens as f64 / best, args.batch, rayon::current_num_threads(), rss_mib());
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! BERT encoder as a frozen base model (no pooler), e.g. all-MiniLM-L6-v2.
+//!
+//! Post-LN blocks: `h = LN(h + o(attn(h)))`, `h = LN(h + out(gelu(inter(h))))`; embeddings are
+//! `LN(word + position + token_type)` with absolute positions and token type 0. Attention is
+//! bidirectional over the non-padding tokens. Reference: transformers
+//! `models/bert/modeling_bert.py`.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{attention_mask, mask_lengths, merge_heads, sdpa, split_heads, Activation, AttentionKind, Dense, LayerNorm, WeightReader};
+use crate::weights::TensorSource;
+use crate::{Error, Result};
+
+/// Position embedding scheme (`position_embedding_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionEmbedding {
+    /// Learned absolute positions (the only kind supported).
+    #[default]
+    Absolute,
+    /// Shaw-style relative keys (unsupported).
+    RelativeKey,
+    /// Huang-style relative keys and queries (unsupported).
+    RelativeKeyQuery,
+}
+
+/// Configuration of a BERT encoder, deserialised from a Hugging Face `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Encoder blocks.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// MLP inner width.
+    pub intermediate_size: usize,
+    /// MLP activation (`gelu` = erf form).
+    #[serde(default = "default_act")]
+    pub hidden_act: Activation,
+    /// Rows of the position table (longest input).
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type table.
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Position scheme.
+    #[serde(default)]
+    pub position_embedding_type: PositionEmbedding,
+}
+
+fn default_act() -> Activation {
+    Activation::Gelu
+}
+fn default_max_pos() -> usize {
+    512
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+impl BertConfig {
+    /// Parses a Hugging Face `config.json` (`file` names it in errors).
+    pub fn from_hf_json(json: &serde_json::Value, file: &str) -> Result<Self> {
+        let cfg: BertConfig = serde_json::from_value(json.clone()).map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    /// Checks the fields; errors name the field.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")));
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return bad("num_attention_heads", format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size));
+        }
+        if self.position_embedding_type != PositionEmbedding::Absolute {
+            return bad("position_embedding_type", format!("{:?} is not supported (absolute)", self.position_embedding_type));
+        }
+        if self.type_vocab_size == 0 || self.max_position_embeddings == 0 {
+            return bad("type_vocab_size/max_position_embeddings", "must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// all-MiniLM-L6-v2 as in its `config.json`.
+    pub fn all_minilm_l6_v2() -> Self {
+        BertConfig {
+            vocab_size: 30_522,
+            hidden_size: 384,
+            num_hidden_layers: 6,
+            num_attention_heads: 12,
+            intermediate_size: 1536,
+            hidden_act: Activation::Gelu,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            position_embedding_type: PositionEmbedding::Absolute,
+        }
+    }
+
+    /// A tiny configuration for tests.
+    pub fn tiny() -> Self {
+        BertConfig {
+            vocab_size: 64,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 48,
+            hidden_act: Activation::Gelu,
+            max_position_embeddings: 32,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            position_embedding_type: PositionEmbedding::Absolute,
+        }
+    }
+
+    /// A randomly initialised model.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Bert<B> {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let ln = || LayerNorm::ones(h, self.layer_norm_eps, device);
+        let normal = burn::tensor::Distribution::Normal(0.0, 0.5);
+        Bert {
+            word: Tensor::random([self.vocab_size, h], normal, device),
+            position: Tensor::random([self.max_position_embeddings, h], normal, device),
+            token_type: Tensor::random([self.type_vocab_size, h], normal, device),
+            embed_norm: ln(),
+            layers: (0..self.num_hidden_layers)
+                .map(|_| BertLayer {
+                    qkv: Dense::random(h, 3 * h, true, device),
+                    attn_out: Dense::random(h, h, true, device),
+                    attn_norm: ln(),
+                    inter: Dense::random(h, i, true, device),
+                    out: Dense::random(i, h, true, device),
+                    out_norm: ln(),
+                })
+                .collect(),
+            heads: self.num_attention_heads,
+            act: self.hidden_act,
+        }
+    }
+
+    /// Loads the weights from `src` (Hugging Face names, optionally under `bert.`; old
+    /// checkpoints' `LayerNorm.gamma`/`beta` are accepted too). Every tensor is shape-checked.
+    pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Bert<B>> {
+        let p = if src.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let r = WeightReader::<B> { src, device };
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let ln = |name: &str| -> Result<LayerNorm<B>> {
+            let (w, b) = if src.contains(&format!("{name}.gamma")) { ("gamma", "beta") } else { ("weight", "bias") };
+            Ok(LayerNorm {
+                gamma: burn::module::Param::from_tensor(r.vector(&format!("{name}.{w}"), h)?),
+                beta: burn::module::Param::from_tensor(r.vector(&format!("{name}.{b}"), h)?),
+                eps: self.layer_norm_eps,
+            })
+        };
+        let mut layers = Vec::with_capacity(self.num_hidden_layers);
+        for l in 0..self.num_hidden_layers {
+            let q = format!("{p}encoder.layer.{l}");
+            let a = format!("{q}.attention.self");
+            layers.push(BertLayer {
+                qkv: r.dense_fused(&[&format!("{a}.query"), &format!("{a}.key"), &format!("{a}.value")], h, &[h, h, h], true)?,
+                attn_out: r.dense(&format!("{q}.attention.output.dense"), h, h, true)?,
+                attn_norm: ln(&format!("{q}.attention.output.LayerNorm"))?,
+                inter: r.dense(&format!("{q}.intermediate.dense"), h, i, true)?,
+                out: r.dense(&format!("{q}.output.dense"), i, h, true)?,
+                out_norm: ln(&format!("{q}.output.LayerNorm"))?,
+            });
+        }
+        Ok(Bert {
+            word: r.matrix(&format!("{p}embeddings.word_embeddings.weight"), self.vocab_size, h)?,
+            position: r.matrix(&format!("{p}embeddings.position_embeddings.weight"), self.max_position_embeddings, h)?,
+            token_type: r.matrix(&format!("{p}embeddings.token_type_embeddings.weight"), self.type_vocab_size, h)?,
+            embed_norm: ln(&format!("{p}embeddings.LayerNorm"))?,
+            layers,
+            heads: self.num_attention_heads,
+            act: self.hidden_act,
+        })
+    }
+}
+
+/// One post-LN encoder block.
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    /// query, key and value fused: `[hidden, 3 hidden]`.
+    qkv: Dense<B>,
+    attn_out: Dense<B>,
+    attn_norm: LayerNorm<B>,
+    inter: Dense<B>,
+    out: Dense<B>,
+    out_norm: LayerNorm<B>,
+}
+
+/// A BERT encoder without its pooler.
+#[derive(Module, Debug)]
+pub struct Bert<B: Backend> {
+    /// `[vocab, hidden]`.
+    word: Tensor<B, 2>,
+    /// `[max_positions, hidden]`.
+    position: Tensor<B, 2>,
+    /// `[type_vocab, hidden]`.
+    token_type: Tensor<B, 2>,
+    embed_norm: LayerNorm<B>,
+    layers: Vec<BertLayer<B>>,
+    heads: usize,
+    #[module(skip)]
+    act: Activation,
+}
+
+impl<B: Backend> Bert<B> {
+    /// Width of the hidden states.
+    pub fn hidden_size(&self) -> usize {
+        self.word.dims()[1]
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.word.dims()[0]
+    }
+
+    /// Longest input the position table allows.
+    pub fn max_len(&self) -> usize {
+        self.position.dims()[0]
+    }
+
+    /// Last hidden states (after the last block's LayerNorm).
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` token ids, right-padded, `seq ≤ max_position_embeddings`
+    /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let lengths = mask_lengths(&mask);
+        let attn_mask = attention_mask::<B>(&lengths, s, AttentionKind::Bidirectional, &device);
+        let h = self.hidden_size();
+        let word = self.word.clone().select(0, ids.reshape([b * s])).reshape([b, s, h]);
+        let pos = self.position.clone().narrow(0, 0, s) + self.token_type.clone().narrow(0, 0, 1); // [seq, hidden]
+        let mut x = self.embed_norm.forward(word + pos.unsqueeze_dim::<3>(0)); // [batch, seq, hidden]
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f64).sqrt();
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(x.clone()); // [batch, seq, 3 hidden]
+            let q = split_heads(qkv.clone().narrow(2, 0, h), self.heads, d); // [batch, heads, seq, d]
+            let k = split_heads(qkv.clone().narrow(2, h, h), self.heads, d);
+            let v = split_heads(qkv.narrow(2, 2 * h, h), self.heads, d);
+            let ctx = merge_heads(sdpa(q, k, v, attn_mask.clone(), scale)); // [batch * seq, hidden]
+            x = layer.attn_norm.forward(x + layer.attn_out.forward2(ctx).reshape([b, s, h]));
+            let inner = self.act.apply(layer.inter.forward(x.clone())); // [batch, seq, inter]
+            x = layer.out_norm.forward(x + layer.out.forward(inner));
+        }
+        x
+    }
+}

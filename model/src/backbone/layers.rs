@@ -1,0 +1,541 @@
+//! Building blocks shared by the backbones: a dense layer with its weight kept as `[in, out]`
+//! (the layout Burn's matmul wants), LayerNorm, RMSNorm, rotate-half RoPE tables, attention
+//! masks, activations and a weight reader over a [`TensorSource`].
+//!
+//! Everything here is inference-only (no dropout, no autodiff bookkeeping).
+
+use burn::module::{Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData, TensorPrimitive};
+use serde::{Deserialize, Serialize};
+
+use crate::weights::TensorSource;
+use crate::{Error, Result};
+
+/// Activation functions found in Hugging Face `config.json` files (`hidden_act`,
+/// `hidden_activation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Activation {
+    /// SiLU / swish (Llama family; used gated, SwiGLU).
+    #[default]
+    #[serde(rename = "silu", alias = "swish")]
+    Silu,
+    /// GELU with the exact erf form (BERT).
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// GELU with the tanh approximation (Gemma: `gelu_pytorch_tanh`; `gelu_new` is the same
+    /// formula).
+    #[serde(rename = "gelu_pytorch_tanh", alias = "gelu_new")]
+    GeluTanh,
+    /// ReLU.
+    #[serde(rename = "relu")]
+    Relu,
+}
+
+impl Activation {
+    /// Applies the activation element-wise.
+    pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        use burn::tensor::activation as act;
+        match self {
+            Activation::Silu => act::silu(x),
+            Activation::Gelu => act::gelu(x),
+            Activation::GeluTanh => act::gelu_approximate(x),
+            Activation::Relu => act::relu(x),
+        }
+    }
+}
+
+/// A linear layer `y = x W + b` with `W` stored as `[in, out]` (PyTorch stores `[out, in]`; the
+/// transpose happens once, at load).
+#[derive(Module, Debug)]
+pub struct Dense<B: Backend> {
+    /// `[d_in, d_out]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// `[d_out]`.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Dense<B> {
+    /// A randomly initialised layer (uniform in ±1/sqrt(d_in)), for tests and tiny models.
+    pub fn random(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Self {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        let dist = burn::tensor::Distribution::Uniform(-bound, bound);
+        Dense {
+            weight: Param::from_tensor(Tensor::random([d_in, d_out], dist, device)),
+            bias: bias.then(|| Param::from_tensor(Tensor::random([d_out], dist, device))),
+        }
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.weight.val().dims()[1]
+    }
+
+    /// # Shapes
+    /// - `x`: `[n, d_in]`
+    /// - output: `[n, d_out]`
+    pub fn forward2(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let y = x.matmul(self.weight.val());
+        match &self.bias {
+            Some(b) => y + b.val().unsqueeze_dim(0),
+            None => y,
+        }
+    }
+
+    /// Applies the layer to every position; the batch and sequence axes are flattened into one
+    /// matmul.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, d_in]`
+    /// - output: `[batch, seq, d_out]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, s, d] = x.dims();
+        let y = self.forward2(x.reshape([b * s, d]));
+        let out = y.dims()[1];
+        y.reshape([b, s, out])
+    }
+}
+
+/// LayerNorm with weight and bias (BERT), through the backend's fused kernel.
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    /// `[d]`.
+    pub gamma: Param<Tensor<B, 1>>,
+    /// `[d]`.
+    pub beta: Param<Tensor<B, 1>>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    /// Identity-initialised LayerNorm.
+    pub fn ones(d: usize, eps: f64, device: &B::Device) -> Self {
+        LayerNorm {
+            gamma: Param::from_tensor(Tensor::ones([d], device)),
+            beta: Param::from_tensor(Tensor::zeros([d], device)),
+            eps,
+        }
+    }
+
+    /// # Shapes
+    /// - `x`: `[..., d]`
+    /// - output: `[..., d]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+            x.into_primitive().tensor(),
+            self.gamma.val().into_primitive().tensor(),
+            Some(self.beta.val().into_primitive().tensor()),
+            self.eps,
+        )))
+    }
+}
+
+/// RMSNorm `x / sqrt(mean(x²) + eps) * w`. Gemma's `(1 + w)` form is folded into `w` at load.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    /// `[d]` (already `1 + w` for Gemma).
+    pub weight: Param<Tensor<B, 1>>,
+    /// Added to the mean square.
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    /// A norm with the given scale vector.
+    pub fn new(weight: Tensor<B, 1>, eps: f64) -> Self {
+        RmsNorm { weight: Param::from_tensor(weight), eps }
+    }
+
+    /// # Shapes
+    /// - `x`: `[..., d]`
+    /// - output: `[..., d]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let inv = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
+        let w: Tensor<B, D> = self.weight.val().unsqueeze();
+        x * inv * w
+    }
+}
+
+/// How RoPE frequencies are rescaled (`rope_scaling` / `rope_parameters` in `config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub enum RopeScaling {
+    /// No rescaling.
+    #[default]
+    Default,
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1's piecewise rescaling.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: usize },
+}
+
+/// `rope_scaling` as written in `config.json` (HF spells the kind `rope_type` or `type`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RopeScalingJson {
+    #[serde(default)]
+    rope_type: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    factor: Option<f64>,
+    #[serde(default)]
+    low_freq_factor: Option<f64>,
+    #[serde(default)]
+    high_freq_factor: Option<f64>,
+    #[serde(default)]
+    original_max_position_embeddings: Option<usize>,
+    /// transformers ≥ 5 keeps theta inside `rope_parameters`.
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+}
+
+impl RopeScalingJson {
+    /// Converts to [`RopeScaling`]; unknown kinds are an error naming the field.
+    pub fn parse(&self, file: &str) -> Result<RopeScaling> {
+        let kind = self.rope_type.as_deref().or(self.kind.as_deref()).unwrap_or("default");
+        let need = |v: Option<f64>, f: &str| {
+            v.ok_or_else(|| Error::Invalid(format!("{file}: field `rope_scaling.{f}` is missing for rope type `{kind}`")))
+        };
+        Ok(match kind {
+            "default" => RopeScaling::Default,
+            "linear" => RopeScaling::Linear { factor: need(self.factor, "factor")? },
+            "llama3" => RopeScaling::Llama3 {
+                factor: need(self.factor, "factor")?,
+                low_freq_factor: need(self.low_freq_factor, "low_freq_factor")?,
+                high_freq_factor: need(self.high_freq_factor, "high_freq_factor")?,
+                original_max_position_embeddings: self.original_max_position_embeddings.ok_or_else(|| {
+                    Error::Invalid(format!("{file}: field `rope_scaling.original_max_position_embeddings` is missing"))
+                })?,
+            },
+            other => {
+                return Err(Error::Invalid(format!(
+                    "{file}: field `rope_scaling.rope_type` = `{other}` is not supported (default, linear, llama3)"
+                )));
+            }
+        })
+    }
+}
+
+/// Inverse frequencies `1 / theta^(2i/d)` (computed in f32 like transformers), rescaled.
+pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: RopeScaling) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut inv: Vec<f32> =
+        (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+    match scaling {
+        RopeScaling::Default => {}
+        RopeScaling::Linear { factor } => inv.iter_mut().for_each(|f| *f /= factor as f32),
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            let old = original_max_position_embeddings as f64;
+            let low_wavelen = old / low_freq_factor;
+            let high_wavelen = old / high_freq_factor;
+            for f in inv.iter_mut() {
+                let wavelen = 2.0 * std::f64::consts::PI / *f as f64;
+                let v = *f as f64;
+                let scaled = if wavelen < high_wavelen {
+                    v
+                } else if wavelen > low_wavelen {
+                    v / factor
+                } else {
+                    let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * v / factor + smooth * v
+                };
+                *f = scaled as f32;
+            }
+        }
+    }
+    inv
+}
+
+/// Precomputed rotate-half RoPE tables (Hugging Face layout: the two halves of each head are
+/// the pair, not interleaved neighbours as in Burn's `RotaryEncoding`).
+///
+/// `apply(x) = x * cos + swap_halves(x) * sin_signed`, with `sin_signed = [-sin, sin]`, which
+/// equals HF's `x * cos + rotate_half(x) * sin` without materialising the negation.
+#[derive(Module, Debug)]
+pub struct Rope<B: Backend> {
+    /// `[max_len, head_dim]`.
+    cos: Tensor<B, 2>,
+    /// `[max_len, head_dim]`: the first half negated.
+    sin_signed: Tensor<B, 2>,
+    /// Inverse frequencies, `[head_dim / 2]`, for positions past `max_len`.
+    inv_freq: Vec<f32>,
+}
+
+/// Positions precomputed up front; longer inputs get a table built on the fly.
+pub const ROPE_TABLE_LEN: usize = 4096;
+
+impl<B: Backend> Rope<B> {
+    /// Builds tables for positions `0..max_len`.
+    pub fn new(head_dim: usize, theta: f64, scaling: RopeScaling, max_len: usize, device: &B::Device) -> Self {
+        let inv_freq = rope_inv_freq(head_dim, theta, scaling);
+        let (cos, sin_signed) = Self::tables(&inv_freq, max_len.min(ROPE_TABLE_LEN).max(1), device);
+        Rope { cos, sin_signed, inv_freq }
+    }
+
+    fn tables(inv_freq: &[f32], len: usize, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let half = inv_freq.len();
+        let d = 2 * half;
+        let mut cos = vec![0f32; len * d];
+        let mut sin = vec![0f32; len * d];
+        for p in 0..len {
+            for (i, f) in inv_freq.iter().enumerate() {
+                // f32 product, as transformers computes `inv_freq @ position_ids` in f32.
+                let angle = (p as f32 * f) as f64;
+                let (s, c) = angle.sin_cos();
+                cos[p * d + i] = c as f32;
+                cos[p * d + half + i] = c as f32;
+                sin[p * d + i] = -s as f32;
+                sin[p * d + half + i] = s as f32;
+            }
+        }
+        (
+            Tensor::from_data(TensorData::new(cos, [len, d]), device),
+            Tensor::from_data(TensorData::new(sin, [len, d]), device),
+        )
+    }
+
+    /// Rotates queries or keys by their position `0..seq`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, heads, seq, head_dim]`
+    /// - output: `[batch, heads, seq, head_dim]`
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [_, _, s, d] = x.dims();
+        let (cos, sin) = if s <= self.cos.dims()[0] {
+            (self.cos.clone().narrow(0, 0, s), self.sin_signed.clone().narrow(0, 0, s))
+        } else {
+            Self::tables(&self.inv_freq, s, &x.device())
+        };
+        let cos: Tensor<B, 4> = cos.reshape([1, 1, s, d]);
+        let sin: Tensor<B, 4> = sin.reshape([1, 1, s, d]);
+        let half = d / 2;
+        let swapped = Tensor::cat(vec![x.clone().narrow(3, half, half), x.clone().narrow(3, 0, half)], 3);
+        x * cos + swapped * sin
+    }
+}
+
+/// Which key positions each query may attend to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKind {
+    /// Every non-padding key (BERT).
+    Bidirectional,
+    /// Keys at or before the query (decoders).
+    Causal,
+    /// Causal, and only the last `window` keys (`q - k < window`; Gemma 3 local layers, Mistral).
+    SlidingCausal { window: usize },
+}
+
+/// Builds the boolean attention mask (`true` = masked out) from the sequence lengths of a
+/// right-padded batch. Padding keys are always masked; padding queries see the real keys
+/// (their outputs are ignored by pooling).
+///
+/// # Shapes
+/// - output: `[batch, 1, seq, seq]`
+pub fn attention_mask<B: Backend>(lengths: &[usize], seq: usize, kind: AttentionKind, device: &B::Device) -> Tensor<B, 4, Bool> {
+    let mut m = vec![false; lengths.len() * seq * seq];
+    for (b, &len) in lengths.iter().enumerate() {
+        for q in 0..seq {
+            let row = &mut m[(b * seq + q) * seq..(b * seq + q + 1) * seq];
+            for (k, cell) in row.iter_mut().enumerate() {
+                *cell = k >= len
+                    || match kind {
+                        AttentionKind::Bidirectional => false,
+                        AttentionKind::Causal => k > q,
+                        AttentionKind::SlidingCausal { window } => k > q || q - k >= window,
+                    };
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [lengths.len(), 1, seq, seq]), device)
+}
+
+/// Reads the lengths (number of leading 1s… i.e. the count of non-zero entries) of each row of
+/// a right-padded `[batch, seq]` 0/1 mask.
+pub fn mask_lengths<B: Backend>(mask: &Tensor<B, 2, Int>) -> Vec<usize> {
+    let [b, s] = mask.dims();
+    let data = mask.to_data().convert::<i64>();
+    let v: Vec<i64> = data.to_vec().unwrap_or_default();
+    (0..b).map(|i| v[i * s..(i + 1) * s].iter().filter(|&&x| x != 0).count()).collect()
+}
+
+/// Repeats grouped key/value heads so every query head has its own (GQA → MHA layout).
+///
+/// # Shapes
+/// - `x`: `[batch, kv_heads, seq, head_dim]`
+/// - output: `[batch, kv_heads * rep, seq, head_dim]`
+pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, rep: usize) -> Tensor<B, 4> {
+    if rep == 1 {
+        return x;
+    }
+    let [b, h, s, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, h, rep, s, d]).reshape([b, h * rep, s, d])
+}
+
+/// Scaled dot-product attention through the backend's fused kernel.
+///
+/// # Shapes
+/// - `q`, `k`, `v`: `[batch, heads, seq, head_dim]`
+/// - `mask`: `[batch, 1, seq, seq]`, `true` = masked
+/// - output: `[batch, heads, seq, head_dim]`
+pub fn sdpa<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: Tensor<B, 4, Bool>, scale: f64) -> Tensor<B, 4> {
+    let options = burn::tensor::ops::AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: false };
+    burn::tensor::module::attention(q, k, v, Some(mask), None, options)
+}
+
+/// Splits `[batch, seq, heads * head_dim]` into heads.
+///
+/// # Shapes
+/// - `x`: `[batch, seq, heads * head_dim]`
+/// - output: `[batch, heads, seq, head_dim]`
+pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize, head_dim: usize) -> Tensor<B, 4> {
+    let [b, s, _] = x.dims();
+    x.reshape([b, s, heads, head_dim]).swap_dims(1, 2)
+}
+
+/// Merges heads back, flattening batch and sequence for the output projection.
+///
+/// # Shapes
+/// - `x`: `[batch, heads, seq, head_dim]`
+/// - output: `[batch * seq, heads * head_dim]`
+pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [b, h, s, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b * s, h * d])
+}
+
+/// Transposes a row-major `[rows, cols]` matrix (blocked, for cache locality).
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const BLOCK: usize = 32;
+    let mut out = vec![0f32; data.len()];
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    out[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads tensors from a [`TensorSource`] into Burn tensors, checking shapes.
+pub struct WeightReader<'a, B: Backend> {
+    /// The source.
+    pub src: &'a dyn TensorSource,
+    /// Where tensors go.
+    pub device: &'a B::Device,
+}
+
+impl<'a, B: Backend> WeightReader<'a, B> {
+    /// Raw f32 values of `name`, checked against `shape`.
+    pub fn raw(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.src.tensor_shaped(name, shape)?.data)
+    }
+
+    /// A vector `[d]`.
+    pub fn vector(&self, name: &str, d: usize) -> Result<Tensor<B, 1>> {
+        Ok(Tensor::from_data(TensorData::new(self.raw(name, &[d])?, [d]), self.device))
+    }
+
+    /// A matrix kept as stored (`[rows, cols]`), e.g. an embedding table.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<B, 2>> {
+        Ok(Tensor::from_data(TensorData::new(self.raw(name, &[rows, cols])?, [rows, cols]), self.device))
+    }
+
+    /// A PyTorch linear `prefix.weight` `[out, in]` (+ `prefix.bias` `[out]`), transposed to
+    /// `[in, out]`.
+    pub fn dense(&self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Dense<B>> {
+        self.dense_fused(&[prefix], d_in, &[d_out], bias)
+    }
+
+    /// Several PyTorch linears with the same input concatenated along their outputs into one
+    /// `[in, sum(out)]` layer (q/k/v, gate/up), so one matmul serves them all.
+    pub fn dense_fused(&self, prefixes: &[&str], d_in: usize, d_outs: &[usize], bias: bool) -> Result<Dense<B>> {
+        let total: usize = d_outs.iter().sum();
+        let mut stacked = Vec::with_capacity(total * d_in);
+        for (p, &o) in prefixes.iter().zip(d_outs) {
+            stacked.extend_from_slice(&self.raw(&format!("{p}.weight"), &[o, d_in])?);
+        }
+        self.dense_from_rows(stacked, prefixes, d_in, d_outs, bias)
+    }
+
+    /// Builds a dense layer from `[sum(out), in]` row-major weights already read, plus biases
+    /// read from `prefix.bias` for each prefix.
+    pub fn dense_from_rows(&self, rows: Vec<f32>, prefixes: &[&str], d_in: usize, d_outs: &[usize], bias: bool) -> Result<Dense<B>> {
+        let total: usize = d_outs.iter().sum();
+        let w = transpose(&rows, total, d_in);
+        drop(rows);
+        let weight = Tensor::from_data(TensorData::new(w, [d_in, total]), self.device);
+        let bias = if bias {
+            let mut b = Vec::with_capacity(total);
+            for (p, &o) in prefixes.iter().zip(d_outs) {
+                b.extend_from_slice(&self.raw(&format!("{p}.bias"), &[o])?);
+            }
+            Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [total]), self.device)))
+        } else {
+            None
+        };
+        Ok(Dense { weight: Param::from_tensor(weight), bias })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend as B;
+
+    #[test]
+    fn transpose_matches_naive() {
+        let (r, c) = (37, 70);
+        let data: Vec<f32> = (0..r * c).map(|i| i as f32).collect();
+        let t = transpose(&data, r, c);
+        for i in 0..r {
+            for j in 0..c {
+                assert_eq!(t[j * r + i], data[i * c + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn masks_combine_padding_causal_and_window() {
+        let dev = Default::default();
+        let m = attention_mask::<B>(&[3, 1], 3, AttentionKind::SlidingCausal { window: 2 }, &dev);
+        let v: Vec<bool> = m.to_data().to_vec().unwrap();
+        #[rustfmt::skip]
+        let expect = vec![
+            false, true, true,   false, false, true,   true, false, false, // len 3, window 2
+            false, true, true,   false, true, true,    true, true, true,   // len 1: keys ≥1 masked
+        ];
+        assert_eq!(v, expect);
+        let m = attention_mask::<B>(&[2], 3, AttentionKind::Bidirectional, &dev);
+        let v: Vec<bool> = m.to_data().to_vec().unwrap();
+        assert_eq!(v, vec![false, false, true, false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn rope_matches_rotate_half_formula() {
+        let dev = Default::default();
+        let d = 4;
+        let rope = Rope::<B>::new(d, 10_000.0, RopeScaling::Default, 8, &dev);
+        let x: Vec<f32> = vec![0.1, 0.2, 0.3, 0.4, 1.0, -1.0, 0.5, 2.0];
+        let t = Tensor::<B, 4>::from_data(TensorData::new(x.clone(), [1, 1, 2, d]), &dev);
+        let y: Vec<f32> = rope.apply(t).to_data().to_vec().unwrap();
+        let inv = rope_inv_freq(d, 10_000.0, RopeScaling::Default);
+        for p in 0..2 {
+            let xs = &x[p * d..(p + 1) * d];
+            for i in 0..d {
+                let f = inv[i % 2] * p as f32;
+                let rot = if i < 2 { -xs[i + 2] } else { xs[i - 2] };
+                let e = xs[i] * f.cos() + rot * f.sin();
+                assert!((y[p * d + i] - e).abs() < 1e-5, "pos {p} dim {i}: {} vs {e}", y[p * d + i]);
+            }
+        }
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_frequencies() {
+        let base = rope_inv_freq(128, 500_000.0, RopeScaling::Default);
+        let s = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+        let scaled = rope_inv_freq(128, 500_000.0, s);
+        assert_eq!(base[0], scaled[0]);
+        assert!((scaled[63] - base[63] / 8.0).abs() < 1e-12);
+    }
+}
