@@ -37,9 +37,11 @@ pub fn dense_all_action_loss<B: Backend>(
     let device = users.device();
     let (r, c) = (b * lh, b * lt);
 
-    // Host masks: positives [b, lh, lt], negatives per user [b, c].
+    // Host masks: positives [b, lh, lt]; negatives per user as an additive bias [b, c]
+    // (0 = a negative of user i, -1e9 = masked: padding, user i's own targets, or an item that
+    // is one of user i's targets).
     let mut pos = vec![0f32; b * lh * lt];
-    let mut neg = vec![0f32; b * c];
+    let mut neg_bias = vec![-1e9f32; b * c];
     let mut n_pairs = 0usize;
     let own: Vec<HashSet<u32>> = masks.targets.iter().map(|t| t.iter().copied().collect()).collect();
     for i in 0..b {
@@ -53,23 +55,27 @@ pub fn dense_all_action_loss<B: Backend>(
         for z in (0..b).filter(|&z| z != i) {
             for (k, item) in masks.targets[z].iter().take(lt).enumerate() {
                 if !own[i].contains(item) {
-                    neg[i * c + z * lt + k] = 1.0;
+                    neg_bias[i * c + z * lt + k] = 0.0;
                 }
             }
         }
     }
     let pos = Tensor::<B, 3>::from_data(TensorData::new(pos, [b, lh, lt]), &device);
-    let neg = Tensor::<B, 2>::from_data(TensorData::new(neg, [b, c]), &device);
+    let neg_bias = Tensor::<B, 2>::from_data(TensorData::new(neg_bias, [b, c]), &device);
 
-    // All scores [r, c] for the negatives.
-    let scores = users.clone().reshape([r, dim]).matmul(items.clone().reshape([c, dim]).transpose()).mul_scalar(logit_scale);
-    let m = scores.clone().max_dim(1).detach(); // [r, 1], a constant shift for stability
-    let neg_sum = ((scores - m.clone()).exp().reshape([b, lh, c]) * neg.unsqueeze_dim::<3>(1))
-        .sum_dim(2); // [b, lh, 1]
-    // Own-user scores [b, lh, lt] for the positives.
+    // Negatives: scores of every history position against every target of the batch [b, lh, c].
+    let scores = users.clone().reshape([r, dim]).matmul(items.clone().reshape([c, dim]).transpose());
+    let neg_scores = scores.mul_scalar(logit_scale).reshape([b, lh, c]) + neg_bias.unsqueeze_dim::<3>(1);
+    // Stable log-sum-exp: with M = max over the negatives, Σ e^{s} = e^{M} · Σ e^{s − M}, and
+    // m = max(s_pos, M) makes one of the two terms below exactly e^0, so the log is finite even for
+    // rows without negatives. M and m are constants for the gradient (the result does not depend
+    // on them).
+    let max_neg = neg_scores.clone().max_dim(2).detach(); // [b, lh, 1]
+    let neg_sum = (neg_scores - max_neg.clone()).exp().sum_dim(2); // [b, lh, 1]
+    // Positives: own-user scores [b, lh, lt].
     let s_pos = users.matmul(items.swap_dims(1, 2)).mul_scalar(logit_scale);
-    let m = m.reshape([b, lh, 1]);
-    let log_denom = ((s_pos.clone() - m.clone()).exp() + neg_sum).log() + m;
+    let m = s_pos.clone().detach().max_pair(max_neg.clone().expand([b, lh, lt]));
+    let log_denom = ((s_pos.clone() - m.clone()).exp() + (max_neg - m.clone()).exp() * neg_sum).log() + m;
     let per_pair = (log_denom - s_pos) * pos;
     per_pair.sum().div_scalar(n_pairs.max(1) as f32)
 }
