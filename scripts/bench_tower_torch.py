@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""PyTorch CPU reference of model/examples/bench_tower.rs: the same LEARN training step.
+
+One step = Linear(in->d) -> post-LN BERT-like causal transformer (no positions) -> Linear(d->64)
+-> L2 norm, over the history (80) and the target (40) with shared weights; dense all-action
+InfoNCE (logit scale 20, negatives = other users' targets); backward; Adam(eps=1e-8).
+
+Install: pip install torch --index-url https://download.pytorch.org/whl/cpu
+Usage:   python3 scripts/bench_tower_torch.py [small|paper|both] [steps] [threads]
+"""
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Tower(nn.Module):
+    def __init__(self, inp, d, heads, layers):
+        super().__init__()
+        self.proj = nn.Linear(inp, d)
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=False, layer_norm_eps=1e-12)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(d, 64)
+
+    def forward(self, x):
+        l = x.shape[1]
+        mask = nn.Transformer.generate_square_subsequent_mask(l)
+        h = self.enc(self.proj(x), mask=mask, is_causal=True)
+        return F.normalize(self.out(h), dim=-1)
+
+
+def dense_loss(u, it, scale=20.0):
+    b, lh, d = u.shape
+    lt = it.shape[1]
+    s = (u.reshape(b * lh, d) @ it.reshape(b * lt, d).T) * scale  # [r, c]
+    m = s.max(dim=1, keepdim=True).values.detach()
+    neg = 1.0 - torch.block_diag(*[torch.ones(1, lt)] * b)  # [b, c]: other users' targets
+    neg_sum = ((s - m).exp().reshape(b, lh, b * lt) * neg.unsqueeze(1)).sum(-1, keepdim=True)
+    s_pos = torch.bmm(u, it.transpose(1, 2)) * scale
+    m = m.reshape(b, lh, 1)
+    log_denom = ((s_pos - m).exp() + neg_sum).log() + m
+    return (log_denom - s_pos).mean()
+
+
+def bench(name, layers, d, heads, batch, inp, steps):
+    torch.manual_seed(0)
+    model = Tower(inp, d, heads, layers)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-5, eps=1e-8)
+    hist = torch.rand(batch, 80, inp) - 0.5
+    tgt = torch.rand(batch, 40, inp) - 0.5
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = dense_loss(model(hist), model(tgt))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    med = times[len(times) // 2]
+    print(f"{name:<6} torch    median step {med * 1e3:8.1f} ms  {batch / med:7.2f} samples/s  "
+          f"(min {times[0] * 1e3:.1f} ms, {steps} steps, {torch.get_num_threads()} threads)")
+
+
+def main():
+    which = sys.argv[1] if len(sys.argv) > 1 else "both"
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    if len(sys.argv) > 3:
+        torch.set_num_threads(int(sys.argv[3]))
+    if which in ("small", "both"):
+        bench("small", 2, 256, 4, 64, 640, steps)
+    if which in ("paper", "both"):
+        bench("paper", 12, 768, 12, 8, 1536, steps)
+
+
+if __name__ == "__main__":
+    main()
