@@ -1,8 +1,329 @@
-//! `learnrec rank-train` (not yet implemented).
+//! `learnrec rank-train`: trains the baseline and the LEARN-fused rankers on the same temporal
+//! split, writes the test predictions for `fusion-eval` and saves both rankers for `ab-sim`.
+//!
+//! Output in `--out`: `predictions.csv` (`user_id,item_id,label,score_baseline,score_fused`
+//! [`,weight`]), `rankers/` (`baseline.mpk`, `fused.mpk`, `rankers.json`), `train_report.json`;
+//! with `--data toy` also the toy's stores (`user.safetensors`, `item.safetensors`,
+//! `content.safetensors`) so that `bench-serve` can reuse them.
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use learnrec_eval::store::{EmbeddingStore, StoreKind};
+use learnrec_fusion::data::{Batcher, IdVocab, RankingData};
+use learnrec_fusion::io::{self, LabelSpace, RankersMeta};
+use learnrec_fusion::lookup::load_store;
+use learnrec_fusion::metrics::auc;
+use learnrec_fusion::toy::{Toy, ToyConfig};
+use learnrec_fusion::train::{predict, train, StopMetric, TrainConfig, TrainReport};
+use learnrec_fusion::{
+    CpuAutodiff, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup, RankerConfig,
+};
+use std::path::PathBuf;
+
+/// Which dataset to rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// The synthetic world written by `learnrec world` (`catalog.csv`, `interactions.csv`).
+    World,
+    /// MovieLens-1M in RecBole atomic format (`ml-1m.inter`, `ml-1m.item`).
+    Movielens,
+    /// A small generated world with oracle LEARN stores (benchmarks; needs no files).
+    Toy,
+}
+
+/// Example space of the world log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Space {
+    /// One example per impressed (user, item); label = converted.
+    Impressions,
+    /// Clicked pairs only; label = converted (post-click CVR).
+    Clicks,
+}
+
+/// Feature interaction of the rankers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InteractionArg {
+    Mlp,
+    Dcn,
+}
+
+/// Early-stopping metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StopArg {
+    Auc,
+    Logloss,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Dataset kind.
+    #[arg(long, value_enum, default_value_t = Source::World)]
+    pub data: Source,
+    /// Dataset directory (world or MovieLens); not used with `--data toy`.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// LEARN user store (kind user), from `learnrec export`.
+    #[arg(long)]
+    pub user_store: Option<PathBuf>,
+    /// LEARN item store (kind item), from `learnrec export`.
+    #[arg(long)]
+    pub item_store: Option<PathBuf>,
+    /// Content store (kind content): new items absent from the item store get a content-derived
+    /// LEARN embedding.
+    #[arg(long)]
+    pub content_store: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// World examples: impressions (default) or clicks.
+    #[arg(long, value_enum, default_value_t = Space::Impressions)]
+    pub space: Space,
+    /// MovieLens: sampled unrated items per rating (as non-converted impressions).
+    #[arg(long, default_value_t = 1)]
+    pub negatives: usize,
+    /// MovieLens: keep only the first N users (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub max_users: usize,
+    /// Toy: users and items.
+    #[arg(long, default_value_t = 2000)]
+    pub toy_users: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub toy_items: usize,
+    /// λ: weight of the aux CVR loss.
+    #[arg(long, default_value_t = 1.0)]
+    pub lambda: f64,
+    /// Stop the main loss's gradient at the fused features.
+    #[arg(long)]
+    pub stop_gradient: bool,
+    /// Ranker feature interaction.
+    #[arg(long, value_enum, default_value_t = InteractionArg::Mlp)]
+    pub interaction: InteractionArg,
+    /// DCN-v2 cross layers (with `--interaction dcn`).
+    #[arg(long, default_value_t = 2)]
+    pub cross_layers: usize,
+    /// ID embedding width.
+    #[arg(long, default_value_t = 16)]
+    pub id_dim: usize,
+    /// MLP hidden widths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,64")]
+    pub hidden: Vec<usize>,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Early-stopping patience (epochs).
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    #[arg(long, value_enum, default_value_t = StopArg::Auc)]
+    pub stop_metric: StopArg,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Weight the losses by sample weights (and write a weight column).
+    #[arg(long)]
+    pub use_weights: bool,
+    /// Fractions of examples (by time) for training and validation; the rest is test.
+    #[arg(long, default_value_t = 0.8)]
+    pub train_frac: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub valid_frac: f64,
+    /// Cap steps per epoch (0 = none; for quick benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub max_steps: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rank-train` is not implemented yet")
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if !(a.train_frac > 0.0 && a.valid_frac >= 0.0 && a.train_frac + a.valid_frac < 1.0) {
+        anyhow::bail!("--train-frac and --valid-frac must be > 0, ≥ 0 and sum below 1");
+    }
+    let need_dir = || a.dir.clone().context("--dir is required with --data world/movielens");
+    let (data, stores): (RankingData, Option<(EmbeddingStore, EmbeddingStore, Option<EmbeddingStore>)>) = match a.data {
+        Source::Toy => {
+            let toy = Toy::generate(&ToyConfig {
+                n_users: a.toy_users,
+                n_items: a.toy_items,
+                seed: a.seed,
+                ..Default::default()
+            });
+            std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            toy.user_store.save(&a.out.join("user.safetensors"))?;
+            toy.item_store.save(&a.out.join("item.safetensors"))?;
+            toy.content_store.save(&a.out.join("content.safetensors"))?;
+            (toy.data, Some((toy.user_store, toy.item_store, Some(toy.content_store))))
+        }
+        Source::World => {
+            let space = match a.space {
+                Space::Impressions => LabelSpace::Impressions,
+                Space::Clicks => LabelSpace::Clicks,
+            };
+            (io::read_world(&need_dir()?, space)?, None)
+        }
+        Source::Movielens => (io::read_movielens(&need_dir()?, a.negatives, a.max_users, a.seed)?, None),
+    };
+    let stores = match (stores, &a.user_store, &a.item_store) {
+        (Some(s), _, _) => Some(s),
+        (None, Some(u), Some(i)) => Some((
+            load_store(u, StoreKind::User)?,
+            load_store(i, StoreKind::Item)?,
+            a.content_store.as_deref().map(|c| load_store(c, StoreKind::Content)).transpose()?,
+        )),
+        (None, None, None) => None,
+        _ => anyhow::bail!("give both --user-store and --item-store (or neither, for the baseline only)"),
+    };
+
+    let split = data.temporal_split(a.train_frac, a.valid_frac);
+    eprintln!(
+        "{} examples ({} users, {} items): train {}, valid {}, test {}",
+        data.examples.len(),
+        data.users.len(),
+        data.items.len(),
+        split.train.len(),
+        split.valid.len(),
+        split.test.len()
+    );
+    if split.test.is_empty() {
+        anyhow::bail!("the test split is empty: not enough examples");
+    }
+    let users = IdVocab::fit(&data.users, split.train.iter().map(|e| e.user));
+    let items = IdVocab::fit(&data.items, split.train.iter().map(|e| e.item));
+    let lookup = match &stores {
+        Some((u, i, c)) => {
+            let l = LearnLookup::new(&data.users, &data.items, u, i, c.as_ref())?;
+            let s = l.stats;
+            eprintln!(
+                "LEARN lookup: users {}/{} in store; items {} in store, {} from content, {} default",
+                s.users_in_store, s.users, s.items_in_store, s.items_from_content, s.items_default
+            );
+            Some(l)
+        }
+        None => {
+            eprintln!("no LEARN stores given: training the baseline only");
+            None
+        }
+    };
+
+    let interaction = match a.interaction {
+        InteractionArg::Mlp => Interaction::Mlp,
+        InteractionArg::Dcn => Interaction::DcnV2 { layers: a.cross_layers },
+    };
+    let rc = RankerConfig::new(users.n_rows(), items.n_rows(), data.features.n_rows(), data.features.n_fields())
+        .with_id_dim(a.id_dim)
+        .with_hidden(a.hidden.clone())
+        .with_interaction(interaction);
+    let tc = TrainConfig::new()
+        .with_batch_size(a.batch_size)
+        .with_lr(a.lr)
+        .with_max_epochs(a.epochs)
+        .with_patience(a.patience)
+        .with_stop_metric(match a.stop_metric {
+            StopArg::Auc => StopMetric::Auc,
+            StopArg::Logloss => StopMetric::Logloss,
+        })
+        .with_use_weights(a.use_weights)
+        .with_seed(a.seed)
+        .with_max_steps_per_epoch(a.max_steps);
+    let device = Default::default();
+    let labels: Vec<f32> = split.test.iter().map(|e| e.label).collect();
+    let steps = split.train.len().div_ceil(a.batch_size.max(1));
+    let bar = |name: &str| {
+        let pb = ProgressBar::new((steps * a.epochs) as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} steps {msg} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(name.to_owned());
+        pb
+    };
+    let show = |name: &str, r: &TrainReport, test_auc: Option<f64>| {
+        let best = r.epochs.get(r.best_epoch.saturating_sub(1));
+        eprintln!(
+            "{name}: {} epochs (best {}), valid AUC {}, test AUC {}, {:.0} train samples/s",
+            r.epochs.len(),
+            r.best_epoch,
+            best.and_then(|b| b.valid_auc).map_or("undefined".into(), |v| format!("{v:.4}")),
+            test_auc.map_or("undefined".into(), |v| format!("{v:.4}")),
+            r.samples_per_sec
+        );
+    };
+
+    use learnrec_fusion::burn::module::AutodiffModule as _;
+    let mut names = vec!["baseline"];
+    let mut scores = Vec::new();
+    let mut reports = serde_json::Map::new();
+    let b_batcher = Batcher::new(&data, &users, &items, None);
+    let pb = bar("baseline");
+    let (base, rb) = train::<CpuAutodiff, _>("baseline", rc.init::<CpuAutodiff>(&device), &b_batcher, &split, &tc, &device, |_, l| {
+        pb.inc(1);
+        pb.set_message(format!("loss {l:.4}"));
+    })?;
+    pb.finish_and_clear();
+    let base = base.valid();
+    let sb = predict(&base, &b_batcher, &split.test, 4096, &device)?;
+    show("baseline", &rb, auc(&sb, &labels));
+    reports.insert("baseline".into(), report_json(&rb, auc(&sb, &labels)));
+    scores.push(sb);
+
+    let mut fused_cfg = None;
+    let mut fused_model = None;
+    if let Some(lookup) = &lookup {
+        let fc = FusedRankerConfig::new(
+            rc.clone(),
+            LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
+                .with_aux_weight(a.lambda)
+                .with_stop_gradient(a.stop_gradient),
+        );
+        let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
+        let pb = bar("fused");
+        let (fused, rf) =
+            train::<CpuAutodiff, _>("fused", fc.init::<CpuAutodiff>(&device), &f_batcher, &split, &tc, &device, |_, l| {
+                pb.inc(1);
+                pb.set_message(format!("loss {l:.4}"));
+            })?;
+        pb.finish_and_clear();
+        let fused = fused.valid();
+        let sf = predict(&fused, &f_batcher, &split.test, 4096, &device)?;
+        show("fused", &rf, auc(&sf, &labels));
+        eprintln!(
+            "fused/baseline training throughput: {:.2}x",
+            rf.samples_per_sec / rb.samples_per_sec.max(1e-9)
+        );
+        reports.insert("fused".into(), report_json(&rf, auc(&sf, &labels)));
+        names.push("fused");
+        scores.push(sf);
+        fused_cfg = Some(fc);
+        fused_model = Some(fused);
+    }
+
+    let pred = a.out.join("predictions.csv");
+    io::write_predictions(&pred, &data, &split.test, &names, &scores, a.use_weights)?;
+    let meta = RankersMeta {
+        baseline: rc,
+        fused: fused_cfg,
+        users,
+        items,
+        dataset_users: data.users.clone(),
+        dataset_items: data.items.clone(),
+        features: data.features.clone(),
+    };
+    io::save_rankers(&a.out.join("rankers"), &meta, &base, fused_model.as_ref())?;
+    let rep = serde_json::to_vec_pretty(&serde_json::Value::Object(reports))?;
+    learnrec_eval::atomic::write(&a.out.join("train_report.json"), &rep)?;
+    eprintln!("wrote {} and {}", pred.display(), a.out.join("rankers").display());
+    Ok(())
+}
+
+fn report_json(r: &TrainReport, test_auc: Option<f64>) -> serde_json::Value {
+    serde_json::json!({
+        "epochs": r.epochs.len(),
+        "best_epoch": r.best_epoch,
+        "train_samples_per_sec": r.samples_per_sec,
+        "train_seconds": r.train_time.as_secs_f64(),
+        "test_auc": test_auc,
+        "valid_auc": r.epochs.iter().map(|e| e.valid_auc).collect::<Vec<_>>(),
+        "valid_logloss": r.epochs.iter().map(|e| e.valid_logloss).collect::<Vec<_>>(),
+        "train_loss": r.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
+    })
 }

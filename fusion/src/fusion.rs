@@ -1,0 +1,179 @@
+//! The LEARN auxiliary network and the plug-in API (the paper's ranking A/B set-up, §3.4).
+//!
+//! Input: the frozen LEARN user embedding and LEARN item embedding of each example (looked up on
+//! the host by [`crate::lookup::LearnLookup`]). An MLP with its own CVR head is trained with a CVR
+//! BCE loss; its last hidden layer and the LEARN embeddings are the *fused features* a ranking model
+//! concatenates beside its ID embeddings. Total loss = main loss + λ · aux CVR loss.
+//!
+//! Cold start: rows the lookup could not fill (`known = 0`) are replaced by a learned default
+//! embedding (one for users without history, one for items absent from both the item store and the
+//! content store), so unknown users and items always get a usable input.
+//!
+//! Departure from the paper: the aux MLP also sees `u ⊙ i` (when both embeddings have the same
+//! width), since LEARN trains user and item embeddings in one cosine space; turn it off with
+//! `product_feature = false`.
+//!
+//! # Plug-in in a few lines
+//! ```ignore
+//! let fusion = LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim()).init(&device);
+//! // in your forward:
+//! let out = self.fusion.forward(batch.learn.clone());          // FusionOutput
+//! let x = Tensor::cat(vec![my_id_embeddings, out.features.clone()], 1);
+//! // in your training step:
+//! let loss = my_bce + self.fusion.aux_loss(&out, labels, weights);   // λ applied inside
+//! ```
+
+use crate::loss::weighted_bce_with_logits;
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+/// Configuration of [`LearnFusion`].
+#[derive(Config, Debug)]
+pub struct LearnFusionConfig {
+    /// Width of the LEARN user embeddings.
+    pub user_dim: usize,
+    /// Width of the LEARN item embeddings.
+    pub item_dim: usize,
+    /// Hidden widths of the aux MLP; the last one is the width of the fused hidden features.
+    #[config(default = "vec![128, 64]")]
+    pub hidden: Vec<usize>,
+    /// λ: weight of the aux CVR loss in the total loss.
+    #[config(default = 1.0)]
+    pub aux_weight: f64,
+    /// Stop the main loss's gradient at the fused features (`detach`): the aux network is then
+    /// trained by the aux CVR loss only.
+    #[config(default = false)]
+    pub stop_gradient: bool,
+    /// Concatenate the (frozen) LEARN embeddings themselves to the fused features, beside the aux
+    /// network's last hidden layer (the paper does).
+    #[config(default = true)]
+    pub include_embeddings: bool,
+    /// Feed `u ⊙ i` to the aux MLP as well (needs `user_dim == item_dim`; see the module docs).
+    #[config(default = true)]
+    pub product_feature: bool,
+}
+
+/// Host-side LEARN inputs of a batch, moved to the device.
+#[derive(Debug, Clone)]
+pub struct LearnInputs<B: Backend> {
+    /// `[batch, user_dim]` LEARN user embeddings (zeros where unknown).
+    pub user: Tensor<B, 2>,
+    /// `[batch, 1]`: 1 where `user` is a real embedding, 0 where the default must be used.
+    pub user_known: Tensor<B, 2>,
+    /// `[batch, item_dim]` LEARN item embeddings (store or content-derived; zeros where unknown).
+    pub item: Tensor<B, 2>,
+    /// `[batch, 1]`: 1 where `item` is a real embedding, 0 where the default must be used.
+    pub item_known: Tensor<B, 2>,
+}
+
+/// What [`LearnFusion::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct FusionOutput<B: Backend> {
+    /// `[batch, output_dim]` fused features to concatenate into the ranking model's input
+    /// (detached when `stop_gradient`).
+    pub features: Tensor<B, 2>,
+    /// `[batch]` the aux network's own CVR logit.
+    pub aux_logit: Tensor<B, 1>,
+}
+
+/// The LEARN auxiliary network, a Burn module to embed in any ranking model.
+#[derive(Module, Debug)]
+pub struct LearnFusion<B: Backend> {
+    /// Hidden layers of the aux MLP (ReLU after each).
+    pub mlp: Vec<Linear<B>>,
+    /// The aux CVR head.
+    pub head: Linear<B>,
+    /// Learned embedding of users without LEARN history, `[1, user_dim]`.
+    pub default_user: Param<Tensor<B, 2>>,
+    /// Learned embedding of items with neither a LEARN nor a content embedding, `[1, item_dim]`.
+    pub default_item: Param<Tensor<B, 2>>,
+    aux_weight: f64,
+    stop_gradient: bool,
+    include_embeddings: bool,
+    product_feature: bool,
+}
+
+impl LearnFusionConfig {
+    /// Width of [`FusionOutput::features`].
+    pub fn output_dim(&self) -> usize {
+        let h = self.hidden.last().copied().unwrap_or(self.user_dim + self.item_dim);
+        h + if self.include_embeddings { self.user_dim + self.item_dim } else { 0 }
+    }
+
+    fn use_product(&self) -> bool {
+        self.product_feature && self.user_dim == self.item_dim
+    }
+
+    /// Builds the aux network with fresh weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> LearnFusion<B> {
+        let mut d = self.user_dim + self.item_dim + if self.use_product() { self.user_dim } else { 0 };
+        let mut mlp = Vec::new();
+        for &h in &self.hidden {
+            mlp.push(LinearConfig::new(d, h).init(device));
+            d = h;
+        }
+        LearnFusion {
+            mlp,
+            head: LinearConfig::new(d, 1).init(device),
+            default_user: Param::from_tensor(Tensor::zeros([1, self.user_dim], device)),
+            default_item: Param::from_tensor(Tensor::zeros([1, self.item_dim], device)),
+            aux_weight: self.aux_weight,
+            stop_gradient: self.stop_gradient,
+            include_embeddings: self.include_embeddings,
+            product_feature: self.use_product(),
+        }
+    }
+}
+
+impl<B: Backend> LearnFusion<B> {
+    /// Fused features and aux CVR logit of a batch.
+    ///
+    /// # Shapes
+    /// - `learn.user`: `[batch, user_dim]`, `learn.item`: `[batch, item_dim]`,
+    ///   `learn.*_known`: `[batch, 1]`
+    /// - output `features`: `[batch, output_dim]`, `aux_logit`: `[batch]`
+    pub fn forward(&self, learn: LearnInputs<B>) -> FusionOutput<B> {
+        let [batch, _] = learn.user.dims();
+        let fill = |x: Tensor<B, 2>, known: Tensor<B, 2>, default: Tensor<B, 2>| {
+            // known ∈ {0,1}: x where known, the learned default elsewhere.
+            x * known.clone() + default * (known.neg().add_scalar(1.0))
+        };
+        let u = fill(learn.user, learn.user_known, self.default_user.val());
+        let i = fill(learn.item, learn.item_known, self.default_item.val());
+        let mut parts = vec![u.clone(), i.clone()];
+        if self.product_feature {
+            parts.push(u.clone() * i.clone());
+        }
+        let mut h = Tensor::cat(parts, 1);
+        for l in &self.mlp {
+            h = relu(l.forward(h));
+        }
+        let aux_logit = self.head.forward(h.clone()).reshape([batch]);
+        let features =
+            if self.include_embeddings { Tensor::cat(vec![h, u, i], 1) } else { h };
+        let features = if self.stop_gradient { features.detach() } else { features };
+        FusionOutput { features, aux_logit }
+    }
+
+    /// λ · (weighted) aux CVR BCE loss, ready to add to the main loss.
+    ///
+    /// # Shapes
+    /// - `labels`, `weights`: `[batch]` → scalar `[1]`
+    pub fn aux_loss(
+        &self,
+        out: &FusionOutput<B>,
+        labels: Tensor<B, 1>,
+        weights: Option<Tensor<B, 1>>,
+    ) -> Tensor<B, 1> {
+        weighted_bce_with_logits(out.aux_logit.clone(), labels, weights).mul_scalar(self.aux_weight)
+    }
+
+    /// λ, the aux loss weight.
+    pub fn aux_weight(&self) -> f64 {
+        self.aux_weight
+    }
+}

@@ -1,0 +1,79 @@
+//! The two rankers the project compares, behind one trait the trainer and the server drive.
+
+use crate::data::Batch;
+use crate::fusion::{FusionOutput, LearnFusion, LearnFusionConfig};
+use crate::ranker::{Ranker, RankerConfig};
+use crate::{Error, Result};
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+/// A ranking model: logits of a batch, and optionally an auxiliary loss.
+pub trait RankModel<B: Backend>: Module<B> {
+    /// `[batch]` logits, and the fusion output when the model has an aux network.
+    fn forward_batch(&self, batch: &Batch<B>) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)>;
+    /// The λ-weighted auxiliary loss of a fusion output (`None` for models without one).
+    fn aux_loss(&self, _out: &FusionOutput<B>, _batch: &Batch<B>, _weighted: bool) -> Option<Tensor<B, 1>> {
+        None
+    }
+}
+
+impl<B: Backend> RankModel<B> for Ranker<B> {
+    fn forward_batch(&self, batch: &Batch<B>) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)> {
+        if self.extra_dim() > 0 {
+            return Err(Error::Invalid(format!(
+                "this ranker expects {} extra features; use it inside a FusedRanker",
+                self.extra_dim()
+            )));
+        }
+        let logits = self.forward(batch.users.clone(), batch.items.clone(), batch.fields.clone(), None);
+        Ok((logits, None))
+    }
+}
+
+/// Configuration of [`FusedRanker`].
+#[derive(Config, Debug)]
+pub struct FusedRankerConfig {
+    /// The ranker (its `extra_dim` is set from the fusion's output width).
+    pub ranker: RankerConfig,
+    /// The LEARN aux network.
+    pub fusion: LearnFusionConfig,
+}
+
+impl FusedRankerConfig {
+    /// Builds the fused ranker.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> FusedRanker<B> {
+        let ranker = self.ranker.clone().with_extra_dim(self.fusion.output_dim()).init(device);
+        FusedRanker { ranker, fusion: self.fusion.init(device) }
+    }
+}
+
+/// The reference ranker with the LEARN aux network plugged in: its fused features sit beside the
+/// ID embeddings in the ranker's input.
+#[derive(Module, Debug)]
+pub struct FusedRanker<B: Backend> {
+    pub ranker: Ranker<B>,
+    pub fusion: LearnFusion<B>,
+}
+
+impl<B: Backend> RankModel<B> for FusedRanker<B> {
+    fn forward_batch(&self, batch: &Batch<B>) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)> {
+        let learn = batch.learn.clone().ok_or_else(|| {
+            Error::Invalid("the fused ranker needs LEARN inputs: build its batches with a LearnLookup".into())
+        })?;
+        let out = self.fusion.forward(learn);
+        let logits = self.ranker.forward(
+            batch.users.clone(),
+            batch.items.clone(),
+            batch.fields.clone(),
+            Some(out.features.clone()),
+        );
+        Ok((logits, Some(out)))
+    }
+
+    fn aux_loss(&self, out: &FusionOutput<B>, batch: &Batch<B>, weighted: bool) -> Option<Tensor<B, 1>> {
+        let w = weighted.then(|| batch.weights.clone());
+        Some(self.fusion.aux_loss(out, batch.labels.clone(), w))
+    }
+}
