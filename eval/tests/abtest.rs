@@ -3,8 +3,9 @@
 use learnrec_eval::abtest::report::Metric;
 use learnrec_eval::abtest::stats::{chi2_sf, srm_check};
 use learnrec_eval::abtest::{
-    self, ArmSpec, Environment, ExperimentConfig, FittedOracle, FittedOracleConfig, Mode, Objective, OracleArm, PopularityArm, RandomArm,
-    RetrievalConfig, Split, ToyConfig, ToyEnv, bucket, split::hash64,
+    self, ArmSpec, Environment, ExperimentConfig, FittedOracle, FittedOracleConfig, Mode,
+    Objective, OracleArm, PopularityArm, RandomArm, RetrievalConfig, Split, ToyConfig, ToyEnv,
+    bucket, split::hash64,
 };
 use learnrec_eval::data::{Action, IdMap, Interaction, InteractionLog, LabelRule};
 use rand::{Rng, SeedableRng};
@@ -114,7 +115,14 @@ fn srm_detects_a_broken_split() {
 }
 
 fn small_env() -> Arc<ToyEnv> {
-    Arc::new(ToyEnv::new(&ToyConfig { users: 3000, items: 400, dim: 6, categories: 10, activity: 0.5, ..ToyConfig::default() }))
+    Arc::new(ToyEnv::new(&ToyConfig {
+        users: 3000,
+        items: 400,
+        dim: 6,
+        categories: 10,
+        activity: 0.5,
+        ..ToyConfig::default()
+    }))
 }
 
 fn small_cfg(seed: u64) -> ExperimentConfig {
@@ -124,7 +132,14 @@ fn small_cfg(seed: u64) -> ExperimentConfig {
         seed,
         days: 2,
         slots: 5,
-        retrieval: RetrievalConfig { total: 40, popular: 10, popular_pool: 100, personal: 15, new_items: 3, new_window_days: 3 },
+        retrieval: RetrievalConfig {
+            total: 40,
+            popular: 10,
+            popular_pool: 100,
+            personal: 15,
+            new_items: 3,
+            new_window_days: 3,
+        },
         bootstrap: 100,
         threads: 1,
         ..ExperimentConfig::default()
@@ -136,24 +151,65 @@ fn run_rejects_bad_configs() {
     let env = small_env();
     let rnd: Arc<dyn abtest::Arm> = Arc::new(RandomArm::new(1));
     let one = vec![ArmSpec::new("control", 0.2, rnd.clone())];
-    let e = abtest::run(env.as_ref(), &one, &small_cfg(1)).unwrap_err().to_string();
+    let e = abtest::run(env.as_ref(), &one, &small_cfg(1))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("at least one treatment arm, got 1"), "{e}");
-    let two = vec![ArmSpec::new("control", 0.2, rnd.clone()), ArmSpec::new("treatment", 0.2, Arc::new(RandomArm::new(2)))];
-    let e = abtest::run(env.as_ref(), &two, &ExperimentConfig { days: 0, ..small_cfg(1) }).unwrap_err().to_string();
+    let two = vec![
+        ArmSpec::new("control", 0.2, rnd.clone()),
+        ArmSpec::new("treatment", 0.2, Arc::new(RandomArm::new(2))),
+    ];
+    let e = abtest::run(
+        env.as_ref(),
+        &two,
+        &ExperimentConfig {
+            days: 0,
+            ..small_cfg(1)
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("days must be at least 1"), "{e}");
-    let e = abtest::run(env.as_ref(), &two, &ExperimentConfig { alpha: 1.5, ..small_cfg(1) }).unwrap_err().to_string();
+    let e = abtest::run(
+        env.as_ref(),
+        &two,
+        &ExperimentConfig {
+            alpha: 1.5,
+            ..small_cfg(1)
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("alpha must be in (0, 1)"), "{e}");
-    let e = abtest::run(env.as_ref(), &two, &ExperimentConfig { mode: Mode::Aa, ..small_cfg(1) }).unwrap_err().to_string();
+    let e = abtest::run(
+        env.as_ref(),
+        &two,
+        &ExperimentConfig {
+            mode: Mode::Aa,
+            ..small_cfg(1)
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("A/A mode needs the same policy"), "{e}");
-    let over = vec![ArmSpec::new("control", 0.6, rnd.clone()), ArmSpec::new("treatment", 0.6, rnd)];
-    let e = abtest::run(env.as_ref(), &over, &small_cfg(1)).unwrap_err().to_string();
+    let over = vec![
+        ArmSpec::new("control", 0.6, rnd.clone()),
+        ArmSpec::new("treatment", 0.6, rnd),
+    ];
+    let e = abtest::run(env.as_ref(), &over, &small_cfg(1))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sum to more than 1"), "{e}");
 }
 
 fn oracle_vs_random(env: &Arc<ToyEnv>) -> Vec<ArmSpec> {
     vec![
         ArmSpec::new("random", 0.2, Arc::new(RandomArm::new(11))),
-        ArmSpec::new("oracle", 0.2, Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue))),
+        ArmSpec::new(
+            "oracle",
+            0.2,
+            Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue)),
+        ),
     ]
 }
 
@@ -161,13 +217,39 @@ fn oracle_vs_random(env: &Arc<ToyEnv>) -> Vec<ArmSpec> {
 fn deterministic_across_thread_counts() {
     let env = small_env();
     let arms = oracle_vs_random(&env);
-    let r1 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 1, ..small_cfg(5) }).unwrap();
-    let r3 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 3, ..small_cfg(5) }).unwrap();
-    let key = |r: &abtest::Report| serde_json::to_string(&(&r.arms, &r.comparisons, &r.srm, &r.segment_proportions)).unwrap();
+    let r1 = abtest::run(
+        env.as_ref(),
+        &arms,
+        &ExperimentConfig {
+            threads: 1,
+            ..small_cfg(5)
+        },
+    )
+    .unwrap();
+    let r3 = abtest::run(
+        env.as_ref(),
+        &arms,
+        &ExperimentConfig {
+            threads: 3,
+            ..small_cfg(5)
+        },
+    )
+    .unwrap();
+    let key = |r: &abtest::Report| {
+        serde_json::to_string(&(&r.arms, &r.comparisons, &r.srm, &r.segment_proportions)).unwrap()
+    };
     assert_eq!(key(&r1), key(&r3));
     assert!(r1.arms[0].total.impressions > 0);
     // A different seed gives different outcomes.
-    let r4 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 3, ..small_cfg(6) }).unwrap();
+    let r4 = abtest::run(
+        env.as_ref(),
+        &arms,
+        &ExperimentConfig {
+            threads: 3,
+            ..small_cfg(6)
+        },
+    )
+    .unwrap();
     assert_ne!(key(&r1), key(&r4));
 }
 
@@ -176,27 +258,62 @@ fn oracle_beats_random_significantly() {
     let env = small_env();
     let r = abtest::run(env.as_ref(), &oracle_vs_random(&env), &small_cfg(9)).unwrap();
     let c = &r.comparisons[0];
-    for m in [Metric::RevenuePerUser, Metric::Ctr, Metric::ConversionsPerUser] {
+    for m in [
+        Metric::RevenuePerUser,
+        Metric::Ctr,
+        Metric::ConversionsPerUser,
+    ] {
         let ml = c.total_lift(m).unwrap();
         let l = ml.lift.unwrap();
-        assert!(ml.significant && l.lift > 0.0 && l.ci_low > 0.0 && l.p_value < 1e-3, "{m:?}: {l:?}");
+        assert!(
+            ml.significant && l.lift > 0.0 && l.ci_low > 0.0 && l.p_value < 1e-3,
+            "{m:?}: {l:?}"
+        );
         let b = ml.bootstrap.unwrap();
-        assert!(b.low > 0.0 && b.low < l.lift && l.lift < b.high, "{m:?}: bootstrap {b:?} vs {l:?}");
+        assert!(
+            b.low > 0.0 && b.low < l.lift && l.lift < b.high,
+            "{m:?}: bootstrap {b:?} vs {l:?}"
+        );
     }
     let auc = c.total_lift(Metric::Auc).unwrap().lift.unwrap();
-    assert!(auc.control > 0.4 && auc.control < 0.6, "random arm AUC {}", auc.control);
+    assert!(
+        auc.control > 0.4 && auc.control < 0.6,
+        "random arm AUC {}",
+        auc.control
+    );
     assert!(auc.treatment > 0.6 && auc.abs_diff > 0.1, "{auc:?}");
     let uauc = c.total_lift(Metric::Uauc).unwrap();
-    assert!(uauc.significant && uauc.lift.unwrap().abs_diff > 0.05, "{uauc:?}");
+    assert!(
+        uauc.significant && uauc.lift.unwrap().abs_diff > 0.05,
+        "{uauc:?}"
+    );
     let ua = r.arms[1].total.user_auc.unwrap();
     assert!(ua.users > 0 && ua.uauc > 0.5 && ua.wuauc > 0.5, "{ua:?}");
     assert!(!r.srm.as_ref().unwrap().mismatch);
     // Segments are populated and proportions sum to 1.
-    let sum: f64 = r.segment_proportions.users.iter().map(|s| s.proportion).sum();
+    let sum: f64 = r
+        .segment_proportions
+        .users
+        .iter()
+        .map(|s| s.proportion)
+        .sum();
     assert!((sum - 1.0).abs() < 1e-9);
-    assert_eq!(r.arms[1].user_segments.iter().map(|s| s.users).sum::<u64>(), r.arms[1].total.users);
-    assert_eq!(r.arms[1].item_segments.iter().map(|s| s.impressions).sum::<u64>(), r.arms[1].total.impressions);
-    assert_eq!(r.arms[1].days.iter().map(|s| s.impressions).sum::<u64>(), r.arms[1].total.impressions);
+    assert_eq!(
+        r.arms[1].user_segments.iter().map(|s| s.users).sum::<u64>(),
+        r.arms[1].total.users
+    );
+    assert_eq!(
+        r.arms[1]
+            .item_segments
+            .iter()
+            .map(|s| s.impressions)
+            .sum::<u64>(),
+        r.arms[1].total.impressions
+    );
+    assert_eq!(
+        r.arms[1].days.iter().map(|s| s.impressions).sum::<u64>(),
+        r.arms[1].total.impressions
+    );
 }
 
 #[test]
@@ -204,10 +321,18 @@ fn popularity_beats_random_on_ctr() {
     let env = small_env();
     let arms = vec![
         ArmSpec::new("random", 0.2, Arc::new(RandomArm::new(3))),
-        ArmSpec::new("popularity", 0.2, Arc::new(PopularityArm::from_env(env.as_ref(), 0))),
+        ArmSpec::new(
+            "popularity",
+            0.2,
+            Arc::new(PopularityArm::from_env(env.as_ref(), 0)),
+        ),
     ];
     let r = abtest::run(env.as_ref(), &arms, &small_cfg(4)).unwrap();
-    let l = r.comparisons[0].total_lift(Metric::Ctr).unwrap().lift.unwrap();
+    let l = r.comparisons[0]
+        .total_lift(Metric::Ctr)
+        .unwrap()
+        .lift
+        .unwrap();
     assert!(l.lift > 0.0 && l.p_value < 0.01, "{l:?}");
 }
 
@@ -215,10 +340,23 @@ fn popularity_beats_random_on_ctr() {
 /// of 5% (Binomial(200, 0.05): mean 10, sd 3.1; [2, 20] holds with probability > 99.5%).
 #[test]
 fn aa_false_positive_rate_is_about_alpha() {
-    let env = Arc::new(ToyEnv::new(&ToyConfig { users: 4000, items: 200, dim: 4, categories: 8, activity: 0.5, ..ToyConfig::default() }));
-    let policy: Arc<dyn abtest::Arm> = Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue));
+    let env = Arc::new(ToyEnv::new(&ToyConfig {
+        users: 4000,
+        items: 200,
+        dim: 4,
+        categories: 8,
+        activity: 0.5,
+        ..ToyConfig::default()
+    }));
+    let policy: Arc<dyn abtest::Arm> =
+        Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue));
     let arms = ArmSpec::aa(0.2, policy);
-    let metrics = [Metric::Ctr, Metric::Cvr, Metric::RevenuePerUser, Metric::Uauc];
+    let metrics = [
+        Metric::Ctr,
+        Metric::Cvr,
+        Metric::RevenuePerUser,
+        Metric::Uauc,
+    ];
     let mut fp = [0usize; 4];
     let mut srm_alarms = 0;
     let seeds = 200;
@@ -228,7 +366,14 @@ fn aa_false_positive_rate_is_about_alpha() {
             days: 1,
             slots: 4,
             bootstrap: 0,
-            retrieval: RetrievalConfig { total: 20, popular: 6, popular_pool: 50, personal: 8, new_items: 2, new_window_days: 3 },
+            retrieval: RetrievalConfig {
+                total: 20,
+                popular: 6,
+                popular_pool: 50,
+                personal: 8,
+                new_items: 2,
+                new_window_days: 3,
+            },
             ..small_cfg(1000 + seed)
         };
         let r = abtest::run(env.as_ref(), &arms, &cfg).unwrap();
@@ -239,9 +384,15 @@ fn aa_false_positive_rate_is_about_alpha() {
         }
         srm_alarms += r.srm.as_ref().is_some_and(|s| s.mismatch) as usize;
     }
-    eprintln!("A/A false positives over {seeds} seeds (CTR, CVR, revenue/user, UAUC): {fp:?}; SRM alarms {srm_alarms}");
+    eprintln!(
+        "A/A false positives over {seeds} seeds (CTR, CVR, revenue/user, UAUC): {fp:?}; SRM alarms {srm_alarms}"
+    );
     for (k, m) in metrics.iter().enumerate() {
-        assert!((2..=20).contains(&fp[k]), "{m:?}: {} false positives of {seeds}", fp[k]);
+        assert!(
+            (2..=20).contains(&fp[k]),
+            "{m:?}: {} false positives of {seeds}",
+            fp[k]
+        );
     }
     assert!(srm_alarms <= 3, "SRM alarms {srm_alarms}");
 }
@@ -257,18 +408,34 @@ fn report_files_are_written() {
     // Floats round-trip to the last digit or so; compare counts exactly and values closely.
     assert_eq!(back.arms.len(), r.arms.len());
     for (a, b) in back.arms.iter().zip(&r.arms) {
-        assert_eq!((a.name.as_str(), a.total.impressions, a.total.conversions), (b.name.as_str(), b.total.impressions, b.total.conversions));
+        assert_eq!(
+            (a.name.as_str(), a.total.impressions, a.total.conversions),
+            (b.name.as_str(), b.total.impressions, b.total.conversions)
+        );
         assert!((a.total.revenue - b.total.revenue).abs() < 1e-9 * b.total.revenue.abs().max(1.0));
     }
     assert_eq!(back.split, r.split);
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    assert!(md.contains("## oracle vs random") && md.contains("Table 7 layout") && md.contains("Sample-ratio check"));
+    assert!(
+        md.contains("## oracle vs random")
+            && md.contains("Table 7 layout")
+            && md.contains("Sample-ratio check")
+    );
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("<polygon") && html.contains("Table 7 layout") && html.ends_with("</html>"));
+    assert!(
+        html.contains("<svg")
+            && html.contains("<polygon")
+            && html.contains("Table 7 layout")
+            && html.ends_with("</html>")
+    );
     assert!(!html.contains("NaN"));
     // p-values below 1e-15 print as "<1e-15", escaped in HTML; the page has no stray '<' in text.
     assert!(md.contains("<1e-15") && html.contains("&lt;1e-15") && !html.contains("<1e"));
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary files left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "no temporary files left"
+    );
 }
 
 /// Samples a ratings-like log from the toy world: each user rates items drawn with probability
@@ -284,7 +451,14 @@ fn toy_log(env: &ToyEnv, per_user: usize, seed: u64) -> InteractionLog {
             let i = rng.random_range(0..env.num_items());
             if rng.random::<f32>() < env.p_click(u, i, 0) {
                 let conv = rng.random::<f32>() < env.p_convert(u, i, 0);
-                rows.push(Interaction { user: u, item: i, ts: n as i64, action: Action::Rating, value: if conv { 5.0 } else { 2.0 }, revenue: None });
+                rows.push(Interaction {
+                    user: u,
+                    item: i,
+                    ts: n as i64,
+                    action: Action::Rating,
+                    value: if conv { 5.0 } else { 2.0 },
+                    revenue: None,
+                });
                 n += 1;
             }
         }
@@ -298,9 +472,20 @@ fn toy_log(env: &ToyEnv, per_user: usize, seed: u64) -> InteractionLog {
 
 #[test]
 fn fitted_oracle_recovers_toy_preferences() {
-    let env = ToyEnv::new(&ToyConfig { users: 600, items: 200, dim: 4, categories: 8, ..ToyConfig::default() });
+    let env = ToyEnv::new(&ToyConfig {
+        users: 600,
+        items: 200,
+        dim: 4,
+        categories: 8,
+        ..ToyConfig::default()
+    });
     let log = toy_log(&env, 25, 1);
-    let cfg = FittedOracleConfig { dim: 4, epochs: 10, personal_pool: 30, ..FittedOracleConfig::default() };
+    let cfg = FittedOracleConfig {
+        dim: 4,
+        epochs: 10,
+        personal_pool: 30,
+        ..FittedOracleConfig::default()
+    };
     let fo = FittedOracle::fit("toy log", &log, &LabelRule::default(), None, &cfg).unwrap();
     assert_eq!(fo.kind(), abtest::EnvKind::FittedOracle);
     assert!(fo.description().contains("not what a launch would do"));
@@ -319,14 +504,29 @@ fn fitted_oracle_recovers_toy_preferences() {
         agree += ((fo.p_click(u, i, 0) > fo.p_click(u, j, 0)) == (ti > tj)) as u32;
     }
     let acc = agree as f64 / total as f64;
-    assert!(acc > 0.7, "fitted oracle agrees with the truth on {acc:.3} of pairs");
+    assert!(
+        acc > 0.7,
+        "fitted oracle agrees with the truth on {acc:.3} of pairs"
+    );
     // The report is labelled.
     let fo = Arc::new(fo);
     let arms = vec![
         ArmSpec::new("random", 0.2, Arc::new(RandomArm::new(1))),
-        ArmSpec::new("popularity", 0.2, Arc::new(PopularityArm::from_env(fo.as_ref(), 0))),
+        ArmSpec::new(
+            "popularity",
+            0.2,
+            Arc::new(PopularityArm::from_env(fo.as_ref(), 0)),
+        ),
     ];
-    let r = abtest::run(fo.as_ref(), &arms, &ExperimentConfig { days: 1, ..small_cfg(3) }).unwrap();
+    let r = abtest::run(
+        fo.as_ref(),
+        &arms,
+        &ExperimentConfig {
+            days: 1,
+            ..small_cfg(3)
+        },
+    )
+    .unwrap();
     assert!(r.environment.label.contains("FITTED ORACLE") && r.notes[0].contains("FITTED ORACLE"));
     assert!(r.to_markdown().contains("FITTED ORACLE"));
 }
@@ -334,29 +534,70 @@ fn fitted_oracle_recovers_toy_preferences() {
 #[test]
 fn fitted_oracle_rejects_bad_logs() {
     let empty = InteractionLog::default();
-    let e = FittedOracle::fit("empty", &empty, &LabelRule::default(), None, &FittedOracleConfig::default()).unwrap_err().to_string();
+    let e = FittedOracle::fit(
+        "empty",
+        &empty,
+        &LabelRule::default(),
+        None,
+        &FittedOracleConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("fitted oracle `empty`: the log is empty"), "{e}");
-    let env = ToyEnv::new(&ToyConfig { users: 50, items: 30, ..ToyConfig::default() });
+    let env = ToyEnv::new(&ToyConfig {
+        users: 50,
+        items: 30,
+        ..ToyConfig::default()
+    });
     let mut log = toy_log(&env, 3, 1);
-    let e = FittedOracle::fit("prices", &log, &LabelRule::default(), Some(&[1.0; 3]), &FittedOracleConfig::default()).unwrap_err().to_string();
+    let e = FittedOracle::fit(
+        "prices",
+        &log,
+        &LabelRule::default(),
+        Some(&[1.0; 3]),
+        &FittedOracleConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("3 prices for 30 items"), "{e}");
     for r in log.rows.iter_mut() {
         r.value = 1.0;
     }
-    let e = FittedOracle::fit("no-conv", &log, &LabelRule::default(), None, &FittedOracleConfig::default()).unwrap_err().to_string();
-    assert!(e.contains("needs both converted and non-converted clicks"), "{e}");
+    let e = FittedOracle::fit(
+        "no-conv",
+        &log,
+        &LabelRule::default(),
+        None,
+        &FittedOracleConfig::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("needs both converted and non-converted clicks"),
+        "{e}"
+    );
 }
 
 #[test]
 fn synthetic_world_adapter_oracle_beats_popularity() {
     use learnrec_eval::abtest::WorldEnv;
     use learnrec_eval::world::{World, WorldConfig};
-    let world = World::generate(&WorldConfig { users: 3000, items: 300, days: 12, eval_days: 3, ..WorldConfig::default() }).unwrap();
+    let world = World::generate(&WorldConfig {
+        users: 3000,
+        items: 300,
+        days: 12,
+        eval_days: 3,
+        ..WorldConfig::default()
+    })
+    .unwrap();
     let log = world.simulate(None);
     // The same segments when the log's ids are interned in another order (as read from a file).
     let mut shuffled = log.clone();
     let n_u = shuffled.users.len() as u32;
-    let names: Vec<String> = (0..n_u).rev().map(|d| log.users.name(d).to_string()).collect();
+    let names: Vec<String> = (0..n_u)
+        .rev()
+        .map(|d| log.users.name(d).to_string())
+        .collect();
     shuffled.users = IdMap::from_names(names);
     for r in shuffled.rows.iter_mut() {
         r.user = n_u - 1 - r.user;
@@ -371,10 +612,22 @@ fn synthetic_world_adapter_oracle_beats_popularity() {
     assert!((0..env.num_users()).any(|u| env.user_activity(u) > 0));
     assert!((0..env.num_items()).any(|i| env.item_conversions(i) > 0));
     let arms = vec![
-        ArmSpec::new("popularity", 0.2, Arc::new(PopularityArm::from_env(env.as_ref(), 9))),
-        ArmSpec::new("oracle", 0.2, Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue))),
+        ArmSpec::new(
+            "popularity",
+            0.2,
+            Arc::new(PopularityArm::from_env(env.as_ref(), 9)),
+        ),
+        ArmSpec::new(
+            "oracle",
+            0.2,
+            Arc::new(OracleArm::new(env.clone(), Objective::ExpectedRevenue)),
+        ),
     ];
-    let cfg = ExperimentConfig { start_day: env.first_experiment_day(), days: 3, ..small_cfg(8) };
+    let cfg = ExperimentConfig {
+        start_day: env.first_experiment_day(),
+        days: 3,
+        ..small_cfg(8)
+    };
     let r = abtest::run(env.as_ref(), &arms, &cfg).unwrap();
     assert!(r.arms[0].total.users > 0 && r.arms[1].total.impressions > 0);
     let l = r.comparisons[0].total_lift(Metric::RevenuePerUser).unwrap();
@@ -382,7 +635,10 @@ fn synthetic_world_adapter_oracle_beats_popularity() {
     assert!(r.environment.label.contains("ground truth"));
     // Deterministic for a seed.
     let r2 = abtest::run(env.as_ref(), &arms, &ExperimentConfig { threads: 2, ..cfg }).unwrap();
-    assert_eq!(serde_json::to_string(&r.arms).unwrap(), serde_json::to_string(&r2.arms).unwrap());
+    assert_eq!(
+        serde_json::to_string(&r.arms).unwrap(),
+        serde_json::to_string(&r2.arms).unwrap()
+    );
 }
 
 /// Real-data mode on MovieLens-1M (first 300 users, to stay fast), when the asset is there.
@@ -394,18 +650,48 @@ fn fitted_oracle_on_movielens_when_present() {
         eprintln!("skipped: MovieLens-1M not in {}", dir.display());
         return;
     }
-    let mut log = learnrec_eval::data::reader::read_dataset_dir(&dir).unwrap().log;
+    let mut log = learnrec_eval::data::reader::read_dataset_dir(&dir)
+        .unwrap()
+        .log;
     log.rows.retain(|r| r.user < 300);
-    let cfg = FittedOracleConfig { dim: 8, epochs: 3, ..FittedOracleConfig::default() };
-    let env = Arc::new(FittedOracle::fit("MovieLens-1M (300 users)", &log, &LabelRule::default(), None, &cfg).unwrap());
+    let cfg = FittedOracleConfig {
+        dim: 8,
+        epochs: 3,
+        ..FittedOracleConfig::default()
+    };
+    let env = Arc::new(
+        FittedOracle::fit(
+            "MovieLens-1M (300 users)",
+            &log,
+            &LabelRule::default(),
+            None,
+            &cfg,
+        )
+        .unwrap(),
+    );
     // Users outside the kept rows exist in the id map but never rated: they are inactive.
     assert!(env.active_users(0, 1).iter().all(|&(u, _)| u < 300));
     let arms = vec![
         ArmSpec::new("random", 0.5, Arc::new(RandomArm::new(5))),
-        ArmSpec::new("oracle", 0.5, Arc::new(OracleArm::new(env.clone(), Objective::Conversion))),
+        ArmSpec::new(
+            "oracle",
+            0.5,
+            Arc::new(OracleArm::new(env.clone(), Objective::Conversion)),
+        ),
     ];
-    let r = abtest::run(env.as_ref(), &arms, &ExperimentConfig { days: 2, bootstrap: 0, ..small_cfg(12) }).unwrap();
+    let r = abtest::run(
+        env.as_ref(),
+        &arms,
+        &ExperimentConfig {
+            days: 2,
+            bootstrap: 0,
+            ..small_cfg(12)
+        },
+    )
+    .unwrap();
     assert!(r.environment.label.contains("FITTED ORACLE"));
-    let l = r.comparisons[0].total_lift(Metric::ConversionsPerUser).unwrap();
+    let l = r.comparisons[0]
+        .total_lift(Metric::ConversionsPerUser)
+        .unwrap();
     assert!(l.significant && l.lift.unwrap().lift > 0.0, "{l:?}");
 }

@@ -9,8 +9,8 @@
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use learnrec_eval::abtest::{
-    self, ArmSpec, Environment, ExperimentConfig, FittedOracle, FittedOracleConfig, Mode, Objective, OracleArm, PopularityArm, RandomArm,
-    RetrievalConfig, ToyConfig, ToyEnv, WorldEnv,
+    self, ArmSpec, Environment, ExperimentConfig, FittedOracle, FittedOracleConfig, Mode,
+    Objective, OracleArm, PopularityArm, RandomArm, RetrievalConfig, ToyConfig, ToyEnv, WorldEnv,
 };
 use learnrec_eval::data::LabelRule;
 use learnrec_eval::data::reader::read_dataset_dir;
@@ -117,7 +117,12 @@ struct Args {
     quiet: bool,
 }
 
-fn policy(p: Policy, env: &Arc<dyn Environment>, start_day: u32, seed: u64) -> Arc<dyn abtest::Arm> {
+fn policy(
+    p: Policy,
+    env: &Arc<dyn Environment>,
+    start_day: u32,
+    seed: u64,
+) -> Arc<dyn abtest::Arm> {
     match p {
         Policy::Popularity => Arc::new(PopularityArm::from_env(env.as_ref(), start_day)),
         Policy::Random => Arc::new(RandomArm::new(seed)),
@@ -132,13 +137,24 @@ fn environment(a: &Args) -> anyhow::Result<(Arc<dyn Environment>, u32)> {
             if a.users == 0 || a.items == 0 {
                 anyhow::bail!("--users and --items must be positive");
             }
-            (Arc::new(ToyEnv::new(&ToyConfig { users: a.users, items: a.items, seed: a.world_seed, ..ToyConfig::default() })), 0)
+            (
+                Arc::new(ToyEnv::new(&ToyConfig {
+                    users: a.users,
+                    items: a.items,
+                    seed: a.world_seed,
+                    ..ToyConfig::default()
+                })),
+                0,
+            )
         }
         EnvChoice::World => {
             let (world, log) = match &a.world_dir {
                 Some(dir) => {
-                    let world = World::load(dir).with_context(|| format!("loading the world from {}", dir.display()))?;
-                    let log = read_dataset_dir(dir).with_context(|| format!("reading the world's log in {}", dir.display()))?.log;
+                    let world = World::load(dir)
+                        .with_context(|| format!("loading the world from {}", dir.display()))?;
+                    let log = read_dataset_dir(dir)
+                        .with_context(|| format!("reading the world's log in {}", dir.display()))?
+                        .log;
                     (world, log)
                 }
                 None => {
@@ -161,12 +177,25 @@ fn environment(a: &Args) -> anyhow::Result<(Arc<dyn Environment>, u32)> {
             (Arc::new(env), start)
         }
         EnvChoice::Movielens => {
-            let dir = a.data.clone().unwrap_or_else(|| learnrec_eval::assets::path_of(learnrec_eval::assets::Asset::Movielens1m));
+            let dir = a.data.clone().unwrap_or_else(|| {
+                learnrec_eval::assets::path_of(learnrec_eval::assets::Asset::Movielens1m)
+            });
             let log = read_dataset_dir(&dir)
-                .with_context(|| format!("reading MovieLens-1M from {} (fetch it with `learnrec fetch`)", dir.display()))?
+                .with_context(|| {
+                    format!(
+                        "reading MovieLens-1M from {} (fetch it with `learnrec fetch`)",
+                        dir.display()
+                    )
+                })?
                 .log;
             eprintln!("fitting the oracle on {} ratings …", log.rows.len());
-            let env = FittedOracle::fit("MovieLens-1M", &log, &LabelRule::default(), None, &FittedOracleConfig::default())?;
+            let env = FittedOracle::fit(
+                "MovieLens-1M",
+                &log,
+                &LabelRule::default(),
+                None,
+                &FittedOracleConfig::default(),
+            )?;
             (Arc::new(env), 0)
         }
     })
@@ -179,7 +208,11 @@ fn run(a: Args) -> anyhow::Result<()> {
         ArmSpec::aa(a.control_share, control)
     } else {
         vec![
-            ArmSpec::new(&format!("control ({:?})", a.control).to_lowercase(), a.control_share, control),
+            ArmSpec::new(
+                &format!("control ({:?})", a.control).to_lowercase(),
+                a.control_share,
+                control,
+            ),
             ArmSpec::new(
                 &format!("treatment ({:?})", a.treatment).to_lowercase(),
                 a.treatment_share,
@@ -195,7 +228,13 @@ fn run(a: Args) -> anyhow::Result<()> {
         start_day,
         days: a.days,
         slots: a.slots,
-        retrieval: RetrievalConfig { total: c, popular: c * 3 / 10, personal: c / 2, new_items: c / 10, ..RetrievalConfig::default() },
+        retrieval: RetrievalConfig {
+            total: c,
+            popular: c * 3 / 10,
+            personal: c / 2,
+            new_items: c / 10,
+            ..RetrievalConfig::default()
+        },
         alpha: a.alpha,
         bootstrap: a.bootstrap,
         threads: a.threads,
@@ -203,8 +242,11 @@ fn run(a: Args) -> anyhow::Result<()> {
         mode: if a.aa { Mode::Aa } else { Mode::Ab },
         ..ExperimentConfig::default()
     };
-    let report = abtest::run(env.as_ref(), &arms, &cfg).with_context(|| format!("simulating on {}", env.name()))?;
-    report.write_dir(&a.out).with_context(|| format!("writing the report to {}", a.out.display()))?;
+    let report = abtest::run(env.as_ref(), &arms, &cfg)
+        .with_context(|| format!("simulating on {}", env.name()))?;
+    report
+        .write_dir(&a.out)
+        .with_context(|| format!("writing the report to {}", a.out.display()))?;
     for c in &report.comparisons {
         for m in &c.total {
             if let Some(l) = m.lift {
@@ -216,7 +258,11 @@ fn run(a: Args) -> anyhow::Result<()> {
                     l.lift,
                     l.ci_low,
                     l.ci_high,
-                    if l.p_value < 1e-4 { format!("{:.1e}", l.p_value) } else { format!("{:.4}", l.p_value) },
+                    if l.p_value < 1e-4 {
+                        format!("{:.1e}", l.p_value)
+                    } else {
+                        format!("{:.4}", l.p_value)
+                    },
                     if m.significant { " *" } else { "" }
                 );
             }
@@ -226,7 +272,13 @@ fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("warning: sample ratio mismatch (p = {:.2e})", s.p_value);
     }
     let p = &report.performance;
-    println!("{} requests in {:.2} s ({:.0}/s); report in {}", p.requests, p.seconds, p.requests_per_sec, a.out.display());
+    println!(
+        "{} requests in {:.2} s ({:.0}/s); report in {}",
+        p.requests,
+        p.seconds,
+        p.requests_per_sec,
+        a.out.display()
+    );
     Ok(())
 }
 

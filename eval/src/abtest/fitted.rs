@@ -81,14 +81,26 @@ struct LogisticMf {
 
 impl LogisticMf {
     fn new(users: usize, items: usize, dim: usize, rng: &mut ChaCha8Rng) -> Self {
-        let init = |n: usize, rng: &mut ChaCha8Rng| (0..n).map(|_| (rng.random::<f32>() - 0.5) * 0.1).collect();
-        LogisticMf { dim, b: 0.0, bu: vec![0.0; users], bi: vec![0.0; items], p: init(users * dim, rng), q: init(items * dim, rng) }
+        let init = |n: usize, rng: &mut ChaCha8Rng| {
+            (0..n).map(|_| (rng.random::<f32>() - 0.5) * 0.1).collect()
+        };
+        LogisticMf {
+            dim,
+            b: 0.0,
+            bu: vec![0.0; users],
+            bi: vec![0.0; items],
+            p: init(users * dim, rng),
+            q: init(items * dim, rng),
+        }
     }
     fn logit(&self, u: u32, i: u32) -> f32 {
         let d = self.dim;
         let pu = &self.p[u as usize * d..(u as usize + 1) * d];
         let qi = &self.q[i as usize * d..(i as usize + 1) * d];
-        self.b + self.bu[u as usize] + self.bi[i as usize] + pu.iter().zip(qi).map(|(a, b)| a * b).sum::<f32>()
+        self.b
+            + self.bu[u as usize]
+            + self.bi[i as usize]
+            + pu.iter().zip(qi).map(|(a, b)| a * b).sum::<f32>()
     }
     /// One SGD step on the logistic loss of `(u, i, label)`.
     fn step(&mut self, u: u32, i: u32, label: f32, lr: f32, l2: f32) {
@@ -130,23 +142,54 @@ pub struct FittedOracle {
 impl FittedOracle {
     /// Fits both models on `log` (dense ids). `prices` (one per item) default to 1.
     /// Errors on an empty log, a log without clicks or conversions, or a price list of the wrong length.
-    pub fn fit(name: &str, log: &InteractionLog, rule: &LabelRule, prices: Option<&[f32]>, cfg: &FittedOracleConfig) -> Result<FittedOracle> {
-        let users = log.rows.iter().map(|r| r.user + 1).max().unwrap_or(0).max(log.users.len() as u32);
-        let items = log.rows.iter().map(|r| r.item + 1).max().unwrap_or(0).max(log.items.len() as u32);
+    pub fn fit(
+        name: &str,
+        log: &InteractionLog,
+        rule: &LabelRule,
+        prices: Option<&[f32]>,
+        cfg: &FittedOracleConfig,
+    ) -> Result<FittedOracle> {
+        let users = log
+            .rows
+            .iter()
+            .map(|r| r.user + 1)
+            .max()
+            .unwrap_or(0)
+            .max(log.users.len() as u32);
+        let items = log
+            .rows
+            .iter()
+            .map(|r| r.item + 1)
+            .max()
+            .unwrap_or(0)
+            .max(log.items.len() as u32);
         if log.rows.is_empty() || users == 0 || items == 0 {
-            return Err(Error::Invalid(format!("fitted oracle `{name}`: the log is empty")));
+            return Err(Error::Invalid(format!(
+                "fitted oracle `{name}`: the log is empty"
+            )));
         }
         if let Some(p) = prices.filter(|p| p.len() != items as usize) {
-            return Err(Error::Invalid(format!("fitted oracle `{name}`: {} prices for {items} items", p.len())));
+            return Err(Error::Invalid(format!(
+                "fitted oracle `{name}`: {} prices for {items} items",
+                p.len()
+            )));
         }
         if cfg.dim == 0 || cfg.epochs == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
-            return Err(Error::Invalid(format!("fitted oracle `{name}`: dim, epochs and lr must be positive")));
+            return Err(Error::Invalid(format!(
+                "fitted oracle `{name}`: dim, epochs and lr must be positive"
+            )));
         }
         // Deduplicated (user, item) → converted; the last rating of a pair wins.
-        let mut pairs: Vec<(u32, u32, bool)> =
-            log.rows.iter().filter(|r| rule.is_click(r)).map(|r| (r.user, r.item, rule.is_conversion(r))).collect();
+        let mut pairs: Vec<(u32, u32, bool)> = log
+            .rows
+            .iter()
+            .filter(|r| rule.is_click(r))
+            .map(|r| (r.user, r.item, rule.is_conversion(r)))
+            .collect();
         if pairs.is_empty() {
-            return Err(Error::Invalid(format!("fitted oracle `{name}`: the log has no clicks (ratings)")));
+            return Err(Error::Invalid(format!(
+                "fitted oracle `{name}`: the log has no clicks (ratings)"
+            )));
         }
         pairs.sort_by_key(|p| (p.0, p.1));
         pairs.dedup_by(|b, a| {
@@ -196,7 +239,10 @@ impl FittedOracle {
             }
         }
         let mean = user_count.iter().sum::<u64>() as f64 / nu as f64;
-        let activity_p = user_count.iter().map(|&c| (cfg.daily_active_fraction * c as f64 / mean.max(1e-9)).min(1.0) as f32).collect();
+        let activity_p = user_count
+            .iter()
+            .map(|&c| (cfg.daily_active_fraction * c as f64 / mean.max(1e-9)).min(1.0) as f32)
+            .collect();
         let k = cfg.personal_pool.min(ni);
         let personal = (0..users)
             .into_par_iter()
@@ -256,7 +302,9 @@ impl Environment for FittedOracle {
                 let h = stream_seed(!seed, day, u);
                 let p = (h >> 11) as f64 / (1u64 << 53) as f64;
                 (p < self.activity_p[u as usize] as f64).then(|| {
-                    let extra = pois.as_ref().map_or(0, |d| d.sample(&mut ChaCha8Rng::seed_from_u64(mix64(h))) as u32);
+                    let extra = pois.as_ref().map_or(0, |d| {
+                        d.sample(&mut ChaCha8Rng::seed_from_u64(mix64(h))) as u32
+                    });
                     (u, 1 + extra.min(20))
                 })
             })
@@ -274,7 +322,14 @@ impl Environment for FittedOracle {
     fn popularity(&self, item: u32, _day: u32) -> f32 {
         self.popularity[item as usize]
     }
-    fn personal_candidates(&self, user: u32, _day: u32, n: usize, rng: &mut ChaCha8Rng, out: &mut Vec<u32>) {
+    fn personal_candidates(
+        &self,
+        user: u32,
+        _day: u32,
+        n: usize,
+        rng: &mut ChaCha8Rng,
+        out: &mut Vec<u32>,
+    ) {
         let pool = &self.personal[user as usize];
         if pool.is_empty() {
             return;

@@ -114,7 +114,14 @@ pub trait Environment: Send + Sync {
     fn popularity(&self, item: u32, day: u32) -> f32;
     /// Appends up to `n` personalised candidates for `user` (e.g. from their history's
     /// categories or neighbours). The default proposes none.
-    fn personal_candidates(&self, user: u32, day: u32, n: usize, rng: &mut ChaCha8Rng, out: &mut Vec<u32>) {
+    fn personal_candidates(
+        &self,
+        user: u32,
+        day: u32,
+        n: usize,
+        rng: &mut ChaCha8Rng,
+        out: &mut Vec<u32>,
+    ) {
         let _ = (user, day, n, rng, out);
     }
     /// True probability that `user` clicks `item` shown at the top slot on `day`.

@@ -17,7 +17,11 @@ impl PopularityArm {
     }
     /// From the environment's popularity prior on `day`.
     pub fn from_env<E: Environment + ?Sized>(env: &E, day: u32) -> Self {
-        PopularityArm { popularity: (0..env.num_items()).map(|i| env.popularity(i, day)).collect() }
+        PopularityArm {
+            popularity: (0..env.num_items())
+                .map(|i| env.popularity(i, day))
+                .collect(),
+        }
     }
 }
 
@@ -83,7 +87,9 @@ impl<E: Environment + ?Sized> Arm for OracleArm<E> {
             *o = match self.objective {
                 Objective::Click => pc,
                 Objective::Conversion => pc * self.env.p_convert(user, i, day),
-                Objective::ExpectedRevenue => pc * self.env.p_convert(user, i, day) * self.env.price(i),
+                Objective::ExpectedRevenue => {
+                    pc * self.env.p_convert(user, i, day) * self.env.price(i)
+                }
             };
         }
     }

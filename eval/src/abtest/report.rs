@@ -250,7 +250,12 @@ pub struct MetricLift {
 impl MetricLift {
     /// Wraps a lift, marking it significant when `p < alpha`.
     pub fn new(metric: Metric, lift: Option<Lift>, alpha: f64) -> Self {
-        MetricLift { metric, significant: lift.is_some_and(|l| l.p_value < alpha), lift, bootstrap: None }
+        MetricLift {
+            metric,
+            significant: lift.is_some_and(|l| l.p_value < alpha),
+            lift,
+            bootstrap: None,
+        }
     }
 }
 
@@ -311,7 +316,12 @@ fn find(lifts: &[MetricLift], m: Metric) -> Option<&MetricLift> {
 fn fmt_lift(m: Metric, l: &Option<Lift>) -> String {
     match l {
         None => "n/a".into(),
-        Some(l) if m.relative() => format!("{:+.2}% [{:+.2}%, {:+.2}%]", 100.0 * l.lift, 100.0 * l.ci_low, 100.0 * l.ci_high),
+        Some(l) if m.relative() => format!(
+            "{:+.2}% [{:+.2}%, {:+.2}%]",
+            100.0 * l.lift,
+            100.0 * l.ci_low,
+            100.0 * l.ci_high
+        ),
         Some(l) => format!("{:+.4} [{:+.4}, {:+.4}]", l.lift, l.ci_low, l.ci_high),
     }
 }
@@ -333,7 +343,8 @@ fn fmt_p(p: f64) -> String {
 impl Report {
     /// Pretty JSON.
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(format!("report: cannot serialise to JSON: {e}")))
+        serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Invalid(format!("report: cannot serialise to JSON: {e}")))
     }
 
     /// Writes `report.json`, `report.md` and `report.html` into `dir` (atomically, each file).
@@ -347,7 +358,11 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# A/B report: {}\n", self.experiment);
-        let _ = writeln!(s, "**Environment: {}** — {}", self.environment.label, self.environment.name);
+        let _ = writeln!(
+            s,
+            "**Environment: {}** — {}",
+            self.environment.label, self.environment.name
+        );
         if !self.environment.description.is_empty() {
             let _ = writeln!(s, "\n{}", self.environment.description);
         }
@@ -368,11 +383,26 @@ impl Report {
             }
         }
         let _ = writeln!(s, "## Traffic split\n");
-        let _ = writeln!(s, "Salt `{}`; bucket = first 8 bytes of SHA-256(\"{{salt}}:{{user_id}}\") as big-endian u64 mod 10000.\n", self.split.salt);
-        let _ = writeln!(s, "| arm | share | buckets | active users |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "Salt `{}`; bucket = first 8 bytes of SHA-256(\"{{salt}}:{{user_id}}\") as big-endian u64 mod 10000.\n",
+            self.split.salt
+        );
+        let _ = writeln!(
+            s,
+            "| arm | share | buckets | active users |\n|---|---|---|---|"
+        );
         for (i, a) in self.split.arms.iter().enumerate() {
             let users = self.arms.get(i).map_or(0, |r| r.total.users);
-            let _ = writeln!(s, "| {} | {:.2}% | {}..{} | {} |", a.name, 100.0 * a.share, a.lo, a.hi, users);
+            let _ = writeln!(
+                s,
+                "| {} | {:.2}% | {}..{} | {} |",
+                a.name,
+                100.0 * a.share,
+                a.lo,
+                a.hi,
+                users
+            );
         }
         if let Some(srm) = &self.srm {
             let _ = writeln!(
@@ -381,11 +411,18 @@ impl Report {
                 srm.chi2,
                 srm.dof,
                 fmt_p(srm.p_value),
-                if srm.mismatch { "**MISMATCH: the split is broken**" } else { "ok" }
+                if srm.mismatch {
+                    "**MISMATCH: the split is broken**"
+                } else {
+                    "ok"
+                }
             );
         }
         let _ = writeln!(s, "## Arms (whole experiment)\n");
-        let _ = writeln!(s, "| arm | users | requests | impressions | clicks | conversions | CTR | CVR | revenue/user | AUC | UAUC | WUAUC |");
+        let _ = writeln!(
+            s,
+            "| arm | users | requests | impressions | clicks | conversions | CTR | CVR | revenue/user | AUC | UAUC | WUAUC |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for a in &self.arms {
             let t = &a.total;
@@ -408,13 +445,27 @@ impl Report {
         }
         for c in &self.comparisons {
             let _ = writeln!(s, "\n## {} vs {}\n", c.treatment, c.control);
-            let _ = writeln!(s, "| metric | {} | {} | lift [{:.0}% CI] | p | bootstrap CI | significant |", c.control, c.treatment, 100.0 * (1.0 - self.config.alpha));
+            let _ = writeln!(
+                s,
+                "| metric | {} | {} | lift [{:.0}% CI] | p | bootstrap CI | significant |",
+                c.control,
+                c.treatment,
+                100.0 * (1.0 - self.config.alpha)
+            );
             let _ = writeln!(s, "|---|---|---|---|---|---|---|");
             for m in &c.total {
-                let (cv, tv, p) = m.lift.map_or(("n/a".into(), "n/a".into(), "n/a".into()), |l| {
-                    (format!("{:.5}", l.control), format!("{:.5}", l.treatment), fmt_p(l.p_value))
+                let (cv, tv, p) = m
+                    .lift
+                    .map_or(("n/a".into(), "n/a".into(), "n/a".into()), |l| {
+                        (
+                            format!("{:.5}", l.control),
+                            format!("{:.5}", l.treatment),
+                            fmt_p(l.p_value),
+                        )
+                    });
+                let boot = m.bootstrap.map_or("—".into(), |b| {
+                    format!("[{:+.2}%, {:+.2}%]", 100.0 * b.low, 100.0 * b.high)
                 });
-                let boot = m.bootstrap.map_or("—".into(), |b| format!("[{:+.2}%, {:+.2}%]", 100.0 * b.low, 100.0 * b.high));
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {} | {} |",
@@ -453,15 +504,21 @@ impl Report {
                         fmt_opt(uauc.map(|a| a.control), 4),
                         fmt_opt(uauc.map(|a| a.treatment), 4),
                         fmt_lift(Metric::Uauc, &uauc),
-                        find(&sl.lifts, Metric::RevenuePerUser).map_or("n/a".into(), |m| fmt_lift(m.metric, &m.lift)),
-                        find(&sl.lifts, Metric::Ctr).map_or("n/a".into(), |m| fmt_lift(m.metric, &m.lift)),
+                        find(&sl.lifts, Metric::RevenuePerUser)
+                            .map_or("n/a".into(), |m| fmt_lift(m.metric, &m.lift)),
+                        find(&sl.lifts, Metric::Ctr)
+                            .map_or("n/a".into(), |m| fmt_lift(m.metric, &m.lift)),
                     );
                 }
             }
             let _ = writeln!(s, "\n### Daily\n");
-            let _ = writeln!(s, "| day | revenue/user lift [CI] | CTR lift [CI] | CVR lift [CI] | ΔAUC [CI] |\n|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| day | revenue/user lift [CI] | CTR lift [CI] | CVR lift [CI] | ΔAUC [CI] |\n|---|---|---|---|---|"
+            );
             for d in &c.days {
-                let f = |m: Metric| find(&d.lifts, m).map_or("n/a".into(), |x| fmt_lift(m, &x.lift));
+                let f =
+                    |m: Metric| find(&d.lifts, m).map_or("n/a".into(), |x| fmt_lift(m, &x.lift));
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} |",
@@ -496,8 +553,17 @@ impl Report {
             esc(&self.experiment)
         );
         let _ = write!(h, "<h1>A/B report: {}</h1>", esc(&self.experiment));
-        let cls = if self.environment.kind == EnvKind::FittedOracle { "oracle" } else { "" };
-        let _ = write!(h, "<p class=\"{cls}\">Environment: {} — {}</p>", esc(&self.environment.label), esc(&self.environment.name));
+        let cls = if self.environment.kind == EnvKind::FittedOracle {
+            "oracle"
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<p class=\"{cls}\">Environment: {} — {}</p>",
+            esc(&self.environment.label),
+            esc(&self.environment.name)
+        );
         if !self.environment.description.is_empty() {
             let _ = write!(h, "<p>{}</p>", esc(&self.environment.description));
         }
@@ -515,11 +581,26 @@ impl Report {
             self.config.retrieval.total,
             self.config.alpha
         );
-        let _ = write!(h, "<h2>Traffic split</h2><p>Salt <code>{}</code>; bucket = first 8 bytes of SHA-256(\"{{salt}}:{{user_id}}\") as big-endian u64 mod 10000.</p>", esc(&self.split.salt));
-        let _ = write!(h, "<table><tr><th>arm</th><th>share</th><th>buckets</th><th>active users</th></tr>");
+        let _ = write!(
+            h,
+            "<h2>Traffic split</h2><p>Salt <code>{}</code>; bucket = first 8 bytes of SHA-256(\"{{salt}}:{{user_id}}\") as big-endian u64 mod 10000.</p>",
+            esc(&self.split.salt)
+        );
+        let _ = write!(
+            h,
+            "<table><tr><th>arm</th><th>share</th><th>buckets</th><th>active users</th></tr>"
+        );
         for (i, a) in self.split.arms.iter().enumerate() {
             let users = self.arms.get(i).map_or(0, |r| r.total.users);
-            let _ = write!(h, "<tr><td>{}</td><td>{:.2}%</td><td>{}..{}</td><td>{}</td></tr>", esc(&a.name), 100.0 * a.share, a.lo, a.hi, users);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.2}%</td><td>{}..{}</td><td>{}</td></tr>",
+                esc(&a.name),
+                100.0 * a.share,
+                a.lo,
+                a.hi,
+                users
+            );
         }
         let _ = write!(h, "</table>");
         if let Some(srm) = &self.srm {
@@ -529,10 +610,17 @@ impl Report {
                 srm.chi2,
                 srm.dof,
                 esc(&fmt_p(srm.p_value)),
-                if srm.mismatch { "<b>MISMATCH: the split is broken</b>" } else { "ok" }
+                if srm.mismatch {
+                    "<b>MISMATCH: the split is broken</b>"
+                } else {
+                    "ok"
+                }
             );
         }
-        let _ = write!(h, "<h2>Arms (whole experiment)</h2><table><tr><th>arm</th><th>users</th><th>requests</th><th>impressions</th><th>clicks</th><th>conversions</th><th>CTR</th><th>CVR</th><th>revenue/user</th><th>AUC</th><th>UAUC</th><th>WUAUC</th></tr>");
+        let _ = write!(
+            h,
+            "<h2>Arms (whole experiment)</h2><table><tr><th>arm</th><th>users</th><th>requests</th><th>impressions</th><th>clicks</th><th>conversions</th><th>CTR</th><th>CVR</th><th>revenue/user</th><th>AUC</th><th>UAUC</th><th>WUAUC</th></tr>"
+        );
         for a in &self.arms {
             let t = &a.total;
             let _ = write!(
@@ -555,12 +643,26 @@ impl Report {
         let _ = write!(h, "</table>");
         for c in &self.comparisons {
             let _ = write!(h, "<h2>{} vs {}</h2>", esc(&c.treatment), esc(&c.control));
-            let _ = write!(h, "<table><tr><th>metric</th><th>{}</th><th>{}</th><th>lift [{:.0}% CI]</th><th>p</th><th>bootstrap CI</th></tr>", esc(&c.control), esc(&c.treatment), 100.0 * (1.0 - self.config.alpha));
+            let _ = write!(
+                h,
+                "<table><tr><th>metric</th><th>{}</th><th>{}</th><th>lift [{:.0}% CI]</th><th>p</th><th>bootstrap CI</th></tr>",
+                esc(&c.control),
+                esc(&c.treatment),
+                100.0 * (1.0 - self.config.alpha)
+            );
             for m in &c.total {
-                let (cv, tv, p) = m.lift.map_or(("n/a".into(), "n/a".into(), "n/a".into()), |l| {
-                    (format!("{:.5}", l.control), format!("{:.5}", l.treatment), esc(&fmt_p(l.p_value)))
+                let (cv, tv, p) = m
+                    .lift
+                    .map_or(("n/a".into(), "n/a".into(), "n/a".into()), |l| {
+                        (
+                            format!("{:.5}", l.control),
+                            format!("{:.5}", l.treatment),
+                            esc(&fmt_p(l.p_value)),
+                        )
+                    });
+                let boot = m.bootstrap.map_or("—".into(), |b| {
+                    format!("[{:+.2}%, {:+.2}%]", 100.0 * b.low, 100.0 * b.high)
                 });
-                let boot = m.bootstrap.map_or("—".into(), |b| format!("[{:+.2}%, {:+.2}%]", 100.0 * b.low, 100.0 * b.high));
                 let sig = if m.significant { " class=\"sig\"" } else { "" };
                 let _ = write!(
                     h,
@@ -570,7 +672,12 @@ impl Report {
                 );
             }
             let _ = write!(h, "</table><h3>Daily lift</h3><div class=\"charts\">");
-            for m in [Metric::RevenuePerUser, Metric::Ctr, Metric::Cvr, Metric::Auc] {
+            for m in [
+                Metric::RevenuePerUser,
+                Metric::Ctr,
+                Metric::Cvr,
+                Metric::Auc,
+            ] {
                 let pts: Vec<(f64, Option<Lift>)> = c
                     .days
                     .iter()
@@ -582,7 +689,11 @@ impl Report {
                         (day, find(&d.lifts, m).and_then(|x| x.lift))
                     })
                     .collect();
-                h.push_str(&svg_band_chart(&format!("{} — daily", m.metric_title()), &pts, m.relative()));
+                h.push_str(&svg_band_chart(
+                    &format!("{} — daily", m.metric_title()),
+                    &pts,
+                    m.relative(),
+                ));
             }
             let _ = write!(h, "</div><h3>Per segment</h3><div class=\"charts\">");
             for m in [Metric::RevenuePerUser, Metric::Auc, Metric::Uauc] {
@@ -590,15 +701,29 @@ impl Report {
                 for (kind, lifts) in [("user", &c.user_segments), ("item", &c.item_segments)] {
                     for sl in lifts.iter() {
                         let seg = match sl.slice {
-                            Slice::UserSegment { segment } | Slice::ItemSegment { segment } => segment.name(),
+                            Slice::UserSegment { segment } | Slice::ItemSegment { segment } => {
+                                segment.name()
+                            }
                             _ => "",
                         };
-                        bars.push((format!("{kind}: {seg}"), find(&sl.lifts, m).and_then(|x| x.lift)));
+                        bars.push((
+                            format!("{kind}: {seg}"),
+                            find(&sl.lifts, m).and_then(|x| x.lift),
+                        ));
                     }
                 }
-                h.push_str(&svg_bar_chart(&format!("{} — per segment", m.metric_title()), &bars, m.relative()));
+                h.push_str(&svg_bar_chart(
+                    &format!("{} — per segment", m.metric_title()),
+                    &bars,
+                    m.relative(),
+                ));
             }
-            let _ = write!(h, "</div><h3>Table 7 layout</h3><table><tr><th>segment</th><th>proportion</th><th>{0} AUC</th><th>{1} AUC</th><th>ΔAUC [CI]</th><th>{0} UAUC</th><th>{1} UAUC</th><th>ΔUAUC [CI]</th><th>revenue/user lift [CI]</th><th>CTR lift [CI]</th><th>CVR lift [CI]</th></tr>", esc(&c.control), esc(&c.treatment));
+            let _ = write!(
+                h,
+                "</div><h3>Table 7 layout</h3><table><tr><th>segment</th><th>proportion</th><th>{0} AUC</th><th>{1} AUC</th><th>ΔAUC [CI]</th><th>{0} UAUC</th><th>{1} UAUC</th><th>ΔUAUC [CI]</th><th>revenue/user lift [CI]</th><th>CTR lift [CI]</th><th>CVR lift [CI]</th></tr>",
+                esc(&c.control),
+                esc(&c.treatment)
+            );
             for (kind, lifts, props) in [
                 ("users", &c.user_segments, &self.segment_proportions.users),
                 ("items", &c.item_segments, &self.segment_proportions.items),
@@ -606,7 +731,9 @@ impl Report {
                 for (i, sl) in lifts.iter().enumerate() {
                     let auc = find(&sl.lifts, Metric::Auc).and_then(|m| m.lift);
                     let uauc = find(&sl.lifts, Metric::Uauc).and_then(|m| m.lift);
-                    let f = |m: Metric| find(&sl.lifts, m).map_or("n/a".into(), |x| fmt_lift(m, &x.lift));
+                    let f = |m: Metric| {
+                        find(&sl.lifts, m).map_or("n/a".into(), |x| fmt_lift(m, &x.lift))
+                    };
                     let _ = write!(
                         h,
                         "<tr><td>{kind}: {}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -648,7 +775,10 @@ impl Metric {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const W: f64 = 520.0;
@@ -673,29 +803,66 @@ fn y_range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn fmt_tick(v: f64, pct: bool) -> String {
-    if pct { format!("{:+.1}%", 100.0 * v) } else { format!("{v:+.3}") }
+    if pct {
+        format!("{:+.1}%", 100.0 * v)
+    } else {
+        format!("{v:+.3}")
+    }
 }
 
 fn svg_frame(title: &str, lo: f64, hi: f64, pct: bool, y: &dyn Fn(f64) -> f64) -> String {
     let mut s = String::new();
-    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-size=\"11\">");
-    let _ = write!(s, "<rect width=\"{W}\" height=\"{H}\" fill=\"#fff\" stroke=\"#ddd\"/>");
-    let _ = write!(s, "<text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">{}</text>", W / 2.0, esc(title));
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-size=\"11\">"
+    );
+    let _ = write!(
+        s,
+        "<rect width=\"{W}\" height=\"{H}\" fill=\"#fff\" stroke=\"#ddd\"/>"
+    );
+    let _ = write!(
+        s,
+        "<text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">{}</text>",
+        W / 2.0,
+        esc(title)
+    );
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         let yy = y(v);
-        let _ = write!(s, "<line x1=\"{ML}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>", W - MR);
-        let _ = write!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>", ML - 4.0, yy + 4.0, fmt_tick(v, pct));
+        let _ = write!(
+            s,
+            "<line x1=\"{ML}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>",
+            W - MR
+        );
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            ML - 4.0,
+            yy + 4.0,
+            fmt_tick(v, pct)
+        );
     }
     let y0 = y(0.0);
-    let _ = write!(s, "<line x1=\"{ML}\" x2=\"{}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>", W - MR);
+    let _ = write!(
+        s,
+        "<line x1=\"{ML}\" x2=\"{}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>",
+        W - MR
+    );
     s
 }
 
 /// A line of point estimates over days with a shaded CI band.
 fn svg_band_chart(title: &str, pts: &[(f64, Option<Lift>)], pct: bool) -> String {
-    let defined: Vec<(f64, Lift)> = pts.iter().filter_map(|(x, l)| l.map(|l| (*x, l))).filter(|(_, l)| l.ci_low.is_finite() && l.ci_high.is_finite()).collect();
-    let (lo, hi) = y_range(defined.iter().flat_map(|(_, l)| [l.ci_low, l.ci_high, l.lift]));
+    let defined: Vec<(f64, Lift)> = pts
+        .iter()
+        .filter_map(|(x, l)| l.map(|l| (*x, l)))
+        .filter(|(_, l)| l.ci_low.is_finite() && l.ci_high.is_finite())
+        .collect();
+    let (lo, hi) = y_range(
+        defined
+            .iter()
+            .flat_map(|(_, l)| [l.ci_low, l.ci_high, l.lift]),
+    );
     let (x0, x1) = match (pts.first(), pts.last()) {
         (Some(a), Some(b)) if b.0 > a.0 => (a.0, b.0),
         (Some(a), _) => (a.0 - 1.0, a.0 + 1.0),
@@ -712,23 +879,54 @@ fn svg_band_chart(title: &str, pts: &[(f64, Option<Lift>)], pct: bool) -> String
         for (d, l) in defined.iter().rev() {
             let _ = write!(band, "{:.1},{:.1} ", x(*d), y(l.ci_low));
         }
-        let _ = write!(s, "<polygon points=\"{}\" fill=\"#4a7fd0\" fill-opacity=\"0.22\" stroke=\"none\"/>", band.trim());
-        let line: Vec<String> = defined.iter().map(|(d, l)| format!("{:.1},{:.1}", x(*d), y(l.lift))).collect();
-        let _ = write!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"#1f4e9c\" stroke-width=\"2\"/>", line.join(" "));
+        let _ = write!(
+            s,
+            "<polygon points=\"{}\" fill=\"#4a7fd0\" fill-opacity=\"0.22\" stroke=\"none\"/>",
+            band.trim()
+        );
+        let line: Vec<String> = defined
+            .iter()
+            .map(|(d, l)| format!("{:.1},{:.1}", x(*d), y(l.lift)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"#1f4e9c\" stroke-width=\"2\"/>",
+            line.join(" ")
+        );
         for (d, l) in &defined {
-            let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f4e9c\"><title>day {d}: {}</title></circle>", x(*d), y(l.lift), fmt_tick(l.lift, pct));
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f4e9c\"><title>day {d}: {}</title></circle>",
+                x(*d),
+                y(l.lift),
+                fmt_tick(l.lift, pct)
+            );
         }
     }
     for (d, _) in pts {
-        let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{d}</text>", x(*d), H - MB + 16.0);
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{d}</text>",
+            x(*d),
+            H - MB + 16.0
+        );
     }
-    let _ = write!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">day</text></svg>", (ML + W - MR) / 2.0, H - 6.0);
+    let _ = write!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">day</text></svg>",
+        (ML + W - MR) / 2.0,
+        H - 6.0
+    );
     s
 }
 
 /// Bars of point estimates with CI whiskers.
 fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> String {
-    let (lo, hi) = y_range(bars.iter().filter_map(|(_, l)| *l).flat_map(|l| [l.ci_low, l.ci_high, l.lift]));
+    let (lo, hi) = y_range(
+        bars.iter()
+            .filter_map(|(_, l)| *l)
+            .flat_map(|l| [l.ci_low, l.ci_high, l.lift]),
+    );
     let y = |v: f64| MT + (hi - v) / (hi - lo) * (H - MT - MB);
     let mut s = svg_frame(title, lo, hi, pct, &y);
     let n = bars.len().max(1) as f64;
@@ -737,7 +935,11 @@ fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> Str
         let cx = ML + slot * (i as f64 + 0.5);
         if let Some(l) = l.filter(|l| l.lift.is_finite()) {
             let (top, bot) = (y(l.lift.max(0.0)), y(l.lift.min(0.0)));
-            let color = if l.p_value < 0.05 { if l.lift > 0.0 { "#2e8b57" } else { "#c0392b" } } else { "#999" };
+            let color = if l.p_value < 0.05 {
+                if l.lift > 0.0 { "#2e8b57" } else { "#c0392b" }
+            } else {
+                "#999"
+            };
             let _ = write!(
                 s,
                 "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{}: {} (p = {})</title></rect>",
@@ -750,15 +952,32 @@ fn svg_bar_chart(title: &str, bars: &[(String, Option<Lift>)], pct: bool) -> Str
             );
             if l.ci_low.is_finite() && l.ci_high.is_finite() {
                 let (a, b) = (y(l.ci_high), y(l.ci_low));
-                let _ = write!(s, "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{a:.1}\" y2=\"{b:.1}\" stroke=\"#222\"/>");
+                let _ = write!(
+                    s,
+                    "<line x1=\"{cx:.1}\" x2=\"{cx:.1}\" y1=\"{a:.1}\" y2=\"{b:.1}\" stroke=\"#222\"/>"
+                );
                 for yy in [a, b] {
-                    let _ = write!(s, "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#222\"/>", cx - 5.0, cx + 5.0);
+                    let _ = write!(
+                        s,
+                        "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#222\"/>",
+                        cx - 5.0,
+                        cx + 5.0
+                    );
                 }
             }
         } else {
-            let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#999\">n/a</text>", y(0.0) - 4.0);
+            let _ = write!(
+                s,
+                "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#999\">n/a</text>",
+                y(0.0) - 4.0
+            );
         }
-        let _ = write!(s, "<text x=\"{cx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"9\">{}</text>", H - MB + 16.0, esc(label));
+        let _ = write!(
+            s,
+            "<text x=\"{cx:.1}\" y=\"{}\" text-anchor=\"middle\" font-size=\"9\">{}</text>",
+            H - MB + 16.0,
+            esc(label)
+        );
     }
     s.push_str("</svg>");
     s

@@ -6,8 +6,8 @@
 //! in that order — so a seed gives bit-identical reports for any thread count.
 
 use super::report::{
-    ArmReport, BootstrapCi, Comparison, ConfigInfo, EnvInfo, Metric, MetricLift, Performance, Report, SegmentProportions,
-    SegmentShare, Slice, SliceLifts, SliceMetrics,
+    ArmReport, BootstrapCi, Comparison, ConfigInfo, EnvInfo, Metric, MetricLift, Performance,
+    Report, SegmentProportions, SegmentShare, Slice, SliceLifts, SliceMetrics,
 };
 use super::split::Split;
 use super::stats::{self, Moments};
@@ -75,7 +75,14 @@ pub struct RetrievalConfig {
 
 impl Default for RetrievalConfig {
     fn default() -> Self {
-        RetrievalConfig { total: 200, popular: 60, popular_pool: 1000, personal: 100, new_items: 20, new_window_days: 3 }
+        RetrievalConfig {
+            total: 200,
+            popular: 60,
+            popular_pool: 1000,
+            personal: 100,
+            new_items: 20,
+            new_window_days: 3,
+        }
     }
 }
 
@@ -148,11 +155,18 @@ pub struct ArmSpec {
 impl ArmSpec {
     /// An arm.
     pub fn new(name: &str, share: f64, arm: Arc<dyn Arm>) -> Self {
-        ArmSpec { name: name.to_string(), share, arm }
+        ArmSpec {
+            name: name.to_string(),
+            share,
+            arm,
+        }
     }
     /// The two arms of an A/A test: `A1` and `A2`, both running `arm` with `share` each.
     pub fn aa(share: f64, arm: Arc<dyn Arm>) -> Vec<ArmSpec> {
-        vec![ArmSpec::new("A1", share, arm.clone()), ArmSpec::new("A2", share, arm)]
+        vec![
+            ArmSpec::new("A1", share, arm.clone()),
+            ArmSpec::new("A2", share, arm),
+        ]
     }
 }
 
@@ -187,7 +201,12 @@ impl Counts {
 }
 
 /// The ratio metrics, in report order.
-const RATIO_METRICS: [Metric; 4] = [Metric::Ctr, Metric::Cvr, Metric::RevenuePerUser, Metric::ConversionsPerUser];
+const RATIO_METRICS: [Metric; 4] = [
+    Metric::Ctr,
+    Metric::Cvr,
+    Metric::RevenuePerUser,
+    Metric::ConversionsPerUser,
+];
 
 /// Accumulated slice: sums and per-metric moments over users.
 #[derive(Debug, Clone, Default)]
@@ -207,7 +226,10 @@ impl Acc {
         }
     }
     fn ratio(&self, metric: Metric) -> Option<(f64, f64)> {
-        RATIO_METRICS.iter().position(|&m| m == metric).and_then(|k| self.m[k].ratio())
+        RATIO_METRICS
+            .iter()
+            .position(|&m| m == metric)
+            .and_then(|k| self.m[k].ratio())
     }
 }
 
@@ -251,7 +273,14 @@ struct Scratch {
 
 impl Scratch {
     fn new(items: usize) -> Self {
-        Scratch { stamp: vec![0; items], generation: 0, cands: Vec::new(), personal: Vec::new(), scores: Vec::new(), order: Vec::new() }
+        Scratch {
+            stamp: vec![0; items],
+            generation: 0,
+            cands: Vec::new(),
+            personal: Vec::new(),
+            scores: Vec::new(),
+            order: Vec::new(),
+        }
     }
     fn next_generation(&mut self) {
         self.generation = self.generation.wrapping_add(1);
@@ -272,7 +301,11 @@ fn seg_index(s: Segment) -> u8 {
 
 /// Runs the experiment: `arms[0]` is the control. Validates the configuration, simulates
 /// `cfg.days` days in parallel and returns the full report.
-pub fn run<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &ExperimentConfig) -> Result<Report> {
+pub fn run<E: Environment + ?Sized>(
+    env: &E,
+    arms: &[ArmSpec],
+    cfg: &ExperimentConfig,
+) -> Result<Report> {
     validate(env, arms, cfg)?;
     let shares: Vec<(&str, f64)> = arms.iter().map(|a| (a.name.as_str(), a.share)).collect();
     let split = Split::new(&cfg.salt, &shares)?;
@@ -280,16 +313,28 @@ pub fn run<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &ExperimentC
     if cfg.threads > 0 {
         builder = builder.num_threads(cfg.threads);
     }
-    let pool = builder.build().map_err(|e| Error::Invalid(format!("ab-sim: cannot start {} threads: {e}", cfg.threads)))?;
+    let pool = builder.build().map_err(|e| {
+        Error::Invalid(format!("ab-sim: cannot start {} threads: {e}", cfg.threads))
+    })?;
     pool.install(|| simulate(env, arms, cfg, split, pool.current_num_threads()))
 }
 
-fn validate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &ExperimentConfig) -> Result<()> {
+fn validate<E: Environment + ?Sized>(
+    env: &E,
+    arms: &[ArmSpec],
+    cfg: &ExperimentConfig,
+) -> Result<()> {
     if arms.len() < 2 {
-        return Err(Error::Invalid(format!("ab-sim needs a control and at least one treatment arm, got {} arm(s)", arms.len())));
+        return Err(Error::Invalid(format!(
+            "ab-sim needs a control and at least one treatment arm, got {} arm(s)",
+            arms.len()
+        )));
     }
     if arms.len() > 250 {
-        return Err(Error::Invalid(format!("ab-sim supports at most 250 arms, got {}", arms.len())));
+        return Err(Error::Invalid(format!(
+            "ab-sim supports at most 250 arms, got {}",
+            arms.len()
+        )));
     }
     if cfg.days == 0 {
         return Err(Error::Invalid("ab-sim: days must be at least 1".into()));
@@ -298,26 +343,44 @@ fn validate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         return Err(Error::Invalid("ab-sim: slots must be at least 1".into()));
     }
     if cfg.retrieval.total == 0 {
-        return Err(Error::Invalid("ab-sim: retrieval.total must be at least 1".into()));
+        return Err(Error::Invalid(
+            "ab-sim: retrieval.total must be at least 1".into(),
+        ));
     }
     if !(cfg.alpha > 0.0 && cfg.alpha < 1.0) {
-        return Err(Error::Invalid(format!("ab-sim: alpha must be in (0, 1), got {}", cfg.alpha)));
+        return Err(Error::Invalid(format!(
+            "ab-sim: alpha must be in (0, 1), got {}",
+            cfg.alpha
+        )));
     }
     if env.num_users() == 0 {
-        return Err(Error::Invalid(format!("ab-sim: environment `{}` has no users", env.name())));
+        return Err(Error::Invalid(format!(
+            "ab-sim: environment `{}` has no users",
+            env.name()
+        )));
     }
     if env.num_items() == 0 {
-        return Err(Error::Invalid(format!("ab-sim: environment `{}` has no items", env.name())));
+        return Err(Error::Invalid(format!(
+            "ab-sim: environment `{}` has no items",
+            env.name()
+        )));
     }
     if cfg.mode == Mode::Aa && arms.iter().any(|a| !Arc::ptr_eq(&a.arm, &arms[0].arm)) {
-        return Err(Error::Invalid("ab-sim: A/A mode needs the same policy (the same Arc) in every arm".into()));
+        return Err(Error::Invalid(
+            "ab-sim: A/A mode needs the same policy (the same Arc) in every arm".into(),
+        ));
     }
     Ok(())
 }
 
 fn day_context<E: Environment + ?Sized>(env: &E, day: u32, r: &RetrievalConfig) -> DayCtx {
-    let available: Vec<u32> = (0..env.num_items()).filter(|&i| env.available(i, day)).collect();
-    let mut by_pop: Vec<(f32, u32)> = available.iter().map(|&i| (env.popularity(i, day), i)).collect();
+    let available: Vec<u32> = (0..env.num_items())
+        .filter(|&i| env.available(i, day))
+        .collect();
+    let mut by_pop: Vec<(f32, u32)> = available
+        .iter()
+        .map(|&i| (env.popularity(i, day), i))
+        .collect();
     let k = r.popular_pool.min(by_pop.len());
     let cmp = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
     if k > 0 && k < by_pop.len() {
@@ -329,9 +392,17 @@ fn day_context<E: Environment + ?Sized>(env: &E, day: u32, r: &RetrievalConfig) 
     let new_items = available
         .iter()
         .copied()
-        .filter(|&i| env.launch_day(i).is_some_and(|l| l <= day && day - l < r.new_window_days.max(1)))
+        .filter(|&i| {
+            env.launch_day(i)
+                .is_some_and(|l| l <= day && day - l < r.new_window_days.max(1))
+        })
         .collect();
-    DayCtx { day, available, popular, new_items }
+    DayCtx {
+        day,
+        available,
+        popular,
+        new_items,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -349,7 +420,13 @@ fn simulate_user<E: Environment + ?Sized>(
     let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(cfg.seed, ctx.day, user));
     let r = &cfg.retrieval;
     let n_items = env.num_items();
-    let mut out = UserDay { user, arm: arm_idx, counts: Counts::default(), by_iseg: [Counts::default(); 3], imps: Vec::new() };
+    let mut out = UserDay {
+        user,
+        arm: arm_idx,
+        counts: Counts::default(),
+        by_iseg: [Counts::default(); 3],
+        imps: Vec::new(),
+    };
     for _ in 0..requests {
         out.counts.requests += 1.0;
         s.next_generation();
@@ -364,7 +441,11 @@ fn simulate_user<E: Environment + ?Sized>(
         };
         if !ctx.popular.is_empty() {
             for _ in 0..r.popular {
-                add(&mut s.stamp, &mut s.cands, ctx.popular[rng.random_range(0..ctx.popular.len())]);
+                add(
+                    &mut s.stamp,
+                    &mut s.cands,
+                    ctx.popular[rng.random_range(0..ctx.popular.len())],
+                );
             }
         }
         if r.personal > 0 {
@@ -378,13 +459,21 @@ fn simulate_user<E: Environment + ?Sized>(
         }
         if !ctx.new_items.is_empty() {
             for _ in 0..r.new_items {
-                add(&mut s.stamp, &mut s.cands, ctx.new_items[rng.random_range(0..ctx.new_items.len())]);
+                add(
+                    &mut s.stamp,
+                    &mut s.cands,
+                    ctx.new_items[rng.random_range(0..ctx.new_items.len())],
+                );
             }
         }
         if !ctx.available.is_empty() {
             let mut tries = 0;
             while s.cands.len() < total.min(ctx.available.len()) && tries < 4 * total {
-                add(&mut s.stamp, &mut s.cands, ctx.available[rng.random_range(0..ctx.available.len())]);
+                add(
+                    &mut s.stamp,
+                    &mut s.cands,
+                    ctx.available[rng.random_range(0..ctx.available.len())],
+                );
                 tries += 1;
             }
         }
@@ -404,7 +493,11 @@ fn simulate_user<E: Environment + ?Sized>(
         s.order.clear();
         s.order.extend(0..n as u32);
         let (scores, cands) = (&s.scores, &s.cands);
-        let cmp = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(cands[*a as usize].cmp(&cands[*b as usize]));
+        let cmp = |a: &u32, b: &u32| {
+            scores[*b as usize]
+                .total_cmp(&scores[*a as usize])
+                .then(cands[*a as usize].cmp(&cands[*b as usize]))
+        };
         let k = cfg.slots.min(n);
         if k < n {
             s.order.select_nth_unstable_by(k - 1, cmp);
@@ -413,10 +506,16 @@ fn simulate_user<E: Environment + ?Sized>(
         for pos in 0..k {
             let idx = s.order[pos] as usize;
             let item = s.cands[idx];
-            let pc = (env.p_click(user, item, ctx.day) * cfg.position_bias.factor(pos + 1)).clamp(0.0, 1.0);
+            let pc = (env.p_click(user, item, ctx.day) * cfg.position_bias.factor(pos + 1))
+                .clamp(0.0, 1.0);
             let clicked = rng.random::<f32>() < pc;
-            let converted = clicked && rng.random::<f32>() < env.p_convert(user, item, ctx.day).clamp(0.0, 1.0);
-            let rev = if converted { env.price(item) as f64 } else { 0.0 };
+            let converted =
+                clicked && rng.random::<f32>() < env.p_convert(user, item, ctx.day).clamp(0.0, 1.0);
+            let rev = if converted {
+                env.price(item) as f64
+            } else {
+                0.0
+            };
             let seg = item_seg[item as usize];
             for c in [&mut out.counts, &mut out.by_iseg[seg as usize]] {
                 c.imps += 1.0;
@@ -430,7 +529,13 @@ fn simulate_user<E: Environment + ?Sized>(
     out
 }
 
-fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &ExperimentConfig, split: Split, threads: usize) -> Result<Report> {
+fn simulate<E: Environment + ?Sized>(
+    env: &E,
+    arms: &[ArmSpec],
+    cfg: &ExperimentConfig,
+    split: Split,
+    threads: usize,
+) -> Result<Report> {
     let t0 = Instant::now();
     let n_users = env.num_users() as usize;
     let n_items = env.num_items() as usize;
@@ -439,20 +544,35 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     // Assignment (one hash per user) and pre-period segments.
     let assign: Vec<u8> = (0..env.num_users())
         .into_par_iter()
-        .map(|u| split.assign(env.user_key(u)).map_or(UNASSIGNED, |a| a as u8))
+        .map(|u| {
+            split
+                .assign(env.user_key(u))
+                .map_or(UNASSIGNED, |a| a as u8)
+        })
         .collect();
-    let user_seg: Vec<u8> = (0..env.num_users()).map(|u| seg_index(cfg.thresholds.user(env.user_activity(u)))).collect();
-    let item_seg: Vec<u8> = (0..env.num_items()).map(|i| seg_index(cfg.thresholds.item(env.item_conversions(i)))).collect();
+    let user_seg: Vec<u8> = (0..env.num_users())
+        .map(|u| seg_index(cfg.thresholds.user(env.user_activity(u))))
+        .collect();
+    let item_seg: Vec<u8> = (0..env.num_items())
+        .map(|i| seg_index(cfg.thresholds.item(env.item_conversions(i))))
+        .collect();
 
-    let pb = if cfg.progress { ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+    let pb = if cfg.progress {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} user-days ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} user-days ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
 
     let mut ever_active = vec![false; n_users];
-    let mut totals: Vec<(Counts, [Counts; 3])> = vec![(Counts::default(), [Counts::default(); 3]); n_users];
+    let mut totals: Vec<(Counts, [Counts; 3])> =
+        vec![(Counts::default(), [Counts::default(); 3]); n_users];
     let mut day_accs: Vec<Vec<Acc>> = Vec::with_capacity(cfg.days as usize);
     let mut imps: Vec<Vec<Imp>> = vec![Vec::new(); n_arms];
     let mut requests_total = 0u64;
@@ -469,8 +589,11 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         for &(u, _) in &active {
             ever_active[u as usize] = true;
         }
-        let work: Vec<(u32, u32, u8)> =
-            active.iter().filter(|(u, _)| assign[*u as usize] != UNASSIGNED).map(|&(u, r)| (u, r, assign[u as usize])).collect();
+        let work: Vec<(u32, u32, u8)> = active
+            .iter()
+            .filter(|(u, _)| assign[*u as usize] != UNASSIGNED)
+            .map(|&(u, r)| (u, r, assign[u as usize]))
+            .collect();
         pb.inc_length(work.len() as u64);
         let results: Vec<Vec<UserDay>> = work
             .par_chunks(256)
@@ -479,7 +602,19 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
                 |s, chunk| {
                     let v: Vec<UserDay> = chunk
                         .iter()
-                        .map(|&(u, r, a)| simulate_user(env, arms[a as usize].arm.as_ref(), a, u, r, &ctx, cfg, &item_seg, s))
+                        .map(|&(u, r, a)| {
+                            simulate_user(
+                                env,
+                                arms[a as usize].arm.as_ref(),
+                                a,
+                                u,
+                                r,
+                                &ctx,
+                                cfg,
+                                &item_seg,
+                                s,
+                            )
+                        })
                         .collect();
                     pb.inc(chunk.len() as u64);
                     v
@@ -497,9 +632,17 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
                 t.1[s].add(&ud.by_iseg[s]);
             }
             let useg = user_seg[ud.user as usize];
-            imps[a].extend(ud.imps.iter().map(|&(score, conv, iseg)| Imp { user: ud.user, score, conv, day, useg, iseg }));
+            imps[a].extend(ud.imps.iter().map(|&(score, conv, iseg)| Imp {
+                user: ud.user,
+                score,
+                conv,
+                day,
+                useg,
+                iseg,
+            }));
         }
-        candidates_total += ctx.available.len().min(cfg.retrieval.total) as u64 * accs.iter().map(|a| a.sum.requests as u64).sum::<u64>();
+        candidates_total += ctx.available.len().min(cfg.retrieval.total) as u64
+            * accs.iter().map(|a| a.sum.requests as u64).sum::<u64>();
         day_accs.push(accs);
     }
     pb.finish_and_clear();
@@ -538,9 +681,20 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     // SRM over arms (+ unassigned when it has a share).
     let unassigned = split.unassigned_share();
     let (obs, sh): (Vec<u64>, Vec<f64>) = if unassigned > 0.0 {
-        (group_counts.clone(), split.arms.iter().map(|a| a.share).chain([unassigned]).collect())
+        (
+            group_counts.clone(),
+            split
+                .arms
+                .iter()
+                .map(|a| a.share)
+                .chain([unassigned])
+                .collect(),
+        )
     } else {
-        (group_counts[..n_arms].to_vec(), split.arms.iter().map(|a| a.share).collect())
+        (
+            group_counts[..n_arms].to_vec(),
+            split.arms.iter().map(|a| a.share).collect(),
+        )
     };
     let srm = stats::srm_check(&obs, &sh);
 
@@ -551,9 +705,26 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
         let im = &imps[a];
         // Every slice of this arm, computed in parallel (AUCs sort their impressions).
         let mut slices: Vec<(Slice, &Acc)> = vec![(Slice::Total, &tot_accs[a])];
-        slices.extend((0..cfg.days).map(|d| (Slice::Day { day: cfg.start_day + d }, &day_accs[d as usize][a])));
-        slices.extend((0..3u8).map(|s| (Slice::UserSegment { segment: seg_of(s) }, &useg_accs[a][s as usize])));
-        slices.extend((0..3u8).map(|s| (Slice::ItemSegment { segment: seg_of(s) }, &iseg_accs[a][s as usize])));
+        slices.extend((0..cfg.days).map(|d| {
+            (
+                Slice::Day {
+                    day: cfg.start_day + d,
+                },
+                &day_accs[d as usize][a],
+            )
+        }));
+        slices.extend((0..3u8).map(|s| {
+            (
+                Slice::UserSegment { segment: seg_of(s) },
+                &useg_accs[a][s as usize],
+            )
+        }));
+        slices.extend((0..3u8).map(|s| {
+            (
+                Slice::ItemSegment { segment: seg_of(s) },
+                &iseg_accs[a][s as usize],
+            )
+        }));
         let mut metrics: Vec<SliceMetrics> = slices
             .par_iter()
             .map(|&(slice, acc)| {
@@ -563,15 +734,25 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
                     Slice::UserSegment { segment } => x.useg == seg_index(segment),
                     Slice::ItemSegment { segment } => x.iseg == seg_index(segment),
                 };
-                let (s, l): (Vec<f32>, Vec<bool>) = im.iter().filter(|x| keep(x)).map(|x| (x.score, x.conv)).unzip();
-                let mut rec: Vec<(u32, f32, bool)> = im.iter().filter(|x| keep(x)).map(|x| (x.user, x.score, x.conv)).collect();
+                let (s, l): (Vec<f32>, Vec<bool>) = im
+                    .iter()
+                    .filter(|x| keep(x))
+                    .map(|x| (x.score, x.conv))
+                    .unzip();
+                let mut rec: Vec<(u32, f32, bool)> = im
+                    .iter()
+                    .filter(|x| keep(x))
+                    .map(|x| (x.user, x.score, x.conv))
+                    .collect();
                 slice_metrics(slice, acc, (stats::auc(&s, &l), stats::user_auc(&mut rec)))
             })
             .collect();
         let item_segments = metrics.split_off(metrics.len() - 3);
         let user_segments = metrics.split_off(metrics.len() - 3);
         let days = metrics.split_off(1);
-        let total = metrics.pop().ok_or_else(|| Error::Invalid("ab-sim: internal: no total slice".into()))?;
+        let total = metrics
+            .pop()
+            .ok_or_else(|| Error::Invalid("ab-sim: internal: no total slice".into()))?;
         arm_reports.push(ArmReport {
             name: arms[a].name.clone(),
             share: arms[a].share,
@@ -585,57 +766,104 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     // Comparisons of each treatment against the control (arm 0).
     let mut comparisons = Vec::new();
     for t in 1..n_arms {
-        let lifts_of = |c: &Acc, tr: &Acc, cm: &SliceMetrics, tm: &SliceMetrics| -> Vec<MetricLift> {
-            let mut v: Vec<MetricLift> = RATIO_METRICS
-                .iter()
-                .map(|&m| {
-                    let lift = match (c.ratio(m), tr.ratio(m)) {
-                        (Some(cv), Some(tv)) => stats::relative_lift(cv, tv, cfg.alpha),
-                        _ => None,
-                    };
-                    MetricLift::new(m, lift, cfg.alpha)
-                })
-                .collect();
-            let auc_lift = match (cm.auc, tm.auc) {
-                (Some(c), Some(t)) => stats::absolute_diff((c.value, c.se * c.se), (t.value, t.se * t.se), cfg.alpha),
-                _ => None,
+        let lifts_of =
+            |c: &Acc, tr: &Acc, cm: &SliceMetrics, tm: &SliceMetrics| -> Vec<MetricLift> {
+                let mut v: Vec<MetricLift> = RATIO_METRICS
+                    .iter()
+                    .map(|&m| {
+                        let lift = match (c.ratio(m), tr.ratio(m)) {
+                            (Some(cv), Some(tv)) => stats::relative_lift(cv, tv, cfg.alpha),
+                            _ => None,
+                        };
+                        MetricLift::new(m, lift, cfg.alpha)
+                    })
+                    .collect();
+                let auc_lift = match (cm.auc, tm.auc) {
+                    (Some(c), Some(t)) => stats::absolute_diff(
+                        (c.value, c.se * c.se),
+                        (t.value, t.se * t.se),
+                        cfg.alpha,
+                    ),
+                    _ => None,
+                };
+                v.push(MetricLift::new(Metric::Auc, auc_lift, cfg.alpha));
+                let (cu, tu) = (cm.user_auc, tm.user_auc);
+                let uauc = cu.zip(tu).and_then(|(c, t)| {
+                    stats::absolute_diff(
+                        (c.uauc, c.uauc_se.powi(2)),
+                        (t.uauc, t.uauc_se.powi(2)),
+                        cfg.alpha,
+                    )
+                });
+                v.push(MetricLift::new(Metric::Uauc, uauc, cfg.alpha));
+                let wuauc = cu.zip(tu).and_then(|(c, t)| {
+                    stats::absolute_diff(
+                        (c.wuauc, c.wuauc_se.powi(2)),
+                        (t.wuauc, t.wuauc_se.powi(2)),
+                        cfg.alpha,
+                    )
+                });
+                v.push(MetricLift::new(Metric::Wuauc, wuauc, cfg.alpha));
+                v
             };
-            v.push(MetricLift::new(Metric::Auc, auc_lift, cfg.alpha));
-            let (cu, tu) = (cm.user_auc, tm.user_auc);
-            let uauc = cu.zip(tu).and_then(|(c, t)| stats::absolute_diff((c.uauc, c.uauc_se.powi(2)), (t.uauc, t.uauc_se.powi(2)), cfg.alpha));
-            v.push(MetricLift::new(Metric::Uauc, uauc, cfg.alpha));
-            let wuauc = cu.zip(tu).and_then(|(c, t)| stats::absolute_diff((c.wuauc, c.wuauc_se.powi(2)), (t.wuauc, t.wuauc_se.powi(2)), cfg.alpha));
-            v.push(MetricLift::new(Metric::Wuauc, wuauc, cfg.alpha));
-            v
-        };
         let (ca, ta) = (&arm_reports[0], &arm_reports[t]);
         let mut total = lifts_of(&tot_accs[0], &tot_accs[t], &ca.total, &ta.total);
         if cfg.bootstrap > 0 {
             for ml in total.iter_mut() {
                 if ml.metric.relative() {
-                    ml.bootstrap = bootstrap(&arm_users[0], &arm_users[t], ml.metric, cfg.bootstrap, cfg.alpha, cfg.seed ^ t as u64);
+                    ml.bootstrap = bootstrap(
+                        &arm_users[0],
+                        &arm_users[t],
+                        ml.metric,
+                        cfg.bootstrap,
+                        cfg.alpha,
+                        cfg.seed ^ t as u64,
+                    );
                 }
             }
         }
         let days = (0..cfg.days as usize)
             .map(|d| SliceLifts {
-                slice: Slice::Day { day: cfg.start_day + d as u32 },
+                slice: Slice::Day {
+                    day: cfg.start_day + d as u32,
+                },
                 lifts: lifts_of(&day_accs[d][0], &day_accs[d][t], &ca.days[d], &ta.days[d]),
             })
             .collect();
         let user_segments = (0..3)
             .map(|s| SliceLifts {
-                slice: Slice::UserSegment { segment: Segment::ALL[s] },
-                lifts: lifts_of(&useg_accs[0][s], &useg_accs[t][s], &ca.user_segments[s], &ta.user_segments[s]),
+                slice: Slice::UserSegment {
+                    segment: Segment::ALL[s],
+                },
+                lifts: lifts_of(
+                    &useg_accs[0][s],
+                    &useg_accs[t][s],
+                    &ca.user_segments[s],
+                    &ta.user_segments[s],
+                ),
             })
             .collect();
         let item_segments = (0..3)
             .map(|s| SliceLifts {
-                slice: Slice::ItemSegment { segment: Segment::ALL[s] },
-                lifts: lifts_of(&iseg_accs[0][s], &iseg_accs[t][s], &ca.item_segments[s], &ta.item_segments[s]),
+                slice: Slice::ItemSegment {
+                    segment: Segment::ALL[s],
+                },
+                lifts: lifts_of(
+                    &iseg_accs[0][s],
+                    &iseg_accs[t][s],
+                    &ca.item_segments[s],
+                    &ta.item_segments[s],
+                ),
             })
             .collect();
-        comparisons.push(Comparison { control: ca.name.clone(), treatment: ta.name.clone(), total, days, user_segments, item_segments });
+        comparisons.push(Comparison {
+            control: ca.name.clone(),
+            treatment: ta.name.clone(),
+            total,
+            days,
+            user_segments,
+            item_segments,
+        });
     }
 
     // Segment proportions (Table 7): users among the experiment's active users, items in the catalog.
@@ -646,11 +874,17 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
     }
     let share = |c: &[u64; 3], n: u64| -> Vec<SegmentShare> {
         (0..3)
-            .map(|s| SegmentShare { segment: Segment::ALL[s], count: c[s], proportion: if n > 0 { c[s] as f64 / n as f64 } else { 0.0 } })
+            .map(|s| SegmentShare {
+                segment: Segment::ALL[s],
+                count: c[s],
+                proportion: if n > 0 { c[s] as f64 / n as f64 } else { 0.0 },
+            })
             .collect()
     };
-    let segment_proportions =
-        SegmentProportions { users: share(&user_seg_counts, n_exp_users), items: share(&item_seg_counts, n_items as u64) };
+    let segment_proportions = SegmentProportions {
+        users: share(&user_seg_counts, n_exp_users),
+        items: share(&item_seg_counts, n_items as u64),
+    };
 
     let seconds = t0.elapsed().as_secs_f64();
     let kind = env.kind();
@@ -713,14 +947,22 @@ fn simulate<E: Environment + ?Sized>(env: &E, arms: &[ArmSpec], cfg: &Experiment
             simulate_seconds,
             threads,
             requests: requests_total,
-            requests_per_sec: if seconds > 0.0 { requests_total as f64 / seconds } else { 0.0 },
+            requests_per_sec: if seconds > 0.0 {
+                requests_total as f64 / seconds
+            } else {
+                0.0
+            },
             candidates_scored: candidates_total,
         },
         notes,
     })
 }
 
-fn slice_metrics(slice: Slice, acc: &Acc, (auc, user_auc): (Option<stats::Auc>, Option<stats::UserAuc>)) -> SliceMetrics {
+fn slice_metrics(
+    slice: Slice,
+    acc: &Acc,
+    (auc, user_auc): (Option<stats::Auc>, Option<stats::UserAuc>),
+) -> SliceMetrics {
     SliceMetrics {
         slice,
         users: acc.users,
@@ -739,7 +981,14 @@ fn slice_metrics(slice: Slice, acc: &Acc, (auc, user_auc): (Option<stats::Auc>, 
 }
 
 /// User-level bootstrap percentile CI of the relative lift of `metric`.
-fn bootstrap(control: &[Counts], treatment: &[Counts], metric: Metric, resamples: usize, alpha: f64, seed: u64) -> Option<BootstrapCi> {
+fn bootstrap(
+    control: &[Counts],
+    treatment: &[Counts],
+    metric: Metric,
+    resamples: usize,
+    alpha: f64,
+    seed: u64,
+) -> Option<BootstrapCi> {
     if control.len() < 2 || treatment.len() < 2 {
         return None;
     }
@@ -766,5 +1015,9 @@ fn bootstrap(control: &[Counts], treatment: &[Counts], metric: Metric, resamples
     }
     lifts.sort_by(f64::total_cmp);
     let q = |p: f64| lifts[((p * (lifts.len() - 1) as f64).round() as usize).min(lifts.len() - 1)];
-    Some(BootstrapCi { resamples: lifts.len(), low: q(alpha / 2.0), high: q(1.0 - alpha / 2.0) })
+    Some(BootstrapCi {
+        resamples: lifts.len(),
+        low: q(alpha / 2.0),
+        high: q(1.0 - alpha / 2.0),
+    })
 }

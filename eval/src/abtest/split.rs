@@ -87,10 +87,14 @@ impl Split {
         let mut lo = 0u32;
         for &(name, share) in shares {
             if name.is_empty() {
-                return Err(Error::Invalid("traffic split: an arm has an empty name".into()));
+                return Err(Error::Invalid(
+                    "traffic split: an arm has an empty name".into(),
+                ));
             }
             if arms.iter().any(|a: &ArmBuckets| a.name == name) {
-                return Err(Error::Invalid(format!("traffic split: arm `{name}` appears twice")));
+                return Err(Error::Invalid(format!(
+                    "traffic split: arm `{name}` appears twice"
+                )));
             }
             if !share.is_finite() || share <= 0.0 || share > 1.0 {
                 return Err(Error::Invalid(format!(
@@ -109,15 +113,25 @@ impl Split {
                     "traffic split: shares sum to more than 1 at arm `{name}`"
                 )));
             }
-            arms.push(ArmBuckets { name: name.to_string(), share, lo, hi });
+            arms.push(ArmBuckets {
+                name: name.to_string(),
+                share,
+                lo,
+                hi,
+            });
             lo = hi;
         }
-        Ok(Split { salt: salt.to_string(), arms })
+        Ok(Split {
+            salt: salt.to_string(),
+            arms,
+        })
     }
 
     /// Index of the arm that owns `bucket`, or `None` if unassigned.
     pub fn arm_of_bucket(&self, bucket: u32) -> Option<usize> {
-        self.arms.iter().position(|a| (a.lo..a.hi).contains(&bucket))
+        self.arms
+            .iter()
+            .position(|a| (a.lo..a.hi).contains(&bucket))
     }
 
     /// Index of the arm of `user`, or `None` if the user is not in the experiment.

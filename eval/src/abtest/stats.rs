@@ -55,7 +55,9 @@ impl Moments {
         let vy = ((self.syy - n * my * my) / (n - 1.0)).max(0.0);
         let cxy = (self.sxy - n * mx * my) / (n - 1.0);
         let r = my / mx;
-        let var = (vy / (mx * mx) - 2.0 * my * cxy / (mx * mx * mx) + my * my * vx / (mx * mx * mx * mx)) / n;
+        let var = (vy / (mx * mx) - 2.0 * my * cxy / (mx * mx * mx)
+            + my * my * vx / (mx * mx * mx * mx))
+            / n;
         Some((r, var.max(0.0)))
     }
 }
@@ -164,7 +166,10 @@ pub struct Srm {
 /// Pearson chi-square test of observed group counts against shares (normalised to sum 1).
 /// `None` with fewer than 2 groups, a non-positive share, or no users.
 pub fn srm_check(observed: &[u64], shares: &[f64]) -> Option<Srm> {
-    if observed.len() != shares.len() || observed.len() < 2 || shares.iter().any(|&s| s.is_nan() || s <= 0.0) {
+    if observed.len() != shares.len()
+        || observed.len() < 2
+        || shares.iter().any(|&s| s.is_nan() || s <= 0.0)
+    {
         return None;
     }
     let total: u64 = observed.iter().sum();
@@ -184,7 +189,15 @@ pub fn srm_check(observed: &[u64], shares: &[f64]) -> Option<Srm> {
     let dof = (observed.len() - 1) as u32;
     let p_value = chi2_sf(chi2, dof as f64);
     let threshold = 1e-3;
-    Some(Srm { observed: observed.to_vec(), expected, chi2, dof, p_value, threshold, mismatch: p_value < threshold })
+    Some(Srm {
+        observed: observed.to_vec(),
+        expected,
+        chi2,
+        dof,
+        p_value,
+        threshold,
+        mismatch: p_value < threshold,
+    })
 }
 
 /// AUC with its standard error.
@@ -245,9 +258,20 @@ fn auc_pairs(pairs: &mut [(f32, bool)]) -> Option<Auc> {
         pos_below += gp;
     }
     let value = s10 / pf;
-    let var_of = |s: f64, ss: f64, k: f64| if k > 1.0 { ((ss - s * s / k) / (k - 1.0)).max(0.0) } else { 0.0 };
+    let var_of = |s: f64, ss: f64, k: f64| {
+        if k > 1.0 {
+            ((ss - s * s / k) / (k - 1.0)).max(0.0)
+        } else {
+            0.0
+        }
+    };
     let var = var_of(s10, ss10, pf) / pf + var_of(s01, ss01, qf) / qf;
-    Some(Auc { value, se: var.sqrt(), positives: p as u64, negatives: q as u64 })
+    Some(Auc {
+        value,
+        se: var.sqrt(),
+        positives: p as u64,
+        negatives: q as u64,
+    })
 }
 
 /// Per-user AUCs aggregated uniformly (UAUC) and impression-weighted (WUAUC), the paper's
@@ -298,7 +322,14 @@ pub fn user_auc(records: &mut [(u32, f32, bool)]) -> Option<UserAuc> {
     }
     let (uauc, uvar) = aucs.ratio().unwrap_or((aucs.sy / aucs.n, 0.0));
     let (wuauc, wvar) = weighted.ratio().unwrap_or((weighted.sy / weighted.sx, 0.0));
-    Some(UserAuc { uauc, uauc_se: uvar.sqrt(), wuauc, wuauc_se: wvar.sqrt(), users: aucs.n as u64, skipped_users: skipped })
+    Some(UserAuc {
+        uauc,
+        uauc_se: uvar.sqrt(),
+        wuauc,
+        wuauc_se: wvar.sqrt(),
+        users: aucs.n as u64,
+        skipped_users: skipped,
+    })
 }
 
 /// Upper tail of the standard normal, `P(Z > z)`, via `erfc`.
@@ -322,14 +353,40 @@ pub fn normal_quantile(p: f64) -> f64 {
     if p >= 1.0 {
         return f64::INFINITY;
     }
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let pl = 0.02425;
     let x = if p < pl {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - pl {
         let q = p - 0.5;
         let r = q * q;
@@ -337,7 +394,8 @@ pub fn normal_quantile(p: f64) -> f64 {
             / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     } else {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
-        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
     // One Halley step against the normal cdf.
     let e = (1.0 - normal_sf(x)) - p;
@@ -462,18 +520,38 @@ mod tests {
             for j in 0..s.len() {
                 if l[i] && !l[j] {
                     den += 1.0;
-                    num += if s[i] > s[j] { 1.0 } else if s[i] == s[j] { 0.5 } else { 0.0 };
+                    num += if s[i] > s[j] {
+                        1.0
+                    } else if s[i] == s[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
         let a = auc(&s, &l).unwrap();
         assert!((a.value - num / den).abs() < 1e-12);
         // DeLong's variance from brute-force structural components.
-        let psi = |x: f32, y: f32| if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 };
+        let psi = |x: f32, y: f32| {
+            if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            }
+        };
         let pos: Vec<f32> = (0..8).filter(|&i| l[i]).map(|i| s[i]).collect();
         let neg: Vec<f32> = (0..8).filter(|&i| !l[i]).map(|i| s[i]).collect();
-        let v10: Vec<f64> = pos.iter().map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / neg.len() as f64).collect();
-        let v01: Vec<f64> = neg.iter().map(|&y| pos.iter().map(|&x| psi(x, y)).sum::<f64>() / pos.len() as f64).collect();
+        let v10: Vec<f64> = pos
+            .iter()
+            .map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / neg.len() as f64)
+            .collect();
+        let v01: Vec<f64> = neg
+            .iter()
+            .map(|&y| pos.iter().map(|&x| psi(x, y)).sum::<f64>() / pos.len() as f64)
+            .collect();
         let var = |v: &[f64]| {
             let m = v.iter().sum::<f64>() / v.len() as f64;
             v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64
@@ -482,9 +560,20 @@ mod tests {
         assert!((a.se - se).abs() < 1e-12, "{} vs {se}", a.se);
         assert!(auc(&s, &[true; 8]).is_none());
         // UAUC: user 1 has AUC 1 over 2 impressions, user 2 AUC 0 over 4, user 3 one class only.
-        let mut r = vec![(2, 0.9, false), (1, 0.9, true), (1, 0.1, false), (2, 0.1, true), (3, 0.5, true), (2, 0.8, false), (2, 0.7, false)];
+        let mut r = vec![
+            (2, 0.9, false),
+            (1, 0.9, true),
+            (1, 0.1, false),
+            (2, 0.1, true),
+            (3, 0.5, true),
+            (2, 0.8, false),
+            (2, 0.7, false),
+        ];
         let u = user_auc(&mut r).unwrap();
-        assert!((u.uauc - 0.5).abs() < 1e-12 && (u.wuauc - 2.0 / 6.0).abs() < 1e-12, "{u:?}");
+        assert!(
+            (u.uauc - 0.5).abs() < 1e-12 && (u.wuauc - 2.0 / 6.0).abs() < 1e-12,
+            "{u:?}"
+        );
         assert_eq!((u.users, u.skipped_users), (2, 1));
     }
 

@@ -80,12 +80,18 @@ impl ToyEnv {
         let normal = Normal::new(0.0, sd).unwrap_or_else(|_| unreachable_normal());
         let users = cfg.users as usize;
         let items = cfg.items as usize;
-        let user_vecs: Vec<f32> = (0..users * dim).map(|_| normal.sample(&mut rng) as f32).collect();
-        let item_vecs: Vec<f32> = (0..items * dim).map(|_| normal.sample(&mut rng) as f32).collect();
+        let user_vecs: Vec<f32> = (0..users * dim)
+            .map(|_| normal.sample(&mut rng) as f32)
+            .collect();
+        let item_vecs: Vec<f32> = (0..items * dim)
+            .map(|_| normal.sample(&mut rng) as f32)
+            .collect();
         let bias_d = Normal::new(0.0, 0.7).unwrap_or_else(|_| unreachable_normal());
         let item_bias: Vec<f32> = (0..items).map(|_| bias_d.sample(&mut rng) as f32).collect();
         let price_d = LogNormal::new(20f64.ln(), 0.6).unwrap_or_else(|_| unreachable_lognormal());
-        let price: Vec<f32> = (0..items).map(|_| price_d.sample(&mut rng).max(1.0) as f32).collect();
+        let price: Vec<f32> = (0..items)
+            .map(|_| price_d.sample(&mut rng).max(1.0) as f32)
+            .collect();
         let cats = cfg.categories.max(1);
         let item_cat: Vec<u32> = (0..items).map(|_| rng.random_range(0..cats)).collect();
         let mut cat_items = vec![Vec::new(); cats as usize];
@@ -93,12 +99,17 @@ impl ToyEnv {
             cat_items[c as usize].push(i as u32);
         }
         let launch: Vec<Option<u32>> = (0..items)
-            .map(|_| (rng.random::<f64>() < cfg.new_item_fraction).then(|| rng.random_range(0..cfg.launch_days.max(1))))
+            .map(|_| {
+                (rng.random::<f64>() < cfg.new_item_fraction)
+                    .then(|| rng.random_range(0..cfg.launch_days.max(1)))
+            })
             .collect();
         let user_activity_p: Vec<f32> = (0..users)
             .map(|_| (cfg.activity * 2.0 * rng.random::<f64>()).clamp(0.0, 1.0) as f32)
             .collect();
-        let user_cats: Vec<[u32; 2]> = (0..users).map(|_| [rng.random_range(0..cats), rng.random_range(0..cats)]).collect();
+        let user_cats: Vec<[u32; 2]> = (0..users)
+            .map(|_| [rng.random_range(0..cats), rng.random_range(0..cats)])
+            .collect();
         // Pre-period history: 15% cold-start, 55% long-tail (1..=35), 30% regular (36..=200).
         let user_history: Vec<u64> = (0..users)
             .map(|_| {
@@ -114,9 +125,27 @@ impl ToyEnv {
             .collect();
         // Pre-period conversions grow with popularity; launched items have none.
         let item_conv: Vec<u64> = (0..items)
-            .map(|i| if launch[i].is_some() { 0 } else { (8.0 * (item_bias[i] as f64 * 1.6).exp() * rng.random::<f64>()) as u64 })
+            .map(|i| {
+                if launch[i].is_some() {
+                    0
+                } else {
+                    (8.0 * (item_bias[i] as f64 * 1.6).exp() * rng.random::<f64>()) as u64
+                }
+            })
             .collect();
-        ToyEnv { cfg: cfg.clone(), user_vecs, item_vecs, item_bias, price, launch, user_activity_p, user_cats, cat_items, user_history, item_conv }
+        ToyEnv {
+            cfg: cfg.clone(),
+            user_vecs,
+            item_vecs,
+            item_bias,
+            price,
+            launch,
+            user_activity_p,
+            user_cats,
+            cat_items,
+            user_history,
+            item_conv,
+        }
     }
 
     /// The configuration it was built from.
@@ -143,7 +172,10 @@ fn unreachable_lognormal() -> LogNormal<f64> {
 
 impl Environment for ToyEnv {
     fn name(&self) -> String {
-        format!("toy world ({} users, {} items, seed {})", self.cfg.users, self.cfg.items, self.cfg.seed)
+        format!(
+            "toy world ({} users, {} items, seed {})",
+            self.cfg.users, self.cfg.items, self.cfg.seed
+        )
     }
     fn kind(&self) -> EnvKind {
         EnvKind::Toy
@@ -186,7 +218,14 @@ impl Environment for ToyEnv {
     fn popularity(&self, item: u32, _day: u32) -> f32 {
         self.item_bias[item as usize].exp()
     }
-    fn personal_candidates(&self, user: u32, day: u32, n: usize, rng: &mut ChaCha8Rng, out: &mut Vec<u32>) {
+    fn personal_candidates(
+        &self,
+        user: u32,
+        day: u32,
+        n: usize,
+        rng: &mut ChaCha8Rng,
+        out: &mut Vec<u32>,
+    ) {
         let cats = self.user_cats[user as usize];
         for k in 0..n {
             let pool = &self.cat_items[cats[k % 2] as usize];
@@ -203,7 +242,9 @@ impl Environment for ToyEnv {
         sigmoid(-2.2 + 1.2 * self.affinity(user, item) + self.item_bias[item as usize])
     }
     fn p_convert(&self, user: u32, item: u32, _day: u32) -> f32 {
-        sigmoid(-1.2 + 0.8 * self.affinity(user, item) - 0.4 * (self.price[item as usize] / 20.0).ln())
+        sigmoid(
+            -1.2 + 0.8 * self.affinity(user, item) - 0.4 * (self.price[item as usize] / 20.0).ln(),
+        )
     }
     fn user_activity(&self, user: u32) -> u64 {
         self.user_history[user as usize]

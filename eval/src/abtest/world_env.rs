@@ -10,10 +10,10 @@
 
 use super::{EnvKind, Environment, mix64, stream_seed};
 use crate::data::{Action, IdMap, InteractionLog};
-use std::collections::HashMap;
 use crate::world::World;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 
 /// The synthetic world with pre-period segment counts.
 #[derive(Debug, Clone)]
@@ -47,19 +47,28 @@ impl WorldEnv {
         for r in log.rows.iter().filter(|r| r.ts < history_end_ts) {
             match r.action {
                 Action::Click => {
-                    if let Some(c) = map(&users, r.user).and_then(|u| user_clicks.get_mut(u as usize)) {
+                    if let Some(c) =
+                        map(&users, r.user).and_then(|u| user_clicks.get_mut(u as usize))
+                    {
                         *c += 1;
                     }
                 }
                 Action::Conversion => {
-                    if let Some(c) = map(&items, r.item).and_then(|i| item_convs.get_mut(i as usize)) {
+                    if let Some(c) =
+                        map(&items, r.item).and_then(|i| item_convs.get_mut(i as usize))
+                    {
                         *c += 1;
                     }
                 }
                 _ => {}
             }
         }
-        WorldEnv { world, user_clicks, item_convs, history_end_ts }
+        WorldEnv {
+            world,
+            user_clicks,
+            item_convs,
+            history_end_ts,
+        }
     }
 
     /// The wrapped world.
@@ -76,17 +85,28 @@ impl WorldEnv {
 /// Maps a log's dense ids to world indices by name; `None` when the ids already are world indices
 /// (no names, or names equal to the world's own in order).
 fn translation(names: &IdMap, n: usize, id_of: impl Fn(u32) -> String) -> Option<Vec<Option<u32>>> {
-    if names.is_empty() || (names.len() <= n && (0..names.len() as u32).all(|d| names.name(d) == id_of(d))) {
+    if names.is_empty()
+        || (names.len() <= n && (0..names.len() as u32).all(|d| names.name(d) == id_of(d)))
+    {
         return None;
     }
     let by_name: HashMap<String, u32> = (0..n as u32).map(|i| (id_of(i), i)).collect();
-    Some(names.names().iter().map(|s| by_name.get(s).copied()).collect())
+    Some(
+        names
+            .names()
+            .iter()
+            .map(|s| by_name.get(s).copied())
+            .collect(),
+    )
 }
 
 impl Environment for WorldEnv {
     fn name(&self) -> String {
         let c = &self.world.config;
-        format!("synthetic world ({} users, {} items, seed {})", c.users, c.items, c.seed)
+        format!(
+            "synthetic world ({} users, {} items, seed {})",
+            c.users, c.items, c.seed
+        )
     }
     fn kind(&self) -> EnvKind {
         EnvKind::Synthetic
@@ -120,15 +140,29 @@ impl Environment for WorldEnv {
         self.world.is_available(item, day)
     }
     fn launch_day(&self, item: u32) -> Option<u32> {
-        self.world.items.get(item as usize).map(|it| it.available_day).filter(|&d| d > 0)
+        self.world
+            .items
+            .get(item as usize)
+            .map(|it| it.available_day)
+            .filter(|&d| d > 0)
     }
     fn price(&self, item: u32) -> f32 {
         self.world.price(item) as f32
     }
     fn popularity(&self, item: u32, _day: u32) -> f32 {
-        self.world.items.get(item as usize).map_or(0.0, |it| it.log_popularity.exp() as f32)
+        self.world
+            .items
+            .get(item as usize)
+            .map_or(0.0, |it| it.log_popularity.exp() as f32)
     }
-    fn personal_candidates(&self, user: u32, day: u32, n: usize, rng: &mut ChaCha8Rng, out: &mut Vec<u32>) {
+    fn personal_candidates(
+        &self,
+        user: u32,
+        day: u32,
+        n: usize,
+        rng: &mut ChaCha8Rng,
+        out: &mut Vec<u32>,
+    ) {
         let mut c = self.world.candidates(user, day, rng);
         // The world returns its candidates sorted by id; keep a uniform subset of n.
         let k = n.min(c.len());
