@@ -11,8 +11,9 @@
 //!   heavy-tailed (log-normal) daily activity rate and a signup day.
 //! * **The oracle**: `p_click(u, i, day) = σ(click_bias + taste(u, i) + quality_i + bias_u +
 //!   freshness(i, day))` with `taste = sub_u[sub_i] + style_u[style_i] + tier_u[tier_i]`, and
-//!   `p_convert(u, i, day) = σ(conv_bias + conv_taste_weight·taste + price_sensitivity_u·(tier_i − 1)
-//!   + conv_quality_i)` — **the probability of a conversion given a click** (the paper's CVR);
+//!   `p_convert(u, i, day) = σ(conv_bias + conv_taste_weight·taste +
+//!   price_sensitivity_u·(tier_i − 1) + conv_quality_i)` — **the probability of a conversion
+//!   given a click** (the paper's CVR);
 //!   [`World::p_convert_unconditional`] is their product. Both are 0 for an item not yet
 //!   available. Because quality is invisible to text, ID embeddings win on head items and content
 //!   helps on cold-start and long-tail ones, as the paper reports.
