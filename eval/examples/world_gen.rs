@@ -68,7 +68,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-#[allow(dead_code)]
 fn quantiles(mut v: Vec<u64>) -> String {
     v.sort_unstable();
     let q = |p: f64| v[((v.len() - 1) as f64 * p) as usize];

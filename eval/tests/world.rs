@@ -46,6 +46,15 @@ fn same_seed_same_files_other_seed_other_files() {
 }
 
 #[test]
+fn log_does_not_depend_on_the_thread_count() {
+    let w = World::generate(&cfg(200, 80, 10, 9)).unwrap();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| w.simulate(None));
+    let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| w.simulate(None));
+    assert!(!one.rows.is_empty());
+    assert_eq!(one.rows, three.rows);
+}
+
+#[test]
 fn csv_headers_and_catalog_text_carry_the_six_fields() {
     let tmp = tempfile::tempdir().unwrap();
     let (w, _) = build(&cfg(100, 80, 15, 3), tmp.path());

@@ -11,8 +11,9 @@
 //!   heavy-tailed (log-normal) daily activity rate and a signup day.
 //! * **The oracle**: `p_click(u, i, day) = σ(click_bias + taste(u, i) + quality_i + bias_u +
 //!   freshness(i, day))` with `taste = sub_u[sub_i] + style_u[style_i] + tier_u[tier_i]`, and
-//!   `p_convert(u, i, day) = σ(conv_bias + conv_taste_weight·taste + price_sensitivity_u·(tier_i − 1)
-//!   + conv_quality_i)` — **the probability of a conversion given a click** (the paper's CVR);
+//!   `p_convert(u, i, day) = σ(conv_bias + conv_taste_weight·taste +
+//!   price_sensitivity_u·(tier_i − 1) + conv_quality_i)` — **the probability of a conversion
+//!   given a click** (the paper's CVR);
 //!   [`World::p_convert_unconditional`] is their product. Both are 0 for an item not yet
 //!   available. Because quality is invisible to text, ID embeddings win on head items and content
 //!   helps on cold-start and long-tail ones, as the paper reports.
@@ -75,7 +76,8 @@ pub struct WorldConfig {
 }
 
 impl Default for WorldConfig {
-    /// The embedded default: 10k users, 2k items, 60 days (see the crate README for timings).
+    /// The embedded default: 10k users, 2k items, 60 days, evaluation window the last 7 days
+    /// (≈3.7M log rows; about 10 s to generate and write on 2 cores).
     fn default() -> Self {
         WorldConfig { users: 10_000, items: 2_000, days: 60, seed: 42, eval_days: 7, start_ts: 1_709_510_400 }
     }
@@ -165,6 +167,33 @@ impl Default for PolicyParams {
             taste_noise: 1.0,
         }
     }
+}
+
+/// Observable categorical item features, as dense ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ItemFeatures {
+    /// Top-level category, `0..N_CATEGORIES` (10).
+    pub category: u32,
+    /// Leaf category, `0..N_SUBCATEGORIES` (50).
+    pub subcategory: u32,
+    /// Global brand id, `0..N_BRANDS` (100; "-" of each category is its own id).
+    pub brand: u32,
+    /// Price bucket = tier within the subcategory, `0..N_TIERS` (3).
+    pub price_bucket: u32,
+}
+
+/// Global brand ids ([`ItemFeatures::brand`]) range over `0..N_BRANDS`.
+pub const N_BRANDS: usize = N_CATEGORIES * taxonomy::BRANDS_PER_CATEGORY;
+
+/// Observable categorical user features, as dense ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct UserFeatures {
+    /// 0 female, 1 male.
+    pub gender: u32,
+    /// `0..5`.
+    pub age_group: u32,
+    /// `0..4`.
+    pub city_tier: u32,
 }
 
 /// One item's latent and observable parameters.
@@ -348,6 +377,23 @@ impl World {
     /// Price of item `i` in yuan.
     pub fn price(&self, item: u32) -> f64 {
         self.items[item as usize].price
+    }
+
+    /// Categorical features of item `i` for a ranker (all ids dense, from 0).
+    pub fn item_features(&self, item: u32) -> ItemFeatures {
+        let it = &self.items[item as usize];
+        ItemFeatures {
+            category: it.category as u32,
+            subcategory: it.subcategory as u32,
+            brand: it.category as u32 * taxonomy::BRANDS_PER_CATEGORY as u32 + it.brand as u32,
+            price_bucket: it.tier as u32,
+        }
+    }
+
+    /// Categorical features of user `u` for a ranker (the columns of users.csv).
+    pub fn user_features(&self, user: u32) -> UserFeatures {
+        let u = &self.users[user as usize];
+        UserFeatures { gender: u.gender as u32, age_group: u.age_group as u32, city_tier: u.city_tier as u32 }
     }
 
     /// The latent taste of user `u` for item `i` (sum of subcategory, style and tier terms).
@@ -732,6 +778,25 @@ mod tests {
         assert!(e.to_string().contains("--days"), "{e}");
         let e = World::generate(&WorldConfig { eval_days: 10, ..small() }).unwrap_err();
         assert!(e.to_string().contains("--eval-days"), "{e}");
+    }
+
+    #[test]
+    fn features_are_dense_and_match_the_catalog() {
+        let w = World::generate(&small()).unwrap();
+        let cat = w.catalog();
+        let mut brand_of = std::collections::HashMap::new();
+        for i in 0..w.n_items() as u32 {
+            let f = w.item_features(i);
+            assert!((f.brand as usize) < N_BRANDS && (f.subcategory as usize) < N_SUBCATEGORIES);
+            assert_eq!(f.category, f.subcategory / SUBS_PER_CATEGORY as u32);
+            let item = &cat.items[i as usize];
+            assert_eq!(item.extra["price_bucket"], f.price_bucket.to_string());
+            // One global brand id per (category, brand name).
+            let key = (f.category, item.brand.clone());
+            assert_eq!(*brand_of.entry(key).or_insert(f.brand), f.brand);
+        }
+        let u = w.user_features(0);
+        assert!(u.gender < 2 && u.age_group < 5 && u.city_tier < 4);
     }
 
     #[test]

@@ -104,11 +104,11 @@ mod tests {
     fn text_reveals_subcategory_and_style() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for sub in 0..taxonomy::N_SUBCATEGORIES {
-            for style in 0..taxonomy::N_STYLES {
+            for (style, st) in STYLES.iter().enumerate() {
                 let t = item_text(&mut rng, sub, style, style % 3, 0);
                 let s = taxonomy::subcategory(sub);
                 assert!(s.nouns.iter().any(|n| t.title.contains(n)), "{}", t.title);
-                assert!(STYLES[style].words.iter().any(|w| t.title.contains(w)), "{}", t.title);
+                assert!(st.words.iter().any(|w| t.title.contains(w)), "{}", t.title);
                 assert!(t.keywords.starts_with(s.nouns[0]));
                 assert!(!t.attributes.is_empty());
             }
