@@ -528,4 +528,33 @@ mod tests {
         let e = embed_items(&items(&["a"]), &tk, &Fake, &opts, &out).unwrap_err().to_string();
         assert!(e.contains("dim 7") && e.contains("dim 4"), "{e}");
     }
+
+    /// Fails on the second batch; the rows of the first batch are kept for resume.
+    struct FailSecond(std::sync::atomic::AtomicUsize);
+    impl ContentEncoder for FailSecond {
+        fn hidden_dim(&self) -> usize {
+            4
+        }
+        fn encode(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+            if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                return Err(Error::Invalid("model exploded".into()));
+            }
+            Fake.encode(batch)
+        }
+    }
+
+    #[test]
+    fn encoder_errors_stop_the_pipeline_and_keep_finished_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let tk = tokenizer(dir.path());
+        let cat = items(&["a", "bb", "ccc", "dddd"]);
+        // Budget 11 tokens: every sequence (≥ 9 tokens) is its own batch.
+        let opts = EmbedOptions { model_id: "fake".into(), batch_tokens: 11, ..Default::default() };
+        let out = dir.path().join("o.st");
+        let e = embed_items(&cat, &tk, &FailSecond(0.into()), &opts, &out).unwrap_err().to_string();
+        assert!(e.contains("model exploded"), "{e}");
+        assert_eq!(EmbeddingStore::load(&out).unwrap().len(), 1);
+        let r = embed_items(&cat, &tk, &Fake, &opts, &out).unwrap();
+        assert_eq!((r.resumed, r.embedded, r.batches), (1, 3, 3));
+    }
 }
