@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in &args[2..] {
         let t = g.read_raw(name)?;
         let bytes: Vec<u8> = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(std::path::Path::new(&args[1]).join(format!("{name}.f32")), bytes)?;
+        std::fs::write(
+            std::path::Path::new(&args[1]).join(format!("{name}.f32")),
+            bytes,
+        )?;
         let ty = g.tensor_info(name).map(|i| i.ty.name()).unwrap_or_default();
         println!("{name}\t{ty}\t{:?}", t.shape);
     }

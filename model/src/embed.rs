@@ -64,7 +64,9 @@ impl Default for EmbedOptions {
             normalize: false,
             batch_tokens: 8192,
             shard: None,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+            workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 8),
             checkpoint_secs: 60,
             progress: false,
             meta: Vec::new(),
@@ -92,9 +94,16 @@ pub struct EmbedReport {
 
 /// Parses `I/N` (0 ≤ I < N).
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = || Error::Invalid(format!("--shard `{s}`: expected I/N with 0 <= I < N, e.g. 0/4"));
+    let bad = || {
+        Error::Invalid(format!(
+            "--shard `{s}`: expected I/N with 0 <= I < N, e.g. 0/4"
+        ))
+    };
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
     if n == 0 || i >= n {
         return Err(bad());
     }
@@ -157,9 +166,15 @@ pub fn embed_items(
         EmbeddingStore::new(StoreKind::Content, dim)
     };
     store.meta.insert("model".into(), opts.model_id.clone());
-    store.meta.insert("template".into(), opts.template.describe());
-    store.meta.insert("normalize".into(), opts.normalize.to_string());
-    store.meta.insert("max_len".into(), tokenizer.max_len().to_string());
+    store
+        .meta
+        .insert("template".into(), opts.template.describe());
+    store
+        .meta
+        .insert("normalize".into(), opts.normalize.to_string());
+    store
+        .meta
+        .insert("max_len".into(), tokenizer.max_len().to_string());
     if let Some((i, n)) = opts.shard {
         store.meta.insert("shard".into(), format!("{i}/{n}"));
     }
@@ -227,7 +242,9 @@ pub fn embed_items(
             let (rx, tx) = (text_rx.clone(), tok_tx.clone());
             scope.spawn(move || {
                 for k in rx.iter() {
-                    let r = tokenizer.encode(&pending_ref[k].1, true).map(|ids| (k, ids));
+                    let r = tokenizer
+                        .encode(&pending_ref[k].1, true)
+                        .map(|ids| (k, ids));
                     let stop = r.is_err();
                     if tx.send(r).is_err() || stop {
                         return;
@@ -242,7 +259,9 @@ pub fn embed_items(
         scope.spawn(move || {
             let mut buf = Vec::with_capacity(window);
             let flush = |buf: &mut Vec<(usize, Vec<u32>)>| -> bool {
-                cut_batches(std::mem::take(buf), budget).into_iter().all(|b| batch_tx.send(Ok(b)).is_ok())
+                cut_batches(std::mem::take(buf), budget)
+                    .into_iter()
+                    .all(|b| batch_tx.send(Ok(b)).is_ok())
             };
             for r in tok_rx.iter() {
                 match r {
@@ -280,7 +299,10 @@ pub fn embed_items(
                 }
                 let (p, _, hash) = &pending_ref[k];
                 if e.iter().any(|v| !v.is_finite()) {
-                    return Err(Error::Invalid(format!("embedding of item `{}` is not finite", items[*p].id)));
+                    return Err(Error::Invalid(format!(
+                        "embedding of item `{}` is not finite",
+                        items[*p].id
+                    )));
                 }
                 store.insert(&items[*p].id, hash, &e)?;
                 report.tokens += seq.len();
@@ -311,7 +333,9 @@ pub fn embed_items(
 /// the same dim and `model`; an id present in two shards must have the same content hash.
 pub fn merge_stores(paths: &[&Path]) -> Result<EmbeddingStore> {
     let mut iter = paths.iter();
-    let first = iter.next().ok_or_else(|| Error::Invalid("merge-stores: no input stores".into()))?;
+    let first = iter
+        .next()
+        .ok_or_else(|| Error::Invalid("merge-stores: no input stores".into()))?;
     let mut out = EmbeddingStore::load(first)?;
     out.meta.remove("shard");
     for p in iter {
@@ -353,11 +377,15 @@ pub fn merge_stores(paths: &[&Path]) -> Result<EmbeddingStore> {
 
 /// The `k` rows most cosine-similar to `id` (itself excluded), best first.
 pub fn nearest(store: &EmbeddingStore, id: &str, k: usize) -> Result<Vec<(String, f32)>> {
-    let q = store.get(id).ok_or_else(|| Error::Invalid(format!("item `{id}` is not in the store")))?;
+    let q = store
+        .get(id)
+        .ok_or_else(|| Error::Invalid(format!("item `{id}` is not in the store")))?;
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     let qn = norm(q);
     if qn == 0.0 {
-        return Err(Error::Invalid(format!("item `{id}` has a zero embedding: cosine is undefined")));
+        return Err(Error::Invalid(format!(
+            "item `{id}` has a zero embedding: cosine is undefined"
+        )));
     }
     let mut scored: Vec<(usize, f32)> = (0..store.len())
         .filter(|&r| store.ids[r] != id)
@@ -365,12 +393,22 @@ pub fn nearest(store: &EmbeddingStore, id: &str, k: usize) -> Result<Vec<(String
             let v = store.row(r);
             let n = norm(v);
             let dot: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
-            (r, if n > 0.0 { dot / (qn * n) } else { f32::NEG_INFINITY })
+            (
+                r,
+                if n > 0.0 {
+                    dot / (qn * n)
+                } else {
+                    f32::NEG_INFINITY
+                },
+            )
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scored.truncate(k);
-    Ok(scored.into_iter().map(|(r, s)| (store.ids[r].clone(), s)).collect())
+    Ok(scored
+        .into_iter()
+        .map(|(r, s)| (store.ids[r].clone(), s))
+        .collect())
 }
 
 #[cfg(test)]
@@ -379,9 +417,16 @@ mod tests {
 
     #[test]
     fn batches_respect_the_token_budget_and_sort_by_length() {
-        let seqs: Vec<(usize, Vec<u32>)> = [5, 1, 9, 3, 3, 20, 2].iter().enumerate().map(|(i, &n)| (i, vec![0; n])).collect();
+        let seqs: Vec<(usize, Vec<u32>)> = [5, 1, 9, 3, 3, 20, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (i, vec![0; n]))
+            .collect();
         let b = cut_batches(seqs, 12);
-        let lens: Vec<Vec<usize>> = b.iter().map(|x| x.iter().map(|s| s.1.len()).collect()).collect();
+        let lens: Vec<Vec<usize>> = b
+            .iter()
+            .map(|x| x.iter().map(|s| s.1.len()).collect())
+            .collect();
         assert_eq!(lens, vec![vec![1, 2, 3, 3], vec![5], vec![9], vec![20]]);
         for batch in &b {
             let longest = batch.iter().map(|s| s.1.len()).max().unwrap();
@@ -407,7 +452,14 @@ mod tests {
         fn encode(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
             Ok(batch
                 .iter()
-                .map(|s| vec![s.len() as f32, s.iter().map(|&x| x as f32).sum(), s[0] as f32, 1.0])
+                .map(|s| {
+                    vec![
+                        s.len() as f32,
+                        s.iter().map(|&x| x as f32).sum(),
+                        s[0] as f32,
+                        1.0,
+                    ]
+                })
                 .collect())
         }
     }
@@ -420,9 +472,18 @@ mod tests {
         let n = toks.len();
         let meta = vec![
             ("tokenizer.ggml.model", Value::String("llama".into())),
-            ("tokenizer.ggml.tokens", Value::Array(toks.into_iter().map(Value::String).collect())),
-            ("tokenizer.ggml.scores", Value::Array(vec![Value::F32(0.0); n])),
-            ("tokenizer.ggml.token_type", Value::Array(vec![Value::I32(1); n])),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(toks.into_iter().map(Value::String).collect()),
+            ),
+            (
+                "tokenizer.ggml.scores",
+                Value::Array(vec![Value::F32(0.0); n]),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(vec![Value::I32(1); n]),
+            ),
             ("tokenizer.ggml.bos_token_id", Value::U32(1)),
             ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
             ("tokenizer.ggml.add_space_prefix", Value::Bool(false)),
@@ -433,7 +494,15 @@ mod tests {
     }
 
     fn items(titles: &[&str]) -> Vec<Item> {
-        titles.iter().enumerate().map(|(i, t)| Item { id: format!("i{i}"), title: (*t).into(), ..Default::default() }).collect()
+        titles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Item {
+                id: format!("i{i}"),
+                title: (*t).into(),
+                ..Default::default()
+            })
+            .collect()
     }
 
     #[test]
@@ -441,7 +510,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tk = tokenizer(dir.path());
         let cat = items(&["ab", "abc", "z", "hello world", "b"]);
-        let opts = EmbedOptions { model_id: "fake".into(), batch_tokens: 64, workers: 2, ..Default::default() };
+        let opts = EmbedOptions {
+            model_id: "fake".into(),
+            batch_tokens: 64,
+            workers: 2,
+            ..Default::default()
+        };
         let out = dir.path().join("all.safetensors");
         let r = embed_items(&cat, &tk, &Fake, &opts, &out).unwrap();
         assert_eq!((r.items, r.resumed, r.embedded), (5, 0, 5));
@@ -450,7 +524,15 @@ mod tests {
         let row = s.get("i0").unwrap();
         assert_eq!((row[0], row[2]), (10.0, 1.0));
         assert_eq!(s.meta.get("model").map(String::as_str), Some("fake"));
-        assert_eq!(r.tokens, cat.iter().map(|i| tk.encode(&TextTemplate::default().render(i), true).unwrap().len()).sum::<usize>());
+        assert_eq!(
+            r.tokens,
+            cat.iter()
+                .map(|i| tk
+                    .encode(&TextTemplate::default().render(i), true)
+                    .unwrap()
+                    .len())
+                .sum::<usize>()
+        );
 
         // Resume: nothing changes → everything skipped; one title changes → one row redone.
         let r = embed_items(&cat, &tk, &Fake, &opts, &out).unwrap();
@@ -459,15 +541,50 @@ mod tests {
         cat2[2].title = "zz".into();
         let r = embed_items(&cat2, &tk, &Fake, &opts, &out).unwrap();
         assert_eq!((r.resumed, r.embedded), (4, 1));
-        assert_eq!(EmbeddingStore::load(&out).unwrap().get("i2").unwrap()[0], 10.0, "\"Title: zz\" + BOS");
+        assert_eq!(
+            EmbeddingStore::load(&out).unwrap().get("i2").unwrap()[0],
+            10.0,
+            "\"Title: zz\" + BOS"
+        );
         // Another model id invalidates every hash.
-        let other = EmbedOptions { model_id: "fake2".into(), ..opts.clone() };
-        assert_eq!(embed_items(&cat2, &tk, &Fake, &other, &out).unwrap().embedded, 5);
+        let other = EmbedOptions {
+            model_id: "fake2".into(),
+            ..opts.clone()
+        };
+        assert_eq!(
+            embed_items(&cat2, &tk, &Fake, &other, &out)
+                .unwrap()
+                .embedded,
+            5
+        );
 
         // Shards cover the catalog exactly once and merge back to the full store.
-        let (s0, s1) = (dir.path().join("s0.safetensors"), dir.path().join("s1.safetensors"));
-        let r0 = embed_items(&cat, &tk, &Fake, &EmbedOptions { shard: Some((0, 2)), ..opts.clone() }, &s0).unwrap();
-        let r1 = embed_items(&cat, &tk, &Fake, &EmbedOptions { shard: Some((1, 2)), ..opts.clone() }, &s1).unwrap();
+        let (s0, s1) = (
+            dir.path().join("s0.safetensors"),
+            dir.path().join("s1.safetensors"),
+        );
+        let r0 = embed_items(
+            &cat,
+            &tk,
+            &Fake,
+            &EmbedOptions {
+                shard: Some((0, 2)),
+                ..opts.clone()
+            },
+            &s0,
+        )
+        .unwrap();
+        let r1 = embed_items(
+            &cat,
+            &tk,
+            &Fake,
+            &EmbedOptions {
+                shard: Some((1, 2)),
+                ..opts.clone()
+            },
+            &s1,
+        )
+        .unwrap();
         assert_eq!((r0.items, r1.items), (3, 2));
         let merged = merge_stores(&[&s0, &s1]).unwrap();
         assert_eq!(merged.len(), 5);
@@ -477,9 +594,25 @@ mod tests {
 
         // Normalised rows have unit norm; neighbours rank by cosine.
         let n = dir.path().join("norm.safetensors");
-        embed_items(&cat, &tk, &Fake, &EmbedOptions { normalize: true, ..opts.clone() }, &n).unwrap();
+        embed_items(
+            &cat,
+            &tk,
+            &Fake,
+            &EmbedOptions {
+                normalize: true,
+                ..opts.clone()
+            },
+            &n,
+        )
+        .unwrap();
         let s = EmbeddingStore::load(&n).unwrap();
-        let norm: f32 = s.get("i3").unwrap().iter().map(|x| x * x).sum::<f32>().sqrt();
+        let norm: f32 = s
+            .get("i3")
+            .unwrap()
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
         let hits = nearest(&s, "i0", 2).unwrap();
         assert_eq!(hits.len(), 2);
@@ -490,7 +623,9 @@ mod tests {
 
     fn embed_items_row(cat: &[Item], tk: &Tokenizer, id: &str) -> Option<Vec<f32>> {
         let item = cat.iter().find(|i| i.id == id)?;
-        let ids = tk.encode(&TextTemplate::default().render(item), true).ok()?;
+        let ids = tk
+            .encode(&TextTemplate::default().render(item), true)
+            .ok()?;
         Fake.encode(&[ids]).ok()?.pop()
     }
 
@@ -510,7 +645,10 @@ mod tests {
         s.insert("x", "h2", &[0.0, 1.0]).unwrap();
         s.save(&b).unwrap();
         let e = merge_stores(&[&a, &b]).unwrap_err().to_string();
-        assert!(e.contains("item `x`") && e.contains("different content hash"), "{e}");
+        assert!(
+            e.contains("item `x`") && e.contains("different content hash"),
+            "{e}"
+        );
         let mut s3 = EmbeddingStore::new(StoreKind::Content, 3);
         s3.meta.insert("model".into(), "m1".into());
         s3.save(&b).unwrap();
@@ -523,9 +661,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tk = tokenizer(dir.path());
         let out = dir.path().join("o.st");
-        EmbeddingStore::new(StoreKind::Content, 7).save(&out).unwrap();
-        let opts = EmbedOptions { model_id: "fake".into(), ..Default::default() };
-        let e = embed_items(&items(&["a"]), &tk, &Fake, &opts, &out).unwrap_err().to_string();
+        EmbeddingStore::new(StoreKind::Content, 7)
+            .save(&out)
+            .unwrap();
+        let opts = EmbedOptions {
+            model_id: "fake".into(),
+            ..Default::default()
+        };
+        let e = embed_items(&items(&["a"]), &tk, &Fake, &opts, &out)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dim 7") && e.contains("dim 4"), "{e}");
     }
 
@@ -549,9 +694,15 @@ mod tests {
         let tk = tokenizer(dir.path());
         let cat = items(&["a", "bb", "ccc", "dddd"]);
         // Budget 11 tokens: every sequence (≥ 9 tokens) is its own batch.
-        let opts = EmbedOptions { model_id: "fake".into(), batch_tokens: 11, ..Default::default() };
+        let opts = EmbedOptions {
+            model_id: "fake".into(),
+            batch_tokens: 11,
+            ..Default::default()
+        };
         let out = dir.path().join("o.st");
-        let e = embed_items(&cat, &tk, &FailSecond(0.into()), &opts, &out).unwrap_err().to_string();
+        let e = embed_items(&cat, &tk, &FailSecond(0.into()), &opts, &out)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("model exploded"), "{e}");
         assert_eq!(EmbeddingStore::load(&out).unwrap().len(), 1);
         let r = embed_items(&cat, &tk, &Fake, &opts, &out).unwrap();

@@ -72,11 +72,14 @@ pub fn read_items(path: &Path) -> anyhow::Result<Vec<Item>> {
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1))
+        })
         .collect()
 }
 
@@ -95,8 +98,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let items = read_items(&args.items)?;
     let template = match &args.template {
         Some(t) => {
-            let extra: Vec<String> =
-                items.iter().flat_map(|i| i.extra.keys().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            let extra: Vec<String> = items
+                .iter()
+                .flat_map(|i| i.extra.keys().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             TextTemplate::parse(t, &extra)?
         }
         None => TextTemplate::paper(Some(&args.price_unit)),
@@ -104,7 +111,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokenizer = load_tokenizer(&args.model, args.max_len)?;
     let pooling = format!("{:?}", args.pooling).to_lowercase();
     let mut opts = EmbedOptions {
-        model_id: format!("{}|pooling={pooling}|max_len={}", args.model.display(), args.max_len),
+        model_id: format!(
+            "{}|pooling={pooling}|max_len={}",
+            args.model.display(),
+            args.max_len
+        ),
         template,
         normalize: args.normalize,
         batch_tokens: args.batch_tokens,
@@ -128,22 +139,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.items,
         report.seconds,
         report.tokens,
-        100.0 * (report.padded_tokens.saturating_sub(report.tokens)) as f64 / report.padded_tokens.max(1) as f64,
+        100.0 * (report.padded_tokens.saturating_sub(report.tokens)) as f64
+            / report.padded_tokens.max(1) as f64,
         report.batches,
         args.out.display()
     );
     if let Some(path) = &args.jsonl {
-        write_jsonl(&learnrec_eval::store::EmbeddingStore::load(&args.out)?, path)?;
+        write_jsonl(
+            &learnrec_eval::store::EmbeddingStore::load(&args.out)?,
+            path,
+        )?;
     }
     Ok(())
 }
 
-fn bail_no_backbone(model: &Path) -> anyhow::Result<Box<dyn learnrec_model::embed::ContentEncoder>> {
-    bail!("{}: no backbone is wired into `embed` yet (the backbones land separately)", model.display())
+fn bail_no_backbone(
+    model: &Path,
+) -> anyhow::Result<Box<dyn learnrec_model::embed::ContentEncoder>> {
+    bail!(
+        "{}: no backbone is wired into `embed` yet (the backbones land separately)",
+        model.display()
+    )
 }
 
 /// Writes a store as JSON Lines, atomically.
-pub fn write_jsonl(store: &learnrec_eval::store::EmbeddingStore, path: &Path) -> anyhow::Result<()> {
+pub fn write_jsonl(
+    store: &learnrec_eval::store::EmbeddingStore,
+    path: &Path,
+) -> anyhow::Result<()> {
     learnrec_eval::atomic::write_with(path, |w| {
         for (r, id) in store.ids.iter().enumerate() {
             let line = serde_json::json!({ "id": id, "embedding": store.row(r) });

@@ -17,7 +17,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let paths: Vec<&std::path::Path> = args.inputs.iter().map(PathBuf::as_path).collect();
     let store = merge_stores(&paths)?;
     store.save(&args.out)?;
-    eprintln!("merged {} stores: {} rows of dim {} -> {}", paths.len(), store.len(), store.dim, args.out.display());
+    eprintln!(
+        "merged {} stores: {} rows of dim {} -> {}",
+        paths.len(),
+        store.len(),
+        store.dim,
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -41,13 +47,27 @@ mod tests {
         let a = mk("a.st", &[("x", [1.0, 0.0]), ("y", [0.0, 1.0])]);
         let b = mk("b.st", &[("z", [1.0, 0.1])]);
         let out = dir.path().join("m.st");
-        super::run(super::Args { inputs: vec![a, b], out: out.clone() }).unwrap();
+        super::run(super::Args {
+            inputs: vec![a, b],
+            out: out.clone(),
+        })
+        .unwrap();
         let m = EmbeddingStore::load(&out).unwrap();
         assert_eq!(m.ids, vec!["x", "y", "z"]);
         assert_eq!(m.get("z"), Some(&[1.0, 0.1][..]));
-        let args = crate::cmd::neighbors::Args { store: out.clone(), item: "x".into(), k: 1, catalog: None };
+        let args = crate::cmd::neighbors::Args {
+            store: out.clone(),
+            item: "x".into(),
+            k: 1,
+            catalog: None,
+        };
         crate::cmd::neighbors::run(args).unwrap();
-        let args = crate::cmd::neighbors::Args { store: out, item: "nope".into(), k: 1, catalog: None };
+        let args = crate::cmd::neighbors::Args {
+            store: out,
+            item: "nope".into(),
+            k: 1,
+            catalog: None,
+        };
         let e = crate::cmd::neighbors::run(args).unwrap_err().to_string();
         assert!(e.contains("`nope` is not in the store"), "{e}");
     }

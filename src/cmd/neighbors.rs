@@ -25,7 +25,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let store = EmbeddingStore::load(&args.store)?;
     let hits = nearest(&store, &args.item, args.k)?;
-    let catalog = args.catalog.as_deref().map(super::embed::read_items).transpose()?;
+    let catalog = args
+        .catalog
+        .as_deref()
+        .map(super::embed::read_items)
+        .transpose()?;
     let text = |id: &str| -> String {
         catalog
             .as_ref()
