@@ -16,7 +16,10 @@ fn status_kib(key: &str) -> Option<u64> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.iter().find(|a| !a.starts_with("--")).ok_or("usage: gguf_load PATH [--skip-output]")?;
+    let path = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .ok_or("usage: gguf_load PATH [--skip-output]")?;
     let skip_output = args.iter().any(|a| a == "--skip-output");
     let t0 = Instant::now();
     let g = GgufFile::open(path)?;

@@ -339,7 +339,10 @@ impl<'a> Cursor<'a> {
         if n > max {
             return Err(self.err(
                 what,
-                format!("count {n} cannot fit in the {} bytes that remain in the file", self.remaining()),
+                format!(
+                    "count {n} cannot fit in the {} bytes that remain in the file",
+                    self.remaining()
+                ),
             ));
         }
         Ok(n as usize)
@@ -347,7 +350,8 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.count(what, 1)?;
         let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| self.err(what, format!("string is not UTF-8: {e}")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| self.err(what, format!("string is not UTF-8: {e}")))
     }
     fn value(&mut self, ty: u32, what: &str, depth: usize) -> Result<Value> {
         Ok(match ty {
@@ -366,7 +370,9 @@ impl<'a> Cursor<'a> {
             8 => Value::String(self.string(what)?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err(what, format!("arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+                    return Err(
+                        self.err(what, format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"))
+                    );
                 }
                 let ety = self.u32(what)?;
                 let min = match ety {
@@ -376,7 +382,9 @@ impl<'a> Cursor<'a> {
                     10..=12 => 8,
                     8 => 8,
                     9 => 12,
-                    other => return Err(self.err(what, format!("unknown array element type {other}"))),
+                    other => {
+                        return Err(self.err(what, format!("unknown array element type {other}")));
+                    }
                 };
                 let n = self.count(what, min)?;
                 let mut v = Vec::with_capacity(n);
@@ -406,7 +414,11 @@ impl GgufFile {
     }
 
     fn parse(path: PathBuf, mmap: Mmap) -> Result<Self> {
-        let mut c = Cursor { buf: &mmap[..], pos: 0, path: &path };
+        let mut c = Cursor {
+            buf: &mmap[..],
+            pos: 0,
+            path: &path,
+        };
         let magic = c.u32("header")?;
         if magic != MAGIC {
             return Err(Error::format(
@@ -432,7 +444,11 @@ impl GgufFile {
             let ty = c.u32(&format!("metadata `{key}`"))?;
             let value = c.value(ty, &format!("metadata `{key}`"), 0)?;
             if metadata.insert(key.clone(), value).is_some() {
-                return Err(Error::format(&path, format!("metadata `{key}`"), "duplicate key"));
+                return Err(Error::format(
+                    &path,
+                    format!("metadata `{key}`"),
+                    "duplicate key",
+                ));
             }
         }
         let alignment = match metadata.get("general.alignment") {
@@ -453,7 +469,11 @@ impl GgufFile {
             let what = format!("tensor `{name}`");
             let n_dims = c.u32(&what)?;
             if n_dims > MAX_DIMS {
-                return Err(Error::format(&path, &what, format!("{n_dims} dimensions (at most {MAX_DIMS})")));
+                return Err(Error::format(
+                    &path,
+                    &what,
+                    format!("{n_dims} dimensions (at most {MAX_DIMS})"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -465,7 +485,13 @@ impl GgufFile {
                 .iter()
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
                 .and_then(|n| usize::try_from(n).ok())
-                .ok_or_else(|| Error::format(&path, &what, format!("element count of dims {dims:?} overflows")))?;
+                .ok_or_else(|| {
+                    Error::format(
+                        &path,
+                        &what,
+                        format!("element count of dims {dims:?} overflows"),
+                    )
+                })?;
             let n_bytes = match ty.block_layout() {
                 None => 0, // unknown type: size unknown; reading it is an `Unsupported` error
                 Some((bs, _)) => {
@@ -473,11 +499,19 @@ impl GgufFile {
                         return Err(Error::format(
                             &path,
                             &what,
-                            format!("first dimension {} is not a multiple of the {} block size {bs}", dims[0], ty.name()),
+                            format!(
+                                "first dimension {} is not a multiple of the {} block size {bs}",
+                                dims[0],
+                                ty.name()
+                            ),
                         ));
                     }
                     ty.byte_size(n_elements).ok_or_else(|| {
-                        Error::format(&path, &what, format!("{n_elements} elements of {} overflow", ty.name()))
+                        Error::format(
+                            &path,
+                            &what,
+                            format!("{n_elements} elements of {} overflow", ty.name()),
+                        )
                     })?
                 }
             };
@@ -491,12 +525,21 @@ impl GgufFile {
             if index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::format(&path, &what, "duplicate tensor name"));
             }
-            tensors.push(TensorInfo { name, dims, ty, offset, n_elements, n_bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                offset,
+                n_elements,
+                n_bytes,
+            });
         }
         let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
         let file_len = mmap.len() as u64;
         for t in &tensors {
-            let end = data_start.checked_add(t.offset).and_then(|s| s.checked_add(t.n_bytes as u64));
+            let end = data_start
+                .checked_add(t.offset)
+                .and_then(|s| s.checked_add(t.n_bytes as u64));
             if end.is_none_or(|e| e > file_len) {
                 return Err(Error::format(
                     &path,
@@ -513,7 +556,17 @@ impl GgufFile {
             _ => None,
         };
         let data_start = data_start as usize;
-        Ok(GgufFile { path, mmap, version, metadata, tensors, index, data_start, alignment, arch })
+        Ok(GgufFile {
+            path,
+            mmap,
+            version,
+            metadata,
+            tensors,
+            index,
+            data_start,
+            alignment,
+            arch,
+        })
     }
 
     /// The file path.
@@ -553,12 +606,19 @@ impl GgufFile {
         self.metadata.get(key)
     }
     fn require(&self, key: &str) -> Result<&Value> {
-        self.metadata.get(key).ok_or_else(|| self.key_err(key, "missing"))
+        self.metadata
+            .get(key)
+            .ok_or_else(|| self.key_err(key, "missing"))
     }
     /// A non-negative integer (any integer type).
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let v = self.require(key)?;
-        v.as_u64().ok_or_else(|| self.key_err(key, format!("expected a non-negative integer, found {}", v.type_name())))
+        v.as_u64().ok_or_else(|| {
+            self.key_err(
+                key,
+                format!("expected a non-negative integer, found {}", v.type_name()),
+            )
+        })
     }
     /// A non-negative integer as usize.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
@@ -573,7 +633,9 @@ impl GgufFile {
     /// A float (f32, f64, or an integer).
     pub fn get_f32(&self, key: &str) -> Result<f32> {
         let v = self.require(key)?;
-        v.as_f64().map(|x| x as f32).ok_or_else(|| self.key_err(key, format!("expected a number, found {}", v.type_name())))
+        v.as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| self.key_err(key, format!("expected a number, found {}", v.type_name())))
     }
     /// A bool.
     pub fn get_bool(&self, key: &str) -> Result<bool> {
@@ -603,7 +665,10 @@ impl GgufFile {
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) => Ok(s.as_str()),
-                v => Err(self.key_err(key, format!("element {i}: expected a string, found {}", v.type_name()))),
+                v => Err(self.key_err(
+                    key,
+                    format!("element {i}: expected a string, found {}", v.type_name()),
+                )),
             })
             .collect()
     }
@@ -613,9 +678,12 @@ impl GgufFile {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_f64()
-                    .map(|x| x as f32)
-                    .ok_or_else(|| self.key_err(key, format!("element {i}: expected a number, found {}", v.type_name())))
+                v.as_f64().map(|x| x as f32).ok_or_else(|| {
+                    self.key_err(
+                        key,
+                        format!("element {i}: expected a number, found {}", v.type_name()),
+                    )
+                })
             })
             .collect()
     }
@@ -625,15 +693,23 @@ impl GgufFile {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_i64()
-                    .ok_or_else(|| self.key_err(key, format!("element {i}: expected an integer, found {}", v.type_name())))
+                v.as_i64().ok_or_else(|| {
+                    self.key_err(
+                        key,
+                        format!("element {i}: expected an integer, found {}", v.type_name()),
+                    )
+                })
             })
             .collect()
     }
     /// `Ok(None)` when `key` is absent, else the typed value (a present key of the wrong type is
     /// an error).
     pub fn opt<T>(&self, key: &str, f: impl FnOnce(&Self, &str) -> Result<T>) -> Result<Option<T>> {
-        if self.metadata.contains_key(key) { f(self, key).map(Some) } else { Ok(None) }
+        if self.metadata.contains_key(key) {
+            f(self, key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// The raw bytes of a tensor (inside the memory map).
@@ -645,16 +721,28 @@ impl GgufFile {
     /// Reads GGUF tensor `name` as f32, shape in PyTorch order, values exactly as stored (no
     /// Llama un-permutation, no Gemma norm shift: see [`TensorSource::tensor`] for those).
     pub fn read_raw(&self, name: &str) -> Result<F32Tensor> {
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| Error::format(&self.path, format!("tensor `{name}`"), "not in the file"))?;
-        let data = quant::dequantize(info.ty, self.tensor_bytes(info), info.n_elements, &self.path, name)?;
-        Ok(F32Tensor { shape: info.torch_shape(), data })
+        let info = self.tensor_info(name).ok_or_else(|| {
+            Error::format(&self.path, format!("tensor `{name}`"), "not in the file")
+        })?;
+        let data = quant::dequantize(
+            info.ty,
+            self.tensor_bytes(info),
+            info.n_elements,
+            &self.path,
+            name,
+        )?;
+        Ok(F32Tensor {
+            shape: info.torch_shape(),
+            data,
+        })
     }
 
     /// Summarises the model configuration from `{arch}.*` metadata.
     pub fn config(&self) -> Result<GgufConfig> {
-        let arch = self.arch.clone().ok_or_else(|| self.key_err("general.architecture", "missing"))?;
+        let arch = self
+            .arch
+            .clone()
+            .ok_or_else(|| self.key_err("general.architecture", "missing"))?;
         let a = arch.name().to_owned();
         let k = |s: &str| format!("{a}.{s}");
         let n_heads = self.get_usize(&k("attention.head_count"))?;
@@ -679,11 +767,19 @@ impl GgufFile {
             }
             Some(_) => self.get_usize(&k("attention.head_count_kv"))?,
         };
-        let head_dim = self.opt(&k("attention.key_length"), Self::get_usize)?.unwrap_or(hidden / n_heads);
-        let value_head_dim = self.opt(&k("attention.value_length"), Self::get_usize)?.unwrap_or(head_dim);
-        let rope_scaling = match self.opt(&k("rope.scaling.type"), |s, key| s.get_str(key).map(str::to_owned))? {
+        let head_dim = self
+            .opt(&k("attention.key_length"), Self::get_usize)?
+            .unwrap_or(hidden / n_heads);
+        let value_head_dim = self
+            .opt(&k("attention.value_length"), Self::get_usize)?
+            .unwrap_or(head_dim);
+        let rope_scaling = match self.opt(&k("rope.scaling.type"), |s, key| {
+            s.get_str(key).map(str::to_owned)
+        })? {
             Some(t) if t != "none" => {
-                let f = self.opt(&k("rope.scaling.factor"), Self::get_f32)?.unwrap_or(1.0);
+                let f = self
+                    .opt(&k("rope.scaling.factor"), Self::get_f32)?
+                    .unwrap_or(1.0);
                 Some((t, f))
             }
             _ => None,
@@ -704,7 +800,9 @@ impl GgufFile {
             head_dim,
             value_head_dim,
             ff: self.get_usize(&k("feed_forward_length"))?,
-            rope_theta: self.opt(&k("rope.freq_base"), Self::get_f32)?.unwrap_or(10_000.0),
+            rope_theta: self
+                .opt(&k("rope.freq_base"), Self::get_f32)?
+                .unwrap_or(10_000.0),
             rope_local_theta: is_gemma3.then_some(10_000.0),
             rope_scaling,
             rms_eps: self.opt(&k("attention.layer_norm_rms_epsilon"), Self::get_f32)?,
@@ -737,7 +835,9 @@ impl GgufFile {
             return Err(Error::format(
                 path,
                 format!("tensor `{name}`"),
-                format!("{rows} rows cannot be split into {n_head} heads of pairs (Llama Q/K un-permutation)"),
+                format!(
+                    "{rows} rows cannot be split into {n_head} heads of pairs (Llama Q/K un-permutation)"
+                ),
             ));
         }
         let hd = rows / n_head;
@@ -748,7 +848,8 @@ impl GgufFile {
                 for i in 0..half {
                     let hf_row = h * hd + tpair * half + i;
                     let gg_row = h * hd + 2 * i + tpair;
-                    out[hf_row * cols..(hf_row + 1) * cols].copy_from_slice(&t.data[gg_row * cols..(gg_row + 1) * cols]);
+                    out[hf_row * cols..(hf_row + 1) * cols]
+                        .copy_from_slice(&t.data[gg_row * cols..(gg_row + 1) * cols]);
                 }
             }
         }
@@ -803,7 +904,11 @@ impl TensorSource for GgufFile {
             return Err(Error::format(
                 &self.path,
                 format!("tensor `{name}`"),
-                if gname != name { format!("not in the file (looked for GGUF `{gname}`)") } else { "not in the file".into() },
+                if gname != name {
+                    format!("not in the file (looked for GGUF `{gname}`)")
+                } else {
+                    "not in the file".into()
+                },
             ));
         }
         let mut t = self.read_raw(&gname)?;
@@ -812,7 +917,11 @@ impl TensorSource for GgufFile {
                 let is_q = gname.ends_with(".attn_q.weight") || gname.ends_with(".attn_q.bias");
                 let is_k = gname.ends_with(".attn_k.weight") || gname.ends_with(".attn_k.bias");
                 if is_q || is_k {
-                    let key = if is_q { "llama.attention.head_count" } else { "llama.attention.head_count_kv" };
+                    let key = if is_q {
+                        "llama.attention.head_count"
+                    } else {
+                        "llama.attention.head_count_kv"
+                    };
                     let n_head = match self.opt(key, Self::get_usize)? {
                         Some(n) => n,
                         None => self.get_usize("llama.attention.head_count")?,

@@ -39,12 +39,22 @@ impl Default for TextTemplate {
 }
 
 /// Placeholders every item has.
-const BUILTIN: [&str; 7] = ["id", "title", "category", "brand", "price", "keywords", "attributes"];
+const BUILTIN: [&str; 7] = [
+    "id",
+    "title",
+    "category",
+    "brand",
+    "price",
+    "keywords",
+    "attributes",
+];
 
 impl TextTemplate {
     /// The paper's default template with the given price unit.
     pub fn paper(price_unit: Option<&str>) -> Self {
-        TextTemplate::Paper { price_unit: price_unit.filter(|u| !u.is_empty()).map(str::to_owned) }
+        TextTemplate::Paper {
+            price_unit: price_unit.filter(|u| !u.is_empty()).map(str::to_owned),
+        }
     }
 
     /// Parses a `{field}` template. `extra_columns` are the catalog's extra column names, which
@@ -103,13 +113,18 @@ impl TextTemplate {
         if !lit.is_empty() {
             parts.push(Part::Literal(lit));
         }
-        Ok(TextTemplate::Custom { source: template.to_owned(), parts })
+        Ok(TextTemplate::Custom {
+            source: template.to_owned(),
+            parts,
+        })
     }
 
     /// A short description for store metadata (`paper(yuan)` or the template source).
     pub fn describe(&self) -> String {
         match self {
-            TextTemplate::Paper { price_unit } => format!("paper({})", price_unit.as_deref().unwrap_or("")),
+            TextTemplate::Paper { price_unit } => {
+                format!("paper({})", price_unit.as_deref().unwrap_or(""))
+            }
             TextTemplate::Custom { source, .. } => source.clone(),
         }
     }
@@ -193,13 +208,25 @@ mod tests {
         let mut it = earrings();
         it.price = Some(39.0);
         it.brand = "-".into();
-        assert!(TextTemplate::default().render(&it).contains("Brand: -; Price: 39.0 yuan;"));
+        assert!(
+            TextTemplate::default()
+                .render(&it)
+                .contains("Brand: -; Price: 39.0 yuan;")
+        );
     }
 
     #[test]
     fn paper_template_skips_empty_fields_and_unit() {
-        let it = Item { id: "m".into(), title: "Toy Story (1995)".into(), category: "Animation".into(), ..Default::default() };
-        assert_eq!(TextTemplate::default().render(&it), "Title: Toy Story (1995); Category: Animation");
+        let it = Item {
+            id: "m".into(),
+            title: "Toy Story (1995)".into(),
+            category: "Animation".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            TextTemplate::default().render(&it),
+            "Title: Toy Story (1995); Category: Animation"
+        );
         let mut it = earrings();
         it.keywords = "  ".into();
         let t = TextTemplate::paper(None).render(&it);
@@ -210,14 +237,23 @@ mod tests {
     fn custom_template_renders_and_escapes() {
         let mut it = earrings();
         it.extra.insert("genres".into(), "Comedy".into());
-        let t = TextTemplate::parse("{title} | {genres} {{x}} {price}", &["genres".into()]).unwrap();
-        assert_eq!(t.render(&it), "Envy Versatile Five-Petal Flower Earrings 357 | Comedy {x} 9.9");
+        let t =
+            TextTemplate::parse("{title} | {genres} {{x}} {price}", &["genres".into()]).unwrap();
+        assert_eq!(
+            t.render(&it),
+            "Envy Versatile Five-Petal Flower Earrings 357 | Comedy {x} 9.9"
+        );
     }
 
     #[test]
     fn bad_templates_are_errors() {
-        let e = TextTemplate::parse("{title} {colour}", &[]).unwrap_err().to_string();
-        assert!(e.contains("unknown placeholder `{colour}`") && e.contains("known: id, title"), "{e}");
+        let e = TextTemplate::parse("{title} {colour}", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown placeholder `{colour}`") && e.contains("known: id, title"),
+            "{e}"
+        );
         let e = TextTemplate::parse("{title", &[]).unwrap_err().to_string();
         assert!(e.contains("never closed"), "{e}");
         let e = TextTemplate::parse("title}", &[]).unwrap_err().to_string();

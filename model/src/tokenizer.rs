@@ -48,7 +48,10 @@ pub struct Tokenizer {
 
 enum Backend {
     /// The `tokenizers` crate. `own_specials`: its post-processor adds the special tokens.
-    Hf { tk: Box<tokenizers::Tokenizer>, own_specials: bool },
+    Hf {
+        tk: Box<tokenizers::Tokenizer>,
+        own_specials: bool,
+    },
     /// SentencePiece BPE by scores (llama.cpp).
     Spm(Spm),
 }
@@ -57,10 +60,13 @@ impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
             .field("source", &self.source)
-            .field("kind", &match self.backend {
-                Backend::Hf { .. } => "tokenizers",
-                Backend::Spm(_) => "sentencepiece-bpe",
-            })
+            .field(
+                "kind",
+                &match self.backend {
+                    Backend::Hf { .. } => "tokenizers",
+                    Backend::Spm(_) => "sentencepiece-bpe",
+                },
+            )
             .field("vocab_size", &self.vocab_size)
             .field("max_len", &self.max_len)
             .finish()
@@ -78,13 +84,24 @@ impl Tokenizer {
         let path = path.as_ref();
         let source = path.display().to_string();
         if !path.is_file() {
-            return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found")));
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found"),
+            ));
         }
         let mut tk = tokenizers::Tokenizer::from_file(path).map_err(|e| tk_err(&source, e))?;
         tk.with_padding(None);
-        let vocab_size = tk.get_vocab(true).values().copied().max().map_or(0, |m| m as usize + 1);
+        let vocab_size = tk
+            .get_vocab(true)
+            .values()
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1);
         let mut t = Tokenizer {
-            backend: Backend::Hf { tk: Box::new(tk), own_specials: true },
+            backend: Backend::Hf {
+                tk: Box::new(tk),
+                own_specials: true,
+            },
             bos: None,
             eos: None,
             max_len: DEFAULT_MAX_LEN,
@@ -100,21 +117,38 @@ impl Tokenizer {
         let source = g.path().display().to_string();
         let model = g.get_str("tokenizer.ggml.model")?;
         let required: &[&str] = match model {
-            "gpt2" => &["tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.pre"],
-            "llama" | "gemma" => &["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"],
+            "gpt2" => &[
+                "tokenizer.ggml.tokens",
+                "tokenizer.ggml.merges",
+                "tokenizer.ggml.pre",
+            ],
+            "llama" | "gemma" => &[
+                "tokenizer.ggml.tokens",
+                "tokenizer.ggml.scores",
+                "tokenizer.ggml.token_type",
+            ],
             other => {
                 return Err(Error::Unsupported {
                     path: g.path().to_path_buf(),
-                    message: format!("tokenizer.ggml.model `{other}` (supported: gpt2, llama, gemma)"),
+                    message: format!(
+                        "tokenizer.ggml.model `{other}` (supported: gpt2, llama, gemma)"
+                    ),
                 });
             }
         };
-        let missing: Vec<&str> = required.iter().copied().filter(|k| g.get(k).is_none()).collect();
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|k| g.get(k).is_none())
+            .collect();
         if !missing.is_empty() {
             return Err(Error::format(
                 g.path(),
                 "tokenizer metadata",
-                format!("tokenizer.ggml.model `{model}` needs missing key(s): {}", missing.join(", ")),
+                format!(
+                    "tokenizer.ggml.model `{model}` needs missing key(s): {}",
+                    missing.join(", ")
+                ),
             ));
         }
         let tokens = g.get_str_array("tokenizer.ggml.tokens")?;
@@ -134,7 +168,10 @@ impl Tokenizer {
                 Some(id) if id as usize >= tokens.len() => Err(Error::format(
                     g.path(),
                     format!("metadata `{key}`"),
-                    format!("token id {id} is outside the vocabulary of {} tokens", tokens.len()),
+                    format!(
+                        "token id {id} is outside the vocabulary of {} tokens",
+                        tokens.len()
+                    ),
                 )),
                 other => Ok(other),
             }
@@ -144,18 +181,30 @@ impl Tokenizer {
         let unk_id = opt_id("tokenizer.ggml.unknown_token_id")?;
         let is_spm = model != "gpt2";
         // llama.cpp's defaults: SPM adds BOS, BPE does not; neither adds EOS.
-        let add_bos = g.opt("tokenizer.ggml.add_bos_token", GgufFile::get_bool)?.unwrap_or(is_spm);
-        let add_eos = g.opt("tokenizer.ggml.add_eos_token", GgufFile::get_bool)?.unwrap_or(false);
+        let add_bos = g
+            .opt("tokenizer.ggml.add_bos_token", GgufFile::get_bool)?
+            .unwrap_or(is_spm);
+        let add_eos = g
+            .opt("tokenizer.ggml.add_eos_token", GgufFile::get_bool)?
+            .unwrap_or(false);
         let bos = if add_bos {
             Some(bos_id.ok_or_else(|| {
-                Error::format(g.path(), "metadata `tokenizer.ggml.bos_token_id`", "missing, but add_bos_token is set")
+                Error::format(
+                    g.path(),
+                    "metadata `tokenizer.ggml.bos_token_id`",
+                    "missing, but add_bos_token is set",
+                )
             })?)
         } else {
             None
         };
         let eos = if add_eos {
             Some(eos_id.ok_or_else(|| {
-                Error::format(g.path(), "metadata `tokenizer.ggml.eos_token_id`", "missing, but add_eos_token is set")
+                Error::format(
+                    g.path(),
+                    "metadata `tokenizer.ggml.eos_token_id`",
+                    "missing, but add_eos_token is set",
+                )
             })?)
         } else {
             None
@@ -169,15 +218,27 @@ impl Tokenizer {
                     format!("{} entries for {} tokens", scores.len(), tokens.len()),
                 ));
             }
-            let add_space_prefix = g.opt("tokenizer.ggml.add_space_prefix", GgufFile::get_bool)?.unwrap_or(true);
+            let add_space_prefix = g
+                .opt("tokenizer.ggml.add_space_prefix", GgufFile::get_bool)?
+                .unwrap_or(true);
             Backend::Spm(Spm::new(&tokens, scores, &types, unk_id, add_space_prefix))
         } else {
             let pre = g.get_str("tokenizer.ggml.pre")?;
             let merges = g.get_str_array("tokenizer.ggml.merges")?;
             let tk = gpt2_bpe(&tokens, &types, &merges, pre, g.path())?;
-            Backend::Hf { tk: Box::new(tk), own_specials: false }
+            Backend::Hf {
+                tk: Box::new(tk),
+                own_specials: false,
+            }
         };
-        Ok(Tokenizer { backend, bos, eos, max_len: DEFAULT_MAX_LEN, vocab_size: tokens.len(), source })
+        Ok(Tokenizer {
+            backend,
+            bos,
+            eos,
+            max_len: DEFAULT_MAX_LEN,
+            vocab_size: tokens.len(),
+            source,
+        })
     }
 
     /// Sets the maximum number of tokens per encoding (special tokens included).
@@ -188,12 +249,22 @@ impl Tokenizer {
 
     fn set_max_len(&mut self, max_len: usize) -> Result<()> {
         if max_len < 3 {
-            return Err(Error::Invalid(format!("max length {max_len} is too small (at least 3)")));
+            return Err(Error::Invalid(format!(
+                "max length {max_len} is too small (at least 3)"
+            )));
         }
         self.max_len = max_len;
-        if let Backend::Hf { tk, own_specials: true } = &mut self.backend {
-            let params = tokenizers::TruncationParams { max_length: max_len, ..Default::default() };
-            tk.with_truncation(Some(params)).map_err(|e| tk_err(&self.source, e))?;
+        if let Backend::Hf {
+            tk,
+            own_specials: true,
+        } = &mut self.backend
+        {
+            let params = tokenizers::TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            };
+            tk.with_truncation(Some(params))
+                .map_err(|e| tk_err(&self.source, e))?;
         }
         Ok(())
     }
@@ -215,15 +286,31 @@ impl Tokenizer {
     /// by default. Truncated to [`Self::max_len`] tokens.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
         let mut ids = match &self.backend {
-            Backend::Hf { tk, own_specials: true } => {
-                return Ok(tk.encode(text, add_special).map_err(|e| tk_err(&self.source, e))?.get_ids().to_vec());
+            Backend::Hf {
+                tk,
+                own_specials: true,
+            } => {
+                return Ok(tk
+                    .encode(text, add_special)
+                    .map_err(|e| tk_err(&self.source, e))?
+                    .get_ids()
+                    .to_vec());
             }
-            Backend::Hf { tk, own_specials: false } => {
-                tk.encode(text, false).map_err(|e| tk_err(&self.source, e))?.get_ids().to_vec()
-            }
+            Backend::Hf {
+                tk,
+                own_specials: false,
+            } => tk
+                .encode(text, false)
+                .map_err(|e| tk_err(&self.source, e))?
+                .get_ids()
+                .to_vec(),
             Backend::Spm(spm) => spm.encode(text).map_err(|e| tk_err(&self.source, e))?,
         };
-        let (bos, eos) = if add_special { (self.bos, self.eos) } else { (None, None) };
+        let (bos, eos) = if add_special {
+            (self.bos, self.eos)
+        } else {
+            (None, None)
+        };
         let room = self.max_len - bos.is_some() as usize - eos.is_some() as usize;
         ids.truncate(room);
         let mut out = Vec::with_capacity(ids.len() + 2);
@@ -234,8 +321,15 @@ impl Tokenizer {
     }
 
     /// Encodes many texts in parallel (rayon); same ids as [`Self::encode`] per text.
-    pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S], add_special: bool) -> Result<Vec<Vec<u32>>> {
-        texts.par_iter().map(|t| self.encode(t.as_ref(), add_special)).collect()
+    pub fn encode_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        add_special: bool,
+    ) -> Result<Vec<Vec<u32>>> {
+        texts
+            .par_iter()
+            .map(|t| self.encode(t.as_ref(), add_special))
+            .collect()
     }
 
     /// Checks that every id this tokenizer can produce indexes a row of the model's token
@@ -262,13 +356,21 @@ fn pre_tokenizer_regex(pre: &str) -> Option<&'static str> {
         "llama-bpe" | "llama3" => {
             r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
         }
-        "gpt-2" | "default" => r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+        "gpt-2" | "default" => {
+            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+        }
         _ => return None,
     })
 }
 
 /// Byte-level BPE (GPT-2 family) from GGUF tokens and merges.
-fn gpt2_bpe(tokens: &[&str], types: &[i64], merges: &[&str], pre: &str, path: &Path) -> Result<tokenizers::Tokenizer> {
+fn gpt2_bpe(
+    tokens: &[&str],
+    types: &[i64],
+    merges: &[&str],
+    pre: &str,
+    path: &Path,
+) -> Result<tokenizers::Tokenizer> {
     use tokenizers::models::bpe::{BPE, Vocab};
     use tokenizers::pre_tokenizers::{byte_level::ByteLevel, sequence::Sequence, split::Split};
     let source = path.display().to_string();
@@ -278,17 +380,30 @@ fn gpt2_bpe(tokens: &[&str], types: &[i64], merges: &[&str], pre: &str, path: &P
             "tokenizer.ggml.pre `{pre}` (supported: qwen2, deepseek-r1-qwen, llama-bpe, llama3, gpt-2, default)"
         ),
     })?;
-    let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| ((*t).to_owned(), i as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((*t).to_owned(), i as u32))
+        .collect();
     let merges: Vec<(String, String)> = merges
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| {
-                Error::format(path, "metadata `tokenizer.ggml.merges`", format!("merge #{i} `{m}` has no space"))
-            })
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| {
+                    Error::format(
+                        path,
+                        "metadata `tokenizer.ggml.merges`",
+                        format!("merge #{i} `{m}` has no space"),
+                    )
+                })
         })
         .collect::<Result<_>>()?;
-    let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| tk_err(&source, e))?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| tk_err(&source, e))?;
     let mut tk = tokenizers::Tokenizer::new(bpe);
     let split = Split::new(
         tokenizers::pre_tokenizers::split::SplitPattern::Regex(regex.to_owned()),
@@ -296,7 +411,10 @@ fn gpt2_bpe(tokens: &[&str], types: &[i64], merges: &[&str], pre: &str, path: &P
         false,
     )
     .map_err(|e| tk_err(&source, e))?;
-    tk.with_pre_tokenizer(Some(Sequence::new(vec![split.into(), ByteLevel::new(false, false, false).into()])));
+    tk.with_pre_tokenizer(Some(Sequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, false, false).into(),
+    ])));
     // Hugging Face's Qwen2 tokenizer normalises to NFC; llama.cpp does not. Item texts are
     // normally NFC already; we follow Hugging Face (the reference of golden/).
     tk.with_normalizer(Some(tokenizers::normalizers::NFC));
@@ -344,7 +462,9 @@ impl Eq for Bigram {}
 impl Ord for Bigram {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         // Max-heap: higher score first; on ties, the leftmost pair first.
-        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
     }
 }
 impl PartialOrd for Bigram {
@@ -354,7 +474,13 @@ impl PartialOrd for Bigram {
 }
 
 impl Spm {
-    fn new(tokens: &[&str], scores: Vec<f32>, types: &[i64], unk: Option<u32>, add_space_prefix: bool) -> Self {
+    fn new(
+        tokens: &[&str],
+        scores: Vec<f32>,
+        types: &[i64],
+        unk: Option<u32>,
+        add_space_prefix: bool,
+    ) -> Self {
         let mut token_to_id = HashMap::with_capacity(tokens.len());
         let mut byte_ids = [None; 256];
         let mut user_defined: HashMap<u8, Vec<(String, u32)>> = HashMap::new();
@@ -369,13 +495,23 @@ impl Spm {
                 byte_ids[b as usize].get_or_insert(id);
             }
             if *ty == token_type::USER_DEFINED && !t.is_empty() {
-                user_defined.entry(t.as_bytes()[0]).or_default().push(((*t).to_owned(), id));
+                user_defined
+                    .entry(t.as_bytes()[0])
+                    .or_default()
+                    .push(((*t).to_owned(), id));
             }
         }
         for v in user_defined.values_mut() {
             v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
         }
-        Spm { token_to_id, scores, byte_ids, unk, add_space_prefix, user_defined }
+        Spm {
+            token_to_id,
+            scores,
+            byte_ids,
+            unk,
+            add_space_prefix,
+            user_defined,
+        }
     }
 
     /// Encodes `text` without BOS/EOS. As in llama.cpp, the first raw fragment and any
@@ -388,10 +524,11 @@ impl Spm {
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
-            let hit = self
-                .user_defined
-                .get(&bytes[i])
-                .and_then(|cands| cands.iter().find(|(s, _)| bytes[i..].starts_with(s.as_bytes())));
+            let hit = self.user_defined.get(&bytes[i]).and_then(|cands| {
+                cands
+                    .iter()
+                    .find(|(s, _)| bytes[i..].starts_with(s.as_bytes()))
+            });
             match hit {
                 Some((s, id)) => {
                     if raw_start < i {
@@ -411,7 +548,12 @@ impl Spm {
         Ok(out)
     }
 
-    fn encode_raw(&self, fragment: &str, prev_special: bool, out: &mut Vec<u32>) -> std::result::Result<(), String> {
+    fn encode_raw(
+        &self,
+        fragment: &str,
+        prev_special: bool,
+        out: &mut Vec<u32>,
+    ) -> std::result::Result<(), String> {
         let mut text = String::with_capacity(fragment.len() + 3);
         if self.add_space_prefix && prev_special {
             text.push('\u{2581}');
@@ -422,18 +564,33 @@ impl Spm {
         let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
         for (start, c) in text.char_indices() {
             let k = symbols.len();
-            symbols.push(Symbol { start, len: c.len_utf8(), prev: k.checked_sub(1), next: Some(k + 1) });
+            symbols.push(Symbol {
+                start,
+                len: c.len_utf8(),
+                prev: k.checked_sub(1),
+                next: Some(k + 1),
+            });
         }
         if let Some(last) = symbols.last_mut() {
             last.next = None;
         }
         let mut heap = BinaryHeap::new();
-        let try_add = |heap: &mut BinaryHeap<Bigram>, symbols: &[Symbol], left: Option<usize>, right: Option<usize>| {
-            let (Some(l), Some(r)) = (left, right) else { return };
+        let try_add = |heap: &mut BinaryHeap<Bigram>,
+                       symbols: &[Symbol],
+                       left: Option<usize>,
+                       right: Option<usize>| {
+            let (Some(l), Some(r)) = (left, right) else {
+                return;
+            };
             let (a, b) = (&symbols[l], &symbols[r]);
             let piece = &text[a.start..a.start + a.len + b.len];
             if let Some(&id) = self.token_to_id.get(piece) {
-                heap.push(Bigram { score: self.scores[id as usize], left: l, right: r, size: piece.len() });
+                heap.push(Bigram {
+                    score: self.scores[id as usize],
+                    left: l,
+                    right: r,
+                    size: piece.len(),
+                });
             }
         };
         for k in 1..symbols.len() {
@@ -441,7 +598,10 @@ impl Spm {
         }
         while let Some(bg) = heap.pop() {
             let (l, r) = (bg.left, bg.right);
-            if symbols[l].len == 0 || symbols[r].len == 0 || symbols[l].len + symbols[r].len != bg.size {
+            if symbols[l].len == 0
+                || symbols[r].len == 0
+                || symbols[l].len + symbols[r].len != bg.size
+            {
                 continue; // stale: one side already merged elsewhere
             }
             symbols[l].len += symbols[r].len;
@@ -488,7 +648,12 @@ mod tests {
 
     #[test]
     fn spm_merges_by_score_and_falls_back_to_bytes() {
-        let mut toks = vec![("<unk>", 0.0, 2), ("a", -1.0, 1), ("b", -1.0, 1), ("c", -1.0, 1)];
+        let mut toks = vec![
+            ("<unk>", 0.0, 2),
+            ("a", -1.0, 1),
+            ("b", -1.0, 1),
+            ("c", -1.0, 1),
+        ];
         toks.push(("ab", -5.0, 1)); // 4
         toks.push(("bc", -2.0, 1)); // 5: higher score than "ab" → wins for "abc"
         toks.push(("\u{2581}", -1.0, 1)); // 6

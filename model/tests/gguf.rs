@@ -38,8 +38,14 @@ fn all_value_types() -> Vec<(&'static str, Value)> {
         ("t.f32", Value::F32(0.5)),
         ("t.f64", Value::F64(0.25)),
         ("t.bool", Value::Bool(true)),
-        ("t.strs", Value::Array(vec![Value::String("a".into()), Value::String("βγ".into())])),
-        ("t.nested", Value::Array(vec![Value::Array(vec![Value::I32(1), Value::I32(2)])])),
+        (
+            "t.strs",
+            Value::Array(vec![Value::String("a".into()), Value::String("βγ".into())]),
+        ),
+        (
+            "t.nested",
+            Value::Array(vec![Value::Array(vec![Value::I32(1), Value::I32(2)])]),
+        ),
         ("qwen2.block_count", Value::U32(1)),
         ("qwen2.embedding_length", Value::U32(64)),
         ("qwen2.feed_forward_length", Value::U32(128)),
@@ -52,7 +58,9 @@ fn all_value_types() -> Vec<(&'static str, Value)> {
 }
 
 fn ramp(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect()
+    (0..n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect()
 }
 
 #[test]
@@ -69,7 +77,12 @@ fn tiny_file_metadata_and_tensors() {
             ty: GgmlType::Q8_0,
             bytes: reference::quantize_q8_0(&q),
         },
-        RawTensor { name: "blk.0.ffn_up.weight".into(), dims: vec![256, 2], ty: GgmlType::Q4K, bytes: reference::quantize_q4_k(&ramp(512)) },
+        RawTensor {
+            name: "blk.0.ffn_up.weight".into(),
+            dims: vec![256, 2],
+            ty: GgmlType::Q4K,
+            bytes: reference::quantize_q4_k(&ramp(512)),
+        },
         f32_tensor("blk.0.attn_q.bias", &[64], &ramp(64)),
     ];
     let p = write(&dir, "tiny.gguf", &to_bytes(&all_value_types(), &tensors));
@@ -89,20 +102,44 @@ fn tiny_file_metadata_and_tensors() {
     assert_eq!(g.get_f32("t.f64").unwrap(), 0.25);
     assert!(g.get_bool("t.bool").unwrap());
     assert_eq!(g.get_str_array("t.strs").unwrap(), vec!["a", "βγ"]);
-    assert_eq!(g.get("t.nested"), Some(&Value::Array(vec![Value::Array(vec![Value::I32(1), Value::I32(2)])])));
+    assert_eq!(
+        g.get("t.nested"),
+        Some(&Value::Array(vec![Value::Array(vec![
+            Value::I32(1),
+            Value::I32(2)
+        ])]))
+    );
 
     // Typed getters name the file and key on a wrong type or a missing key.
     let e = g.get_str("t.u8").unwrap_err().to_string();
-    assert!(e.contains("tiny.gguf") && e.contains("`t.u8`") && e.contains("expected a string, found u8"), "{e}");
+    assert!(
+        e.contains("tiny.gguf")
+            && e.contains("`t.u8`")
+            && e.contains("expected a string, found u8"),
+        "{e}"
+    );
     let e = g.get_u64("t.i8").unwrap_err().to_string();
-    assert!(e.contains("expected a non-negative integer, found i8"), "{e}");
+    assert!(
+        e.contains("expected a non-negative integer, found i8"),
+        "{e}"
+    );
     let e = g.get_u32("t.u64").unwrap_err().to_string();
     assert!(e.contains("does not fit in u32"), "{e}");
     let e = g.get_f32("no.such.key").unwrap_err().to_string();
     assert!(e.contains("`no.such.key`") && e.contains("missing"), "{e}");
 
     let c = g.config().unwrap();
-    assert_eq!((c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.ff), (1, 64, 4, 2, 16, 128));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.hidden,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.ff
+        ),
+        (1, 64, 4, 2, 16, 128)
+    );
     assert_eq!((c.vocab_size, c.context_length), (10, 256));
     assert_eq!(c.rope_theta, 1e6);
     assert_eq!(c.rms_eps, Some(1e-6));
@@ -116,17 +153,33 @@ fn tiny_file_metadata_and_tensors() {
     assert!(g.contains("model.layers.0.self_attn.q_proj.weight"));
     assert!(g.contains("model.layers.0.self_attn.q_proj.bias"));
     assert!(!g.contains("model.layers.0.self_attn.k_proj.weight"));
-    let t = g.tensor_shaped("model.layers.0.self_attn.q_proj.weight", &[64, 64]).unwrap();
-    let max_err = t.data.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let t = g
+        .tensor_shaped("model.layers.0.self_attn.q_proj.weight", &[64, 64])
+        .unwrap();
+    let max_err = t
+        .data
+        .iter()
+        .zip(&q)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(max_err < 0.02, "Q8_0 error {max_err}");
     let t = g.tensor("model.layers.0.mlp.up_proj.weight").unwrap();
     assert_eq!(t.shape, vec![2, 256]);
     // GGUF names work verbatim too.
     assert_eq!(g.tensor("blk.0.attn_q.bias").unwrap().data, ramp(64));
     // Missing tensors and bad shapes are named.
-    let e = g.tensor("model.layers.3.mlp.down_proj.weight").unwrap_err().to_string();
-    assert!(e.contains("model.layers.3.mlp.down_proj.weight") && e.contains("blk.3.ffn_down.weight"), "{e}");
-    let e = g.tensor_shaped("model.embed_tokens.weight", &[64, 10]).unwrap_err().to_string();
+    let e = g
+        .tensor("model.layers.3.mlp.down_proj.weight")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.layers.3.mlp.down_proj.weight") && e.contains("blk.3.ffn_down.weight"),
+        "{e}"
+    );
+    let e = g
+        .tensor_shaped("model.embed_tokens.weight", &[64, 10])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("[10, 64]") && e.contains("[64, 10]"), "{e}");
 }
 
@@ -160,19 +213,48 @@ fn llama_qk_permutation_is_undone_and_gemma_norms_shifted() {
         ("llama.attention.head_count_kv", Value::U32(kv as u32)),
     ];
     let tensors = vec![
-        f32_tensor("blk.0.attn_q.weight", &[hidden, hidden], &llama_permute(&wq, hidden, hidden, heads)),
-        f32_tensor("blk.0.attn_k.weight", &[kv * hd, hidden], &llama_permute(&wk, kv * hd, hidden, kv)),
+        f32_tensor(
+            "blk.0.attn_q.weight",
+            &[hidden, hidden],
+            &llama_permute(&wq, hidden, hidden, heads),
+        ),
+        f32_tensor(
+            "blk.0.attn_k.weight",
+            &[kv * hd, hidden],
+            &llama_permute(&wk, kv * hd, hidden, kv),
+        ),
         f32_tensor("blk.0.attn_v.weight", &[kv * hd, hidden], &wk),
         f32_tensor("blk.0.ffn_norm.weight", &[hidden], &[2.0; 16]),
     ];
     let g = GgufFile::open(write(&dir, "llama.gguf", &to_bytes(&meta, &tensors))).unwrap();
-    assert_eq!(g.tensor("model.layers.0.self_attn.q_proj.weight").unwrap().data, wq);
-    assert_eq!(g.tensor("model.layers.0.self_attn.k_proj.weight").unwrap().data, wk);
-    assert_eq!(g.tensor("model.layers.0.self_attn.v_proj.weight").unwrap().data, wk, "V is not permuted");
+    assert_eq!(
+        g.tensor("model.layers.0.self_attn.q_proj.weight")
+            .unwrap()
+            .data,
+        wq
+    );
+    assert_eq!(
+        g.tensor("model.layers.0.self_attn.k_proj.weight")
+            .unwrap()
+            .data,
+        wk
+    );
+    assert_eq!(
+        g.tensor("model.layers.0.self_attn.v_proj.weight")
+            .unwrap()
+            .data,
+        wk,
+        "V is not permuted"
+    );
     // Raw reads keep the stored layout.
     assert_ne!(g.read_raw("blk.0.attn_q.weight").unwrap().data, wq);
     // Llama norms are not shifted; Llama's post_attention_layernorm is GGUF's ffn_norm.
-    assert_eq!(g.tensor("model.layers.0.post_attention_layernorm.weight").unwrap().data, vec![2.0; 16]);
+    assert_eq!(
+        g.tensor("model.layers.0.post_attention_layernorm.weight")
+            .unwrap()
+            .data,
+        vec![2.0; 16]
+    );
 
     // Gemma3: norms stored as 1 + w are returned as w; Q is not un-permuted; the extra norms map.
     let meta = vec![("general.architecture", Value::String("gemma3".into()))];
@@ -185,11 +267,36 @@ fn llama_qk_permutation_is_undone_and_gemma_norms_shifted() {
         f32_tensor("output_norm.weight", &[4], &[3.0; 4]),
     ];
     let g = GgufFile::open(write(&dir, "gemma.gguf", &to_bytes(&meta, &tensors))).unwrap();
-    assert_eq!(g.tensor("model.layers.0.self_attn.q_proj.weight").unwrap().data, wq);
-    assert_eq!(g.tensor("model.layers.0.post_attention_layernorm.weight").unwrap().data, vec![0.5; 4]);
-    assert_eq!(g.tensor("model.layers.0.pre_feedforward_layernorm.weight").unwrap().data, vec![0.25; 4]);
-    assert_eq!(g.tensor("model.layers.0.post_feedforward_layernorm.weight").unwrap().data, vec![0.0; 4]);
-    assert_eq!(g.tensor("model.layers.0.self_attn.q_norm.weight").unwrap().data, vec![-0.5; 4]);
+    assert_eq!(
+        g.tensor("model.layers.0.self_attn.q_proj.weight")
+            .unwrap()
+            .data,
+        wq
+    );
+    assert_eq!(
+        g.tensor("model.layers.0.post_attention_layernorm.weight")
+            .unwrap()
+            .data,
+        vec![0.5; 4]
+    );
+    assert_eq!(
+        g.tensor("model.layers.0.pre_feedforward_layernorm.weight")
+            .unwrap()
+            .data,
+        vec![0.25; 4]
+    );
+    assert_eq!(
+        g.tensor("model.layers.0.post_feedforward_layernorm.weight")
+            .unwrap()
+            .data,
+        vec![0.0; 4]
+    );
+    assert_eq!(
+        g.tensor("model.layers.0.self_attn.q_norm.weight")
+            .unwrap()
+            .data,
+        vec![-0.5; 4]
+    );
     assert_eq!(g.tensor("model.norm.weight").unwrap().data, vec![2.0; 4]);
 }
 
@@ -220,7 +327,10 @@ fn hostile_and_truncated_files_are_clear_errors() {
 
     // Counts larger than the file could hold.
     let e = open_err(&dir, "ntensors.gguf", &header(3, u64::MAX, 0));
-    assert!(e.contains("tensor count") && e.contains("cannot fit"), "{e}");
+    assert!(
+        e.contains("tensor count") && e.contains("cannot fit"),
+        "{e}"
+    );
     let e = open_err(&dir, "nkv.gguf", &header(3, 0, 1 << 40));
     assert!(e.contains("metadata count"), "{e}");
     // A string length of 2^60.
@@ -228,7 +338,10 @@ fn hostile_and_truncated_files_are_clear_errors() {
     b.extend((1u64 << 60).to_le_bytes());
     b.extend([0u8; 16]);
     let e = open_err(&dir, "strlen.gguf", &b);
-    assert!(e.contains("metadata key #0") && e.contains("cannot fit"), "{e}");
+    assert!(
+        e.contains("metadata key #0") && e.contains("cannot fit"),
+        "{e}"
+    );
     // An array claiming 2^40 u32 elements.
     let mut b = header(3, 0, 1);
     b.extend(3u64.to_le_bytes());
@@ -245,7 +358,10 @@ fn hostile_and_truncated_files_are_clear_errors() {
     b.extend(99u32.to_le_bytes());
     b.extend([0u8; 8]);
     let e = open_err(&dir, "vtype.gguf", &b);
-    assert!(e.contains("`k`") && e.contains("unknown value type 99"), "{e}");
+    assert!(
+        e.contains("`k`") && e.contains("unknown value type 99"),
+        "{e}"
+    );
 
     // Duplicate key.
     let meta = vec![("a", Value::U8(1)), ("a", Value::U8(2))];
@@ -254,18 +370,32 @@ fn hostile_and_truncated_files_are_clear_errors() {
     // Bad alignment.
     let meta = vec![("general.alignment", Value::U32(3))];
     let e = open_err(&dir, "align.gguf", &to_bytes(&meta, &[]));
-    assert!(e.contains("general.alignment") && e.contains("power of two"), "{e}");
+    assert!(
+        e.contains("general.alignment") && e.contains("power of two"),
+        "{e}"
+    );
 
     // Tensor data cut off: the file ends before the last tensor's bytes.
     let good = to_bytes(&[], &[f32_tensor("w", &[4, 8], &ramp(32))]);
     let e = open_err(&dir, "cut.gguf", &good[..good.len() - 4]);
-    assert!(e.contains("tensor `w`") && e.contains("outside the file"), "{e}");
+    assert!(
+        e.contains("tensor `w`") && e.contains("outside the file"),
+        "{e}"
+    );
     // Truncated inside the tensor infos.
     let e = open_err(&dir, "cutinfo.gguf", &good[..50]);
     assert!(e.contains("truncated"), "{e}");
     // Too many dimensions / overflowing element count / misaligned offset / bad block multiple.
     let bad_tensor = |dims: Vec<u64>, ty: GgmlType, offset_fix: Option<u64>| {
-        let mut b = to_bytes(&[], &[RawTensor { name: "w".into(), dims, ty, bytes: vec![] }]);
+        let mut b = to_bytes(
+            &[],
+            &[RawTensor {
+                name: "w".into(),
+                dims,
+                ty,
+                bytes: vec![],
+            }],
+        );
         if let Some(off) = offset_fix {
             // The offset is the last 8 bytes of the (single) tensor info, before padding.
             let info_end = 24 + 8 + 1 + 4 + 8 * 2 + 4 + 8;
@@ -273,22 +403,52 @@ fn hostile_and_truncated_files_are_clear_errors() {
         }
         b
     };
-    let e = open_err(&dir, "dims.gguf", &bad_tensor(vec![1; 5], GgmlType::F32, None));
+    let e = open_err(
+        &dir,
+        "dims.gguf",
+        &bad_tensor(vec![1; 5], GgmlType::F32, None),
+    );
     assert!(e.contains("5 dimensions"), "{e}");
-    let e = open_err(&dir, "overflow.gguf", &bad_tensor(vec![u64::MAX, 4], GgmlType::F32, None));
+    let e = open_err(
+        &dir,
+        "overflow.gguf",
+        &bad_tensor(vec![u64::MAX, 4], GgmlType::F32, None),
+    );
     assert!(e.contains("overflow"), "{e}");
-    let e = open_err(&dir, "offset.gguf", &bad_tensor(vec![1, 1], GgmlType::F32, Some(7)));
+    let e = open_err(
+        &dir,
+        "offset.gguf",
+        &bad_tensor(vec![1, 1], GgmlType::F32, Some(7)),
+    );
     assert!(e.contains("not a multiple of the alignment"), "{e}");
-    let e = open_err(&dir, "block.gguf", &bad_tensor(vec![33, 1], GgmlType::Q8_0, None));
-    assert!(e.contains("not a multiple of the Q8_0 block size 32"), "{e}");
+    let e = open_err(
+        &dir,
+        "block.gguf",
+        &bad_tensor(vec![33, 1], GgmlType::Q8_0, None),
+    );
+    assert!(
+        e.contains("not a multiple of the Q8_0 block size 32"),
+        "{e}"
+    );
 
     // Unsupported tensor types open fine but fail on read, naming the tensor and type.
-    let b = to_bytes(&[], &[RawTensor { name: "iq".into(), dims: vec![256], ty: GgmlType::Other(16), bytes: vec![] }]);
+    let b = to_bytes(
+        &[],
+        &[RawTensor {
+            name: "iq".into(),
+            dims: vec![256],
+            ty: GgmlType::Other(16),
+            bytes: vec![],
+        }],
+    );
     let g = GgufFile::open(write(&dir, "iq.gguf", &b)).unwrap();
     let e = g.tensor("iq").unwrap_err().to_string();
     assert!(e.contains("`iq`") && e.contains("ggml type 16"), "{e}");
     let e = g.config().unwrap_err().to_string();
-    assert!(e.contains("general.architecture") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("general.architecture") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -297,14 +457,31 @@ fn real_files_parse() {
     let gemma = root.join("gemma3-270m/model.gguf");
     let qwen = root.join("qwen2.5-1.5b/model.gguf");
     if !gemma.is_file() || !qwen.is_file() {
-        println!("skipped: {} or {} not present", gemma.display(), qwen.display());
+        println!(
+            "skipped: {} or {} not present",
+            gemma.display(),
+            qwen.display()
+        );
         return;
     }
     let g = GgufFile::open(&gemma).unwrap();
     let c = g.config().unwrap();
     assert_eq!(c.arch, GgufArch::Gemma3);
-    assert_eq!((c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.ff), (18, 640, 4, 1, 256, 2048));
-    assert_eq!((c.vocab_size, c.sliding_window, c.sliding_window_pattern), (262_144, Some(512), Some(6)));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.hidden,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.ff
+        ),
+        (18, 640, 4, 1, 256, 2048)
+    );
+    assert_eq!(
+        (c.vocab_size, c.sliding_window, c.sliding_window_pattern),
+        (262_144, Some(512), Some(6))
+    );
     assert!(c.tie_word_embeddings);
     // Gemma norms are stored as 1 + w: raw values sit around 1 higher than what we return.
     let raw = g.read_raw("blk.0.attn_norm.weight").unwrap();
@@ -322,14 +499,29 @@ fn real_files_parse() {
     ] {
         let t = g.tensor_shaped(name, &shape).unwrap();
         let rms = (t.data.iter().map(|v| v * v).sum::<f32>() / t.data.len() as f32).sqrt();
-        assert!(t.data.iter().all(|v| v.is_finite()) && rms > 1e-3 && rms < 1.0, "{name}: rms {rms}");
+        assert!(
+            t.data.iter().all(|v| v.is_finite()) && rms > 1e-3 && rms < 1.0,
+            "{name}: rms {rms}"
+        );
     }
 
     let g = GgufFile::open(&qwen).unwrap();
     let c = g.config().unwrap();
     assert_eq!(c.arch, GgufArch::Qwen2);
-    assert_eq!((c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.ff), (28, 1536, 12, 2, 128, 8960));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.hidden,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.ff
+        ),
+        (28, 1536, 12, 2, 128, 8960)
+    );
     assert_eq!(c.vocab_size, 151_936);
-    let t = g.tensor_shaped("model.layers.0.self_attn.k_proj.bias", &[256]).unwrap();
+    let t = g
+        .tensor_shaped("model.layers.0.self_attn.k_proj.bias", &[256])
+        .unwrap();
     assert!(t.data.iter().all(|v| v.is_finite()));
 }

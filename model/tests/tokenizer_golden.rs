@@ -17,7 +17,9 @@ fn cache_dir() -> PathBuf {
 }
 
 fn golden_dir() -> PathBuf {
-    std::env::var_os("LEARNREC_GOLDEN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/golden"))
+    std::env::var_os("LEARNREC_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/golden"))
 }
 
 /// (text, ids) pairs of a golden file, or `None` (reason printed) when absent.
@@ -34,7 +36,12 @@ fn golden(name: &str) -> Option<Vec<(String, Vec<u32>)>> {
             .iter()
             .map(|it| {
                 let text = it["text"].as_str().expect("text").to_owned();
-                let ids = it["ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect();
+                let ids = it["ids"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|x| x.as_u64().expect("id") as u32)
+                    .collect();
                 (text, ids)
             })
             .collect(),
@@ -53,7 +60,11 @@ fn asset(rel: &str) -> Option<PathBuf> {
 
 fn check(tk: &Tokenizer, cases: &[(String, Vec<u32>)], what: &str) {
     for (text, ids) in cases {
-        assert_eq!(&tk.encode(text, true).unwrap(), ids, "{what}: text {text:?}");
+        assert_eq!(
+            &tk.encode(text, true).unwrap(),
+            ids,
+            "{what}: text {text:?}"
+        );
     }
     // The batch path gives the same ids.
     let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
@@ -71,32 +82,44 @@ fn gguf_tokenizer(path: &Path) -> (GgufFile, Tokenizer) {
 
 #[test]
 fn gemma3_from_gguf_matches_golden() {
-    let (Some(cases), Some(p)) = (golden("gemma-3-270m-q4_k_m"), asset("gemma3-270m/model.gguf")) else { return };
+    let (Some(cases), Some(p)) = (
+        golden("gemma-3-270m-q4_k_m"),
+        asset("gemma3-270m/model.gguf"),
+    ) else {
+        return;
+    };
     let (g, tk) = gguf_tokenizer(&p);
     assert_eq!(tk.vocab_size(), 262_144);
-    tk.check_embedding_rows(g.config().unwrap().vocab_size).unwrap();
+    tk.check_embedding_rows(g.config().unwrap().vocab_size)
+        .unwrap();
     check(&tk, &cases, "gemma3 (GGUF)");
     // Without special tokens: no BOS.
-    assert_eq!(tk.encode("a", false).unwrap(), cases.last().unwrap().1[1..].to_vec());
+    assert_eq!(
+        tk.encode("a", false).unwrap(),
+        cases.last().unwrap().1[1..].to_vec()
+    );
 }
 
 #[test]
 fn qwen2_from_gguf_matches_golden() {
-    let (Some(cases), Some(p)) =
-        (golden("qwen2.5-coder-1.5b-instruct-q4_k_m"), asset("qwen2.5-1.5b/model.gguf"))
-    else {
+    let (Some(cases), Some(p)) = (
+        golden("qwen2.5-coder-1.5b-instruct-q4_k_m"),
+        asset("qwen2.5-1.5b/model.gguf"),
+    ) else {
         return;
     };
     let (g, tk) = gguf_tokenizer(&p);
-    tk.check_embedding_rows(g.config().unwrap().vocab_size).unwrap();
+    tk.check_embedding_rows(g.config().unwrap().vocab_size)
+        .unwrap();
     check(&tk, &cases, "qwen2 (GGUF)");
 }
 
 #[test]
 fn qwen2_from_tokenizer_json_matches_golden() {
-    let (Some(cases), Some(p)) =
-        (golden("qwen2.5-coder-1.5b-instruct-q4_k_m"), asset("qwen2.5-1.5b/tokenizer.json"))
-    else {
+    let (Some(cases), Some(p)) = (
+        golden("qwen2.5-coder-1.5b-instruct-q4_k_m"),
+        asset("qwen2.5-1.5b/tokenizer.json"),
+    ) else {
         return;
     };
     let tk = Tokenizer::from_file(&p).unwrap();
@@ -106,12 +129,18 @@ fn qwen2_from_tokenizer_json_matches_golden() {
 
 #[test]
 fn minilm_from_tokenizer_json_matches_golden() {
-    let (Some(cases), Some(p)) = (golden("all-MiniLM-L6-v2"), asset("minilm/tokenizer.json")) else { return };
+    let (Some(cases), Some(p)) = (golden("all-MiniLM-L6-v2"), asset("minilm/tokenizer.json"))
+    else {
+        return;
+    };
     let tk = Tokenizer::from_file(&p).unwrap();
     check(&tk, &cases, "MiniLM (tokenizer.json)");
     // A vocabulary larger than the model's embedding is a clear error.
     let e = tk.check_embedding_rows(1000).unwrap_err().to_string();
-    assert!(e.contains("30522 token ids") && e.contains("only 1000 rows") && e.contains("do not match"), "{e}");
+    assert!(
+        e.contains("30522 token ids") && e.contains("only 1000 rows") && e.contains("do not match"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -159,18 +188,29 @@ mod tiny_gguf {
         let (_d, g) = open(&[("tokenizer.ggml.model", Value::String("gpt2".into()))]);
         let e = Tokenizer::from_gguf(&g).unwrap_err().to_string();
         assert!(
-            e.contains("tokenizer.ggml.tokens, tokenizer.ggml.merges, tokenizer.ggml.pre") && e.contains("tok.gguf"),
+            e.contains("tokenizer.ggml.tokens, tokenizer.ggml.merges, tokenizer.ggml.pre")
+                && e.contains("tok.gguf"),
             "{e}"
         );
-        let (_d, g) = open(&[("tokenizer.ggml.model", Value::String("llama".into())), ("tokenizer.ggml.tokens", strs(&["a"]))]);
+        let (_d, g) = open(&[
+            ("tokenizer.ggml.model", Value::String("llama".into())),
+            ("tokenizer.ggml.tokens", strs(&["a"])),
+        ]);
         let e = Tokenizer::from_gguf(&g).unwrap_err().to_string();
-        assert!(e.contains("tokenizer.ggml.scores, tokenizer.ggml.token_type") && !e.contains("tokens,"), "{e}");
+        assert!(
+            e.contains("tokenizer.ggml.scores, tokenizer.ggml.token_type")
+                && !e.contains("tokens,"),
+            "{e}"
+        );
         let (_d, g) = open(&[("tokenizer.ggml.model", Value::String("t5".into()))]);
         let e = Tokenizer::from_gguf(&g).unwrap_err().to_string();
         assert!(e.contains("unsupported") && e.contains("`t5`"), "{e}");
         let (_d, g) = open(&[]);
         let e = Tokenizer::from_gguf(&g).unwrap_err().to_string();
-        assert!(e.contains("tokenizer.ggml.model") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("tokenizer.ggml.model") && e.contains("missing"),
+            "{e}"
+        );
         // A pre-tokenizer is never guessed.
         let (_d, g) = open(&[
             ("tokenizer.ggml.model", Value::String("gpt2".into())),
@@ -188,8 +228,19 @@ mod tiny_gguf {
         let (_d, g) = open(&[
             ("tokenizer.ggml.model", Value::String("gpt2".into())),
             ("tokenizer.ggml.pre", Value::String("qwen2".into())),
-            ("tokenizer.ggml.tokens", strs(&["a", "b", "Ġ", "ab", "Ġa", "Ġab", "<|end|>"])),
-            ("tokenizer.ggml.token_type", Value::Array(vec![Value::I32(1); 6].into_iter().chain([Value::I32(3)]).collect())),
+            (
+                "tokenizer.ggml.tokens",
+                strs(&["a", "b", "Ġ", "ab", "Ġa", "Ġab", "<|end|>"]),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(
+                    vec![Value::I32(1); 6]
+                        .into_iter()
+                        .chain([Value::I32(3)])
+                        .collect(),
+                ),
+            ),
             ("tokenizer.ggml.merges", strs(&["Ġ a", "a b", "Ġa b"])),
             ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
         ]);
@@ -202,9 +253,22 @@ mod tiny_gguf {
     fn spm_with_bos_from_scores() {
         let (_d, g) = open(&[
             ("tokenizer.ggml.model", Value::String("llama".into())),
-            ("tokenizer.ggml.tokens", strs(&["<unk>", "<s>", "▁", "h", "i", "hi", "▁hi"])),
-            ("tokenizer.ggml.scores", Value::Array([0.0f32, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0].map(Value::F32).to_vec())),
-            ("tokenizer.ggml.token_type", Value::Array([2, 3, 1, 1, 1, 1, 1].map(Value::I32).to_vec())),
+            (
+                "tokenizer.ggml.tokens",
+                strs(&["<unk>", "<s>", "▁", "h", "i", "hi", "▁hi"]),
+            ),
+            (
+                "tokenizer.ggml.scores",
+                Value::Array(
+                    [0.0f32, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0]
+                        .map(Value::F32)
+                        .to_vec(),
+                ),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array([2, 3, 1, 1, 1, 1, 1].map(Value::I32).to_vec()),
+            ),
             ("tokenizer.ggml.bos_token_id", Value::U32(1)),
         ]);
         // llama defaults: BOS added, space prefix on.
