@@ -179,7 +179,7 @@ pub fn evaluate(p: &Predictions, opt: &Options) -> Result<Report> {
         let is = p.item_segments.as_ref().map_or(NONE, |v| seg_code(v[r]));
         let us = p.user_segments.as_ref().map_or(NONE, |v| seg_code(v[r]));
         if let Some(it) = &p.items {
-            sink.item(u64_key(it[r]), is, false);
+            sink.item(u64_key(it[r]), is);
         }
         let w = p.weights.as_ref().map_or(0.0, |v| v[r]);
         sink.push(u64_key(p.users[r]), flags(p.labels[r], is, us), &sc, w);
@@ -296,22 +296,34 @@ pub fn is_parquet(p: &Path) -> bool {
 /// How to run shards on Spark or Ray (also in `fusion-eval --help`).
 pub const SHARDING_HELP: &str = "\
 Sharded runs (Spark / Ray / any batch system):
-  Each partial must contain ALL rows of its users (merge fails with an error if a user appears in
-  two partials). Two ways to get there:
-  1. Let fusion-eval shard: every task reads the full file and keeps its users:
-       fusion-eval --pred preds.parquet --shard I/N --emit-partial part-I.fep [--history H]
-     (user shard = FNV-1a-64+fmix64(user_id text) mod N; integer ids hash their decimal text).
-  2. Partition by user in the engine and run one task per partition file:
-       Spark: df.repartition(N, \"user_id\").write.parquet(\"preds/\")
-              then per file (e.g. with mapPartitions / a Ray task / a shell loop):
-       fusion-eval --pred preds/part-000I.parquet --emit-partial part-I.fep
-       Ray:   ray.data.read_parquet(...).groupby(\"user_id\") or repartition by hash of user_id,
-              write_parquet, then one @ray.remote task per file running the command above.
-  Then, on one machine:
-       fusion-eval merge part-*.fep [--bootstrap 200 --seed 42 --json r.json ...]
-  The merged report equals the single-run report exactly (bootstrap included: draws are keyed
-  by (seed, user, replicate), sums run in user-key order, the global AUC is an exact integer
-  count). Partials also carry the sorted score runs for the exact global AUC (about 20 bytes
-  per distinct score per model) and per-user records (about 50 + 32·models bytes per user).
-  Segment thresholds and HISTORY are applied when the partial is emitted; metric options
-  (--wuauc-weight, --bootstrap, --seed, --baseline) are applied at merge.";
+  Each partial must hold ALL rows of its users; `merge` fails with an error if a user appears in
+  two partials. Two ways to get there:
+
+  A. fusion-eval shards: each of N tasks reads the whole PRED and keeps its users
+       fusion-eval --pred preds.parquet [--history hist.csv] --shard I/N --emit-partial part-I.fep
+     (shard of a user = fmix64(FNV-1a-64(user_id text)) mod N; integer ids hash their decimal
+     text, so CSV and Parquet agree). Simple; every task reads all of PRED.
+
+  B. The engine partitions by user, one task per part file (reads each row once):
+     Spark (PySpark):
+       df.repartition(N, \"user_id\").write.parquet(\"preds_by_user/\")
+       files = [...the N part files...]
+       sc.parallelize(files, len(files)).foreach(lambda f: subprocess.run(
+           [\"fusion-eval\", \"--pred\", f, \"--history\", H, \"--emit-partial\", f + \".fep\"], check=True))
+     Ray:
+       @ray.remote(num_cpus=2)
+       def part(i, n):
+           subprocess.run([\"fusion-eval\", \"--pred\", PRED, \"--shard\", f\"{i}/{n}\",
+                           \"--emit-partial\", f\"/shared/part-{i}.fep\"], check=True)
+       ray.get([part.remote(i, N) for i in range(N)])
+
+  Then on one machine (partials on shared storage):
+       fusion-eval merge part-*.fep [--bootstrap 200 --seed 42 --json r.json --markdown r.md]
+
+  The merged report equals the single-run report exactly, bootstrap included: bootstrap draws
+  are keyed by (seed, user, replicate), per-user records are summed in user-key order, and the
+  global AUC is an exact integer count over the merged score runs. A partial holds per-user
+  records (~42 + 32*models bytes per user, + 32 with a weight column), the items seen, and the
+  sorted score runs for the global AUC (20 bytes per distinct score per model). HISTORY and the
+  segment thresholds are applied when a partial is emitted (all partials must agree);
+  --wuauc-weight, --bootstrap, --seed and --baseline are applied at merge.";

@@ -96,19 +96,18 @@ impl RowCtx<'_> {
     fn keep(&self, ukey: u64) -> bool {
         self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
     }
-    /// Item segment code and absence from HISTORY (through the sink's cache).
+    /// Item segment code and absence from HISTORY; notes the item in the sink.
     #[inline]
-    fn item_seg(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
-        if self.cols.iseg.is_some() {
-            return (iseg_col, false);
-        }
-        match (self.spec.item_history, ikey) {
-            (Some(h), Some(k)) => sink.item_seg_cached(k, || match h.get(&k) {
+    fn item(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
+        let col = self.cols.iseg.is_some().then_some(iseg_col);
+        let Some(k) = ikey else { return (col.unwrap_or(NONE), false) };
+        sink.item_row(k, col, || match self.spec.item_history {
+            Some(h) => match h.get(&k) {
                 Some(&c) => (seg_code(self.spec.thresholds.item(c)), false),
                 None => (seg_code(Segment::ColdStart), true),
-            }),
-            _ => (NONE, false),
-        }
+            },
+            None => (NONE, false),
+        })
     }
 }
 
@@ -451,10 +450,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 }
                 None => None,
             };
-            let (iseg, absent) = ctx.item_seg(sink, ikey, iseg_col);
-            if let Some(k) = ikey {
-                sink.item(k, iseg, absent);
-            }
+            let (iseg, _) = ctx.item(sink, ikey, iseg_col);
             sink.push(ukey, flags(lab, iseg, useg), &sc, w);
         }
         file_rows.fetch_add(n, Ordering::Relaxed);
@@ -659,10 +655,7 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 None => NONE,
             };
             let ikey = items.as_ref().map(|v| v[r]);
-            let (is, absent) = ctx.item_seg(sink, ikey, isc);
-            if let Some(k) = ikey {
-                sink.item(k, is, absent);
-            }
+            let (is, _) = ctx.item(sink, ikey, isc);
             sink.push(ukey, flags(lab, is, us), &sc, w);
         }
         Ok(())

@@ -185,9 +185,8 @@ pub(crate) struct Sink {
     pub rows: u64,
     /// Per model, rows per top-16-bit score-key bin (`hist[j * BINS + bin]`).
     pub hist: Vec<u64>,
-    /// Direct-mapped caches in front of the item maps (items are heavy-headed).
-    noted: Vec<(u64, u8)>,
-    segs: Vec<(u64, u8)>,
+    /// Direct-mapped cache: (item key, valid | segment | absent, bits noted in `items`).
+    cache: Vec<(u64, u8, u8)>,
 }
 
 impl Sink {
@@ -199,23 +198,36 @@ impl Sink {
             items: KeyMap::default(),
             rows: 0,
             hist: vec![0; layout.m * BINS],
-            noted: Vec::new(),
-            segs: Vec::new(),
+            cache: Vec::new(),
         }
     }
 
-    /// The item segment of `key` through a small cache; `lookup` gives (segment code, absent).
+    /// Handles a row's item: its segment code and absence from HISTORY (`col` = the row's
+    /// `item_segment` column, else `lookup()`), and notes the item in [`Sink::items`]. A small
+    /// direct-mapped cache saves most map probes (items are heavy-headed).
     #[inline]
-    pub fn item_seg_cached(&mut self, key: u64, lookup: impl FnOnce() -> (u8, bool)) -> (u8, bool) {
-        if self.segs.is_empty() {
-            self.segs = vec![(0, 0); CACHE];
+    pub fn item_row(&mut self, key: u64, col: Option<u8>, lookup: impl FnOnce() -> (u8, bool)) -> (u8, bool) {
+        if self.cache.is_empty() {
+            self.cache = vec![(0, 0, 0); CACHE];
         }
-        let e = &mut self.segs[key as usize & (CACHE - 1)];
-        if e.0 == key && e.1 & 0x80 != 0 {
-            return (e.1 & 3, e.1 & 4 != 0);
+        let e = &mut self.cache[key as usize & (CACHE - 1)];
+        if e.0 != key || e.1 & 0x80 == 0 {
+            let (s, a) = match col {
+                Some(s) => (s, false),
+                None => lookup(),
+            };
+            *e = (key, 0x80 | s | if a { 4 } else { 0 }, 0);
         }
-        let (s, a) = lookup();
-        *e = (key, 0x80 | s | if a { 4 } else { 0 });
+        let (s, a) = match col {
+            Some(s) => (s, false),
+            None => (e.1 & 3, e.1 & 4 != 0),
+        };
+        let bit = if s < 3 { 1 << s } else { ITEM_NOSEG } | if a { ITEM_ABSENT } else { 0 };
+        if e.2 & bit != bit {
+            let v = self.items.entry(key).or_insert(0);
+            *v |= bit;
+            e.2 = *v;
+        }
         (s, a)
     }
 
@@ -242,20 +254,10 @@ impl Sink {
         }
     }
 
-    /// Notes an item with its row's segment code (3 = none) and whether HISTORY lacks it.
+    /// Notes an item with its row's segment code (3 = none), not absent from any HISTORY.
     #[inline]
-    pub fn item(&mut self, key: u64, iseg: u8, absent: bool) {
-        let bit = if iseg < 3 { 1 << iseg } else { ITEM_NOSEG } | if absent { ITEM_ABSENT } else { 0 };
-        if self.noted.is_empty() {
-            self.noted = vec![(0, 0); CACHE];
-        }
-        let e = &mut self.noted[key as usize & (CACHE - 1)];
-        if e.0 == key && e.1 & bit == bit {
-            return;
-        }
-        let v = self.items.entry(key).or_insert(0);
-        *v |= bit;
-        *e = (key, *v);
+    pub fn item(&mut self, key: u64, iseg: u8) {
+        self.item_row(key, Some(iseg), || (NONE, false));
     }
 }
 
