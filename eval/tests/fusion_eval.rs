@@ -424,3 +424,29 @@ fn user_auc_api_matches_evaluate() {
     assert_eq!(r.overall.users_counted, s.users_counted);
     let _ = fusion_eval::SHARDING_HELP;
 }
+
+#[test]
+fn explicit_segment_columns_and_conflicts_are_counted() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(
+        d.path(),
+        "s.csv",
+        "user_id,item_id,label,score,user_segment,item_segment\n\
+         u1,i1,1,0.9,regular,cold-start\nu1,i2,0,0.1,regular,long_tail\n\
+         u2,i1,1,0.4,cold,regular\nu2,i3,0,0.6,long-tail,regular\n",
+    );
+    let r = evaluate_file(&input(&p), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    assert_eq!(r.user_segments, fusion_eval::SegmentSource::Column);
+    let g = |k: GroupKind| r.segments.iter().find(|g| g.group == k).unwrap().clone();
+    // u2 has conflicting user segments: the lowest (cold-start) is used, and it is reported.
+    assert_eq!(g(GroupKind::User(Segment::ColdStart)).users, 1);
+    assert_eq!(g(GroupKind::User(Segment::Regular)).models[0].uauc, Some(1.0));
+    assert_eq!(g(GroupKind::User(Segment::ColdStart)).models[0].uauc, Some(0.0));
+    let w = |k: WarningKind| r.warnings.iter().find(|w| w.kind == k).map(|w| w.count);
+    assert_eq!(w(WarningKind::ConflictingUserSegment), Some(1));
+    // i1 is cold-start on one row and regular on another.
+    assert_eq!(w(WarningKind::ConflictingItemSegment), Some(1));
+    assert_eq!(g(GroupKind::Item(Segment::Regular)).items, Some(2));
+    assert_eq!(g(GroupKind::Item(Segment::Regular)).users_counted, 1);
+    assert_eq!(g(GroupKind::Item(Segment::ColdStart)).users_skipped, 1);
+}
