@@ -1,8 +1,8 @@
 //! fusion-eval: brute-force oracles (ties included), file readers, partial merge, bad inputs, CLI.
 
 use learnrec_eval::fusion_eval::{
-    self, emit_partial, evaluate, evaluate_file, generate, merge_partials, GroupKind, Input, Options, Predictions,
-    Report, UserWeight, WarningKind,
+    self, GroupKind, Input, Options, Predictions, Report, UserWeight, WarningKind, emit_partial, evaluate,
+    evaluate_file, generate, merge_partials,
 };
 use learnrec_eval::metrics;
 use learnrec_eval::segment::{Segment, Thresholds};
@@ -179,7 +179,8 @@ fn tsv_and_quoted_fields_read() {
     let q = GOOD.replace("u1,", "\"u1\",").replace("u2,i1", "\"u2\",\"i1\"");
     let p2 = write(d.path(), "q.csv", &q);
     let b = evaluate_file(&input(&p2), &Options { bootstrap: 0, ..Options::default() }).unwrap();
-    let c = evaluate_file(&input(&write(d.path(), "c.csv", GOOD)), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    let c = evaluate_file(&input(&write(d.path(), "c.csv", GOOD)), &Options { bootstrap: 0, ..Options::default() })
+        .unwrap();
     assert_eq!(a, c);
     assert_eq!(b, c);
 }
@@ -267,7 +268,12 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("needs a `weight` column"), "{e}");
     // In-memory API.
     let e = err_of(evaluate(
-        &Predictions { users: vec![1], labels: vec![true], scores: vec![("s".into(), vec![f32::NAN])], ..Default::default() },
+        &Predictions {
+            users: vec![1],
+            labels: vec![true],
+            scores: vec![("s".into(), vec![f32::NAN])],
+            ..Default::default()
+        },
         &o,
     ));
     assert!(e.contains("NaN or Inf"), "{e}");
@@ -392,7 +398,8 @@ fn plot_and_outputs_via_cli() {
         .output()
         .unwrap();
     assert!(st.status.success());
-    let out = std::process::Command::new(bin).args(["merge", p0.to_str().unwrap(), "--bootstrap", "0"]).output().unwrap();
+    let out =
+        std::process::Command::new(bin).args(["merge", p0.to_str().unwrap(), "--bootstrap", "0"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Table 6"));
     // A clear error with exit code 1.
