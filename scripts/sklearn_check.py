@@ -103,12 +103,14 @@ def main():
         return out, counted, skipped
 
     errs = []
+    maxdiff = [0.0]
 
     def close(what, x, y):
         if x is None or y is None:
             if x != y:
                 errs.append(f"{what}: fusion-eval {x} vs sklearn {y}")
             return
+        maxdiff[0] = max(maxdiff[0], abs(x - y))
         if abs(x - y) > a.tol:
             errs.append(f"{what}: fusion-eval {x!r} vs sklearn {y!r} (diff {abs(x - y):.3g})")
 
@@ -144,7 +146,7 @@ def main():
                 close(f"AUC {m}", mm["auc"], roc_auc_score(labels, scores[m]))
                 checked += 1
     print(f"sklearn check: {len(rows)} rows, {len(by_user)} users, {len(models)} models, "
-          f"{len(groups)} groups, {checked} values compared at tol {a.tol:g}")
+          f"{len(groups)} groups, {checked} values compared at tol {a.tol:g}; max |diff| = {maxdiff[0]:.3g}")
     if errs:
         print("MISMATCH:\n  " + "\n  ".join(errs))
         sys.exit(1)

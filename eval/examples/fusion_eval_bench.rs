@@ -9,15 +9,12 @@
 //! Run one configuration per process (peak RSS is per process). On a shared machine the numbers
 //! are noisy: compare `user+sys` CPU seconds per row as well as wall time.
 
-use learnrec_eval::fusion_eval::{evaluate_file, generate, Input, Options};
+use learnrec_eval::fusion_eval::{Input, Options, evaluate_file, generate};
 use std::path::PathBuf;
 use std::time::Instant;
 
 fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_owned())
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_owned())
 }
 
 fn cpu_seconds() -> f64 {

@@ -1,8 +1,8 @@
 //! fusion-eval: brute-force oracles (ties included), file readers, partial merge, bad inputs, CLI.
 
 use learnrec_eval::fusion_eval::{
-    self, emit_partial, evaluate, evaluate_file, generate, merge_partials, GroupKind, Input, Options, Predictions,
-    Report, UserWeight, WarningKind,
+    self, GroupKind, Input, Options, Predictions, Report, UserWeight, WarningKind, emit_partial, evaluate,
+    evaluate_file, generate, merge_partials,
 };
 use learnrec_eval::metrics;
 use learnrec_eval::segment::{Segment, Thresholds};
@@ -179,7 +179,8 @@ fn tsv_and_quoted_fields_read() {
     let q = GOOD.replace("u1,", "\"u1\",").replace("u2,i1", "\"u2\",\"i1\"");
     let p2 = write(d.path(), "q.csv", &q);
     let b = evaluate_file(&input(&p2), &Options { bootstrap: 0, ..Options::default() }).unwrap();
-    let c = evaluate_file(&input(&write(d.path(), "c.csv", GOOD)), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    let c = evaluate_file(&input(&write(d.path(), "c.csv", GOOD)), &Options { bootstrap: 0, ..Options::default() })
+        .unwrap();
     assert_eq!(a, c);
     assert_eq!(b, c);
 }
@@ -267,7 +268,12 @@ fn bad_inputs_give_clear_errors() {
     assert!(e.contains("needs a `weight` column"), "{e}");
     // In-memory API.
     let e = err_of(evaluate(
-        &Predictions { users: vec![1], labels: vec![true], scores: vec![("s".into(), vec![f32::NAN])], ..Default::default() },
+        &Predictions {
+            users: vec![1],
+            labels: vec![true],
+            scores: vec![("s".into(), vec![f32::NAN])],
+            ..Default::default()
+        },
         &o,
     ));
     assert!(e.contains("NaN or Inf"), "{e}");
@@ -392,7 +398,8 @@ fn plot_and_outputs_via_cli() {
         .output()
         .unwrap();
     assert!(st.status.success());
-    let out = std::process::Command::new(bin).args(["merge", p0.to_str().unwrap(), "--bootstrap", "0"]).output().unwrap();
+    let out =
+        std::process::Command::new(bin).args(["merge", p0.to_str().unwrap(), "--bootstrap", "0"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Table 6"));
     // A clear error with exit code 1.
@@ -423,4 +430,30 @@ fn user_auc_api_matches_evaluate() {
     assert!(close(r.overall.models[0].wuauc, s.wuauc));
     assert_eq!(r.overall.users_counted, s.users_counted);
     let _ = fusion_eval::SHARDING_HELP;
+}
+
+#[test]
+fn explicit_segment_columns_and_conflicts_are_counted() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(
+        d.path(),
+        "s.csv",
+        "user_id,item_id,label,score,user_segment,item_segment\n\
+         u1,i1,1,0.9,regular,cold-start\nu1,i2,0,0.1,regular,long_tail\n\
+         u2,i1,1,0.4,cold,regular\nu2,i3,0,0.6,long-tail,regular\n",
+    );
+    let r = evaluate_file(&input(&p), &Options { bootstrap: 0, ..Options::default() }).unwrap();
+    assert_eq!(r.user_segments, fusion_eval::SegmentSource::Column);
+    let g = |k: GroupKind| r.segments.iter().find(|g| g.group == k).unwrap().clone();
+    // u2 has conflicting user segments: the lowest (cold-start) is used, and it is reported.
+    assert_eq!(g(GroupKind::User(Segment::ColdStart)).users, 1);
+    assert_eq!(g(GroupKind::User(Segment::Regular)).models[0].uauc, Some(1.0));
+    assert_eq!(g(GroupKind::User(Segment::ColdStart)).models[0].uauc, Some(0.0));
+    let w = |k: WarningKind| r.warnings.iter().find(|w| w.kind == k).map(|w| w.count);
+    assert_eq!(w(WarningKind::ConflictingUserSegment), Some(1));
+    // i1 is cold-start on one row and regular on another.
+    assert_eq!(w(WarningKind::ConflictingItemSegment), Some(1));
+    assert_eq!(g(GroupKind::Item(Segment::Regular)).items, Some(2));
+    assert_eq!(g(GroupKind::Item(Segment::Regular)).users_counted, 1);
+    assert_eq!(g(GroupKind::Item(Segment::ColdStart)).users_skipped, 1);
 }

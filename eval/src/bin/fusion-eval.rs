@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use learnrec_eval::fusion_eval::{self, generate, Input, Options, Report, UserActivity, UserWeight};
+use learnrec_eval::fusion_eval::{self, Input, Options, Report, UserActivity, UserWeight, generate};
 use learnrec_eval::segment::Thresholds;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -230,7 +230,10 @@ fn run(cli: Cli) -> Result<()> {
                 scores: e.scores,
                 history: e.history,
                 user_activity: e.user_activity,
-                thresholds: Thresholds { user_long_tail_max: e.user_long_tail_max, item_long_tail_max: e.item_long_tail_max },
+                thresholds: Thresholds {
+                    user_long_tail_max: e.user_long_tail_max,
+                    item_long_tail_max: e.item_long_tail_max,
+                },
                 shard: e.shard,
             };
             let t = Instant::now();
@@ -257,7 +260,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e}");

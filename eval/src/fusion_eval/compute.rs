@@ -1,7 +1,7 @@
 //! The heavy part: per-user AUC statistics (per bucket, in parallel) and the exact global AUC.
 
-use super::table::{fmix64, BINS, iseg_of, useg_of, Block, KeyMap, Layout, Table, LABEL, NONE};
-use crate::metrics::{f32_key, AucCounts};
+use super::table::{BINS, Block, KeyMap, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
+use crate::metrics::{AucCounts, f32_key};
 use crate::segment::Thresholds;
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -63,7 +63,10 @@ pub(crate) enum UserSegments<'a> {
     /// The `user_segment` column (in the row flags).
     Column,
     /// Interaction counts from HISTORY, keyed by user key.
-    History { counts: &'a KeyMap<u64>, thresholds: Thresholds },
+    History {
+        counts: &'a KeyMap<u64>,
+        thresholds: Thresholds,
+    },
 }
 
 /// Per-user statistics of all buckets (consumes the rows), sorted by user key.
@@ -172,7 +175,11 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
                     let f = tmp[r].1;
                     let lab = (f & LABEL) != 0;
                     let s = iseg_of(f);
-                    if lab { p[0] += 1 } else { q[0] += 1 }
+                    if lab {
+                        p[0] += 1
+                    } else {
+                        q[0] += 1
+                    }
                     if s < 3 {
                         if lab { p[1 + s as usize] += 1 } else { q[1 + s as usize] += 1 }
                     }
@@ -291,7 +298,11 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
                     let low = xs[i] >> 1;
                     let (mut rp, mut rn) = (0u64, 0u64);
                     while i < xs.len() && xs[i] >> 1 == low {
-                        if xs[i] & 1 == 1 { rp += 1 } else { rn += 1 }
+                        if xs[i] & 1 == 1 {
+                            rp += 1
+                        } else {
+                            rn += 1
+                        }
                         i += 1;
                     }
                     emit(low, rp, rn);

@@ -136,7 +136,11 @@ pub fn generate(spec: &GenSpec) -> Result<u64> {
                             let _ = writeln!(
                                 s,
                                 "{}{d}{}{d}{}{d}{}{d}{}",
-                                c.user[i], c.item[i], c.label[i], c.base[i], c.learn[i],
+                                c.user[i],
+                                c.item[i],
+                                c.label[i],
+                                c.base[i],
+                                c.learn[i],
                                 d = delim
                             );
                         }

@@ -43,7 +43,7 @@ mod read;
 mod report;
 mod table;
 
-pub use read::{read_history, HistoryCounts, UserActivity};
+pub use read::{HistoryCounts, UserActivity, read_history};
 pub use report::{
     BootstrapInfo, Delta, GroupKind, GroupReport, ModelMetrics, Report, SegmentSource, Warning, WarningKind,
 };
@@ -55,7 +55,7 @@ use crate::{Error, Result};
 use compute::UserSegments;
 use report::State;
 use std::path::{Path, PathBuf};
-use table::{flags, seg_code, Layout, Sink, Table, NONE};
+use table::{Layout, NONE, Sink, Table, flags, seg_code};
 
 /// How metrics are computed (independent of where the rows come from).
 #[derive(Debug, Clone, PartialEq)]
@@ -260,7 +260,8 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
     if history.is_some() && out.cols.item.is_none() && out.cols.iseg.is_none() {
         return Err(Error::file(&input.pred, "--history needs an `item_id` column for item segments"));
     }
-    let (st, runs) = state(out.table, out.cols.score_names, user_src, item_src, history.as_ref(), input.thresholds, want_runs)?;
+    let (st, runs) =
+        state(out.table, out.cols.score_names, user_src, item_src, history.as_ref(), input.thresholds, want_runs)?;
     Ok((st, runs, out.file_rows))
 }
 

@@ -5,7 +5,7 @@
 //! [weight sums 4×f64], `2U` 4·m×u64); `u8` has-items, `u64` items, (key u64, bits u8) each;
 //! per model `u64` runs, (score key u32, positives u64, negatives u64) each; magic `LRFEEND1`.
 
-use super::compute::{auc_of_runs, Run, Users, G};
+use super::compute::{G, Run, Users, auc_of_runs};
 use super::report::{SegmentSource, State};
 use super::table::KeyMap;
 use crate::segment::Thresholds;
@@ -127,7 +127,8 @@ fn read(path: &Path) -> Result<(Header, State, Vec<Vec<Run>>)> {
         return Err(Error::file(path, "not a fusion-eval partial file (bad magic)"));
     }
     let hl = c.count(1)?;
-    let h: Header = serde_json::from_slice(c.take(hl)?).map_err(|e| Error::file(path, format!("partial header: {e}")))?;
+    let h: Header =
+        serde_json::from_slice(c.take(hl)?).map_err(|e| Error::file(path, format!("partial header: {e}")))?;
     let m = h.models.len();
     let per_user = 10 + 32 + if h.has_weight { 32 } else { 0 } + 8 * G * m;
     let n = c.count(per_user)?;
@@ -205,7 +206,10 @@ pub(crate) fn merge(paths: &[PathBuf]) -> Result<State> {
         if h != h0 {
             return Err(Error::file(
                 p,
-                format!("partial does not match {} (score columns, segments, weights or thresholds differ)", first.display()),
+                format!(
+                    "partial does not match {} (score columns, segments, weights or thresholds differ)",
+                    first.display()
+                ),
             ));
         }
         st.users.append(s.users);

@@ -4,7 +4,7 @@
 //! supported, but a quoted field may not contain a newline). Parquet row groups are decoded in
 //! parallel with the `parquet` crate's column readers (no Arrow).
 
-use super::table::{self, flags, id_key, int_key, seg_code, KeyMap, Layout, Sink, Table, NONE};
+use super::table::{self, KeyMap, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
 use crate::data::Action;
 use crate::segment::{Segment, Thresholds};
 use crate::{Error, Result};
@@ -43,9 +43,7 @@ pub(crate) fn resolve(path: &Path, header: &[String], scores: &[String]) -> Resu
     }
     let find = |name: &str| header.iter().position(|h| h == name);
     let need = |name: &str| {
-        find(name).ok_or_else(|| {
-            Error::file(path, format!("missing column `{name}` (columns: {})", header.join(", ")))
-        })
+        find(name).ok_or_else(|| Error::file(path, format!("missing column `{name}` (columns: {})", header.join(", "))))
     };
     let user = need("user_id")?;
     let label = need("label")?;
@@ -55,7 +53,10 @@ pub(crate) fn resolve(path: &Path, header: &[String], scores: &[String]) -> Resu
         if score_names.is_empty() {
             return Err(Error::file(
                 path,
-                format!("no score column: none starts with `score` and no --score given (columns: {})", header.join(", ")),
+                format!(
+                    "no score column: none starts with `score` and no --score given (columns: {})",
+                    header.join(", ")
+                ),
             ));
         }
     } else {
@@ -122,7 +123,12 @@ fn label_field(path: &Path, line: u64, v: &[u8]) -> Result<bool> {
     match v {
         b"1" => Ok(true),
         b"0" => Ok(false),
-        _ => Err(Error::parse(path, line, "label", format!("label must be 0 or 1, got `{}`", String::from_utf8_lossy(v)))),
+        _ => Err(Error::parse(
+            path,
+            line,
+            "label",
+            format!("label must be 0 or 1, got `{}`", String::from_utf8_lossy(v)),
+        )),
     }
 }
 
@@ -143,7 +149,12 @@ fn weight_value(path: &Path, line: u64, x: f64) -> Result<f32> {
 }
 
 /// Splits one line into fields (ranges into `line`, or into `scratch` when it has quotes).
-fn split_line<'l>(line: &'l [u8], delim: u8, scratch: &'l mut Vec<u8>, out: &mut Vec<(usize, usize)>) -> std::result::Result<&'l [u8], &'static str> {
+fn split_line<'l>(
+    line: &'l [u8],
+    delim: u8,
+    scratch: &'l mut Vec<u8>,
+    out: &mut Vec<(usize, usize)>,
+) -> std::result::Result<&'l [u8], &'static str> {
     out.clear();
     if !line.contains(&b'"') {
         let mut s = 0;
@@ -312,7 +323,9 @@ where
             })
             .collect();
         hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err((0, ChunkErr::Other(Error::Invalid("reader thread panicked".into()))))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Err((0, ChunkErr::Other(Error::Invalid("reader thread panicked".into())))))
+            })
             .collect()
     });
     let mut sinks = Vec::new();
@@ -385,7 +398,8 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 continue;
             }
             n += 1;
-            let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?;
+            let buf =
+                split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?;
             if ranges.len() != nf {
                 return Err(fail(off, "line", format!("{} fields, the header has {nf}", ranges.len())));
             }
@@ -401,26 +415,47 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             let lab = match f(cols.label) {
                 b"1" => true,
                 b"0" => false,
-                v => return Err(fail(off, "label", format!("label must be 0 or 1, got `{}`", String::from_utf8_lossy(v)))),
+                v => {
+                    return Err(fail(
+                        off,
+                        "label",
+                        format!("label must be 0 or 1, got `{}`", String::from_utf8_lossy(v)),
+                    ));
+                }
             };
             for (j, &ci) in cols.scores.iter().enumerate() {
                 let v = f(ci);
                 let s = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f32>().ok());
                 match s {
                     Some(x) if x.is_finite() => sc[j] = x,
-                    Some(_) => return Err(fail(off, &cols.score_names[j], format!("score is NaN or Inf: `{}`", String::from_utf8_lossy(v)))),
-                    None => return Err(fail(off, &cols.score_names[j], format!("not a number: `{}`", String::from_utf8_lossy(v)))),
+                    Some(_) => {
+                        return Err(fail(
+                            off,
+                            &cols.score_names[j],
+                            format!("score is NaN or Inf: `{}`", String::from_utf8_lossy(v)),
+                        ));
+                    }
+                    None => {
+                        return Err(fail(
+                            off,
+                            &cols.score_names[j],
+                            format!("not a number: `{}`", String::from_utf8_lossy(v)),
+                        ));
+                    }
                 }
             }
             let w = match cols.weight {
                 Some(ci) => {
                     let v = f(ci);
-                    let x: f64 = std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok())
-                        .ok_or_else(|| fail(off, "weight", format!("not a number: `{}`", String::from_utf8_lossy(v))))?;
+                    let x: f64 = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                        fail(off, "weight", format!("not a number: `{}`", String::from_utf8_lossy(v)))
+                    })?;
                     if !x.is_finite() || x < 0.0 {
-                        return Err(fail(off, "weight", format!("weight must be finite and ≥ 0, got `{}`", String::from_utf8_lossy(v))));
+                        return Err(fail(
+                            off,
+                            "weight",
+                            format!("weight must be finite and ≥ 0, got `{}`", String::from_utf8_lossy(v)),
+                        ));
                     }
                     x as f32
                 }
@@ -429,7 +464,11 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             let seg = |ci: usize, name: &str| -> std::result::Result<u8, ChunkErr> {
                 let v = f(ci);
                 std::str::from_utf8(v).ok().and_then(Segment::parse).map(seg_code).ok_or_else(|| {
-                    fail(off, name, format!("unknown segment `{}` (cold-start, long-tail, regular)", String::from_utf8_lossy(v)))
+                    fail(
+                        off,
+                        name,
+                        format!("unknown segment `{}` (cold-start, long-tail, regular)", String::from_utf8_lossy(v)),
+                    )
                 })
             };
             let useg = match cols.useg {
@@ -504,7 +543,12 @@ fn read_col(path: &Path, rg: &dyn RowGroupReader, i: usize, name: &str, rows: us
             }
             if vals.len() != rows {
                 let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
-                return Err(Error::parse(path, first_row + at as u64 + 1, name, "null value (row number within the file)"));
+                return Err(Error::parse(
+                    path,
+                    first_row + at as u64 + 1,
+                    name,
+                    "null value (row number within the file)",
+                ));
             }
             Col::$v(vals)
         }};
@@ -586,7 +630,8 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let rd = |i: usize, name: &str| read_col(path, rg.as_ref(), i, name, rows, first).map_err(ChunkErr::Other);
         let users = id_keys(path, &rd(cols.user, "user_id")?, "user_id", first).map_err(e)?;
         let labels = rd(cols.label, "label")?;
-        let scores: Vec<Col> = cols.scores.iter().zip(&cols.score_names).map(|(&i, n)| rd(i, n)).collect::<std::result::Result<_, _>>()?;
+        let scores: Vec<Col> =
+            cols.scores.iter().zip(&cols.score_names).map(|(&i, n)| rd(i, n)).collect::<std::result::Result<_, _>>()?;
         let items = match cols.item {
             Some(i) => Some(id_keys(path, &rd(i, "item_id")?, "item_id", first).map_err(e)?),
             None => None,
@@ -638,7 +683,12 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                     c => f64_at(c, r) as f32,
                 };
                 if !x.is_finite() {
-                    return Err(e(Error::parse(path, line, &cols.score_names[j], format!("score is NaN or Inf: `{x}`"))));
+                    return Err(e(Error::parse(
+                        path,
+                        line,
+                        &cols.score_names[j],
+                        format!("score is NaN or Inf: `{x}`"),
+                    )));
                 }
                 sc[j] = x;
             }
@@ -762,9 +812,13 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
                         Action::Conversion => true,
                         Action::Rating => {
                             let v = cv.map(f).unwrap_or(b"");
-                            let x: f32 = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-                                fail("value", format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)))
-                            })?;
+                            let x: f32 =
+                                std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                                    fail(
+                                        "value",
+                                        format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)),
+                                    )
+                                })?;
                             x >= rule.convert_min_rating
                         }
                         _ => false,

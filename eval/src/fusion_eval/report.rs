@@ -1,8 +1,8 @@
 //! From per-user statistics to the report: point estimates, the user bootstrap, rendering.
 
-use super::compute::{poisson_seed, poisson1, poisson1_cdf, Users, U_ABSENT, U_CONFLICT};
-use super::table::{seg_of_code, KeyMap, ITEM_ABSENT, NONE};
 use super::Options;
+use super::compute::{U_ABSENT, U_CONFLICT, Users, poisson_seed, poisson1, poisson1_cdf};
+use super::table::{ITEM_ABSENT, KeyMap, NONE, seg_of_code};
 use crate::metrics::{AucCounts, UserWeight};
 use crate::segment::{Segment, Thresholds};
 use rayon::prelude::*;
@@ -220,11 +220,9 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
     let m = st.models.len();
     let us = &st.users;
     let base = match &opt.baseline {
-        Some(b) => st
-            .models
-            .iter()
-            .position(|x| x == b)
-            .ok_or_else(|| crate::Error::Invalid(format!("--baseline `{b}` is not a score column ({})", st.models.join(", "))))?,
+        Some(b) => st.models.iter().position(|x| x == b).ok_or_else(|| {
+            crate::Error::Invalid(format!("--baseline `{b}` is not a score column ({})", st.models.join(", ")))
+        })?,
         None => 0,
     };
     if opt.user_weight == UserWeight::Weight && !st.has_weight {
@@ -400,10 +398,17 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
     warn(
         WarningKind::OneClassUsers,
         overall.users_skipped,
-        format!("{} of {} users have one class only: AUC undefined, skipped from UAUC/WUAUC", overall.users_skipped, overall.users),
+        format!(
+            "{} of {} users have one class only: AUC undefined, skipped from UAUC/WUAUC",
+            overall.users_skipped, overall.users
+        ),
     );
     let absent = us.uflags.iter().filter(|&&x| x & U_ABSENT != 0).count() as u64;
-    warn(WarningKind::UsersAbsentFromHistory, absent, format!("{absent} users are not in HISTORY: counted as cold-start"));
+    warn(
+        WarningKind::UsersAbsentFromHistory,
+        absent,
+        format!("{absent} users are not in HISTORY: counted as cold-start"),
+    );
     let conflict = us.uflags.iter().filter(|&&x| x & U_CONFLICT != 0).count() as u64;
     warn(
         WarningKind::ConflictingUserSegment,
@@ -412,7 +417,11 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
     );
     if let Some(it) = &st.items {
         let absent = it.values().filter(|&&b| b & ITEM_ABSENT != 0).count() as u64;
-        warn(WarningKind::ItemsAbsentFromHistory, absent, format!("{absent} items are not in HISTORY: counted as cold-start"));
+        warn(
+            WarningKind::ItemsAbsentFromHistory,
+            absent,
+            format!("{absent} items are not in HISTORY: counted as cold-start"),
+        );
         let conflict = it.values().filter(|&&b| (b & 0b1111).count_ones() > 1).count() as u64;
         warn(
             WarningKind::ConflictingItemSegment,
@@ -423,7 +432,9 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
     warn(
         WarningKind::UndefinedReplicates,
         undefined_reps,
-        format!("{undefined_reps} (replicate, group, metric) bootstrap deltas were undefined and left out of their CIs"),
+        format!(
+            "{undefined_reps} (replicate, group, metric) bootstrap deltas were undefined and left out of their CIs"
+        ),
     );
     let _ = NONE;
     Ok(Report {
@@ -474,7 +485,8 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "Table 6 — overall ({})", self.header_line());
-        let _ = writeln!(o, "{:<20} {:>8} {:>8} {:>8} {:>9} {:>9}", "model", "AUC", "UAUC", "WUAUC", "counted", "skipped");
+        let _ =
+            writeln!(o, "{:<20} {:>8} {:>8} {:>8} {:>9} {:>9}", "model", "AUC", "UAUC", "WUAUC", "counted", "skipped");
         for mm in &self.overall.models {
             let _ = writeln!(
                 o,
@@ -504,7 +516,10 @@ impl Report {
             let _ = writeln!(
                 o,
                 "\nTable 7 — per segment (user segments: {}, item segments: {}; thresholds: user long-tail ≤ {}, item long-tail ≤ {})",
-                self.user_segments.name(), self.item_segments.name(), self.thresholds.user_long_tail_max, self.thresholds.item_long_tail_max
+                self.user_segments.name(),
+                self.item_segments.name(),
+                self.thresholds.user_long_tail_max,
+                self.thresholds.item_long_tail_max
             );
             let _ = writeln!(
                 o,
@@ -556,7 +571,10 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "### Table 6 — overall\n\n{}\n", self.header_line());
-        let _ = writeln!(o, "| model | AUC | UAUC | WUAUC | users counted | users skipped |\n|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            o,
+            "| model | AUC | UAUC | WUAUC | users counted | users skipped |\n|---|---:|---:|---:|---:|---:|"
+        );
         for mm in &self.overall.models {
             let _ = writeln!(
                 o,

@@ -125,11 +125,7 @@ pub fn auc<S: ScoreKey>(labels: &[bool], scores: &[S]) -> Result<Option<f64>> {
 /// The exact [`AucCounts`] of `scores` against `labels` (see [`auc`]).
 pub fn auc_counts<S: ScoreKey>(labels: &[bool], scores: &[S]) -> Result<AucCounts> {
     if labels.len() != scores.len() {
-        return Err(Error::Invalid(format!(
-            "auc: {} labels but {} scores",
-            labels.len(),
-            scores.len()
-        )));
+        return Err(Error::Invalid(format!("auc: {} labels but {} scores", labels.len(), scores.len())));
     }
     if let Some(i) = scores.iter().position(|s| !s.is_finite_score()) {
         return Err(Error::Invalid(format!("auc: score {i} is not finite (NaN or Inf)")));
@@ -147,7 +143,11 @@ pub fn counts_of_sorted<K: Eq + Copy>(pairs: &[(K, bool)]) -> AucCounts {
         let k = pairs[i].0;
         let (mut p, mut n) = (0u64, 0u64);
         while i < pairs.len() && pairs[i].0 == k {
-            if pairs[i].1 { p += 1 } else { n += 1 }
+            if pairs[i].1 {
+                p += 1
+            } else {
+                n += 1
+            }
             i += 1;
         }
         acc.run(p, n);
