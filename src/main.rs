@@ -27,6 +27,8 @@ enum Command {
     MergeStores(cmd::merge_stores::Args),
     /// I2I retrieval by cosine over a content store.
     Neighbors(cmd::neighbors::Args),
+    /// Per-user history/target sequences (train and test) for the LEARN towers.
+    Sequences(cmd::sequences::Args),
     /// Train the LEARN towers (PCH) with the dense all-action loss.
     Train(cmd::train::Args),
     /// Retrieval metrics (H@K, R@K, N@K) of trained towers, overall and per segment.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => cmd::embed::run(a),
         Command::MergeStores(a) => cmd::merge_stores::run(a),
         Command::Neighbors(a) => cmd::neighbors::run(a),
+        Command::Sequences(a) => cmd::sequences::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::RetrievalEval(a) => cmd::retrieval_eval::run(a),
         Command::Export(a) => cmd::export::run(a),

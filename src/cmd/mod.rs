@@ -10,6 +10,7 @@ pub mod merge_stores;
 pub mod neighbors;
 pub mod rank_train;
 pub mod retrieval_eval;
+pub mod sequences;
 pub mod stats;
 pub mod train;
 pub mod world;
