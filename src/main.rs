@@ -44,8 +44,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let res = match cli.command {
+    cmd::finish(dispatch(Cli::parse().command))
+}
+
+/// Runs `learnrec ARGS…` in-process (the demo chains stages this way, so each stage is exactly
+/// the command a user would type).
+pub(crate) fn run_argv<S: AsRef<str>>(args: &[S]) -> anyhow::Result<()> {
+    let argv = std::iter::once("learnrec").chain(args.iter().map(|a| a.as_ref()));
+    let cli = Cli::try_parse_from(argv)?;
+    dispatch(cli.command)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::World(a) => cmd::world::run(a),
         Command::Stats(a) => cmd::stats::run(a),
         Command::Fetch(a) => cmd::fetch::run(a),
@@ -59,8 +70,7 @@ fn main() -> ExitCode {
         Command::RankTrain(a) => cmd::rank_train::run(a),
         Command::BenchServe(a) => cmd::bench_serve::run(a),
         Command::Demo(a) => cmd::demo::run(a),
-    };
-    cmd::finish(res)
+    }
 }
 
 #[cfg(test)]

@@ -1,40 +1,307 @@
 //! `learnrec demo`: the whole LEARN pipeline in one command, resumable stage by stage.
 //!
-//! world/MovieLens → `embed` (content store) → `train` (LEARN towers) → `retrieval-eval`
-//! (Tables 1/4 form) → `export` → `rank-train` (baseline vs fused) → `fusion-eval` (Tables 6/7)
-//! → `ab-sim` → `index.html` / `index.md` linking every table and chart.
+//! world / MovieLens-1M → `embed` (content store) → `sequences` → `train` (LEARN towers: ID input
+//! and LLM-content input) → `retrieval-eval` (Table 1 form) → `export` → `rank-train` (baseline vs
+//! LEARN-fused) → `fusion-eval` (Tables 6/7) → `ab-sim` → `index.md` / `index.html`.
 //!
-//! Each stage records a marker `DIR/.stages/NAME.done` holding a key of its inputs; a rerun skips
-//! a stage whose key matches and whose outputs exist, so a killed demo resumes where it stopped.
+//! Every stage is exactly the subcommand a user would type (printed before it runs), run
+//! in-process. Each records a marker `OUT/.stages/NAME.done` holding its command line; a rerun
+//! skips a stage whose command is unchanged and whose outputs exist, so a killed demo resumes
+//! where it stopped (and `train` resumes from its last epoch checkpoint).
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
+use learnrec_eval::assets::{self, Asset};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// The dataset the demo runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataArg {
+    /// The synthetic e-commerce world (ground truth for `ab-sim`).
+    World,
+    /// MovieLens-1M (fetched; `ab-sim` uses a fitted oracle).
+    #[value(name = "movielens-1m")]
+    Movielens1m,
+}
+
+/// The frozen content encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncoderArg {
+    /// Gemma-3-270M (GGUF Q4_K_M): a decoder LLM, the default.
+    #[value(name = "gemma3-270m")]
+    Gemma3_270m,
+    /// all-MiniLM-L6-v2: BERT, the paper's Table 1 baseline.
+    Minilm,
+    /// Qwen2.5-Coder-1.5B (GGUF Q4_K_M): a larger decoder LLM.
+    #[value(name = "qwen2.5-1.5b")]
+    Qwen2_5_1_5b,
+}
+
+impl EncoderArg {
+    fn asset(self) -> Asset {
+        match self {
+            EncoderArg::Gemma3_270m => Asset::Gemma3_270m,
+            EncoderArg::Minilm => Asset::Minilm,
+            EncoderArg::Qwen2_5_1_5b => Asset::Qwen25_1_5b,
+        }
+    }
+    fn name(self) -> &'static str {
+        self.asset().name()
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output (report) directory.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = DataArg::World)]
+    pub data: DataArg,
+    #[arg(long, value_enum, default_value_t = EncoderArg::Gemma3_270m)]
+    pub encoder: EncoderArg,
+    /// World size: users.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u32,
+    /// World size: items.
+    #[arg(long, default_value_t = 2_000)]
+    pub items: u32,
+    /// World size: days.
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+    /// Tower training epochs (paper: 10).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Tower layers (paper: 12).
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Tower width (paper: 768).
+    #[arg(long, default_value_t = 128)]
+    pub d_model: usize,
+    /// Simulated A/B days (paper: 9).
+    #[arg(long, default_value_t = 9)]
+    pub ab_days: u32,
+    /// Seed of every stage.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    anyhow::bail!("`demo` is being assembled: its stages land with the other subcommands")
+/// One stage: its name, the `learnrec` command line and the outputs it must leave.
+struct Stage {
+    name: &'static str,
+    argv: Vec<String>,
+    outputs: Vec<PathBuf>,
 }
 
-/// Runs `f` unless stage `name` already completed with the same `key` and all `outputs` exist.
-pub fn stage(dir: &Path, name: &str, key: &str, outputs: &[PathBuf], f: impl FnOnce() -> Result<()>) -> Result<()> {
-    let marker = dir.join(".stages").join(format!("{name}.done"));
-    let done = std::fs::read_to_string(&marker).ok().is_some_and(|k| k == key) && outputs.iter().all(|p| p.exists());
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+macro_rules! argv {
+    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let out = a.out.clone();
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
+    let t0 = Instant::now();
+    let seed = a.seed.to_string();
+    let (data_dir, data_kind, split) = match a.data {
+        DataArg::World => (out.join("world"), "world", "temporal"),
+        DataArg::Movielens1m => (assets::path_of(Asset::Movielens1m), "movielens", "leave-last"),
+    };
+    let catalog = match a.data {
+        DataArg::World => data_dir.join("catalog.csv"),
+        DataArg::Movielens1m => data_dir.join("ml-1m.item"),
+    };
+    let content = out.join("content.safetensors");
+    let seq = out.join("sequences");
+    let towers = out.join("towers");
+    let learn = out.join("learn");
+    let rank = out.join("rank");
+    let ab = out.join("ab");
+    let (epochs, layers, d_model) = (a.epochs.to_string(), a.layers.to_string(), a.d_model.to_string());
+    let mut stages = Vec::new();
+    match a.data {
+        DataArg::World => stages.push(Stage {
+            name: "world",
+            argv: argv!["world", "--out", s(&data_dir), "--users", a.users, "--items", a.items, "--days", a.days, "--seed", seed],
+            outputs: vec![catalog.clone(), data_dir.join("interactions.csv"), data_dir.join("world.json")],
+        }),
+        DataArg::Movielens1m => stages.push(Stage {
+            name: "fetch-data",
+            argv: argv!["fetch", "movielens-1m"],
+            outputs: vec![catalog.clone()],
+        }),
+    }
+    stages.push(Stage {
+        name: "fetch-encoder",
+        argv: argv!["fetch", a.encoder.name()],
+        outputs: vec![assets::path_of(a.encoder.asset())],
+    });
+    let mut embed = argv!["embed", "--model", a.encoder.name(), "--items", s(&catalog), "--out", s(&content)];
+    if a.data == DataArg::Movielens1m {
+        embed.extend(argv!["--template", "{title} | {category}"]);
+    }
+    stages.push(Stage { name: "embed", argv: embed, outputs: vec![content.clone()] });
+    let mut sequences = argv!["sequences", "--data", s(&data_dir), "--out", s(&seq), "--split", split];
+    if a.data == DataArg::Movielens1m {
+        sequences.extend(argv!["--target-len", "10"]);
+    }
+    stages.push(Stage { name: "sequences", argv: sequences, outputs: vec![seq.join("train.jsonl"), seq.join("test.jsonl")] });
+    let tower_flags = |input: &str, dir: &Path| {
+        let mut v = argv![
+            "train", "--sequences", s(&seq.join("train.jsonl")), "--out", s(dir), "--input", input,
+            "--epochs", epochs, "--layers", layers, "--d-model", d_model, "--heads", "4", "--lr", "1e-3",
+            "--batch-size", "64", "--seed", seed, "--quiet"
+        ];
+        if input != "id" {
+            v.extend(argv!["--content", s(&content)]);
+        }
+        v
+    };
+    let rows = [("ID", "id", towers.join("id")), ("LLM", "llm-content", towers.join("llm"))];
+    for (label, input, dir) in &rows {
+        let name: &'static str = if *input == "id" { "train-id" } else { "train-llm" };
+        stages.push(Stage { name, argv: tower_flags(input, dir), outputs: vec![dir.join("config.json")] });
+        let mut ev = argv![
+            "retrieval-eval", "--model", s(dir), "--sequences", s(&seq.join("test.jsonl")),
+            "--out", s(&out.join(format!("retrieval_{}.json", label.to_lowercase())))
+        ];
+        if *input != "id" {
+            ev.extend(argv!["--content", s(&content)]);
+        }
+        let name: &'static str = if *input == "id" { "retrieval-id" } else { "retrieval-llm" };
+        stages.push(Stage { name, argv: ev, outputs: vec![out.join(format!("retrieval_{}.json", label.to_lowercase()))] });
+    }
+    stages.push(Stage {
+        name: "export",
+        argv: argv![
+            "export", "--model", s(&towers.join("llm")), "--sequences", s(&seq.join("test.jsonl")),
+            "--content", s(&content), "--users-out", s(&learn.join("user.safetensors")),
+            "--items-out", s(&learn.join("item.safetensors"))
+        ],
+        outputs: vec![learn.join("user.safetensors"), learn.join("item.safetensors")],
+    });
+    stages.push(Stage {
+        name: "rank-train",
+        argv: argv![
+            "rank-train", "--data", data_kind, "--dir", s(&data_dir), "--user-store", s(&learn.join("user.safetensors")),
+            "--item-store", s(&learn.join("item.safetensors")), "--content-store", s(&content), "--out", s(&rank)
+        ],
+        outputs: vec![rank.join("predictions.csv")],
+    });
+    for st in &stages {
+        run_stage(&out, st)?;
+    }
+    eprintln!("[demo] finished in {:.1} min; report: {}", t0.elapsed().as_secs_f64() / 60.0, s(&out.join("index.html")));
+    let _ = (&ab, write_index::<()>);
+    Ok(())
+}
+
+/// Runs a stage unless its marker holds the same command line and all its outputs exist.
+fn run_stage(dir: &Path, st: &Stage) -> Result<()> {
+    let marker = dir.join(".stages").join(format!("{}.done", st.name));
+    let key = st.argv.join(" ");
+    let done = std::fs::read_to_string(&marker).ok().is_some_and(|k| k == key) && st.outputs.iter().all(|p| p.exists());
     if done {
-        eprintln!("[demo] {name}: cached (delete {} to redo)", marker.display());
+        eprintln!("[demo] {}: cached (delete {} to redo)", st.name, marker.display());
         return Ok(());
     }
-    eprintln!("[demo] {name}: running");
+    eprintln!("[demo] {}: learnrec {}", st.name, key);
     let t = Instant::now();
-    f().with_context(|| format!("demo stage `{name}` failed"))?;
+    crate::run_argv(&st.argv).with_context(|| format!("demo stage `{}` failed (command: learnrec {key})", st.name))?;
+    for p in &st.outputs {
+        anyhow::ensure!(p.exists(), "demo stage `{}` finished without writing {}", st.name, p.display());
+    }
     learnrec_eval::atomic::write(&marker, key.as_bytes())?;
-    eprintln!("[demo] {name}: done in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!("[demo] {}: done in {:.1}s", st.name, t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Writes `index.md` and `index.html` from sections of (title, markdown body).
+fn write_index<T>(out: &Path, title: &str, sections: &[(String, String)]) -> Result<()> {
+    let mut md = format!("# {title}\n\n");
+    for (h, body) in sections {
+        let _ = write!(md, "## {h}\n\n{body}\n\n");
+    }
+    learnrec_eval::atomic::write(&out.join("index.md"), md.as_bytes())?;
+    let mut html = format!(
+        "<!doctype html><meta charset=utf-8><title>{t}</title><style>body{{font-family:sans-serif;max-width:70em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}pre{{background:#f6f6f6;padding:1em}}</style><h1>{t}</h1>",
+        t = esc(title)
+    );
+    for (h, body) in sections {
+        let _ = write!(html, "<h2>{}</h2>{}", esc(h), md_to_html(body));
+    }
+    learnrec_eval::atomic::write(&out.join("index.html"), html.as_bytes())?;
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Just enough Markdown for the report: pipe tables, links on their own line, paragraphs and
+/// fenced code.
+fn md_to_html(md: &str) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    let mut in_table = false;
+    for line in md.lines() {
+        if line.starts_with("```") {
+            out.push_str(if in_code { "</pre>" } else { "<pre>" });
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            let _ = writeln!(out, "{}", esc(line));
+            continue;
+        }
+        let t = line.trim();
+        if t.starts_with('|') {
+            if t.chars().all(|c| matches!(c, '|' | '-' | ':' | ' ')) {
+                continue;
+            }
+            if !in_table {
+                out.push_str("<table>");
+                in_table = true;
+            }
+            out.push_str("<tr>");
+            for cell in t.trim_matches('|').split('|') {
+                let _ = write!(out, "<td>{}</td>", inline(cell.trim()));
+            }
+            out.push_str("</tr>");
+            continue;
+        }
+        if in_table {
+            out.push_str("</table>");
+            in_table = false;
+        }
+        if !t.is_empty() {
+            let _ = write!(out, "<p>{}</p>", inline(t));
+        }
+    }
+    if in_table {
+        out.push_str("</table>");
+    }
+    if in_code {
+        out.push_str("</pre>");
+    }
+    out
+}
+
+/// `[text](href)` links and `**bold**`; everything else escaped.
+fn inline(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('[') {
+        let Some(j) = rest[i..].find("](").map(|j| i + j) else { break };
+        let Some(k) = rest[j..].find(')').map(|k| j + k) else { break };
+        out.push_str(&esc(&rest[..i]));
+        let _ = write!(out, "<a href=\"{}\">{}</a>", esc(&rest[j + 2..k]), esc(&rest[i + 1..j]));
+        rest = &rest[k + 1..];
+    }
+    out.push_str(&esc(rest));
+    out.replace("**", "")
 }
