@@ -139,8 +139,8 @@ impl<B: Backend> LearnFusion<B> {
     pub fn forward(&self, learn: LearnInputs<B>) -> FusionOutput<B> {
         let [batch, _] = learn.user.dims();
         let fill = |x: Tensor<B, 2>, known: Tensor<B, 2>, default: Tensor<B, 2>| {
-            // known ∈ {0,1}: x where known, the learned default elsewhere.
-            x * known.clone() + default * (known.neg().add_scalar(1.0))
+            // known ∈ {0,1} and x = 0 where unknown: x where known, the learned default elsewhere.
+            x + default * known.neg().add_scalar(1.0)
         };
         let u = fill(learn.user, learn.user_known, self.default_user.val());
         let i = fill(learn.item, learn.item_known, self.default_item.val());
