@@ -27,9 +27,9 @@ use crate::loss::weighted_bce_with_logits;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
+use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 
 /// Configuration of [`LearnFusion`].
 #[derive(Config, Debug)]
@@ -39,7 +39,10 @@ pub struct LearnFusionConfig {
     /// Width of the LEARN item embeddings.
     pub item_dim: usize,
     /// Hidden widths of the aux MLP; the last one is the width of the fused hidden features.
-    #[config(default = "vec![128, 64]")]
+    /// Default `[64, 16]`: with `[128, 64]` the fused ranker does ~2.7× the baseline's
+    /// multiply-adds per example (the wider fused input of the ranker's first layer costs most),
+    /// with `[64, 16]` ~1.7×, at no loss of AUC on the toy world.
+    #[config(default = "vec![64, 16]")]
     pub hidden: Vec<usize>,
     /// λ: weight of the aux CVR loss in the total loss.
     #[config(default = 1.0)]
@@ -100,8 +103,16 @@ pub struct LearnFusion<B: Backend> {
 impl LearnFusionConfig {
     /// Width of [`FusionOutput::features`].
     pub fn output_dim(&self) -> usize {
-        let h = self.hidden.last().copied().unwrap_or(self.user_dim + self.item_dim);
-        h + if self.include_embeddings { self.user_dim + self.item_dim } else { 0 }
+        let h = self
+            .hidden
+            .last()
+            .copied()
+            .unwrap_or(self.user_dim + self.item_dim);
+        h + if self.include_embeddings {
+            self.user_dim + self.item_dim
+        } else {
+            0
+        }
     }
 
     fn use_product(&self) -> bool {
@@ -110,7 +121,8 @@ impl LearnFusionConfig {
 
     /// Builds the aux network with fresh weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> LearnFusion<B> {
-        let mut d = self.user_dim + self.item_dim + if self.use_product() { self.user_dim } else { 0 };
+        let mut d =
+            self.user_dim + self.item_dim + if self.use_product() { self.user_dim } else { 0 };
         let mut mlp = Vec::new();
         for &h in &self.hidden {
             mlp.push(LinearConfig::new(d, h).init(device));
@@ -153,10 +165,20 @@ impl<B: Backend> LearnFusion<B> {
             h = relu(l.forward(h));
         }
         let aux_logit = self.head.forward(h.clone()).reshape([batch]);
-        let features =
-            if self.include_embeddings { Tensor::cat(vec![h, u, i], 1) } else { h };
-        let features = if self.stop_gradient { features.detach() } else { features };
-        FusionOutput { features, aux_logit }
+        let features = if self.include_embeddings {
+            Tensor::cat(vec![h, u, i], 1)
+        } else {
+            h
+        };
+        let features = if self.stop_gradient {
+            features.detach()
+        } else {
+            features
+        };
+        FusionOutput {
+            features,
+            aux_logit,
+        }
     }
 
     /// λ · (weighted) aux CVR BCE loss, ready to add to the main loss.

@@ -58,7 +58,10 @@ pub fn price_bucket(price: f64) -> String {
 pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
     let cat_path = dir.join("catalog.csv");
     let mut rd = csv_reader(&cat_path)?;
-    let h = rd.headers().map_err(|e| Error::file(&cat_path, format!("cannot read the header: {e}")))?.clone();
+    let h = rd
+        .headers()
+        .map_err(|e| Error::file(&cat_path, format!("cannot read the header: {e}")))?
+        .clone();
     let (ci, cc, cb, cp) = (
         column(&h, &cat_path, "item_id")?,
         column(&h, &cat_path, "category")?,
@@ -75,16 +78,21 @@ pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
             return Err(Error::parse(&cat_path, line, "item_id", "empty item id"));
         }
         if items.get(id).is_some() {
-            return Err(Error::parse(&cat_path, line, "item_id", format!("duplicate item id `{id}`")));
+            return Err(Error::parse(
+                &cat_path,
+                line,
+                "item_id",
+                format!("duplicate item id `{id}`"),
+            ));
         }
         items.intern(id);
         let price = rec.get(cp).unwrap_or("").trim();
         let bucket = if price.is_empty() {
             None
         } else {
-            let p: f64 = price
-                .parse()
-                .map_err(|_| Error::parse(&cat_path, line, "price", format!("not a number: `{price}`")))?;
+            let p: f64 = price.parse().map_err(|_| {
+                Error::parse(&cat_path, line, "price", format!("not a number: `{price}`"))
+            })?;
             Some(price_bucket(p))
         };
         features.push_item(&[rec.get(cc), rec.get(cb), bucket.as_deref()]);
@@ -92,7 +100,10 @@ pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
 
     let int_path = dir.join("interactions.csv");
     let mut rd = csv_reader(&int_path)?;
-    let h = rd.headers().map_err(|e| Error::file(&int_path, format!("cannot read the header: {e}")))?.clone();
+    let h = rd
+        .headers()
+        .map_err(|e| Error::file(&int_path, format!("cannot read the header: {e}")))?
+        .clone();
     let (iu, ii, it, ia) = (
         column(&h, &int_path, "user_id")?,
         column(&h, &int_path, "item_id")?,
@@ -107,14 +118,26 @@ pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
         let rec = rec.map_err(|e| Error::parse(&int_path, line, "*", e.to_string()))?;
         let uid = rec.get(iu).unwrap_or("").trim();
         let iid = rec.get(ii).unwrap_or("").trim();
-        let item = items
-            .get(iid)
-            .ok_or_else(|| Error::parse(&int_path, line, "item_id", format!("unknown item `{iid}` (not in catalog.csv)")))?;
+        let item = items.get(iid).ok_or_else(|| {
+            Error::parse(
+                &int_path,
+                line,
+                "item_id",
+                format!("unknown item `{iid}` (not in catalog.csv)"),
+            )
+        })?;
         let ts_s = rec.get(it).unwrap_or("").trim();
         let ts: i64 = ts_s
             .parse::<i64>()
             .or_else(|_| ts_s.parse::<f64>().map(|v| v as i64))
-            .map_err(|_| Error::parse(&int_path, line, "timestamp", format!("not a number: `{ts_s}`")))?;
+            .map_err(|_| {
+                Error::parse(
+                    &int_path,
+                    line,
+                    "timestamp",
+                    format!("not a number: `{ts_s}`"),
+                )
+            })?;
         let act = rec.get(ia).unwrap_or("").trim();
         let user = users.intern(uid);
         let e = pairs.entry((user, item)).or_insert((None, None, false));
@@ -140,15 +163,29 @@ pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
                 LabelSpace::Impressions => imp.or(click)?,
                 LabelSpace::Clicks => click.or(if conv { imp } else { None })?,
             };
-            Some(RankingExample { user, item, ts, label: f32::from(u8::from(conv)), weight: 1.0 })
+            Some(RankingExample {
+                user,
+                item,
+                ts,
+                label: f32::from(u8::from(conv)),
+                weight: 1.0,
+            })
         })
         .collect();
     examples.sort_by_key(|e| (e.ts, e.user, e.item));
-    Ok(RankingData { users, items, features, examples })
+    Ok(RankingData {
+        users,
+        items,
+        features,
+        examples,
+    })
 }
 
 fn atomic_header(path: &Path, line: &str, want: &[&str]) -> Result<Vec<usize>> {
-    let cols: Vec<&str> = line.split('\t').map(|c| c.split(':').next().unwrap_or("").trim()).collect();
+    let cols: Vec<&str> = line
+        .split('\t')
+        .map(|c| c.split(':').next().unwrap_or("").trim())
+        .collect();
     want.iter()
         .map(|w| {
             cols.iter()
@@ -161,11 +198,18 @@ fn atomic_header(path: &Path, line: &str, want: &[&str]) -> Result<Vec<usize>> {
 /// Reads MovieLens-1M in RecBole atomic format (`DIR/ml-1m.inter`, `DIR/ml-1m.item`), adding
 /// `negatives` sampled unrated items per rating (see the module docs). `max_users` keeps the
 /// first users (by id order of the file) when non-zero, for faster runs.
-pub fn read_movielens(dir: &Path, negatives: usize, max_users: usize, seed: u64) -> Result<RankingData> {
+pub fn read_movielens(
+    dir: &Path,
+    negatives: usize,
+    max_users: usize,
+    seed: u64,
+) -> Result<RankingData> {
     let item_path = dir.join("ml-1m.item");
     let text = std::fs::read_to_string(&item_path).map_err(|e| Error::io(&item_path, e))?;
     let mut lines = text.lines();
-    let head = lines.next().ok_or_else(|| Error::file(&item_path, "empty file"))?;
+    let head = lines
+        .next()
+        .ok_or_else(|| Error::file(&item_path, "empty file"))?;
     let c = atomic_header(&item_path, head, &["item_id", "release_year", "genre"])?;
     let mut items = IdMap::new();
     let mut features = ItemFeatures::with_fields(&["genre", "decade"]);
@@ -177,22 +221,36 @@ pub fn read_movielens(dir: &Path, negatives: usize, max_users: usize, seed: u64)
         let get = |k: usize| f.get(c[k]).map(|s| s.trim()).unwrap_or("");
         let id = get(0);
         if id.is_empty() {
-            return Err(Error::parse(&item_path, n as u64 + 2, "item_id", "empty item id"));
+            return Err(Error::parse(
+                &item_path,
+                n as u64 + 2,
+                "item_id",
+                "empty item id",
+            ));
         }
         if items.get(id).is_some() {
             continue;
         }
         items.intern(id);
         let genre = get(2).split_whitespace().next();
-        let decade = get(1).parse::<i32>().ok().map(|y| format!("{}s", y / 10 * 10));
+        let decade = get(1)
+            .parse::<i32>()
+            .ok()
+            .map(|y| format!("{}s", y / 10 * 10));
         features.push_item(&[genre, decade.as_deref()]);
     }
 
     let inter_path = dir.join("ml-1m.inter");
     let text = std::fs::read_to_string(&inter_path).map_err(|e| Error::io(&inter_path, e))?;
     let mut lines = text.lines();
-    let head = lines.next().ok_or_else(|| Error::file(&inter_path, "empty file"))?;
-    let c = atomic_header(&inter_path, head, &["user_id", "item_id", "rating", "timestamp"])?;
+    let head = lines
+        .next()
+        .ok_or_else(|| Error::file(&inter_path, "empty file"))?;
+    let c = atomic_header(
+        &inter_path,
+        head,
+        &["user_id", "item_id", "rating", "timestamp"],
+    )?;
     let mut users = IdMap::new();
     let mut rated: Vec<(u32, u32, i64, f32)> = Vec::new();
     for (n, l) in lines.enumerate() {
@@ -206,15 +264,30 @@ pub fn read_movielens(dir: &Path, negatives: usize, max_users: usize, seed: u64)
         if max_users > 0 && users.get(uid).is_none() && users.len() >= max_users {
             continue;
         }
-        let item = items
-            .get(get(1))
-            .ok_or_else(|| Error::parse(&inter_path, line, "item_id", format!("unknown item `{}`", get(1))))?;
-        let rating: f32 = get(2)
-            .parse()
-            .map_err(|_| Error::parse(&inter_path, line, "rating", format!("not a number: `{}`", get(2))))?;
-        let ts: f64 = get(3)
-            .parse()
-            .map_err(|_| Error::parse(&inter_path, line, "timestamp", format!("not a number: `{}`", get(3))))?;
+        let item = items.get(get(1)).ok_or_else(|| {
+            Error::parse(
+                &inter_path,
+                line,
+                "item_id",
+                format!("unknown item `{}`", get(1)),
+            )
+        })?;
+        let rating: f32 = get(2).parse().map_err(|_| {
+            Error::parse(
+                &inter_path,
+                line,
+                "rating",
+                format!("not a number: `{}`", get(2)),
+            )
+        })?;
+        let ts: f64 = get(3).parse().map_err(|_| {
+            Error::parse(
+                &inter_path,
+                line,
+                "timestamp",
+                format!("not a number: `{}`", get(3)),
+            )
+        })?;
         rated.push((users.intern(uid), item, ts as i64, rating));
     }
     let seen: HashSet<(u32, u32)> = rated.iter().map(|r| (r.0, r.1)).collect();
@@ -222,20 +295,37 @@ pub fn read_movielens(dir: &Path, negatives: usize, max_users: usize, seed: u64)
     let mut examples = Vec::with_capacity(rated.len() * (1 + negatives));
     let n_items = items.len() as u32;
     for &(user, item, ts, rating) in &rated {
-        examples.push(RankingExample { user, item, ts, label: f32::from(u8::from(rating >= 4.0)), weight: 1.0 });
+        examples.push(RankingExample {
+            user,
+            item,
+            ts,
+            label: f32::from(u8::from(rating >= 4.0)),
+            weight: 1.0,
+        });
         let mut added = 0;
         let mut tries = 0;
         while added < negatives && tries < 50 * negatives.max(1) && n_items > 0 {
             tries += 1;
             let neg = rng.random_range(0..n_items);
             if !seen.contains(&(user, neg)) {
-                examples.push(RankingExample { user, item: neg, ts, label: 0.0, weight: 1.0 });
+                examples.push(RankingExample {
+                    user,
+                    item: neg,
+                    ts,
+                    label: 0.0,
+                    weight: 1.0,
+                });
                 added += 1;
             }
         }
     }
     examples.sort_by_key(|e| (e.ts, e.user, e.item));
-    Ok(RankingData { users, items, features, examples })
+    Ok(RankingData {
+        users,
+        items,
+        features,
+        examples,
+    })
 }
 
 /// Writes the predictions file of `fusion-eval`: `user_id,item_id,label,score_<model>…[,weight]`
@@ -249,7 +339,9 @@ pub fn write_predictions(
     with_weight: bool,
 ) -> Result<()> {
     if names.len() != scores.len() || scores.iter().any(|s| s.len() != examples.len()) {
-        return Err(Error::Invalid("predictions: one score per example and model is required".into()));
+        return Err(Error::Invalid(
+            "predictions: one score per example and model is required".into(),
+        ));
     }
     learnrec_eval::atomic::write_with(path, |w| {
         write!(w, "user_id,item_id,label")?;
@@ -261,7 +353,13 @@ pub fn write_predictions(
         }
         writeln!(w)?;
         for (k, e) in examples.iter().enumerate() {
-            write!(w, "{},{},{}", csv_field(data.users.name(e.user)), csv_field(data.items.name(e.item)), e.label)?;
+            write!(
+                w,
+                "{},{},{}",
+                csv_field(data.users.name(e.user)),
+                csv_field(data.items.name(e.item)),
+                e.label
+            )?;
             for s in scores {
                 write!(w, ",{}", s[k])?;
             }
@@ -276,7 +374,11 @@ pub fn write_predictions(
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }
 
 /// What `rankers.json` holds beside the Burn records: configs and vocabularies, so a later
@@ -327,12 +429,18 @@ pub fn save_rankers<B: Backend>(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let p = dir.join("baseline");
-    baseline.clone().save_file(&p, &rec).map_err(|e| Error::file(&p, format!("cannot save: {e}")))?;
+    baseline
+        .clone()
+        .save_file(&p, &rec)
+        .map_err(|e| Error::file(&p, format!("cannot save: {e}")))?;
     if let Some(f) = fused {
         let p = dir.join("fused");
-        f.clone().save_file(&p, &rec).map_err(|e| Error::file(&p, format!("cannot save: {e}")))?;
+        f.clone()
+            .save_file(&p, &rec)
+            .map_err(|e| Error::file(&p, format!("cannot save: {e}")))?;
     }
-    let json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Invalid(format!("rankers.json: {e}")))?;
+    let json = serde_json::to_vec_pretty(meta)
+        .map_err(|e| Error::Invalid(format!("rankers.json: {e}")))?;
     learnrec_eval::atomic::write(&dir.join(META), &json)?;
     Ok(())
 }
@@ -341,8 +449,8 @@ pub fn save_rankers<B: Backend>(
 pub fn load_rankers<B: Backend>(dir: &Path, device: &B::Device) -> Result<SavedRankers<B>> {
     let mp: PathBuf = dir.join(META);
     let bytes = std::fs::read(&mp).map_err(|e| Error::io(&mp, e))?;
-    let mut meta: RankersMeta =
-        serde_json::from_slice(&bytes).map_err(|e| Error::file(&mp, format!("not a rankers.json: {e}")))?;
+    let mut meta: RankersMeta = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::file(&mp, format!("not a rankers.json: {e}")))?;
     meta.users.rebuild_index();
     meta.items.rebuild_index();
     meta.dataset_users.rebuild_index();
@@ -368,5 +476,9 @@ pub fn load_rankers<B: Backend>(dir: &Path, device: &B::Device) -> Result<SavedR
         }
         None => None,
     };
-    Ok(SavedRankers { meta, baseline, fused })
+    Ok(SavedRankers {
+        meta,
+        baseline,
+        fused,
+    })
 }

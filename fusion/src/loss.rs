@@ -1,7 +1,7 @@
 //! Losses shared by the rankers and the aux network.
 
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 
 /// Numerically stable (weighted) binary cross-entropy on logits:
 /// `ℓ(x, y) = max(x, 0) − x·y + log(1 + e^{−|x|})`, reduced as `Σ w·ℓ / Σ w` (plain mean when

@@ -6,8 +6,8 @@ use crate::ranker::{Ranker, RankerConfig};
 use crate::{Error, Result};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 
 /// A ranking model: logits of a batch, and optionally an auxiliary loss.
 pub trait RankModel<B: Backend>: Module<B> {
@@ -27,7 +27,12 @@ pub trait RankModel<B: Backend>: Module<B> {
     /// Replaces the underlying ranker's ID tables.
     fn with_id_tables(self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self;
     /// The λ-weighted auxiliary loss of a fusion output (`None` for models without one).
-    fn aux_loss(&self, _out: &FusionOutput<B>, _batch: &Batch<B>, _weighted: bool) -> Option<Tensor<B, 1>> {
+    fn aux_loss(
+        &self,
+        _out: &FusionOutput<B>,
+        _batch: &Batch<B>,
+        _weighted: bool,
+    ) -> Option<Tensor<B, 1>> {
         None
     }
 }
@@ -50,7 +55,13 @@ impl<B: Backend> RankModel<B> for Ranker<B> {
                 self.extra_dim()
             )));
         }
-        let x = self.input(batch.users.clone(), batch.items.clone(), batch.fields.clone(), None, id_rows);
+        let x = self.input(
+            batch.users.clone(),
+            batch.items.clone(),
+            batch.fields.clone(),
+            None,
+            id_rows,
+        );
         Ok((self.forward_features(x), None))
     }
 }
@@ -67,8 +78,15 @@ pub struct FusedRankerConfig {
 impl FusedRankerConfig {
     /// Builds the fused ranker.
     pub fn init<B: Backend>(&self, device: &B::Device) -> FusedRanker<B> {
-        let ranker = self.ranker.clone().with_extra_dim(self.fusion.output_dim()).init(device);
-        FusedRanker { ranker, fusion: self.fusion.init(device) }
+        let ranker = self
+            .ranker
+            .clone()
+            .with_extra_dim(self.fusion.output_dim())
+            .init(device);
+        FusedRanker {
+            ranker,
+            fusion: self.fusion.init(device),
+        }
     }
 }
 
@@ -94,7 +112,9 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
         id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     ) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)> {
         let learn = batch.learn.clone().ok_or_else(|| {
-            Error::Invalid("the fused ranker needs LEARN inputs: build its batches with a LearnLookup".into())
+            Error::Invalid(
+                "the fused ranker needs LEARN inputs: build its batches with a LearnLookup".into(),
+            )
         })?;
         let out = self.fusion.forward(learn);
         let x = self.ranker.input(
@@ -108,7 +128,12 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
         Ok((logits, Some(out)))
     }
 
-    fn aux_loss(&self, out: &FusionOutput<B>, batch: &Batch<B>, weighted: bool) -> Option<Tensor<B, 1>> {
+    fn aux_loss(
+        &self,
+        out: &FusionOutput<B>,
+        batch: &Batch<B>,
+        weighted: bool,
+    ) -> Option<Tensor<B, 1>> {
         let w = weighted.then(|| batch.weights.clone());
         Some(self.fusion.aux_loss(out, batch.labels.clone(), w))
     }

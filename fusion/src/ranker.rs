@@ -93,7 +93,10 @@ impl RankerConfig {
         let d_in = self.input_dim();
         let emb = |n: usize, d: usize| {
             EmbeddingConfig::new(n.max(1), d)
-                .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.05 })
+                .with_initializer(burn::nn::Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.05,
+                })
                 .init(device)
         };
         let mut mlp = Vec::new();
@@ -105,7 +108,9 @@ impl RankerConfig {
         let cross: Vec<CrossLayer<B>> = match self.interaction {
             Interaction::Mlp => Vec::new(),
             Interaction::DcnV2 { layers } => (0..layers)
-                .map(|_| CrossLayer { linear: LinearConfig::new(d_in, d_in).init(device) })
+                .map(|_| CrossLayer {
+                    linear: LinearConfig::new(d_in, d_in).init(device),
+                })
                 .collect(),
         };
         let head_in = d + if cross.is_empty() { 0 } else { d_in };
@@ -169,8 +174,12 @@ impl<B: Backend> Ranker<B> {
         let (u, i) = match id_rows {
             Some(rows) => rows,
             None => (
-                self.user_emb.forward(users.unsqueeze_dim(1)).reshape([batch as i32, -1]),
-                self.item_emb.forward(items.unsqueeze_dim(1)).reshape([batch as i32, -1]),
+                self.user_emb
+                    .forward(users.unsqueeze_dim(1))
+                    .reshape([batch as i32, -1]),
+                self.item_emb
+                    .forward(items.unsqueeze_dim(1))
+                    .reshape([batch as i32, -1]),
             ),
         };
         let mut parts = vec![u, i];

@@ -37,7 +37,16 @@ impl SparseTable {
             .into_vec()
             .map_err(|e| Error::Invalid(format!("cannot read an embedding table: {e:?}")))?;
         let n = w.len();
-        Ok(SparseTable { dim, w, m: vec![0.0; n], v: vec![0.0; n], t: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 })
+        Ok(SparseTable {
+            dim,
+            w,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        })
     }
 
     /// Width of the rows.
@@ -110,7 +119,13 @@ mod tests {
         assert_eq!(&w[0..2], &[1.0, 1.0]);
         assert_eq!(&w[4..6], &[1.0, 1.0]);
         // first Adam step moves each touched coordinate by ≈ lr against the gradient sign
-        assert!((w[2] - 0.9).abs() < 1e-4 && (w[3] - 1.1).abs() < 1e-4, "{w:?}");
-        assert!((w[6] - 1.0).abs() < 1e-6 && (w[7] - 0.9).abs() < 1e-4, "{w:?}");
+        assert!(
+            (w[2] - 0.9).abs() < 1e-4 && (w[3] - 1.1).abs() < 1e-4,
+            "{w:?}"
+        );
+        assert!(
+            (w[6] - 1.0).abs() < 1e-6 && (w[7] - 0.9).abs() < 1e-4,
+            "{w:?}"
+        );
     }
 }

@@ -7,14 +7,14 @@ use crate::metrics::{auc, logloss};
 use crate::model::RankModel;
 use crate::sparse::SparseTable;
 use crate::{Error, Result};
-use burn::tensor::{Tensor, TensorData};
 use burn::config::Config;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use rand::seq::SliceRandom as _;
+use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
+use rand::seq::SliceRandom as _;
 use std::time::{Duration, Instant};
 
 /// What early stopping watches on the validation split.
@@ -107,7 +107,9 @@ where
     M::InnerModule: RankModel<B::InnerBackend>,
 {
     if split.train.is_empty() {
-        return Err(Error::Invalid(format!("`{name}`: the training split is empty")));
+        return Err(Error::Invalid(format!(
+            "`{name}`: the training split is empty"
+        )));
     }
     if cfg.batch_size == 0 {
         return Err(Error::Invalid("batch size must be at least 1".into()));
@@ -143,28 +145,39 @@ where
             let n = host.len();
             let leaves = tables.as_ref().map(|(ut, it)| {
                 let leaf = |t: &SparseTable, rows: &[i64]| {
-                    Tensor::<B, 2>::from_data(TensorData::new(t.gather(rows), [n, t.dim()]), device).require_grad()
+                    Tensor::<B, 2>::from_data(TensorData::new(t.gather(rows), [n, t.dim()]), device)
+                        .require_grad()
                 };
                 (leaf(ut, &host.users), leaf(it, &host.items))
             });
             let (logits, fusion) = model.forward_batch_with(&batch, leaves.clone())?;
             let w = cfg.use_weights.then(|| batch.weights.clone());
             let mut loss = weighted_bce_with_logits(logits, batch.labels.clone(), w);
-            if let Some(aux) = fusion.as_ref().and_then(|f| model.aux_loss(f, &batch, cfg.use_weights)) {
+            if let Some(aux) = fusion
+                .as_ref()
+                .and_then(|f| model.aux_loss(f, &batch, cfg.use_weights))
+            {
                 loss = loss + aux;
             }
             let lv = loss.clone().into_scalar().elem::<f32>();
             step += 1;
             if !lv.is_finite() {
-                return Err(Error::Diverged { model: name.to_owned(), step, loss: lv });
+                return Err(Error::Diverged {
+                    model: name.to_owned(),
+                    step,
+                    loss: lv,
+                });
             }
             let grads = loss.backward();
             if let (Some((ut, it)), Some((lu, li))) = (tables.as_mut(), leaves) {
                 for (t, leaf, rows) in [(ut, lu, &host.users), (it, li, &host.items)] {
                     if let Some(g) = leaf.grad(&grads) {
-                        let g: Vec<f32> = g.into_data().convert::<f32>().into_vec().map_err(|e| {
-                            Error::Invalid(format!("cannot read an ID-embedding gradient: {e:?}"))
-                        })?;
+                        let g: Vec<f32> =
+                            g.into_data().convert::<f32>().into_vec().map_err(|e| {
+                                Error::Invalid(format!(
+                                    "cannot read an ID-embedding gradient: {e:?}"
+                                ))
+                            })?;
                         t.step(rows, &g, cfg.lr);
                     }
                 }
@@ -180,7 +193,11 @@ where
             model = model.with_id_tables(ut.to_tensor(device), it.to_tensor(device));
         }
         report.train_time += t0.elapsed();
-        let valid = if split.valid.is_empty() { &split.train } else { &split.valid };
+        let valid = if split.valid.is_empty() {
+            &split.train
+        } else {
+            &split.valid
+        };
         let p = predict(&model.valid(), batcher, valid, 4096, device)?;
         let labels: Vec<f32> = valid.iter().map(|e| e.label).collect();
         let stats = EpochStats {
