@@ -246,6 +246,12 @@ impl HostBatch {
         let f2 = |v: &Vec<f32>, d: usize| {
             Tensor::<B, 2>::from_data(TensorData::new(v.clone(), [n, d]), device)
         };
+        let missing = |known: &Vec<f32>| {
+            known.iter().any(|&k| k < 0.5).then(|| {
+                let m: Vec<f32> = known.iter().map(|&k| 1.0 - k).collect();
+                Tensor::<B, 2>::from_data(TensorData::new(m, [n, 1]), device)
+            })
+        };
         Batch {
             users: int1(&self.users),
             items: int1(&self.items),
@@ -257,9 +263,9 @@ impl HostBatch {
             weights: f1(&self.weights),
             learn: self.learn.as_ref().map(|l| LearnInputs {
                 user: f2(&l.user, l.user_dim),
-                user_known: f2(&l.user_known, 1),
+                user_missing: missing(&l.user_known),
                 item: f2(&l.item, l.item_dim),
-                item_known: f2(&l.item_known, 1),
+                item_missing: missing(&l.item_known),
             }),
         }
     }

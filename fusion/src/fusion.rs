@@ -65,12 +65,14 @@ pub struct LearnFusionConfig {
 pub struct LearnInputs<B: Backend> {
     /// `[batch, user_dim]` LEARN user embeddings (zeros where unknown).
     pub user: Tensor<B, 2>,
-    /// `[batch, 1]`: 1 where `user` is a real embedding, 0 where the default must be used.
-    pub user_known: Tensor<B, 2>,
+    /// `[batch, 1]`: 1 where the learned default user must be used, else 0; `None` when every
+    /// user of the batch is known (saves the substitution ops at serving time).
+    pub user_missing: Option<Tensor<B, 2>>,
     /// `[batch, item_dim]` LEARN item embeddings (store or content-derived; zeros where unknown).
     pub item: Tensor<B, 2>,
-    /// `[batch, 1]`: 1 where `item` is a real embedding, 0 where the default must be used.
-    pub item_known: Tensor<B, 2>,
+    /// `[batch, 1]`: 1 where the learned default item must be used, else 0; `None` when every
+    /// item of the batch is known.
+    pub item_missing: Option<Tensor<B, 2>>,
 }
 
 /// What [`LearnFusion::forward`] returns.
@@ -142,20 +144,16 @@ impl LearnFusionConfig {
 }
 
 impl<B: Backend> LearnFusion<B> {
-    /// Fused features and aux CVR logit of a batch.
-    ///
-    /// # Shapes
-    /// - `learn.user`: `[batch, user_dim]`, `learn.item`: `[batch, item_dim]`,
-    ///   `learn.*_known`: `[batch, 1]`
-    /// - output `features`: `[batch, output_dim]`, `aux_logit`: `[batch]`
-    pub fn forward(&self, learn: LearnInputs<B>) -> FusionOutput<B> {
-        let [batch, _] = learn.user.dims();
-        let fill = |x: Tensor<B, 2>, known: Tensor<B, 2>, default: Tensor<B, 2>| {
-            // known ∈ {0,1} and x = 0 where unknown: x where known, the learned default elsewhere.
-            x + default * known.neg().add_scalar(1.0)
-        };
-        let u = fill(learn.user, learn.user_known, self.default_user.val());
-        let i = fill(learn.item, learn.item_known, self.default_item.val());
+    /// The aux network's last hidden layer and the (default-filled) LEARN embeddings.
+    fn hidden(&self, learn: LearnInputs<B>) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+        // x = 0 where missing, so x + default · missing substitutes the learned default.
+        let fill =
+            |x: Tensor<B, 2>, missing: Option<Tensor<B, 2>>, default: Tensor<B, 2>| match missing {
+                Some(m) => x + default * m,
+                None => x,
+            };
+        let u = fill(learn.user, learn.user_missing, self.default_user.val());
+        let i = fill(learn.item, learn.item_missing, self.default_item.val());
         let mut parts = vec![u.clone(), i.clone()];
         if self.product_feature {
             parts.push(u.clone() * i.clone());
@@ -164,21 +162,45 @@ impl<B: Backend> LearnFusion<B> {
         for l in &self.mlp {
             h = relu(l.forward(h));
         }
-        let aux_logit = self.head.forward(h.clone()).reshape([batch]);
+        (h, u, i)
+    }
+
+    fn fuse(&self, h: Tensor<B, 2>, u: Tensor<B, 2>, i: Tensor<B, 2>) -> Tensor<B, 2> {
         let features = if self.include_embeddings {
             Tensor::cat(vec![h, u, i], 1)
         } else {
             h
         };
-        let features = if self.stop_gradient {
+        if self.stop_gradient {
             features.detach()
         } else {
             features
-        };
+        }
+    }
+
+    /// Fused features and aux CVR logit of a batch (training).
+    ///
+    /// # Shapes
+    /// - `learn.user`: `[batch, user_dim]`, `learn.item`: `[batch, item_dim]`,
+    ///   `learn.*_missing`: `[batch, 1]`
+    /// - output `features`: `[batch, output_dim]`, `aux_logit`: `[batch]`
+    pub fn forward(&self, learn: LearnInputs<B>) -> FusionOutput<B> {
+        let [batch, _] = learn.user.dims();
+        let (h, u, i) = self.hidden(learn);
+        let aux_logit = self.head.forward(h.clone()).reshape([batch]);
         FusionOutput {
-            features,
+            features: self.fuse(h, u, i),
             aux_logit,
         }
+    }
+
+    /// The fused features only, without the aux CVR head (serving).
+    ///
+    /// # Shapes
+    /// - as [`LearnFusion::forward`]; output `[batch, output_dim]`
+    pub fn features(&self, learn: LearnInputs<B>) -> Tensor<B, 2> {
+        let (h, u, i) = self.hidden(learn);
+        self.fuse(h, u, i)
     }
 
     /// λ · (weighted) aux CVR BCE loss, ready to add to the main loss.

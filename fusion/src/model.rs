@@ -22,6 +22,10 @@ pub trait RankModel<B: Backend>: Module<B> {
         batch: &Batch<B>,
         id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     ) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)>;
+    /// `[batch]` logits for serving and evaluation (no auxiliary outputs computed).
+    fn score_batch(&self, batch: &Batch<B>) -> Result<Tensor<B, 1>> {
+        Ok(self.forward_batch(batch)?.0)
+    }
     /// The underlying reference ranker (its ID tables).
     fn ranker(&self) -> &Ranker<B>;
     /// Replaces the underlying ranker's ID tables.
@@ -126,6 +130,21 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
         );
         let logits = self.ranker.forward_features(x);
         Ok((logits, Some(out)))
+    }
+
+    fn score_batch(&self, batch: &Batch<B>) -> Result<Tensor<B, 1>> {
+        let learn = batch.learn.clone().ok_or_else(|| {
+            Error::Invalid(
+                "the fused ranker needs LEARN inputs: build its batches with a LearnLookup".into(),
+            )
+        })?;
+        let features = self.fusion.features(learn);
+        Ok(self.ranker.forward(
+            batch.users.clone(),
+            batch.items.clone(),
+            batch.fields.clone(),
+            Some(features),
+        ))
     }
 
     fn aux_loss(

@@ -67,7 +67,7 @@ pub fn bench_latency<B: Backend, M: RankModel<B>>(
     {
         let t = Instant::now();
         let batch = batcher.batch(req).to_device::<B>(device);
-        let (logits, _) = model.forward_batch(&batch)?;
+        let logits = model.score_batch(&batch)?;
         let p: Vec<f32> = sigmoid(logits)
             .into_data()
             .convert::<f32>()

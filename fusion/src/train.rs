@@ -240,7 +240,7 @@ pub fn predict<B: Backend, M: RankModel<B>>(
     let mut out = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = batcher.batch(chunk).to_device::<B>(device);
-        let (logits, _) = model.forward_batch(&batch)?;
+        let logits = model.score_batch(&batch)?;
         let p: Vec<f32> = sigmoid(logits)
             .into_data()
             .convert::<f32>()
