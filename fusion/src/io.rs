@@ -21,7 +21,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::Backend;
-use learnrec_eval::data::IdMap;
+use learnrec_eval::data::{Action, Catalog, IdMap, InteractionLog, LabelRule};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -326,6 +326,99 @@ pub fn read_movielens(
         features,
         examples,
     })
+}
+
+/// Builds ranking examples from the project's shared data types (what
+/// `learnrec_eval::data::reader::read_dataset_dir` returns), with the labels of the module docs:
+/// pairs with an impression (or, when the log has no impressions at all — MovieLens — every
+/// clicked/rated pair plus `negatives` sampled unclicked items per click) become examples;
+/// `rule` decides what counts as a click and a conversion. Item features: category, brand and
+/// price bucket from the catalog.
+pub fn from_log(
+    catalog: &Catalog,
+    log: &InteractionLog,
+    rule: &LabelRule,
+    space: LabelSpace,
+    negatives: usize,
+    seed: u64,
+) -> RankingData {
+    let mut features = ItemFeatures::with_fields(&["category", "brand", "price_bucket"]);
+    for it in &catalog.items {
+        let bucket = it.price.map(price_bucket);
+        features.push_item(&[
+            Some(it.category.as_str()),
+            Some(it.brand.as_str()),
+            bucket.as_deref(),
+        ]);
+    }
+    let has_impressions = log.rows.iter().any(|r| r.action == Action::Impression);
+    // (user, item) → (first impression ts, first click ts, converted)
+    let mut pairs: HashMap<(u32, u32), (Option<i64>, Option<i64>, bool)> = HashMap::new();
+    for r in &log.rows {
+        let e = pairs.entry((r.user, r.item)).or_insert((None, None, false));
+        let min = |o: Option<i64>| Some(o.map_or(r.ts, |t| t.min(r.ts)));
+        if r.action == Action::Impression {
+            e.0 = min(e.0);
+        }
+        if rule.is_click(r) {
+            e.1 = min(e.1);
+        }
+        if rule.is_conversion(r) {
+            e.2 = true;
+        }
+    }
+    let mut examples: Vec<RankingExample> = pairs
+        .iter()
+        .filter_map(|(&(user, item), &(imp, click, conv))| {
+            let ts = match (space, has_impressions) {
+                (LabelSpace::Impressions, true) => imp.or(click)?,
+                _ => click.or(if conv { imp } else { None })?,
+            };
+            Some(RankingExample {
+                user,
+                item,
+                ts,
+                label: f32::from(u8::from(conv)),
+                weight: 1.0,
+            })
+        })
+        .collect();
+    examples.sort_by_key(|e| (e.ts, e.user, e.item));
+    if !has_impressions && space == LabelSpace::Impressions && negatives > 0 && !catalog.is_empty()
+    {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n_items = log.items.len().max(catalog.len()) as u32;
+        let clicked: Vec<RankingExample> = examples.clone();
+        for e in clicked {
+            let mut added = 0;
+            for _ in 0..50 * negatives {
+                if added == negatives {
+                    break;
+                }
+                let neg = rng.random_range(0..n_items);
+                if !pairs.contains_key(&(e.user, neg)) {
+                    examples.push(RankingExample {
+                        item: neg,
+                        label: 0.0,
+                        ..e
+                    });
+                    added += 1;
+                }
+            }
+        }
+    }
+    examples.sort_by_key(|e| (e.ts, e.user, e.item));
+    let items = if log.items.len() >= catalog.ids.len() {
+        log.items.clone()
+    } else {
+        catalog.ids.clone()
+    };
+    RankingData {
+        users: log.users.clone(),
+        items,
+        features,
+        examples,
+    }
 }
 
 /// Writes the predictions file of `fusion-eval`: `user_id,item_id,label,score_<model>…[,weight]`

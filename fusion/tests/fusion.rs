@@ -451,3 +451,96 @@ fn plug_in_example_runs() {
     );
     assert!(stdout.contains("aux loss"), "{stdout}");
 }
+
+#[test]
+fn examples_from_the_shared_log_types() {
+    use learnrec_eval::data::{
+        Action, Catalog, IdMap, Interaction, InteractionLog, Item, LabelRule,
+    };
+    use learnrec_fusion::io::{LabelSpace, from_log};
+    let item = |id: &str, cat: &str, price: f64| Item {
+        id: id.into(),
+        category: cat.into(),
+        brand: "b".into(),
+        price: Some(price),
+        ..Default::default()
+    };
+    let catalog = Catalog::from_items(vec![
+        item("a", "shoes", 9.9),
+        item("b", "bags", 120.0),
+        item("c", "hats", 1.0),
+    ]);
+    let row = |user, item, ts, action, value| Interaction {
+        user,
+        item,
+        ts,
+        action,
+        value,
+        revenue: None,
+    };
+    // world-style: impressions, a click, a conversion
+    let log = InteractionLog {
+        users: IdMap::from_names(["u0", "u1"]),
+        items: catalog.ids.clone(),
+        rows: vec![
+            row(0, 0, 10, Action::Impression, 1.0),
+            row(0, 0, 11, Action::Click, 1.0),
+            row(0, 0, 12, Action::Conversion, 1.0),
+            row(0, 1, 13, Action::Impression, 1.0),
+            row(1, 1, 5, Action::Impression, 1.0),
+            row(1, 1, 6, Action::Click, 1.0),
+        ],
+    };
+    let d = from_log(
+        &catalog,
+        &log,
+        &LabelRule::default(),
+        LabelSpace::Impressions,
+        0,
+        1,
+    );
+    let got: Vec<(u32, u32, i64, f32)> = d
+        .examples
+        .iter()
+        .map(|e| (e.user, e.item, e.ts, e.label))
+        .collect();
+    assert_eq!(got, vec![(1, 1, 5, 0.0), (0, 0, 10, 1.0), (0, 1, 13, 0.0)]);
+    let d = from_log(
+        &catalog,
+        &log,
+        &LabelRule::default(),
+        LabelSpace::Clicks,
+        0,
+        1,
+    );
+    let got: Vec<(u32, u32, f32)> = d
+        .examples
+        .iter()
+        .map(|e| (e.user, e.item, e.label))
+        .collect();
+    assert_eq!(got, vec![(1, 1, 0.0), (0, 0, 1.0)]);
+    assert_eq!(d.features.vocabs[0].names(), &["shoes", "bags", "hats"]);
+
+    // MovieLens-style: ratings only; rating ≥ 4 converts; one sampled negative per rating
+    let ml = InteractionLog {
+        users: IdMap::from_names(["u0"]),
+        items: catalog.ids.clone(),
+        rows: vec![
+            row(0, 0, 1, Action::Rating, 5.0),
+            row(0, 1, 2, Action::Rating, 2.0),
+        ],
+    };
+    let d = from_log(
+        &catalog,
+        &ml,
+        &LabelRule::default(),
+        LabelSpace::Impressions,
+        1,
+        3,
+    );
+    let got: Vec<(u32, i64, f32)> = d.examples.iter().map(|e| (e.item, e.ts, e.label)).collect();
+    assert_eq!(
+        got,
+        vec![(0, 1, 1.0), (2, 1, 0.0), (1, 2, 0.0), (2, 2, 0.0)]
+    );
+}
