@@ -544,3 +544,65 @@ fn examples_from_the_shared_log_types() {
         vec![(0, 1, 1.0), (2, 1, 0.0), (1, 2, 0.0), (2, 2, 0.0)]
     );
 }
+
+#[test]
+fn world_reader_reads_the_preamble_format_and_names_bad_fields() {
+    use learnrec_fusion::io::{LabelSpace, read_world};
+    let dir = tempfile::tempdir().unwrap();
+    let cat = "item_id,title,category,brand,price,keywords,attributes,available_from\n\
+               i1,Red shoe,shoes,acme,9.9,\"red,shoe\",\"size:40\",\n\
+               i2,Blue bag,bags,bagco,120,,,1000\n";
+    std::fs::write(dir.path().join("catalog.csv"), cat).unwrap();
+    let inter = "user_id,item_id,timestamp,action,value,revenue\n\
+                 u1,i1,10,impression,,\n\
+                 u1,i1,11,click,,\n\
+                 u1,i1,12,conversion,1,9.9\n\
+                 u2,i2,20,impression,,\n";
+    std::fs::write(dir.path().join("interactions.csv"), inter).unwrap();
+    let d = read_world(dir.path(), LabelSpace::Impressions).unwrap();
+    let got: Vec<(&str, &str, f32)> = d
+        .examples
+        .iter()
+        .map(|e| (d.users.name(e.user), d.items.name(e.item), e.label))
+        .collect();
+    assert_eq!(got, vec![("u1", "i1", 1.0), ("u2", "i2", 0.0)]);
+    assert_eq!(d.features.vocabs[2].names(), &["p3", "p6"]);
+    let d = read_world(dir.path(), LabelSpace::Clicks).unwrap();
+    assert_eq!(d.examples.len(), 1);
+
+    std::fs::write(
+        dir.path().join("interactions.csv"),
+        format!("{inter}u3,i2,30,like,,\n"),
+    )
+    .unwrap();
+    let e = read_world(dir.path(), LabelSpace::Impressions)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(
+            "interactions.csv:6: field `action`: `like` is not impression, click or conversion"
+        ),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("interactions.csv"),
+        format!("{inter}u3,i9,30,click,,\n"),
+    )
+    .unwrap();
+    let e = read_world(dir.path(), LabelSpace::Impressions)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("interactions.csv:6: field `item_id`: unknown item `i9`"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("catalog.csv"),
+        "item_id,title,brand,price\n",
+    )
+    .unwrap();
+    let e = read_world(dir.path(), LabelSpace::Impressions)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("catalog.csv: missing column `category`"), "{e}");
+}

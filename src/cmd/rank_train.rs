@@ -387,3 +387,86 @@ fn report_json(r: &TrainReport, test_auc: Option<f64>) -> serde_json::Value {
         "train_loss": r.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["rank-train"];
+        v.extend_from_slice(extra);
+        Cli::parse_from(v).args
+    }
+
+    #[test]
+    fn toy_end_to_end_then_bench_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let a = args(&[
+            "--data",
+            "toy",
+            "--toy-users",
+            "60",
+            "--toy-items",
+            "80",
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--interaction",
+            "dcn",
+        ]);
+        run(a).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("predictions.csv")).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("user_id,item_id,label,score_baseline,score_fused")
+        );
+        assert!(text.lines().count() > 100);
+        for f in [
+            "rankers/baseline.mpk",
+            "rankers/fused.mpk",
+            "rankers/rankers.json",
+            "train_report.json",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f} missing");
+        }
+        let b = crate::cmd::bench_serve::Args {
+            rankers: dir.path().join("rankers"),
+            user_store: None,
+            item_store: None,
+            content_store: None,
+            candidates: 20,
+            requests: 10,
+            warmup: 2,
+            seed: 1,
+        };
+        crate::cmd::bench_serve::run(b).unwrap();
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = run(args(&["--data", "world", "--out", "/tmp/x"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--dir is required with --data world/movielens");
+        let e = run(args(&[
+            "--data",
+            "toy",
+            "--out",
+            "/tmp/x",
+            "--train-frac",
+            "0.95",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--train-frac and --valid-frac"), "{e}");
+    }
+}
