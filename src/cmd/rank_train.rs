@@ -113,6 +113,10 @@ pub struct Args {
     /// Aux network hidden widths, comma-separated (the last is the fused hidden width).
     #[arg(long, value_delimiter = ',', default_value = "64,16")]
     pub aux_hidden: Vec<usize>,
+    /// Feed only the aux network's last hidden layer to the ranker, not the raw LEARN embeddings
+    /// beside it (the paper feeds both; this is cheaper).
+    #[arg(long)]
+    pub hidden_only: bool,
     /// Update ID tables with Burn's dense gradient + Adam instead of the sparse row-wise Adam.
     #[arg(long)]
     pub dense_embeddings: bool,
@@ -290,6 +294,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
 
     use learnrec_fusion::burn::module::AutodiffModule as _;
+    use learnrec_fusion::burn::tensor::backend::Backend as _;
+    // Seed Burn's initialisers so that a run is reproducible.
+    CpuAutodiff::seed(&device, a.seed);
     let mut names = vec!["baseline"];
     let mut scores = Vec::new();
     let mut reports = serde_json::Map::new();
@@ -321,10 +328,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             rc.clone(),
             LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
                 .with_hidden(a.aux_hidden.clone())
+                .with_include_embeddings(!a.hidden_only)
                 .with_aux_weight(a.lambda)
                 .with_stop_gradient(a.stop_gradient),
         );
         let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
+        CpuAutodiff::seed(&device, a.seed);
         let pb = bar("fused");
         let (fused, rf) = train::<CpuAutodiff, _>(
             "fused",
