@@ -1,8 +1,10 @@
 //! Reading ranking data, writing predictions, saving and loading trained rankers.
 //!
-//! MINIMAL READERS — TO BE REPLACED by `learnrec_eval::data::reader::{read_catalog,
-//! read_interactions}` once they land: [`read_world`] reads the world's preamble CSV formats and
-//! [`read_movielens`] the RecBole atomic files, just enough to build ranking examples.
+//! MINIMAL READERS — TO BE REPLACED by `learnrec_eval::data::reader::read_dataset_dir` (landed in
+//! main after this branch was cut): [`read_world`] reads the world's preamble CSV formats and
+//! [`read_movielens`] the RecBole atomic files, just enough to build ranking examples. The
+//! replacement is one call: `from_log(&ds.catalog, &ds.log, &LabelRule::default(), space,
+//! negatives, seed)` ([`from_log`] builds the same examples from the shared data types).
 //!
 //! Labels:
 //! - World ([`LabelSpace::Impressions`], the default): one example per (user, item) impression
