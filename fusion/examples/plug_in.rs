@@ -6,6 +6,7 @@
 //!   2. build it from a `LearnFusionConfig` (the LEARN embedding widths, λ, stop-gradient);
 //!   3. in `forward`, concatenate its fused features beside your ID embeddings;
 //!   4. in the training step, add its λ-weighted aux CVR loss to your loss.
+//!
 //! The batches come from `Batcher` with a `LearnLookup` over the exported LEARN stores
 //! (`EmbeddingStore`s of kind User/Item, plus an optional content store for new items).
 //!

@@ -30,6 +30,9 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// Per (user, item): first impression time, first click time, converted.
+type PairState = (Option<i64>, Option<i64>, bool);
+
 /// Which examples a world log yields (see the module docs).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum LabelSpace {
@@ -114,7 +117,7 @@ pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
     );
     let mut users = IdMap::new();
     // (user, item) → (first impression ts, first click ts, converted)
-    let mut pairs: HashMap<(u32, u32), (Option<i64>, Option<i64>, bool)> = HashMap::new();
+    let mut pairs: HashMap<(u32, u32), PairState> = HashMap::new();
     for (n, rec) in rd.records().enumerate() {
         let line = n as u64 + 2;
         let rec = rec.map_err(|e| Error::parse(&int_path, line, "*", e.to_string()))?;
@@ -355,7 +358,7 @@ pub fn from_log(
     }
     let has_impressions = log.rows.iter().any(|r| r.action == Action::Impression);
     // (user, item) → (first impression ts, first click ts, converted)
-    let mut pairs: HashMap<(u32, u32), (Option<i64>, Option<i64>, bool)> = HashMap::new();
+    let mut pairs: HashMap<(u32, u32), PairState> = HashMap::new();
     for r in &log.rows {
         let e = pairs.entry((r.user, r.item)).or_insert((None, None, false));
         let min = |o: Option<i64>| Some(o.map_or(r.ts, |t| t.min(r.ts)));

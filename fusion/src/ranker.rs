@@ -186,10 +186,10 @@ impl<B: Backend> Ranker<B> {
         if self.n_fields > 0 {
             parts.push(self.field_emb.forward(fields).reshape([batch as i32, -1]));
         }
-        if self.extra_dim > 0 {
-            if let Some(e) = extra {
-                parts.push(e);
-            }
+        if self.extra_dim > 0
+            && let Some(e) = extra
+        {
+            parts.push(e);
         }
         Tensor::cat(parts, 1)
     }

@@ -606,3 +606,51 @@ fn world_reader_reads_the_preamble_format_and_names_bad_fields() {
         .to_string();
     assert!(e.contains("catalog.csv: missing column `category`"), "{e}");
 }
+
+#[test]
+fn dense_and_sparse_id_updates_both_learn() {
+    use learnrec_fusion::train::EmbeddingUpdate;
+    let s = setup(&ToyConfig {
+        n_users: 150,
+        n_items: 100,
+        impressions_per_user: 40,
+        new_item_frac: 0.0,
+        ..Default::default()
+    });
+    let split = s.toy.data.temporal_split(0.7, 0.15);
+    let device = Default::default();
+    let b = Batcher::new(&s.toy.data, &s.users, &s.items, None);
+    for upd in [EmbeddingUpdate::Dense, EmbeddingUpdate::Sparse] {
+        let cfg = TrainConfig::new()
+            .with_max_epochs(3)
+            .with_embedding_update(upd);
+        let before = ranker_config(&s).init::<AD>(&device);
+        let w0: Vec<f32> = before
+            .user_emb
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
+        let (m, r) =
+            train::<AD, _>("baseline", before, &b, &split, &cfg, &device, |_, _| {}).unwrap();
+        let w1: Vec<f32> = m
+            .user_emb
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
+        // the OOV row 0 never appears in training (every training user is in the vocabulary)
+        assert_eq!(&w0[..16], &w1[..16], "{upd:?}: the OOV row moved");
+        assert_ne!(&w0[16..], &w1[16..], "{upd:?}: the ID table did not learn");
+        let first = r.epochs[0].train_loss;
+        let last = r.epochs.last().unwrap().train_loss;
+        assert!(
+            last < first,
+            "{upd:?}: training loss did not fall ({first} → {last})"
+        );
+    }
+}
