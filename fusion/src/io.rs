@@ -517,7 +517,9 @@ pub struct SavedRankers<B: Backend> {
 const META: &str = "rankers.json";
 
 /// Saves the rankers in `dir`: `baseline.mpk`, `fused.mpk` (Burn `NamedMpkFileRecorder`, full
-/// precision) and `rankers.json`.
+/// precision) and `rankers.json`. Save modules that have run at least once (trained or used to
+/// predict): Burn initialises parameters lazily, and saving a never-used module's clone would
+/// draw fresh initial weights for the file.
 pub fn save_rankers<B: Backend>(
     dir: &Path,
     meta: &RankersMeta,
