@@ -6,6 +6,7 @@
 //!   2. build it from a `LearnFusionConfig` (the LEARN embedding widths, λ, stop-gradient);
 //!   3. in `forward`, concatenate its fused features beside your ID embeddings;
 //!   4. in the training step, add its λ-weighted aux CVR loss to your loss.
+//!
 //! The batches come from `Batcher` with a `LearnLookup` over the exported LEARN stores
 //! (`EmbeddingStore`s of kind User/Item, plus an optional content store for new items).
 //!
@@ -48,8 +49,14 @@ impl<B: Backend> MyRanker<B> {
     /// Logits `[batch]` and the fusion output (for the aux loss).
     fn forward(&self, b: &Batch<B>) -> (Tensor<B, 1>, FusionOutput<B>) {
         let n = b.users.dims()[0];
-        let u = self.user.forward(b.users.clone().unsqueeze_dim(1)).reshape([n, 16]);
-        let i = self.item.forward(b.items.clone().unsqueeze_dim(1)).reshape([n, 16]);
+        let u = self
+            .user
+            .forward(b.users.clone().unsqueeze_dim(1))
+            .reshape([n, 16]);
+        let i = self
+            .item
+            .forward(b.items.clone().unsqueeze_dim(1))
+            .reshape([n, 16]);
         let learn = b.learn.clone().expect("batches built with a LearnLookup");
         let fused = self.fusion.forward(learn);
         let x = Tensor::cat(vec![u, i, fused.features.clone()], 1); // LEARN (3/4)
@@ -98,15 +105,26 @@ fn main() {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(2e-3, model, grads);
         }
-        println!("epoch {epoch}: main loss {:.4}, aux loss {:.4}", main_sum / n as f64, aux_sum / n as f64);
+        println!(
+            "epoch {epoch}: main loss {:.4}, aux loss {:.4}",
+            main_sum / n as f64,
+            aux_sum / n as f64
+        );
     }
     let eval = model.valid();
     let b = batcher.batch(&split.test).to_device(&device);
     let (logits, _) = eval.forward(&b);
-    let scores: Vec<f32> = logits.into_data().convert::<f32>().into_vec().unwrap_or_default();
+    let scores: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .unwrap_or_default();
     let labels: Vec<f32> = split.test.iter().map(|e| e.label).collect();
     match auc(&scores, &labels) {
         Some(a) => println!("test AUC {a:.4} on {} examples", labels.len()),
-        None => println!("test AUC undefined (one class) on {} examples", labels.len()),
+        None => println!(
+            "test AUC undefined (one class) on {} examples",
+            labels.len()
+        ),
     }
 }

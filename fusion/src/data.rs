@@ -123,7 +123,11 @@ impl RankingData {
         let b = (((n as f64) * (train + valid)).round() as usize).clamp(a, n);
         let test = ex.split_off(b);
         let valid = ex.split_off(a.min(ex.len()));
-        Split { train: ex, valid, test }
+        Split {
+            train: ex,
+            valid,
+            test,
+        }
     }
 }
 
@@ -152,8 +156,12 @@ impl IdVocab {
     }
     /// Rebuilds the lookup index (after deserialisation).
     pub fn rebuild_index(&mut self) {
-        self.index =
-            self.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32 + 1)).collect();
+        self.index = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u32 + 1))
+            .collect();
     }
     /// Table rows including the OOV row.
     pub fn n_rows(&self) -> usize {
@@ -232,22 +240,32 @@ impl HostBatch {
     /// Moves the batch to `device`.
     pub fn to_device<B: Backend>(&self, device: &B::Device) -> Batch<B> {
         let n = self.len();
-        let int1 = |v: &Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [n]), device);
+        let int1 =
+            |v: &Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [n]), device);
         let f1 = |v: &Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v.clone(), [n]), device);
         let f2 = |v: &Vec<f32>, d: usize| {
             Tensor::<B, 2>::from_data(TensorData::new(v.clone(), [n, d]), device)
         };
+        let missing = |known: &Vec<f32>| {
+            known.iter().any(|&k| k < 0.5).then(|| {
+                let m: Vec<f32> = known.iter().map(|&k| 1.0 - k).collect();
+                Tensor::<B, 2>::from_data(TensorData::new(m, [n, 1]), device)
+            })
+        };
         Batch {
             users: int1(&self.users),
             items: int1(&self.items),
-            fields: Tensor::from_data(TensorData::new(self.fields.clone(), [n, self.n_fields]), device),
+            fields: Tensor::from_data(
+                TensorData::new(self.fields.clone(), [n, self.n_fields]),
+                device,
+            ),
             labels: f1(&self.labels),
             weights: f1(&self.weights),
             learn: self.learn.as_ref().map(|l| LearnInputs {
                 user: f2(&l.user, l.user_dim),
-                user_known: f2(&l.user_known, 1),
+                user_missing: missing(&l.user_known),
                 item: f2(&l.item, l.item_dim),
-                item_known: f2(&l.item_known, 1),
+                item_missing: missing(&l.item_known),
             }),
         }
     }
@@ -294,8 +312,12 @@ impl<'a> Batcher<'a> {
             learn: None,
         };
         for e in examples {
-            b.users.push(i64::from(self.user_rows.get(e.user as usize).copied().unwrap_or(0)));
-            b.items.push(i64::from(self.item_rows.get(e.item as usize).copied().unwrap_or(0)));
+            b.users.push(i64::from(
+                self.user_rows.get(e.user as usize).copied().unwrap_or(0),
+            ));
+            b.items.push(i64::from(
+                self.item_rows.get(e.item as usize).copied().unwrap_or(0),
+            ));
             self.features.rows_of(e.item, &self.offsets, &mut b.fields);
             b.labels.push(e.label);
             b.weights.push(e.weight);

@@ -14,7 +14,12 @@ pub enum Error {
     },
     /// Bad content in a data file: which file, which (1-based) line, which field, what is wrong.
     #[error("{path}:{line}: field `{field}`: {message}")]
-    Parse { path: PathBuf, line: u64, field: String, message: String },
+    Parse {
+        path: PathBuf,
+        line: u64,
+        field: String,
+        message: String,
+    },
     /// A file-level problem (missing column, wrong store kind, unreadable record…).
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -22,7 +27,9 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     /// Training diverged (loss NaN/Inf).
-    #[error("training of `{model}` diverged at step {step}: loss is {loss} (try a lower learning rate)")]
+    #[error(
+        "training of `{model}` diverged at step {step}: loss is {loss} (try a lower learning rate)"
+    )]
     Diverged { model: String, step: u64, loss: f32 },
     /// An error from the data layer (readers, stores, atomic writes).
     #[error(transparent)]
@@ -35,7 +42,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// A parse error at `path:line`, field `field`.
     pub fn parse(
@@ -44,10 +54,18 @@ impl Error {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Error::Parse { path: path.into(), line, field: field.into(), message: message.into() }
+        Error::Parse {
+            path: path.into(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        }
     }
     /// A file-level error.
     pub fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::File { path: path.into(), message: message.into() }
+        Error::File {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod ranker;
 pub mod serve;
+pub mod sparse;
 pub mod toy;
 pub mod train;
 

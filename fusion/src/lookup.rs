@@ -57,7 +57,11 @@ pub fn load_store(path: &Path, kind: StoreKind) -> Result<EmbeddingStore> {
     if s.kind != kind {
         return Err(Error::file(
             path,
-            format!("the store holds `{}` embeddings; expected a `{}` store", s.kind.name(), kind.name()),
+            format!(
+                "the store holds `{}` embeddings; expected a `{}` store",
+                s.kind.name(),
+                kind.name()
+            ),
         ));
     }
     if s.is_empty() || s.dim == 0 {
@@ -95,7 +99,11 @@ impl LearnLookup {
             check_kind(c, StoreKind::Content, "content")?;
         }
         let (du, di) = (user_store.dim, item_store.dim);
-        let mut stats = LookupStats { users: users.len(), items: items.len(), ..Default::default() };
+        let mut stats = LookupStats {
+            users: users.len(),
+            items: items.len(),
+            ..Default::default()
+        };
         let mut user = vec![0f32; users.len() * du];
         let mut user_known = vec![0f32; users.len()];
         for (u, name) in users.names().iter().enumerate() {
@@ -125,7 +133,15 @@ impl LearnLookup {
                 stats.items_default += 1;
             }
         }
-        Ok(LearnLookup { user_dim: du, item_dim: di, user, user_known, item, item_source, stats })
+        Ok(LearnLookup {
+            user_dim: du,
+            item_dim: di,
+            user,
+            user_known,
+            item,
+            item_source,
+            stats,
+        })
     }
 
     /// Width of the user embeddings.
@@ -138,13 +154,20 @@ impl LearnLookup {
     }
     /// Source of dense item `item` (`Default` for ids beyond the dataset).
     pub fn item_source(&self, item: u32) -> ItemSource {
-        self.item_source.get(item as usize).copied().unwrap_or(ItemSource::Default)
+        self.item_source
+            .get(item as usize)
+            .copied()
+            .unwrap_or(ItemSource::Default)
     }
 
     /// LEARN inputs of `(user, item)` dense-id pairs; ids beyond the dataset count as unknown.
     pub fn fill(&self, pairs: impl IntoIterator<Item = (u32, u32)>) -> HostLearn {
         let (du, di) = (self.user_dim, self.item_dim);
-        let mut h = HostLearn { user_dim: du, item_dim: di, ..Default::default() };
+        let mut h = HostLearn {
+            user_dim: du,
+            item_dim: di,
+            ..Default::default()
+        };
         for (u, i) in pairs {
             let (u, i) = (u as usize, i as usize);
             match self.user_known.get(u) {
@@ -211,12 +234,21 @@ impl ContentMap {
         let device = Default::default();
         let xt = Tensor::<CpuBackend, 2>::from_data(TensorData::new(x, [n, d]), &device);
         let yt = Tensor::<CpuBackend, 2>::from_data(TensorData::new(y, [n, di]), &device);
-        let xtx: Vec<f32> = xt.clone().transpose().matmul(xt.clone()).into_data().into_vec().map_err(
-            |e| Error::Invalid(format!("content map: cannot read the Gram matrix: {e:?}")),
-        )?;
-        let xty: Vec<f32> = xt.transpose().matmul(yt).into_data().into_vec().map_err(|e| {
-            Error::Invalid(format!("content map: cannot read XᵀY: {e:?}"))
-        })?;
+        let xtx: Vec<f32> = xt
+            .clone()
+            .transpose()
+            .matmul(xt.clone())
+            .into_data()
+            .into_vec()
+            .map_err(|e| {
+                Error::Invalid(format!("content map: cannot read the Gram matrix: {e:?}"))
+            })?;
+        let xty: Vec<f32> = xt
+            .transpose()
+            .matmul(yt)
+            .into_data()
+            .into_vec()
+            .map_err(|e| Error::Invalid(format!("content map: cannot read XᵀY: {e:?}")))?;
         let mut a: Vec<f64> = xtx.iter().map(|&v| f64::from(v)).collect();
         let trace: f64 = (0..d).map(|k| a[k * d + k]).sum();
         let alpha = 1e-3 * trace / d as f64 + 1e-9;
@@ -224,15 +256,25 @@ impl ContentMap {
             a[k * d + k] += alpha;
         }
         let b: Vec<f64> = xty.iter().map(|&v| f64::from(v)).collect();
-        let w = cholesky_solve(&mut a, d, b, di)
-            .ok_or_else(|| Error::Invalid("content map: the Gram matrix is not positive definite".into()))?;
-        Ok(Some(ContentMap { w: w.into_iter().map(|v| v as f32).collect(), dc, di }))
+        let w = cholesky_solve(&mut a, d, b, di).ok_or_else(|| {
+            Error::Invalid("content map: the Gram matrix is not positive definite".into())
+        })?;
+        Ok(Some(ContentMap {
+            w: w.into_iter().map(|v| v as f32).collect(),
+            dc,
+            di,
+        }))
     }
 
     /// `out = [c, 1] · W`.
     pub fn apply(&self, c: &[f32], out: &mut [f32]) {
         out.fill(0.0);
-        for (k, &ck) in c.iter().take(self.dc).chain(std::iter::once(&1.0)).enumerate() {
+        for (k, &ck) in c
+            .iter()
+            .take(self.dc)
+            .chain(std::iter::once(&1.0))
+            .enumerate()
+        {
             let row = &self.w[k * self.di..(k + 1) * self.di];
             for (o, &w) in out.iter_mut().zip(row) {
                 *o += ck * w;

@@ -93,7 +93,10 @@ impl RankerConfig {
         let d_in = self.input_dim();
         let emb = |n: usize, d: usize| {
             EmbeddingConfig::new(n.max(1), d)
-                .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.05 })
+                .with_initializer(burn::nn::Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.05,
+                })
                 .init(device)
         };
         let mut mlp = Vec::new();
@@ -105,7 +108,9 @@ impl RankerConfig {
         let cross: Vec<CrossLayer<B>> = match self.interaction {
             Interaction::Mlp => Vec::new(),
             Interaction::DcnV2 { layers } => (0..layers)
-                .map(|_| CrossLayer { linear: LinearConfig::new(d_in, d_in).init(device) })
+                .map(|_| CrossLayer {
+                    linear: LinearConfig::new(d_in, d_in).init(device),
+                })
                 .collect(),
         };
         let head_in = d + if cross.is_empty() { 0 } else { d_in };
@@ -137,32 +142,54 @@ impl<B: Backend> Ranker<B> {
         fields: Tensor<B, 2, Int>,
         extra: Option<Tensor<B, 2>>,
     ) -> Tensor<B, 1> {
-        let x = self.input(users, items, fields, extra);
+        let x = self.input(users, items, fields, extra, None);
         self.forward_features(x)
     }
 
-    /// Concatenates the embedded input features.
+    /// Replaces the ID tables' weights (sparse training writes its host tables back).
     ///
     /// # Shapes
-    /// - as [`Ranker::forward`]; output `[batch, input_dim]`
+    /// - `user`: `[n_users, id_dim]`, `item`: `[n_items, id_dim]`
+    pub fn with_id_tables(mut self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self {
+        self.user_emb.weight = self.user_emb.weight.map(|_| user);
+        self.item_emb.weight = self.item_emb.weight.map(|_| item);
+        self
+    }
+
+    /// Concatenates the embedded input features. `id_rows`, when given, are the user and item ID
+    /// embeddings already gathered (sparse training), used instead of the tables.
+    ///
+    /// # Shapes
+    /// - as [`Ranker::forward`]; `id_rows`: `([batch, id_dim], [batch, id_dim])`;
+    ///   output `[batch, input_dim]`
     pub fn input(
         &self,
         users: Tensor<B, 1, Int>,
         items: Tensor<B, 1, Int>,
         fields: Tensor<B, 2, Int>,
         extra: Option<Tensor<B, 2>>,
+        id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     ) -> Tensor<B, 2> {
         let [batch] = users.dims();
-        let u = self.user_emb.forward(users.unsqueeze_dim(1)).reshape([batch as i32, -1]);
-        let i = self.item_emb.forward(items.unsqueeze_dim(1)).reshape([batch as i32, -1]);
+        let (u, i) = match id_rows {
+            Some(rows) => rows,
+            None => (
+                self.user_emb
+                    .forward(users.unsqueeze_dim(1))
+                    .reshape([batch as i32, -1]),
+                self.item_emb
+                    .forward(items.unsqueeze_dim(1))
+                    .reshape([batch as i32, -1]),
+            ),
+        };
         let mut parts = vec![u, i];
         if self.n_fields > 0 {
             parts.push(self.field_emb.forward(fields).reshape([batch as i32, -1]));
         }
-        if self.extra_dim > 0 {
-            if let Some(e) = extra {
-                parts.push(e);
-            }
+        if self.extra_dim > 0
+            && let Some(e) = extra
+        {
+            parts.push(e);
         }
         Tensor::cat(parts, 1)
     }

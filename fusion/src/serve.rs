@@ -60,10 +60,14 @@ pub fn bench_latency<B: Backend, M: RankModel<B>>(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|e| Error::Invalid(format!("histogram: {e}")))?;
     let mut checksum = 0f32;
-    for (k, req) in requests.iter().chain(requests.iter().take(warmup)).enumerate() {
+    for (k, req) in requests
+        .iter()
+        .chain(requests.iter().take(warmup))
+        .enumerate()
+    {
         let t = Instant::now();
         let batch = batcher.batch(req).to_device::<B>(device);
-        let (logits, _) = model.forward_batch(&batch)?;
+        let logits = model.score_batch(&batch)?;
         let p: Vec<f32> = sigmoid(logits)
             .into_data()
             .convert::<f32>()

@@ -92,7 +92,11 @@ fn project(m: &[f32], rows: usize, x: &[f32], noise: f32, rng: &mut ChaCha8Rng) 
     let cols = x.len();
     (0..rows)
         .map(|r| {
-            let v: f32 = m[r * cols..(r + 1) * cols].iter().zip(x).map(|(a, b)| a * b).sum();
+            let v: f32 = m[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(x)
+                .map(|(a, b)| a * b)
+                .sum();
             v + noise * gauss(rng)
         })
         .collect()
@@ -103,10 +107,16 @@ impl Toy {
     pub fn generate(cfg: &ToyConfig) -> Toy {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let k = cfg.latent;
-        let p: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| (0..k).map(|_| gauss(&mut rng)).collect()).collect();
-        let z: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| (0..k).map(|_| gauss(&mut rng)).collect()).collect();
+        let p: Vec<Vec<f32>> = (0..cfg.n_users)
+            .map(|_| (0..k).map(|_| gauss(&mut rng)).collect())
+            .collect();
+        let z: Vec<Vec<f32>> = (0..cfg.n_items)
+            .map(|_| (0..k).map(|_| gauss(&mut rng)).collect())
+            .collect();
         let bias: Vec<f32> = (0..cfg.n_items).map(|_| 0.5 * gauss(&mut rng)).collect();
-        let is_new: Vec<bool> = (0..cfg.n_items).map(|_| rng.random_bool(cfg.new_item_frac)).collect();
+        let is_new: Vec<bool> = (0..cfg.n_items)
+            .map(|_| rng.random_bool(cfg.new_item_frac))
+            .collect();
         let m = matrix(&mut rng, cfg.learn_dim, k);
         let q = matrix(&mut rng, cfg.content_dim, k);
 
@@ -115,7 +125,11 @@ impl Toy {
         let mut features = ItemFeatures::with_fields(&["category", "brand", "price_bucket"]);
         for (i, zi) in z.iter().enumerate() {
             // category: the sign pattern of the first two latent dims (weakly informative)
-            let cat = format!("c{}{}", u8::from(zi[0] > 0.0), u8::from(zi.get(1).is_some_and(|v| *v > 0.0)));
+            let cat = format!(
+                "c{}{}",
+                u8::from(zi[0] > 0.0),
+                u8::from(zi.get(1).is_some_and(|v| *v > 0.0))
+            );
             let brand = format!("b{}", i % 20);
             let price = format!("p{}", rng.random_range(0..5));
             features.push_item(&[Some(&cat), Some(&brand), Some(&price)]);
@@ -133,13 +147,19 @@ impl Toy {
         }
         for (i, zi) in z.iter().enumerate() {
             let e = project(&m, cfg.learn_dim, zi, cfg.noise, &mut rng);
-            let store = if is_new[i] { &mut new_item_truth } else { &mut item_store };
+            let store = if is_new[i] {
+                &mut new_item_truth
+            } else {
+                &mut item_store
+            };
             let _ = store.insert(items.name(i as u32), "", &e);
             let c = project(&q, cfg.content_dim, zi, cfg.noise, &mut rng);
             let _ = content_store.insert(items.name(i as u32), "", &c);
         }
 
-        let old: Vec<u32> = (0..cfg.n_items as u32).filter(|&i| !is_new[i as usize]).collect();
+        let old: Vec<u32> = (0..cfg.n_items as u32)
+            .filter(|&i| !is_new[i as usize])
+            .collect();
         let all: Vec<u32> = (0..cfg.n_items as u32).collect();
         let horizon = 1_000_000i64;
         let cut = (cfg.new_from * horizon as f64) as i64;
@@ -148,19 +168,40 @@ impl Toy {
         for (u, pu) in p.iter().enumerate() {
             for _ in 0..cfg.impressions_per_user {
                 let ts = rng.random_range(0..horizon);
-                let pool = if ts < cut || old.is_empty() { &old } else { &all };
-                let Some(&item) = pool.get(rng.random_range(0..pool.len().max(1))) else { continue };
+                let pool = if ts < cut || old.is_empty() {
+                    &old
+                } else {
+                    &all
+                };
+                let Some(&item) = pool.get(rng.random_range(0..pool.len().max(1))) else {
+                    continue;
+                };
                 let zi = &z[item as usize];
                 let dot: f32 = pu.iter().zip(zi).map(|(a, b)| a * b).sum::<f32>() / norm;
                 let logit = cfg.sharpness * dot + bias[item as usize] - 1.5;
                 let prob = 1.0 / (1.0 + (-logit).exp());
-                let label = if rng.random_bool(f64::from(prob)) { 1.0 } else { 0.0 };
-                examples.push(RankingExample { user: u as u32, item, ts, label, weight: 1.0 });
+                let label = if rng.random_bool(f64::from(prob)) {
+                    1.0
+                } else {
+                    0.0
+                };
+                examples.push(RankingExample {
+                    user: u as u32,
+                    item,
+                    ts,
+                    label,
+                    weight: 1.0,
+                });
             }
         }
         examples.sort_by_key(|e| (e.ts, e.user, e.item));
         Toy {
-            data: RankingData { users, items, features, examples },
+            data: RankingData {
+                users,
+                items,
+                features,
+                examples,
+            },
             user_store,
             item_store,
             content_store,

@@ -5,14 +5,16 @@ use crate::data::{Batcher, RankingExample, Split};
 use crate::loss::weighted_bce_with_logits;
 use crate::metrics::{auc, logloss};
 use crate::model::RankModel;
+use crate::sparse::SparseTable;
 use crate::{Error, Result};
 use burn::config::Config;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use rand::seq::SliceRandom as _;
+use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
+use rand::seq::SliceRandom as _;
 use std::time::{Duration, Instant};
 
 /// What early stopping watches on the validation split.
@@ -22,6 +24,15 @@ pub enum StopMetric {
     Auc,
     /// Validation log loss (lower is better).
     Logloss,
+}
+
+/// How the user and item ID tables are updated.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum EmbeddingUpdate {
+    /// Burn's dense embedding gradient and Adam over the whole table (fine for small tables).
+    Dense,
+    /// Row-wise Adam on the touched rows only ([`crate::sparse`]); for large ID tables.
+    Sparse,
 }
 
 /// Training options.
@@ -48,6 +59,9 @@ pub struct TrainConfig {
     /// Shuffling seed.
     #[config(default = 7)]
     pub seed: u64,
+    /// How ID tables are updated.
+    #[config(default = "EmbeddingUpdate::Sparse")]
+    pub embedding_update: EmbeddingUpdate,
     /// Stop an epoch after this many steps (0 = no cap; for benchmarks).
     #[config(default = 0)]
     pub max_steps_per_epoch: usize,
@@ -93,7 +107,9 @@ where
     M::InnerModule: RankModel<B::InnerBackend>,
 {
     if split.train.is_empty() {
-        return Err(Error::Invalid(format!("`{name}`: the training split is empty")));
+        return Err(Error::Invalid(format!(
+            "`{name}`: the training split is empty"
+        )));
     }
     if cfg.batch_size == 0 {
         return Err(Error::Invalid("batch size must be at least 1".into()));
@@ -107,6 +123,13 @@ where
     let mut seen = 0usize;
     let mut step = 0u64;
     let mut buf: Vec<RankingExample> = Vec::with_capacity(cfg.batch_size);
+    let mut tables = match cfg.embedding_update {
+        EmbeddingUpdate::Dense => None,
+        EmbeddingUpdate::Sparse => Some((
+            SparseTable::from_tensor(model.ranker().user_emb.weight.val())?,
+            SparseTable::from_tensor(model.ranker().item_emb.weight.val())?,
+        )),
+    };
     for epoch in 1..=cfg.max_epochs.max(1) {
         order.shuffle(&mut rng);
         let t0 = Instant::now();
@@ -117,27 +140,64 @@ where
             }
             buf.clear();
             buf.extend(chunk.iter().map(|&i| split.train[i]));
-            let batch = batcher.batch(&buf).to_device::<B>(device);
-            let (logits, fusion) = model.forward_batch(&batch)?;
+            let host = batcher.batch(&buf);
+            let batch = host.to_device::<B>(device);
+            let n = host.len();
+            let leaves = tables.as_ref().map(|(ut, it)| {
+                let leaf = |t: &SparseTable, rows: &[i64]| {
+                    Tensor::<B, 2>::from_data(TensorData::new(t.gather(rows), [n, t.dim()]), device)
+                        .require_grad()
+                };
+                (leaf(ut, &host.users), leaf(it, &host.items))
+            });
+            let (logits, fusion) = model.forward_batch_with(&batch, leaves.clone())?;
             let w = cfg.use_weights.then(|| batch.weights.clone());
             let mut loss = weighted_bce_with_logits(logits, batch.labels.clone(), w);
-            if let Some(aux) = fusion.as_ref().and_then(|f| model.aux_loss(f, &batch, cfg.use_weights)) {
+            if let Some(aux) = fusion
+                .as_ref()
+                .and_then(|f| model.aux_loss(f, &batch, cfg.use_weights))
+            {
                 loss = loss + aux;
             }
             let lv = loss.clone().into_scalar().elem::<f32>();
             step += 1;
             if !lv.is_finite() {
-                return Err(Error::Diverged { model: name.to_owned(), step, loss: lv });
+                return Err(Error::Diverged {
+                    model: name.to_owned(),
+                    step,
+                    loss: lv,
+                });
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = loss.backward();
+            if let (Some((ut, it)), Some((lu, li))) = (tables.as_mut(), leaves) {
+                for (t, leaf, rows) in [(ut, lu, &host.users), (it, li, &host.items)] {
+                    if let Some(g) = leaf.grad(&grads) {
+                        let g: Vec<f32> =
+                            g.into_data().convert::<f32>().into_vec().map_err(|e| {
+                                Error::Invalid(format!(
+                                    "cannot read an ID-embedding gradient: {e:?}"
+                                ))
+                            })?;
+                        t.step(rows, &g, cfg.lr);
+                    }
+                }
+            }
+            let grads = GradientsParams::from_grads(grads, &model);
             model = optim.step(cfg.lr, model, grads);
             loss_sum += f64::from(lv);
             loss_n += 1;
             seen += buf.len();
             on_step(epoch, f64::from(lv));
         }
+        if let Some((ut, it)) = &tables {
+            model = model.with_id_tables(ut.to_tensor(device), it.to_tensor(device));
+        }
         report.train_time += t0.elapsed();
-        let valid = if split.valid.is_empty() { &split.train } else { &split.valid };
+        let valid = if split.valid.is_empty() {
+            &split.train
+        } else {
+            &split.valid
+        };
         let p = predict(&model.valid(), batcher, valid, 4096, device)?;
         let labels: Vec<f32> = valid.iter().map(|e| e.label).collect();
         let stats = EpochStats {
@@ -180,7 +240,7 @@ pub fn predict<B: Backend, M: RankModel<B>>(
     let mut out = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch_size.max(1)) {
         let batch = batcher.batch(chunk).to_device::<B>(device);
-        let (logits, _) = model.forward_batch(&batch)?;
+        let logits = model.score_batch(&batch)?;
         let p: Vec<f32> = sigmoid(logits)
             .into_data()
             .convert::<f32>()

@@ -5,15 +5,15 @@ use burn::nn::Linear;
 use burn::tensor::backend::AutodiffBackend;
 use learnrec_eval::store::StoreKind;
 use learnrec_fusion::data::{Batcher, IdVocab, RankingExample};
-use learnrec_fusion::io::{load_rankers, save_rankers, write_predictions, RankersMeta};
+use learnrec_fusion::io::{RankersMeta, load_rankers, save_rankers, write_predictions};
 use learnrec_fusion::lookup::ItemSource;
 use learnrec_fusion::loss::weighted_bce_with_logits;
 use learnrec_fusion::metrics::auc;
 use learnrec_fusion::toy::{Toy, ToyConfig};
-use learnrec_fusion::train::{predict, train, TrainConfig};
+use learnrec_fusion::train::{TrainConfig, predict, train};
 use learnrec_fusion::{
-    CpuAutodiff, CpuBackend, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup, RankModel,
-    RankerConfig,
+    CpuAutodiff, CpuBackend, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup,
+    RankModel, RankerConfig,
 };
 
 type AD = CpuAutodiff;
@@ -38,7 +38,12 @@ fn setup(cfg: &ToyConfig) -> Setup {
         Some(&toy.content_store),
     )
     .unwrap();
-    Setup { toy, users, items, lookup }
+    Setup {
+        toy,
+        users,
+        items,
+        lookup,
+    }
 }
 
 fn ranker_config(s: &Setup) -> RankerConfig {
@@ -52,20 +57,29 @@ fn ranker_config(s: &Setup) -> RankerConfig {
 
 /// Largest |grad| over a linear layer's weight; `None` when the weight got no gradient at all.
 fn max_grad<B: AutodiffBackend>(l: &Linear<B>, grads: &B::Gradients) -> Option<f32> {
-    l.weight.grad(grads).map(|g| g.abs().max().into_scalar().elem::<f32>())
+    l.weight
+        .grad(grads)
+        .map(|g| g.abs().max().into_scalar().elem::<f32>())
 }
 use burn::tensor::ElementConversion as _;
 
 /// Sum of the aux network's largest weight gradients from one backward pass of `main + aux`.
 fn aux_grad(stop_gradient: bool, lambda: f64) -> (f32, f32) {
-    let s = setup(&ToyConfig { n_users: 50, n_items: 60, impressions_per_user: 10, ..Default::default() });
+    let s = setup(&ToyConfig {
+        n_users: 50,
+        n_items: 60,
+        impressions_per_user: 10,
+        ..Default::default()
+    });
     let device = Default::default();
     let fusion = LearnFusionConfig::new(s.lookup.user_dim(), s.lookup.item_dim())
         .with_stop_gradient(stop_gradient)
         .with_aux_weight(lambda);
     let model = FusedRankerConfig::new(ranker_config(&s), fusion).init::<AD>(&device);
     let batcher = Batcher::new(&s.toy.data, &s.users, &s.items, Some(&s.lookup));
-    let batch = batcher.batch(&s.toy.data.examples[..128]).to_device::<AD>(&device);
+    let batch = batcher
+        .batch(&s.toy.data.examples[..128])
+        .to_device::<AD>(&device);
     let (logits, out) = model.forward_batch(&batch).unwrap();
     let out = out.unwrap();
     let loss = weighted_bce_with_logits(logits, batch.labels.clone(), None)
@@ -78,7 +92,12 @@ fn aux_grad(stop_gradient: bool, lambda: f64) -> (f32, f32) {
         .chain(std::iter::once(&model.fusion.head))
         .map(|l| max_grad(l, &grads).unwrap_or(0.0))
         .sum();
-    let ranker_head = model.ranker.user_emb.weight.grad(&grads).map(|g| g.abs().max().into_scalar().elem::<f32>());
+    let ranker_head = model
+        .ranker
+        .user_emb
+        .weight
+        .grad(&grads)
+        .map(|g| g.abs().max().into_scalar().elem::<f32>());
     (aux, ranker_head.unwrap_or(0.0))
 }
 
@@ -90,7 +109,10 @@ fn stop_gradient_blocks_the_main_loss_from_the_aux_network() {
     assert!(ranker > 0.0, "the ranker's own params got no gradient");
     // λ = 0 without stop-gradient: the main loss reaches the aux network.
     let (aux, _) = aux_grad(false, 0.0);
-    assert!(aux > 0.0, "without stop-gradient the main loss must train the aux network");
+    assert!(
+        aux > 0.0,
+        "without stop-gradient the main loss must train the aux network"
+    );
     // stop-gradient with λ > 0: the aux loss alone trains it.
     let (aux, _) = aux_grad(true, 1.0);
     assert!(aux > 0.0, "the aux CVR loss must train the aux network");
@@ -117,26 +139,57 @@ fn fused_ranker_beats_baseline_when_content_decides_new_items() {
     )
     .unwrap();
     let fcfg = FusedRankerConfig::new(ranker_config(&s), LearnFusionConfig::new(16, 16));
-    let (fused, rf) =
-        train::<AD, _>("fused", fcfg.init::<AD>(&device), &fused_batcher, &split, &cfg, &device, |_, _| {})
-            .unwrap();
-    println!("training took {:?}; baseline {:.0} samples/s, fused {:.0} samples/s", t.elapsed(), rb.samples_per_sec, rf.samples_per_sec);
+    let (fused, rf) = train::<AD, _>(
+        "fused",
+        fcfg.init::<AD>(&device),
+        &fused_batcher,
+        &split,
+        &cfg,
+        &device,
+        |_, _| {},
+    )
+    .unwrap();
+    println!(
+        "training took {:?}; baseline {:.0} samples/s, fused {:.0} samples/s",
+        t.elapsed(),
+        rb.samples_per_sec,
+        rf.samples_per_sec
+    );
 
-    let new: Vec<RankingExample> =
-        split.test.iter().copied().filter(|e| s.toy.is_new[e.item as usize]).collect();
-    assert!(new.len() > 200, "the toy test split must hold new items ({} found)", new.len());
+    let new: Vec<RankingExample> = split
+        .test
+        .iter()
+        .copied()
+        .filter(|e| s.toy.is_new[e.item as usize])
+        .collect();
+    assert!(
+        new.len() > 200,
+        "the toy test split must hold new items ({} found)",
+        new.len()
+    );
     let labels: Vec<f32> = new.iter().map(|e| e.label).collect();
     let pb = predict(&base.valid(), &base_batcher, &new, 1024, &device).unwrap();
     let pf = predict(&fused.valid(), &fused_batcher, &new, 1024, &device).unwrap();
     let (ab, af) = (auc(&pb, &labels).unwrap(), auc(&pf, &labels).unwrap());
     println!("new-item test AUC: baseline {ab:.4}, fused {af:.4}");
-    assert!(af > ab + 0.05, "fused {af:.4} should beat baseline {ab:.4} on new items");
-    assert!(af > 0.65, "fused AUC on new items {af:.4} is too low to have learned anything");
+    assert!(
+        af > ab + 0.05,
+        "fused {af:.4} should beat baseline {ab:.4} on new items"
+    );
+    assert!(
+        af > 0.65,
+        "fused AUC on new items {af:.4} is too low to have learned anything"
+    );
 }
 
 #[test]
 fn oov_users_and_items_get_the_reserved_row_and_learned_defaults() {
-    let s = setup(&ToyConfig { n_users: 40, n_items: 50, impressions_per_user: 10, ..Default::default() });
+    let s = setup(&ToyConfig {
+        n_users: 40,
+        n_items: 50,
+        impressions_per_user: 10,
+        ..Default::default()
+    });
     let vocab = IdVocab::fit(&s.toy.data.items, [3u32, 5, 3]);
     assert_eq!(vocab.n_rows(), 3);
     assert_eq!(vocab.row("i3"), 1);
@@ -146,33 +199,73 @@ fn oov_users_and_items_get_the_reserved_row_and_learned_defaults() {
     let batcher = Batcher::new(&s.toy.data, &s.users, &s.items, Some(&s.lookup));
     // ids beyond the dataset: OOV rows, missing features, unknown LEARN rows.
     let ex = [
-        RankingExample { user: 9_999, item: 9_999, ts: 0, label: 0.0, weight: 1.0 },
-        RankingExample { user: 9_998, item: 9_997, ts: 0, label: 1.0, weight: 1.0 },
+        RankingExample {
+            user: 9_999,
+            item: 9_999,
+            ts: 0,
+            label: 0.0,
+            weight: 1.0,
+        },
+        RankingExample {
+            user: 9_998,
+            item: 9_997,
+            ts: 0,
+            label: 1.0,
+            weight: 1.0,
+        },
     ];
     let b = batcher.batch(&ex);
     assert_eq!(b.users, vec![0, 0]);
     assert_eq!(b.items, vec![0, 0]);
-    assert_eq!(b.fields, s.toy.data.features.offsets().iter().chain(s.toy.data.features.offsets().iter()).map(|&o| i64::from(o)).collect::<Vec<_>>());
+    assert_eq!(
+        b.fields,
+        s.toy
+            .data
+            .features
+            .offsets()
+            .iter()
+            .chain(s.toy.data.features.offsets().iter())
+            .map(|&o| i64::from(o))
+            .collect::<Vec<_>>()
+    );
     let l = b.learn.as_ref().unwrap();
     assert_eq!(l.user_known, vec![0.0, 0.0]);
     assert_eq!(l.item_known, vec![0.0, 0.0]);
 
     let device = Default::default();
-    let model = FusedRankerConfig::new(ranker_config(&s), LearnFusionConfig::new(16, 16)).init::<CpuBackend>(&device);
+    let model = FusedRankerConfig::new(ranker_config(&s), LearnFusionConfig::new(16, 16))
+        .init::<CpuBackend>(&device);
     let p = predict(&model, &batcher, &ex, 16, &device).unwrap();
-    assert!(p.iter().all(|v| v.is_finite() && *v > 0.0 && *v < 1.0), "{p:?}");
-    assert_eq!(p[0], p[1], "two fully unknown examples must be scored alike");
+    assert!(
+        p.iter().all(|v| v.is_finite() && *v > 0.0 && *v < 1.0),
+        "{p:?}"
+    );
+    assert_eq!(
+        p[0], p[1],
+        "two fully unknown examples must be scored alike"
+    );
 
     // the baseline refuses LEARN-less fused use, and the fused ranker refuses batches without LEARN
     let plain = Batcher::new(&s.toy.data, &s.users, &s.items, None);
-    let e = predict(&model, &plain, &ex, 16, &device).unwrap_err().to_string();
+    let e = predict(&model, &plain, &ex, 16, &device)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("needs LEARN inputs"), "{e}");
 }
 
 #[test]
 fn new_items_fall_back_to_content_derived_embeddings() {
-    let s = setup(&ToyConfig { n_users: 60, n_items: 300, impressions_per_user: 5, noise: 0.05, ..Default::default() });
-    assert_eq!(s.lookup.stats.items_from_content, s.toy.new_item_truth.len());
+    let s = setup(&ToyConfig {
+        n_users: 60,
+        n_items: 300,
+        impressions_per_user: 5,
+        noise: 0.05,
+        ..Default::default()
+    });
+    assert_eq!(
+        s.lookup.stats.items_from_content,
+        s.toy.new_item_truth.len()
+    );
     assert_eq!(s.lookup.stats.items_default, 0);
     assert_eq!(s.lookup.stats.users_in_store, s.toy.user_store.len());
     let mut cos_sum = 0.0;
@@ -186,40 +279,96 @@ fn new_items_fall_back_to_content_derived_embeddings() {
         cos_sum += dot / (n(&got) * n(want));
     }
     let mean_cos = cos_sum / s.toy.new_item_truth.len() as f32;
-    assert!(mean_cos > 0.9, "content-derived embeddings are far from the truth: mean cosine {mean_cos}");
+    assert!(
+        mean_cos > 0.9,
+        "content-derived embeddings are far from the truth: mean cosine {mean_cos}"
+    );
 
     // without a content store, new items use the learned default
-    let no_content =
-        LearnLookup::new(&s.toy.data.users, &s.toy.data.items, &s.toy.user_store, &s.toy.item_store, None).unwrap();
+    let no_content = LearnLookup::new(
+        &s.toy.data.users,
+        &s.toy.data.items,
+        &s.toy.user_store,
+        &s.toy.item_store,
+        None,
+    )
+    .unwrap();
     assert_eq!(no_content.stats.items_default, s.toy.new_item_truth.len());
     assert_eq!(no_content.stats.items_from_content, 0);
 }
 
 #[test]
 fn stores_of_the_wrong_kind_are_errors() {
-    let s = setup(&ToyConfig { n_users: 10, n_items: 10, impressions_per_user: 2, ..Default::default() });
+    let s = setup(&ToyConfig {
+        n_users: 10,
+        n_items: 10,
+        impressions_per_user: 2,
+        ..Default::default()
+    });
     let d = &s.toy.data;
-    let e = LearnLookup::new(&d.users, &d.items, &s.toy.content_store, &s.toy.item_store, None).unwrap_err();
-    assert_eq!(e.to_string(), "the user store holds `content` embeddings; expected `user`");
-    let e = LearnLookup::new(&d.users, &d.items, &s.toy.user_store, &s.toy.user_store, None).unwrap_err();
-    assert_eq!(e.to_string(), "the item store holds `user` embeddings; expected `item`");
-    let e = LearnLookup::new(&d.users, &d.items, &s.toy.user_store, &s.toy.item_store, Some(&s.toy.item_store))
-        .unwrap_err();
-    assert_eq!(e.to_string(), "the content store holds `item` embeddings; expected `content`");
+    let e = LearnLookup::new(
+        &d.users,
+        &d.items,
+        &s.toy.content_store,
+        &s.toy.item_store,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the user store holds `content` embeddings; expected `user`"
+    );
+    let e = LearnLookup::new(
+        &d.users,
+        &d.items,
+        &s.toy.user_store,
+        &s.toy.user_store,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the item store holds `user` embeddings; expected `item`"
+    );
+    let e = LearnLookup::new(
+        &d.users,
+        &d.items,
+        &s.toy.user_store,
+        &s.toy.item_store,
+        Some(&s.toy.item_store),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the content store holds `item` embeddings; expected `content`"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("u.safetensors");
     s.toy.item_store.save(&p).unwrap();
-    let e = learnrec_fusion::lookup::load_store(&p, StoreKind::User).unwrap_err().to_string();
-    assert!(e.contains("u.safetensors") && e.contains("expected a `user` store"), "{e}");
+    let e = learnrec_fusion::lookup::load_store(&p, StoreKind::User)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("u.safetensors") && e.contains("expected a `user` store"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rankers_round_trip_and_predictions_file() {
-    let s = setup(&ToyConfig { n_users: 30, n_items: 40, impressions_per_user: 8, ..Default::default() });
+    let s = setup(&ToyConfig {
+        n_users: 30,
+        n_items: 40,
+        impressions_per_user: 8,
+        ..Default::default()
+    });
     let device = Default::default();
     let rc = ranker_config(&s).with_interaction(Interaction::DcnV2 { layers: 2 });
-    let fc = FusedRankerConfig::new(rc.clone(), LearnFusionConfig::new(16, 16).with_stop_gradient(true));
+    let fc = FusedRankerConfig::new(
+        rc.clone(),
+        LearnFusionConfig::new(16, 16).with_stop_gradient(true),
+    );
     let base = rc.init::<CpuBackend>(&device);
     let fused = fc.init::<CpuBackend>(&device);
     let meta = RankersMeta {
@@ -248,31 +397,260 @@ fn rankers_round_trip_and_predictions_file() {
     assert_eq!(p1, p2, "fused");
 
     let out = dir.path().join("pred.csv");
-    write_predictions(&out, &s.toy.data, ex, &["baseline", "fused"], &[q1, p1.clone()], true).unwrap();
+    write_predictions(
+        &out,
+        &s.toy.data,
+        ex,
+        &["baseline", "fused"],
+        &[q1, p1.clone()],
+        true,
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("user_id,item_id,label,score_baseline,score_fused,weight"));
+    assert_eq!(
+        lines.next(),
+        Some("user_id,item_id,label,score_baseline,score_fused,weight")
+    );
     let first: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(first[0], s.toy.data.users.name(ex[0].user));
     assert_eq!(first[4].parse::<f32>().unwrap(), p1[0]);
     assert_eq!(text.lines().count(), ex.len() + 1);
 
-    let e = load_rankers::<CpuBackend>(&dir.path().join("nope"), &device).unwrap_err().to_string();
+    let e = load_rankers::<CpuBackend>(&dir.path().join("nope"), &device)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("rankers.json"), "{e}");
 }
 
 #[test]
 fn plug_in_example_runs() {
     // `cargo test` builds examples; run the built one if it is there.
-    let Ok(exe) = std::env::current_exe() else { return };
-    let Some(dir) = exe.parent().and_then(|d| d.parent()) else { return };
-    let bin = dir.join("examples").join(format!("plug_in{}", std::env::consts::EXE_SUFFIX));
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let Some(dir) = exe.parent().and_then(|d| d.parent()) else {
+        return;
+    };
+    let bin = dir
+        .join("examples")
+        .join(format!("plug_in{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         println!("skipped: {} not built", bin.display());
         return;
     }
-    let out = std::process::Command::new(&bin).arg("--quick").output().unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("--quick")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "plug_in failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "plug_in failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("aux loss"), "{stdout}");
+}
+
+#[test]
+fn examples_from_the_shared_log_types() {
+    use learnrec_eval::data::{
+        Action, Catalog, IdMap, Interaction, InteractionLog, Item, LabelRule,
+    };
+    use learnrec_fusion::io::{LabelSpace, from_log};
+    let item = |id: &str, cat: &str, price: f64| Item {
+        id: id.into(),
+        category: cat.into(),
+        brand: "b".into(),
+        price: Some(price),
+        ..Default::default()
+    };
+    let catalog = Catalog::from_items(vec![
+        item("a", "shoes", 9.9),
+        item("b", "bags", 120.0),
+        item("c", "hats", 1.0),
+    ]);
+    let row = |user, item, ts, action, value| Interaction {
+        user,
+        item,
+        ts,
+        action,
+        value,
+        revenue: None,
+    };
+    // world-style: impressions, a click, a conversion
+    let log = InteractionLog {
+        users: IdMap::from_names(["u0", "u1"]),
+        items: catalog.ids.clone(),
+        rows: vec![
+            row(0, 0, 10, Action::Impression, 1.0),
+            row(0, 0, 11, Action::Click, 1.0),
+            row(0, 0, 12, Action::Conversion, 1.0),
+            row(0, 1, 13, Action::Impression, 1.0),
+            row(1, 1, 5, Action::Impression, 1.0),
+            row(1, 1, 6, Action::Click, 1.0),
+        ],
+    };
+    let d = from_log(
+        &catalog,
+        &log,
+        &LabelRule::default(),
+        LabelSpace::Impressions,
+        0,
+        1,
+    );
+    let got: Vec<(u32, u32, i64, f32)> = d
+        .examples
+        .iter()
+        .map(|e| (e.user, e.item, e.ts, e.label))
+        .collect();
+    assert_eq!(got, vec![(1, 1, 5, 0.0), (0, 0, 10, 1.0), (0, 1, 13, 0.0)]);
+    let d = from_log(
+        &catalog,
+        &log,
+        &LabelRule::default(),
+        LabelSpace::Clicks,
+        0,
+        1,
+    );
+    let got: Vec<(u32, u32, f32)> = d
+        .examples
+        .iter()
+        .map(|e| (e.user, e.item, e.label))
+        .collect();
+    assert_eq!(got, vec![(1, 1, 0.0), (0, 0, 1.0)]);
+    assert_eq!(d.features.vocabs[0].names(), &["shoes", "bags", "hats"]);
+
+    // MovieLens-style: ratings only; rating ≥ 4 converts; one sampled negative per rating
+    let ml = InteractionLog {
+        users: IdMap::from_names(["u0"]),
+        items: catalog.ids.clone(),
+        rows: vec![
+            row(0, 0, 1, Action::Rating, 5.0),
+            row(0, 1, 2, Action::Rating, 2.0),
+        ],
+    };
+    let d = from_log(
+        &catalog,
+        &ml,
+        &LabelRule::default(),
+        LabelSpace::Impressions,
+        1,
+        3,
+    );
+    let got: Vec<(u32, i64, f32)> = d.examples.iter().map(|e| (e.item, e.ts, e.label)).collect();
+    assert_eq!(
+        got,
+        vec![(0, 1, 1.0), (2, 1, 0.0), (1, 2, 0.0), (2, 2, 0.0)]
+    );
+}
+
+#[test]
+fn world_reader_reads_the_preamble_format_and_names_bad_fields() {
+    use learnrec_fusion::io::{LabelSpace, read_world};
+    let dir = tempfile::tempdir().unwrap();
+    let cat = "item_id,title,category,brand,price,keywords,attributes,available_from\n\
+               i1,Red shoe,shoes,acme,9.9,\"red,shoe\",\"size:40\",\n\
+               i2,Blue bag,bags,bagco,120,,,1000\n";
+    std::fs::write(dir.path().join("catalog.csv"), cat).unwrap();
+    let inter = "user_id,item_id,timestamp,action,value,revenue\n\
+                 u1,i1,10,impression,,\n\
+                 u1,i1,11,click,,\n\
+                 u1,i1,12,conversion,1,9.9\n\
+                 u2,i2,20,impression,,\n";
+    std::fs::write(dir.path().join("interactions.csv"), inter).unwrap();
+    let d = read_world(dir.path(), LabelSpace::Impressions).unwrap();
+    let got: Vec<(&str, &str, f32)> = d
+        .examples
+        .iter()
+        .map(|e| (d.users.name(e.user), d.items.name(e.item), e.label))
+        .collect();
+    assert_eq!(got, vec![("u1", "i1", 1.0), ("u2", "i2", 0.0)]);
+    assert_eq!(d.features.vocabs[2].names(), &["p3", "p6"]);
+    let d = read_world(dir.path(), LabelSpace::Clicks).unwrap();
+    assert_eq!(d.examples.len(), 1);
+
+    std::fs::write(
+        dir.path().join("interactions.csv"),
+        format!("{inter}u3,i2,30,like,,\n"),
+    )
+    .unwrap();
+    let e = read_world(dir.path(), LabelSpace::Impressions)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(
+            "interactions.csv:6: field `action`: `like` is not impression, click or conversion"
+        ),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("interactions.csv"),
+        format!("{inter}u3,i9,30,click,,\n"),
+    )
+    .unwrap();
+    let e = read_world(dir.path(), LabelSpace::Impressions)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("interactions.csv:6: field `item_id`: unknown item `i9`"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("catalog.csv"),
+        "item_id,title,brand,price\n",
+    )
+    .unwrap();
+    let e = read_world(dir.path(), LabelSpace::Impressions)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("catalog.csv: missing column `category`"), "{e}");
+}
+
+#[test]
+fn dense_and_sparse_id_updates_both_learn() {
+    use learnrec_fusion::train::EmbeddingUpdate;
+    let s = setup(&ToyConfig {
+        n_users: 150,
+        n_items: 100,
+        impressions_per_user: 40,
+        new_item_frac: 0.0,
+        ..Default::default()
+    });
+    let split = s.toy.data.temporal_split(0.7, 0.15);
+    let device = Default::default();
+    let b = Batcher::new(&s.toy.data, &s.users, &s.items, None);
+    for upd in [EmbeddingUpdate::Dense, EmbeddingUpdate::Sparse] {
+        let cfg = TrainConfig::new()
+            .with_max_epochs(3)
+            .with_embedding_update(upd);
+        let before = ranker_config(&s).init::<AD>(&device);
+        let w0: Vec<f32> = before
+            .user_emb
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
+        let (m, r) =
+            train::<AD, _>("baseline", before, &b, &split, &cfg, &device, |_, _| {}).unwrap();
+        let w1: Vec<f32> = m
+            .user_emb
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
+        // the OOV row 0 never appears in training (every training user is in the vocabulary)
+        assert_eq!(&w0[..16], &w1[..16], "{upd:?}: the OOV row moved");
+        assert_ne!(&w0[16..], &w1[16..], "{upd:?}: the ID table did not learn");
+        let first = r.epochs[0].train_loss;
+        let last = r.epochs.last().unwrap().train_loss;
+        assert!(
+            last < first,
+            "{upd:?}: training loss did not fall ({first} → {last})"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use learnrec_eval::store::StoreKind;
 use learnrec_fusion::data::Batcher;
 use learnrec_fusion::io::load_rankers;
 use learnrec_fusion::lookup::load_store;
-use learnrec_fusion::serve::{bench_latency, make_requests, LatencyReport};
+use learnrec_fusion::serve::{LatencyReport, bench_latency, make_requests};
 use learnrec_fusion::{CpuBackend, LearnLookup};
 use std::path::PathBuf;
 
@@ -54,8 +54,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let device = Default::default();
     let saved = load_rankers::<CpuBackend>(&a.rankers, &device)?;
     let data = saved.meta.dataset();
-    let reqs = make_requests(data.users.len(), data.items.len(), a.requests, a.candidates, a.seed);
-    println!("{} requests × {} candidates (+{} warm-up)", a.requests, a.candidates, a.warmup);
+    let reqs = make_requests(
+        data.users.len(),
+        data.items.len(),
+        a.requests,
+        a.candidates,
+        a.seed,
+    );
+    println!(
+        "{} requests × {} candidates (+{} warm-up)",
+        a.requests, a.candidates, a.warmup
+    );
     let base_batcher = Batcher::new(&data, &saved.meta.users, &saved.meta.items, None);
     let rb = bench_latency(&saved.baseline, &base_batcher, &reqs, a.warmup, &device)?;
     line("baseline", &rb);
@@ -64,12 +73,26 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let beside = |name: &str| a.rankers.parent().map(|p| p.join(name));
-    let up = a.user_store.clone().or_else(|| beside("user.safetensors")).context("--user-store is required")?;
-    let ip = a.item_store.clone().or_else(|| beside("item.safetensors")).context("--item-store is required")?;
-    let cp = a.content_store.clone().or_else(|| beside("content.safetensors").filter(|p| p.exists()));
+    let up = a
+        .user_store
+        .clone()
+        .or_else(|| beside("user.safetensors"))
+        .context("--user-store is required")?;
+    let ip = a
+        .item_store
+        .clone()
+        .or_else(|| beside("item.safetensors"))
+        .context("--item-store is required")?;
+    let cp = a
+        .content_store
+        .clone()
+        .or_else(|| beside("content.safetensors").filter(|p| p.exists()));
     let us = load_store(&up, StoreKind::User)?;
     let is = load_store(&ip, StoreKind::Item)?;
-    let cs = cp.as_deref().map(|p| load_store(p, StoreKind::Content)).transpose()?;
+    let cs = cp
+        .as_deref()
+        .map(|p| load_store(p, StoreKind::Content))
+        .transpose()?;
     let lookup = LearnLookup::new(&data.users, &data.items, &us, &is, cs.as_ref())?;
     let fused_batcher = Batcher::new(&data, &saved.meta.users, &saved.meta.items, Some(&lookup));
     let rf = bench_latency(fused, &fused_batcher, &reqs, a.warmup, &device)?;

@@ -15,7 +15,9 @@ use learnrec_fusion::io::{self, LabelSpace, RankersMeta};
 use learnrec_fusion::lookup::load_store;
 use learnrec_fusion::metrics::auc;
 use learnrec_fusion::toy::{Toy, ToyConfig};
-use learnrec_fusion::train::{predict, train, StopMetric, TrainConfig, TrainReport};
+use learnrec_fusion::train::{
+    EmbeddingUpdate, StopMetric, TrainConfig, TrainReport, predict, train,
+};
 use learnrec_fusion::{
     CpuAutodiff, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup, RankerConfig,
 };
@@ -108,6 +110,16 @@ pub struct Args {
     /// MLP hidden widths, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "128,64")]
     pub hidden: Vec<usize>,
+    /// Aux network hidden widths, comma-separated (the last is the fused hidden width).
+    #[arg(long, value_delimiter = ',', default_value = "64,16")]
+    pub aux_hidden: Vec<usize>,
+    /// Feed only the aux network's last hidden layer to the ranker, not the raw LEARN embeddings
+    /// beside it (the paper feeds both; this is cheaper).
+    #[arg(long)]
+    pub hidden_only: bool,
+    /// Update ID tables with Burn's dense gradient + Adam instead of the sparse row-wise Adam.
+    #[arg(long)]
+    pub dense_embeddings: bool,
     /// Maximum epochs.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -139,8 +151,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !(a.train_frac > 0.0 && a.valid_frac >= 0.0 && a.train_frac + a.valid_frac < 1.0) {
         anyhow::bail!("--train-frac and --valid-frac must be > 0, ≥ 0 and sum below 1");
     }
-    let need_dir = || a.dir.clone().context("--dir is required with --data world/movielens");
-    let (data, stores): (RankingData, Option<(EmbeddingStore, EmbeddingStore, Option<EmbeddingStore>)>) = match a.data {
+    let need_dir = || {
+        a.dir
+            .clone()
+            .context("--dir is required with --data world/movielens")
+    };
+    let (data, stores): (
+        RankingData,
+        Option<(EmbeddingStore, EmbeddingStore, Option<EmbeddingStore>)>,
+    ) = match a.data {
         Source::Toy => {
             let toy = Toy::generate(&ToyConfig {
                 n_users: a.toy_users,
@@ -148,11 +167,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 seed: a.seed,
                 ..Default::default()
             });
-            std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
             toy.user_store.save(&a.out.join("user.safetensors"))?;
             toy.item_store.save(&a.out.join("item.safetensors"))?;
             toy.content_store.save(&a.out.join("content.safetensors"))?;
-            (toy.data, Some((toy.user_store, toy.item_store, Some(toy.content_store))))
+            (
+                toy.data,
+                Some((toy.user_store, toy.item_store, Some(toy.content_store))),
+            )
         }
         Source::World => {
             let space = match a.space {
@@ -161,17 +184,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             };
             (io::read_world(&need_dir()?, space)?, None)
         }
-        Source::Movielens => (io::read_movielens(&need_dir()?, a.negatives, a.max_users, a.seed)?, None),
+        Source::Movielens => (
+            io::read_movielens(&need_dir()?, a.negatives, a.max_users, a.seed)?,
+            None,
+        ),
     };
     let stores = match (stores, &a.user_store, &a.item_store) {
         (Some(s), _, _) => Some(s),
         (None, Some(u), Some(i)) => Some((
             load_store(u, StoreKind::User)?,
             load_store(i, StoreKind::Item)?,
-            a.content_store.as_deref().map(|c| load_store(c, StoreKind::Content)).transpose()?,
+            a.content_store
+                .as_deref()
+                .map(|c| load_store(c, StoreKind::Content))
+                .transpose()?,
         )),
         (None, None, None) => None,
-        _ => anyhow::bail!("give both --user-store and --item-store (or neither, for the baseline only)"),
+        _ => anyhow::bail!(
+            "give both --user-store and --item-store (or neither, for the baseline only)"
+        ),
     };
 
     let split = data.temporal_split(a.train_frac, a.valid_frac);
@@ -207,12 +238,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let interaction = match a.interaction {
         InteractionArg::Mlp => Interaction::Mlp,
-        InteractionArg::Dcn => Interaction::DcnV2 { layers: a.cross_layers },
+        InteractionArg::Dcn => Interaction::DcnV2 {
+            layers: a.cross_layers,
+        },
     };
-    let rc = RankerConfig::new(users.n_rows(), items.n_rows(), data.features.n_rows(), data.features.n_fields())
-        .with_id_dim(a.id_dim)
-        .with_hidden(a.hidden.clone())
-        .with_interaction(interaction);
+    let rc = RankerConfig::new(
+        users.n_rows(),
+        items.n_rows(),
+        data.features.n_rows(),
+        data.features.n_fields(),
+    )
+    .with_id_dim(a.id_dim)
+    .with_hidden(a.hidden.clone())
+    .with_interaction(interaction);
     let tc = TrainConfig::new()
         .with_batch_size(a.batch_size)
         .with_lr(a.lr)
@@ -223,6 +261,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             StopArg::Logloss => StopMetric::Logloss,
         })
         .with_use_weights(a.use_weights)
+        .with_embedding_update(if a.dense_embeddings {
+            EmbeddingUpdate::Dense
+        } else {
+            EmbeddingUpdate::Sparse
+        })
         .with_seed(a.seed)
         .with_max_steps_per_epoch(a.max_steps);
     let device = Default::default();
@@ -243,22 +286,34 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "{name}: {} epochs (best {}), valid AUC {}, test AUC {}, {:.0} train samples/s",
             r.epochs.len(),
             r.best_epoch,
-            best.and_then(|b| b.valid_auc).map_or("undefined".into(), |v| format!("{v:.4}")),
+            best.and_then(|b| b.valid_auc)
+                .map_or("undefined".into(), |v| format!("{v:.4}")),
             test_auc.map_or("undefined".into(), |v| format!("{v:.4}")),
             r.samples_per_sec
         );
     };
 
     use learnrec_fusion::burn::module::AutodiffModule as _;
+    use learnrec_fusion::burn::tensor::backend::Backend as _;
+    // Seed Burn's initialisers so that a run is reproducible.
+    CpuAutodiff::seed(&device, a.seed);
     let mut names = vec!["baseline"];
     let mut scores = Vec::new();
     let mut reports = serde_json::Map::new();
     let b_batcher = Batcher::new(&data, &users, &items, None);
     let pb = bar("baseline");
-    let (base, rb) = train::<CpuAutodiff, _>("baseline", rc.init::<CpuAutodiff>(&device), &b_batcher, &split, &tc, &device, |_, l| {
-        pb.inc(1);
-        pb.set_message(format!("loss {l:.4}"));
-    })?;
+    let (base, rb) = train::<CpuAutodiff, _>(
+        "baseline",
+        rc.init::<CpuAutodiff>(&device),
+        &b_batcher,
+        &split,
+        &tc,
+        &device,
+        |_, l| {
+            pb.inc(1);
+            pb.set_message(format!("loss {l:.4}"));
+        },
+    )?;
     pb.finish_and_clear();
     let base = base.valid();
     let sb = predict(&base, &b_batcher, &split.test, 4096, &device)?;
@@ -272,16 +327,26 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let fc = FusedRankerConfig::new(
             rc.clone(),
             LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
+                .with_hidden(a.aux_hidden.clone())
+                .with_include_embeddings(!a.hidden_only)
                 .with_aux_weight(a.lambda)
                 .with_stop_gradient(a.stop_gradient),
         );
         let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
+        CpuAutodiff::seed(&device, a.seed);
         let pb = bar("fused");
-        let (fused, rf) =
-            train::<CpuAutodiff, _>("fused", fc.init::<CpuAutodiff>(&device), &f_batcher, &split, &tc, &device, |_, l| {
+        let (fused, rf) = train::<CpuAutodiff, _>(
+            "fused",
+            fc.init::<CpuAutodiff>(&device),
+            &f_batcher,
+            &split,
+            &tc,
+            &device,
+            |_, l| {
                 pb.inc(1);
                 pb.set_message(format!("loss {l:.4}"));
-            })?;
+            },
+        )?;
         pb.finish_and_clear();
         let fused = fused.valid();
         let sf = predict(&fused, &f_batcher, &split.test, 4096, &device)?;
@@ -311,7 +376,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     io::save_rankers(&a.out.join("rankers"), &meta, &base, fused_model.as_ref())?;
     let rep = serde_json::to_vec_pretty(&serde_json::Value::Object(reports))?;
     learnrec_eval::atomic::write(&a.out.join("train_report.json"), &rep)?;
-    eprintln!("wrote {} and {}", pred.display(), a.out.join("rankers").display());
+    eprintln!(
+        "wrote {} and {}",
+        pred.display(),
+        a.out.join("rankers").display()
+    );
     Ok(())
 }
 
@@ -326,4 +395,87 @@ fn report_json(r: &TrainReport, test_auc: Option<f64>) -> serde_json::Value {
         "valid_logloss": r.epochs.iter().map(|e| e.valid_logloss).collect::<Vec<_>>(),
         "train_loss": r.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["rank-train"];
+        v.extend_from_slice(extra);
+        Cli::parse_from(v).args
+    }
+
+    #[test]
+    fn toy_end_to_end_then_bench_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let a = args(&[
+            "--data",
+            "toy",
+            "--toy-users",
+            "60",
+            "--toy-items",
+            "80",
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--interaction",
+            "dcn",
+        ]);
+        run(a).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("predictions.csv")).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("user_id,item_id,label,score_baseline,score_fused")
+        );
+        assert!(text.lines().count() > 100);
+        for f in [
+            "rankers/baseline.mpk",
+            "rankers/fused.mpk",
+            "rankers/rankers.json",
+            "train_report.json",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f} missing");
+        }
+        let b = crate::cmd::bench_serve::Args {
+            rankers: dir.path().join("rankers"),
+            user_store: None,
+            item_store: None,
+            content_store: None,
+            candidates: 20,
+            requests: 10,
+            warmup: 2,
+            seed: 1,
+        };
+        crate::cmd::bench_serve::run(b).unwrap();
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = run(args(&["--data", "world", "--out", "/tmp/x"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--dir is required with --data world/movielens");
+        let e = run(args(&[
+            "--data",
+            "toy",
+            "--out",
+            "/tmp/x",
+            "--train-frac",
+            "0.95",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--train-frac and --valid-frac"), "{e}");
+    }
 }
