@@ -164,6 +164,23 @@ fn parts() {
     println!("attention fwd+bwd      {:8.1} ms", time_ms(3, || {
         let _ = at.forward(x.clone(), learnrec_model::towers::AttentionMask::Causal).sum().backward();
     }));
+    // Interleaved: lean attention vs Burn's MultiHeadAttention (same shape, causal).
+    let mha = burn::nn::attention::MultiHeadAttentionConfig::new(256, 4).with_dropout(0.0).init::<B>(&dev);
+    let mask = generate_autoregressive_mask::<B>(64, 80, &dev);
+    let (mut tl, mut tm) = (vec![], vec![]);
+    for _ in 0..4 {
+        let t0 = Instant::now();
+        let _ = at.forward(x.clone(), learnrec_model::towers::AttentionMask::Causal).sum().backward();
+        tl.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        let _ = mha
+            .forward(burn::nn::attention::MhaInput::self_attn(x.clone()).mask_attn(mask.clone()))
+            .context
+            .sum()
+            .backward();
+        tm.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("attention fwd+bwd lean {:?} ms\nattention fwd+bwd mha  {:?} ms", tl, tm);
     let ff = &lean.layers[0];
     println!("ffn fwd+bwd            {:8.1} ms", time_ms(3, || {
         let _ = ff.ff_out.forward(burn::tensor::activation::gelu(ff.ff_in.forward(x.clone()))).sum().backward();
