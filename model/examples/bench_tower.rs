@@ -4,7 +4,11 @@
 //! dense all-action loss + backward + Adam. Two implementations:
 //! - `burn-nn`: Burn's `TransformerEncoder` (separate Q/K/V, boolean autoregressive mask) — the
 //!   "before" that BURN.md measured;
-//! - `lean`: learnrec's `LearnTower` (fused QKV, additive causal bias, own LayerNorm) — "after".
+//! - `lean`: learnrec's `LearnTower` (linears applied as 2-D matmuls so the weight gradient is one
+//!   GEMM, fused QKV, additive causal bias, own LayerNorm) — "after".
+//!
+//! Steps of the two alternate, so load on a shared machine hits both; the dev profile already
+//! builds dependencies (Burn, Flex kernels) at opt-level 3.
 //!
 //! Usage: `cargo run --release -p learnrec-model --example bench_tower -- [small|paper|both] [steps]`
 //! Compare with `scripts/bench_tower_torch.py` (same model and step in PyTorch CPU).

@@ -4,7 +4,8 @@
 //! and returns the attention weights. Here Q, K and V come from one fused `d → 3d` projection,
 //! the causal mask is a constant additive bias (no mask tensor enters the autodiff graph), and
 //! the diagonal mask (item tower variant 2) skips the scores altogether: a position that sees
-//! only itself has softmax weight exactly 1, so its context is its own value vector.
+//! only itself has softmax weight exactly 1, so its context is its own value vector. All
+//! projections run as 2-D matmuls ([`linear3`](super::model::linear3)).
 
 use super::config::AttentionMask;
 use super::model::{bert_init, linear3};
