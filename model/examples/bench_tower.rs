@@ -4,7 +4,11 @@
 //! dense all-action loss + backward + Adam. Two implementations:
 //! - `burn-nn`: Burn's `TransformerEncoder` (separate Q/K/V, boolean autoregressive mask) — the
 //!   "before" that BURN.md measured;
-//! - `lean`: learnrec's `LearnTower` (fused QKV, additive causal bias, own LayerNorm) — "after".
+//! - `lean`: learnrec's `LearnTower` (linears applied as 2-D matmuls so the weight gradient is one
+//!   GEMM, fused QKV, additive causal bias, own LayerNorm) — "after".
+//!
+//! Steps of the two alternate, so load on a shared machine hits both; the dev profile already
+//! builds dependencies (Burn, Flex kernels) at opt-level 3.
 //!
 //! Usage: `cargo run --release -p learnrec-model --example bench_tower -- [small|paper|both] [steps]`
 //! Compare with `scripts/bench_tower_torch.py` (same model and step in PyTorch CPU).
@@ -74,42 +78,125 @@ fn masks(s: &Shape, lt: usize, lh: usize) -> LossMasks {
     }
 }
 
-fn run<B: AutodiffBackend, M: burn::module::AutodiffModule<B>>(
-    label: &str,
-    s: &Shape,
-    mut model: M,
-    fwd: impl Fn(&M, Tensor<B, 3>) -> Tensor<B, 3>,
-    steps: usize,
-) -> f64 {
-    let dev: B::Device = Default::default();
-    let (lh, lt) = (80, 40);
-    let hist = data::<B>(s, lh, 1, &dev);
-    let tgt = data::<B>(s, lt, 2, &dev);
-    let m = masks(s, lt, lh);
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init::<B, M>();
-    let mut times = Vec::new();
-    for i in 0..steps + 1 {
+/// One model under test: its module, optimiser and step times.
+struct Runner<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
+    label: &'static str,
+    model: Option<M>,
+    optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B>,
+    fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>,
+    times: Vec<f64>,
+}
+
+impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
+    fn new(label: &'static str, model: M, fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>) -> Self {
+        Runner { label, model: Some(model), optim: AdamConfig::new().with_epsilon(1e-8).init::<B, M>(), fwd, times: vec![] }
+    }
+    fn step(&mut self, hist: &Tensor<B, 3>, tgt: &Tensor<B, 3>, m: &LossMasks, record: bool) {
         let t0 = Instant::now();
-        let u = fwd(&model, hist.clone());
-        let it = fwd(&model, tgt.clone());
-        let loss = dense_all_action_loss(u, it, &m, 20.0);
+        let model = self.model.take().expect("model");
+        let u = (self.fwd)(&model, hist.clone());
+        let it = (self.fwd)(&model, tgt.clone());
+        let loss = dense_all_action_loss(u, it, m, 20.0);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(5e-5, model, grads);
+        let model = self.optim.step(5e-5, model, grads);
         let _ = model.clone().valid(); // settle lazy work
-        if i > 0 {
-            times.push(t0.elapsed().as_secs_f64());
+        self.model = Some(model);
+        if record {
+            self.times.push(t0.elapsed().as_secs_f64());
         }
     }
-    times.sort_by(f64::total_cmp);
-    let med = times[times.len() / 2];
-    let sps = s.batch as f64 / med;
-    println!("{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps)", s.name, label, med * 1e3, sps, times[0] * 1e3, steps);
-    sps
+    fn report(&mut self, s: &Shape) -> f64 {
+        self.times.sort_by(f64::total_cmp);
+        let med = self.times[self.times.len() / 2];
+        let sps = s.batch as f64 / med;
+        println!(
+            "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps)",
+            s.name, self.label, med * 1e3, sps, self.times[0] * 1e3, self.times.len()
+        );
+        sps
+    }
+}
+
+/// Time of `f` (median of `n` runs after one warm-up), in ms.
+fn time_ms(n: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..n)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[n / 2]
+}
+
+/// Where the time of one step goes (small shape): forward, backward, loss.
+fn parts() {
+    type B = CpuAutodiff;
+    let dev = Default::default();
+    let s = Shape { name: "small", layers: 2, d: 256, heads: 4, batch: 64, input: 640 };
+    let mut c = TowerConfig::tiny(InputKind::LlmContent, s.input);
+    (c.n_layers, c.d_model, c.n_heads, c.d_ff, c.output_dim) = (s.layers, s.d, s.heads, 4 * s.d, 64);
+    let lean = c.init::<B>(&dev).expect("valid");
+    let nn = BurnNnTower::<B>::new(&c, &dev);
+    let hist = data::<B>(&s, 80, 1, &dev);
+    let tgt = data::<B>(&s, 40, 2, &dev);
+    let m = masks(&s, 40, 80);
+    let sync = |t: Tensor<B, 3>| {
+        let _ = t.sum().into_scalar();
+    };
+    println!("fwd user tower lean    {:8.1} ms", time_ms(3, || sync(lean.user_sequence(TowerInput::Content(hist.clone())))));
+    println!("fwd user tower burn-nn {:8.1} ms", time_ms(3, || sync(nn.forward(hist.clone()))));
+    println!("fwd+bwd lean (sum)     {:8.1} ms", time_ms(3, || {
+        let _ = lean.user_sequence(TowerInput::Content(hist.clone())).sum().backward();
+    }));
+    println!("fwd+bwd burn-nn (sum)  {:8.1} ms", time_ms(3, || {
+        let _ = nn.forward(hist.clone()).sum().backward();
+    }));
+    let u = lean.user_sequence(TowerInput::Content(hist.clone())).detach().require_grad();
+    let it = lean.user_sequence(TowerInput::Content(tgt.clone())).detach().require_grad();
+    println!("dense loss fwd+bwd     {:8.1} ms", time_ms(3, || {
+        let _ = dense_all_action_loss(u.clone(), it.clone(), &m, 20.0).backward();
+    }));
+    let x = Tensor::<B, 3>::from_data(TensorData::new(vec![0.5f32; 64 * 80 * 256], [64, 80, 256]), &dev).require_grad();
+    let ln = &lean.layers[0].norm_attn;
+    println!("layernorm fwd+bwd      {:8.1} ms", time_ms(3, || {
+        let _ = ln.forward(x.clone()).sum().backward();
+    }));
+    let at = &lean.layers[0].attention;
+    println!("attention fwd+bwd      {:8.1} ms", time_ms(3, || {
+        let _ = at.forward(x.clone(), learnrec_model::towers::AttentionMask::Causal).sum().backward();
+    }));
+    // Interleaved: lean attention vs Burn's MultiHeadAttention (same shape, causal).
+    let mha = burn::nn::attention::MultiHeadAttentionConfig::new(256, 4).with_dropout(0.0).init::<B>(&dev);
+    let mask = generate_autoregressive_mask::<B>(64, 80, &dev);
+    let (mut tl, mut tm) = (vec![], vec![]);
+    for _ in 0..4 {
+        let t0 = Instant::now();
+        let _ = at.forward(x.clone(), learnrec_model::towers::AttentionMask::Causal).sum().backward();
+        tl.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        let _ = mha
+            .forward(burn::nn::attention::MhaInput::self_attn(x.clone()).mask_attn(mask.clone()))
+            .context
+            .sum()
+            .backward();
+        tm.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    println!("attention fwd+bwd lean {:?} ms\nattention fwd+bwd mha  {:?} ms", tl, tm);
+    let ff = &lean.layers[0];
+    println!("ffn fwd+bwd            {:8.1} ms", time_ms(3, || {
+        let _ = ff.ff_out.forward(burn::tensor::activation::gelu(ff.ff_in.forward(x.clone()))).sum().backward();
+    }));
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "both".into());
+    if which == "parts" {
+        return parts();
+    }
     let steps: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let shapes = [
         Shape { name: "small", layers: 2, d: 256, heads: 4, batch: 64, input: 640 },
@@ -124,9 +211,19 @@ fn main() {
         c.n_heads = s.heads;
         c.d_ff = 4 * s.d;
         c.output_dim = 64;
-        let before = run::<B, _>("burn-nn", s, BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x), steps);
-        let lean = c.init::<B>(&dev).expect("valid config");
-        let after = run::<B, _>("lean", s, lean, |m, x| m.user_sequence(TowerInput::Content(x)), steps);
+        // Steps of the two implementations alternate, so that load on a shared machine hits both.
+        let mut before = Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x));
+        let mut lean = Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), |m, x| {
+            m.user_sequence(TowerInput::Content(x))
+        });
+        let hist = data::<B>(s, 80, 1, &dev);
+        let tgt = data::<B>(s, 40, 2, &dev);
+        let m = masks(s, 40, 80);
+        for i in 0..steps + 1 {
+            before.step(&hist, &tgt, &m, i > 0);
+            lean.step(&hist, &tgt, &m, i > 0);
+        }
+        let (before, after) = (before.report(s), lean.report(s));
         println!("{:<6} speed-up lean / burn-nn: {:.2}x", s.name, after / before);
     }
 }

@@ -6,6 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 use learnrec_model::towers::retrieval::{self, Embeddings};
 use learnrec_model::towers::train::{Checkpoint, checkpoint_path};
 use learnrec_model::towers::*;
+use learnrec_model::towers::io;
 use learnrec_model::{CpuAutodiff, CpuBackend};
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -389,4 +390,36 @@ fn metrics_match_brute_force_with_ties() {
     assert_eq!(rep.by_item_segment[&LongTail].1[1].recall, 1.0);
     assert_eq!(rep.by_item_segment[&ColdStart].1[1].recall, 0.0);
     assert_eq!(rep.by_user_segment[&Regular].0, 1);
+}
+
+#[test]
+fn config_files_toml_and_json() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("c.toml");
+    std::fs::write(&p, "[tower]\nn_layers = 4\nitem_tower = \"shared-diagonal\"\n[train]\nlr = 1e-4\nloss = \"last-position\"\n").unwrap();
+    let c = io::read_config(&p).unwrap();
+    assert_eq!((c.tower.n_layers, c.tower.item_tower), (4, ItemTowerVariant::SharedDiagonal));
+    assert_eq!((c.train.lr, c.train.loss, c.train.adam_eps), (1e-4, LossKind::LastPosition, 1e-8));
+    assert_eq!(c.tower.d_model, 768); // paper default kept
+    let j = d.path().join("c.json");
+    std::fs::write(&j, serde_json::to_vec(&c).unwrap()).unwrap();
+    assert_eq!(io::read_config(&j).unwrap(), c);
+    std::fs::write(&p, "[tower]\nn_layer = 4\n").unwrap();
+    let e = io::read_config(&p).unwrap_err().to_string();
+    assert!(e.contains("c.toml") && e.contains("n_layer"), "{e}");
+}
+
+#[test]
+fn sequences_file_errors_name_line_and_field() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.jsonl");
+    std::fs::write(&p, "{\"user\":\"a\",\"history\":[\"x\"],\"target\":[\"y\"]}\n{\"user\":\"b\",\"history\":[\"z\"],\"target\":[]}\n").unwrap();
+    let mut users = learnrec_eval::data::IdMap::new();
+    let mut items = learnrec_eval::data::IdMap::from_names(["x", "y"]);
+    let e = io::read_sequences(&p, &mut users, &mut items, io::UnknownItems::Reject).unwrap_err().to_string();
+    assert!(e.contains("s.jsonl") && e.contains("line 2: field `history`") && e.contains("unknown item `z`"), "{e}");
+    let mut users = learnrec_eval::data::IdMap::new();
+    let s = io::read_sequences(&p, &mut users, &mut items, io::UnknownItems::Intern).unwrap();
+    assert_eq!(s[1].history, vec![2]);
+    assert!(s[1].target.is_empty());
 }

@@ -3,7 +3,6 @@
 
 use learnrec_eval::data::IdMap;
 use learnrec_eval::store::{EmbeddingStore, StoreKind};
-use learnrec_model::CpuBackend;
 use learnrec_model::towers::io::{self, UnknownItems};
 use learnrec_model::towers::retrieval;
 use learnrec_model::towers::UserSequence;

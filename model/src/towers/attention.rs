@@ -4,10 +4,11 @@
 //! and returns the attention weights. Here Q, K and V come from one fused `d → 3d` projection,
 //! the causal mask is a constant additive bias (no mask tensor enters the autodiff graph), and
 //! the diagonal mask (item tower variant 2) skips the scores altogether: a position that sees
-//! only itself has softmax weight exactly 1, so its context is its own value vector.
+//! only itself has softmax weight exactly 1, so its context is its own value vector. All
+//! projections run as 2-D matmuls ([`linear3`](super::model::linear3)).
 
 use super::config::AttentionMask;
-use super::model::bert_init;
+use super::model::{bert_init, linear3};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -62,7 +63,7 @@ impl<B: Backend> SelfAttention<B> {
         let h = self.n_heads;
         let dh = d / h;
         // [batch, 3·heads, len, head_dim]
-        let qkv = self.qkv.forward(x).reshape([b, l, 3 * h, dh]).swap_dims(1, 2);
+        let qkv = linear3(&self.qkv, x).reshape([b, l, 3 * h, dh]).swap_dims(1, 2);
         let v = qkv.clone().narrow(1, 2 * h, h); // [batch, heads, len, head_dim]
         let ctx = match mask {
             AttentionMask::Diagonal => v,
@@ -74,7 +75,7 @@ impl<B: Backend> SelfAttention<B> {
                 softmax(scores, 3).matmul(v)
             }
         };
-        self.output.forward(ctx.swap_dims(1, 2).reshape([b, l, d]))
+        linear3(&self.output, ctx.swap_dims(1, 2).reshape([b, l, d]))
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`loss`]: [`dense_all_action_loss`] and the official code's [`last_position_loss`].
 //! - [`data`]: [`UserSequence`], [`ItemFeatures`], [`SequenceBatch`].
 //! - [`train`]: [`train()`](train::train) with per-epoch checkpoints and `--resume`.
+//! - [`io`]: the sequences file (JSON Lines), the item vocabulary beside a checkpoint, config files.
 //! - [`retrieval`]: user/item embeddings, exact top-K, [`evaluate`](retrieval::evaluate).
 
 pub mod attention;
