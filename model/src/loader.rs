@@ -9,7 +9,8 @@
 //! linear weights are `[out, in]` and are transposed once at load to `[in, out]`; projections
 //! that share an input are concatenated along the output axis into one matmul.
 //!
-//! Llama / Mistral / Qwen2 / Baichuan2 ([`crate::backbone::llama`]), `P = model.layers.{i}`:
+//! Llama / Mistral / Qwen2 / Baichuan2 ([`crate::backbone::llama`]), `P = model.layers.{i}` (a saved
+//! base model has no `model.` prefix; both are accepted):
 //! - `model.embed_tokens.weight` `[vocab, hidden]` → `Llama::embed` (kept as is)
 //! - `P.input_layernorm.weight` → `LlamaLayer::input_norm`
 //! - `P.self_attn.{q,k,v}_proj.{weight,bias}` → `LlamaLayer::qkv` (fused `[hidden, (nh+2nkv)·d]`;
@@ -22,7 +23,7 @@
 //! - `model.norm.weight` → `Llama::norm`; `lm_head.weight` is not read.
 //!
 //! Gemma 3 ([`crate::backbone::gemma3`]), prefix `model.` (or `language_model.model.` /
-//! `model.language_model.` in multimodal checkpoints), `P = layers.{i}`:
+//! `model.language_model.` in multimodal checkpoints, none in a saved base model), `P = layers.{i}`:
 //! - `embed_tokens.weight` → `Gemma3::embed` (scaled by `sqrt(hidden)` at run time)
 //! - `P.input_layernorm`, `P.post_attention_layernorm`, `P.pre_feedforward_layernorm`,
 //!   `P.post_feedforward_layernorm`, `P.self_attn.q_norm`, `P.self_attn.k_norm`, `norm`

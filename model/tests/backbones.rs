@@ -316,6 +316,22 @@ fn sharded_and_f16_checkpoints_load() {
     assert_eq!(hidden(&from_dir, &batch).0, hidden(&from_mem, &batch).0);
 }
 
+#[test]
+fn base_model_names_without_prefix_load() {
+    let dev = Default::default();
+    for cfg in [BackboneConfig::Llama(LlamaConfig::tiny(LlamaVariant::Qwen2)), BackboneConfig::Gemma3(Gemma3Config::tiny())] {
+        let src = random_source(&cfg, 9);
+        let mut bare = MemorySource::new("bare");
+        for (k, t) in &src.tensors {
+            bare.tensors.insert(k.strip_prefix("model.").unwrap_or(k).to_string(), t.clone());
+        }
+        let batch = seqs(64, &[5, 2], 2);
+        let a = hidden(&cfg.load::<B>(&src, &dev).unwrap(), &batch).0;
+        let b = hidden(&cfg.load::<B>(&bare, &dev).unwrap(), &batch).0;
+        assert_eq!(a, b, "{:?}", cfg.arch());
+    }
+}
+
 fn err_text<T: std::fmt::Debug>(r: learnrec_model::Result<T>) -> String {
     r.expect_err("expected an error").to_string()
 }

@@ -89,6 +89,9 @@ pub struct Gemma3Config {
     /// Soft-capping of attention logits (None in Gemma 3).
     #[serde(default)]
     pub attn_logit_softcapping: Option<f64>,
+    /// Bidirectional attention (EmbeddingGemma); only the causal model is supported.
+    #[serde(default)]
+    pub use_bidirectional_attention: bool,
 }
 
 fn default_head_dim() -> usize {
@@ -177,6 +180,12 @@ impl Gemma3Config {
         if self.sliding_window == 0 || self.sliding_window_pattern == 0 {
             return bad("sliding_window", "must be positive".into());
         }
+        if let Some(c) = self.attn_logit_softcapping {
+            return bad("attn_logit_softcapping", format!("{c}: soft-capping is not supported (Gemma 3 has none)"));
+        }
+        if self.use_bidirectional_attention {
+            return bad("use_bidirectional_attention", "bidirectional Gemma (EmbeddingGemma) is not supported".into());
+        }
         if matches!(self.hidden_activation, Activation::Silu) {
             return bad("hidden_activation", "Gemma 3 uses GeGLU (gelu_pytorch_tanh)".into());
         }
@@ -214,6 +223,7 @@ impl Gemma3Config {
             max_position_embeddings: 32_768,
             attention_bias: false,
             attn_logit_softcapping: None,
+            use_bidirectional_attention: false,
         }
     }
 
@@ -239,6 +249,7 @@ impl Gemma3Config {
             max_position_embeddings: 128,
             attention_bias: false,
             attn_logit_softcapping: None,
+            use_bidirectional_attention: false,
         }
     }
 
@@ -285,10 +296,11 @@ impl Gemma3Config {
     }
 
     /// Loads the weights from `src` (Hugging Face names, see [`crate::loader`]); every tensor is
-    /// shape-checked. Accepts the text model's names (`model.…`) and those of the multimodal
-    /// checkpoint (`language_model.model.…`, `model.language_model.…`).
+    /// shape-checked. Accepts the names of the causal-LM checkpoint (`model.…`), of the
+    /// multimodal one (`language_model.model.…`, `model.language_model.…`) and of a saved base
+    /// model (no prefix).
     pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Gemma3<B>> {
-        let prefix = ["model.", "language_model.model.", "model.language_model."]
+        let prefix = ["model.", "language_model.model.", "model.language_model.", ""]
             .into_iter()
             .find(|p| src.contains(&format!("{p}embed_tokens.weight")))
             .unwrap_or("model.");

@@ -261,12 +261,14 @@ impl LlamaConfig {
     /// Loads the weights from `src` (Hugging Face names, see [`crate::loader`]); every tensor is
     /// shape-checked against this config.
     pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Llama<B>> {
+        // A causal-LM checkpoint names its tensors `model.…`; a saved base model has no prefix.
+        let prefix = if !src.contains("model.embed_tokens.weight") && src.contains("embed_tokens.weight") { "" } else { "model." };
         let r = WeightReader::<B> { src, device };
         let (h, d, nh, nkv, inter) = (self.hidden_size, self.head_dim(), self.num_attention_heads, self.kv_heads(), self.intermediate_size);
-        let embed = r.matrix("model.embed_tokens.weight", self.vocab_size, h)?;
+        let embed = r.matrix(&format!("{prefix}embed_tokens.weight"), self.vocab_size, h)?;
         let mut layers = Vec::with_capacity(self.num_hidden_layers);
         for i in 0..self.num_hidden_layers {
-            let p = format!("model.layers.{i}");
+            let p = format!("{prefix}layers.{i}");
             let qkv = if self.model_type == LlamaVariant::Baichuan {
                 // Baichuan's W_pack is q, k and v stacked along the output axis: exactly the
                 // fused layout used here.
@@ -286,7 +288,7 @@ impl LlamaConfig {
                 down: r.dense(&format!("{p}.mlp.down_proj"), inter, h, false)?,
             });
         }
-        let norm = RmsNorm::new(r.vector("model.norm.weight", h)?, self.rms_norm_eps);
+        let norm = RmsNorm::new(r.vector(&format!("{prefix}norm.weight"), h)?, self.rms_norm_eps);
         Ok(self.assemble(embed, layers, norm, device))
     }
 }
