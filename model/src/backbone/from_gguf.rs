@@ -27,15 +27,28 @@ use crate::{Error, Result};
 impl BackboneConfig {
     /// Builds the configuration of a GGUF model (`file` names it in errors).
     pub fn from_gguf(g: &GgufConfig, file: &str) -> Result<Self> {
-        let unsupported = |m: String| Err(Error::Unsupported { path: file.into(), message: m });
+        let unsupported = |m: String| {
+            Err(Error::Unsupported {
+                path: file.into(),
+                message: m,
+            })
+        };
         if let Some(c) = g.attn_logit_softcapping {
-            return unsupported(format!("key `{}.attn_logit_softcapping` = {c}: attention soft-capping", g.arch.name()));
+            return unsupported(format!(
+                "key `{}.attn_logit_softcapping` = {c}: attention soft-capping",
+                g.arch.name()
+            ));
         }
         let scaling = match &g.rope_scaling {
             None => RopeScaling::Default,
-            Some((kind, factor)) if kind == "linear" => RopeScaling::Linear { factor: f64::from(*factor) },
+            Some((kind, factor)) if kind == "linear" => RopeScaling::Linear {
+                factor: f64::from(*factor),
+            },
             Some((kind, _)) => {
-                return unsupported(format!("key `{}.rope.scaling.type` = `{kind}` (none, linear)", g.arch.name()));
+                return unsupported(format!(
+                    "key `{}.rope.scaling.type` = `{kind}` (none, linear)",
+                    g.arch.name()
+                ));
             }
         };
         let scaling = (scaling != RopeScaling::Default).then_some(scaling);
@@ -43,7 +56,11 @@ impl BackboneConfig {
         Ok(match g.arch {
             GgufArch::Llama | GgufArch::Qwen2 => {
                 let c = LlamaConfig {
-                    model_type: if g.arch == GgufArch::Qwen2 { LlamaVariant::Qwen2 } else { LlamaVariant::Llama },
+                    model_type: if g.arch == GgufArch::Qwen2 {
+                        LlamaVariant::Qwen2
+                    } else {
+                        LlamaVariant::Llama
+                    },
                     vocab_size: g.vocab_size,
                     hidden_size: g.hidden,
                     intermediate_size: g.ff,
@@ -72,7 +89,11 @@ impl BackboneConfig {
                     num_attention_heads: g.n_heads,
                     num_key_value_heads: g.n_kv_heads,
                     head_dim: g.head_dim,
-                    query_pre_attn_scalar: if g.n_layers == 62 { (g.hidden / g.n_heads) as f64 } else { g.head_dim as f64 },
+                    query_pre_attn_scalar: if g.n_layers == 62 {
+                        (g.hidden / g.n_heads) as f64
+                    } else {
+                        g.head_dim as f64
+                    },
                     rms_norm_eps: eps,
                     rope_theta: f64::from(g.rope_theta),
                     rope_local_base_freq: f64::from(g.rope_local_theta.unwrap_or(10_000.0)),
@@ -90,13 +111,26 @@ impl BackboneConfig {
                 BackboneConfig::Gemma3(c)
             }
             ref other => {
-                return unsupported(format!("key `general.architecture` = `{}` (GGUF backbones: llama, qwen2, gemma3)", other.name()));
+                return unsupported(format!(
+                    "key `general.architecture` = `{}` (GGUF backbones: llama, qwen2, gemma3)",
+                    other.name()
+                ));
             }
         })
     }
 }
 
 impl<B: Backend> Backbone<B> {
+    /// Loads a Hugging Face directory or a `.gguf` file, whichever `path` is.
+    pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<(Self, BackboneConfig)> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            Self::load_hf_dir(path, device)
+        } else {
+            Self::load_gguf(path, device)
+        }
+    }
+
     /// Loads a GGUF file (config from its metadata, weights dequantised to f32).
     pub fn load_gguf(path: impl AsRef<Path>, device: &B::Device) -> Result<(Self, BackboneConfig)> {
         let gguf = GgufFile::open(path)?;
@@ -104,7 +138,9 @@ impl<B: Backend> Backbone<B> {
         if gguf.contains("rope_freqs.weight") {
             return Err(Error::Unsupported {
                 path: gguf.path().to_path_buf(),
-                message: "tensor `rope_freqs.weight` (Llama 3.1 RoPE rescaling baked into the file)".into(),
+                message:
+                    "tensor `rope_freqs.weight` (Llama 3.1 RoPE rescaling baked into the file)"
+                        .into(),
             });
         }
         let model = config.load(&gguf, device)?;
@@ -119,8 +155,8 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::pooling::Pooling;
     use crate::CpuBackend as B;
+    use crate::pooling::Pooling;
 
     fn cache_dir() -> PathBuf {
         if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
@@ -133,17 +169,28 @@ mod tests {
     }
 
     fn cosine(a: &[f32], b: &[f32]) -> f64 {
-        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
         let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
         let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
         dot / (na * nb)
     }
 
     fn golden(model_dir: &str, golden_file: &str) {
-        let path = cache_dir().join("assets").join(model_dir).join("model.gguf");
-        let gdir = std::env::var_os("LEARNREC_GOLDEN").map_or_else(|| PathBuf::from("/work/shared/golden"), PathBuf::from);
+        let path = cache_dir()
+            .join("assets")
+            .join(model_dir)
+            .join("model.gguf");
+        let gdir = std::env::var_os("LEARNREC_GOLDEN")
+            .map_or_else(|| PathBuf::from("/work/shared/golden"), PathBuf::from);
         let Ok(text) = std::fs::read_to_string(gdir.join(golden_file)) else {
-            println!("skipped: golden file {golden_file} not found in {}", gdir.display());
+            println!(
+                "skipped: golden file {golden_file} not found in {}",
+                gdir.display()
+            );
             return;
         };
         if !path.exists() {
@@ -153,16 +200,37 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let t = std::time::Instant::now();
         let (model, config) = Backbone::<B>::load_gguf(&path, &Default::default()).unwrap();
-        println!("{golden_file}: loaded {:?} in {:.1}s", config.arch(), t.elapsed().as_secs_f64());
+        println!(
+            "{golden_file}: loaded {:?} in {:.1}s",
+            config.arch(),
+            t.elapsed().as_secs_f64()
+        );
         let items = json["items"].as_array().unwrap();
-        let ids: Vec<Vec<u32>> =
-            items.iter().map(|it| it["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()).collect();
-        let floats = |v: &serde_json::Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+        let ids: Vec<Vec<u32>> = items
+            .iter()
+            .map(|it| {
+                it["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect()
+            })
+            .collect();
+        let floats = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        };
         let batched = model.encode_pooled(&ids, Pooling::Mean, false).unwrap();
         let firsts = model.encode_pooled(&ids, Pooling::First, false).unwrap();
         let mut worst = f64::INFINITY;
         for (i, it) in items.iter().enumerate() {
-            let alone = model.encode_pooled(std::slice::from_ref(&ids[i]), Pooling::Mean, false).unwrap();
+            let alone = model
+                .encode_pooled(std::slice::from_ref(&ids[i]), Pooling::Mean, false)
+                .unwrap();
             let mean = floats(&it["mean"]);
             let (ca, cb) = (cosine(&alone[0], &mean), cosine(&batched[i], &mean));
             let cf = cosine(&firsts[i], &floats(&it["first"]));
@@ -174,7 +242,10 @@ mod tests {
                 1.0 - cf
             );
             worst = worst.min(ca).min(cb);
-            assert!(ca >= 0.9999 && cb >= 0.9999, "{golden_file} item {i}: cosine {ca} / {cb} < 0.9999");
+            assert!(
+                ca >= 0.9999 && cb >= 0.9999,
+                "{golden_file} item {i}: cosine {ca} / {cb} < 0.9999"
+            );
         }
         println!("{golden_file}: worst cos(mean) = {worst:.9}");
     }
