@@ -12,9 +12,9 @@
 
 use std::time::Instant;
 
+use learnrec_model::CpuBackend as B;
 use learnrec_model::backbone::Backbone;
 use learnrec_model::pooling::Pooling;
-use learnrec_model::CpuBackend as B;
 
 struct Args {
     model: String,
@@ -25,7 +25,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { model: String::new(), golden: String::new(), batch: 16, n: 96, repeats: 3 };
+    let mut a = Args {
+        model: String::new(),
+        golden: String::new(),
+        batch: 16,
+        n: 96,
+        repeats: 3,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -39,7 +45,10 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if a.model.is_empty() || a.golden.is_empty() {
-        return Err("usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3]".into());
+        return Err(
+            "usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3]"
+                .into(),
+        );
     }
     Ok(a)
 }
@@ -47,7 +56,11 @@ fn parse_args() -> Result<Args, String> {
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
@@ -58,7 +71,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .as_array()
         .ok_or("golden file has no `items`")?
         .iter()
-        .map(|it| it["ids"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()))
+        .map(|it| {
+            it["ids"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as u32)
+                    .collect()
+            })
+        })
         .collect::<Option<_>>()
         .ok_or("an item has no `ids`")?;
     let seqs: Vec<Vec<u32>> = texts.iter().cycle().take(args.n).cloned().collect();
@@ -66,7 +86,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t0 = Instant::now();
     let (model, config) = Backbone::<B>::load_hf_dir(&args.model, &Default::default())?;
-    println!("loaded {:?} (hidden {}) in {:.2}s, RSS {:.0} MiB", config.arch(), config.hidden_size(), t0.elapsed().as_secs_f64(), rss_mib());
+    println!(
+        "loaded {:?} (hidden {}) in {:.2}s, RSS {:.0} MiB",
+        config.arch(),
+        config.hidden_size(),
+        t0.elapsed().as_secs_f64(),
+        rss_mib()
+    );
 
     model.encode_pooled(&seqs[..args.batch.min(seqs.len())], Pooling::Mean, true)?; // warm-up
     let mut best = f64::INFINITY;
@@ -77,8 +103,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let s = t.elapsed().as_secs_f64();
         best = best.min(s);
-        println!("run {r}: {} sequences, {tokens} tokens in {s:.3}s = {:.0} tokens/s", seqs.len(), tokens as f64 / s);
+        println!(
+            "run {r}: {} sequences, {tokens} tokens in {s:.3}s = {:.0} tokens/s",
+            seqs.len(),
+            tokens as f64 / s
+        );
     }
-    println!("burn: best {:.0} tokens/s (batch {}, threads {}), RSS {:.0} MiB", tokens as f64 / best, args.batch, rayon::current_num_threads(), rss_mib());
+    println!(
+        "burn: best {:.0} tokens/s (batch {}, threads {}), RSS {:.0} MiB",
+        tokens as f64 / best,
+        args.batch,
+        rayon::current_num_threads(),
+        rss_mib()
+    );
     Ok(())
 }

@@ -9,7 +9,8 @@
 //! linear weights are `[out, in]` and are transposed once at load to `[in, out]`; projections
 //! that share an input are concatenated along the output axis into one matmul.
 //!
-//! Llama / Mistral / Qwen2 / Baichuan2 ([`crate::backbone::llama`]), `P = model.layers.{i}`:
+//! Llama / Mistral / Qwen2 / Baichuan2 ([`crate::backbone::llama`]), `P = model.layers.{i}` (a saved
+//! base model has no `model.` prefix; both are accepted):
 //! - `model.embed_tokens.weight` `[vocab, hidden]` → `Llama::embed` (kept as is)
 //! - `P.input_layernorm.weight` → `LlamaLayer::input_norm`
 //! - `P.self_attn.{q,k,v}_proj.{weight,bias}` → `LlamaLayer::qkv` (fused `[hidden, (nh+2nkv)·d]`;
@@ -22,7 +23,7 @@
 //! - `model.norm.weight` → `Llama::norm`; `lm_head.weight` is not read.
 //!
 //! Gemma 3 ([`crate::backbone::gemma3`]), prefix `model.` (or `language_model.model.` /
-//! `model.language_model.` in multimodal checkpoints), `P = layers.{i}`:
+//! `model.language_model.` in multimodal checkpoints, none in a saved base model), `P = layers.{i}`:
 //! - `embed_tokens.weight` → `Gemma3::embed` (scaled by `sqrt(hidden)` at run time)
 //! - `P.input_layernorm`, `P.post_attention_layernorm`, `P.pre_feedforward_layernorm`,
 //!   `P.post_feedforward_layernorm`, `P.self_attn.q_norm`, `P.self_attn.k_norm`, `norm`
@@ -43,8 +44,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, Metadata};
 
 use crate::weights::{F32Tensor, TensorSource};
 use crate::{Error, Result};
@@ -66,28 +67,51 @@ impl Shard {
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let (n, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
             let hint = match e {
-                safetensors::SafeTensorError::MetadataIncompleteBuffer => " (file truncated or padded?)",
-                safetensors::SafeTensorError::InvalidHeaderLength | safetensors::SafeTensorError::HeaderTooSmall => {
-                    " (file truncated?)"
+                safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                    " (file truncated or padded?)"
                 }
+                safetensors::SafeTensorError::InvalidHeaderLength
+                | safetensors::SafeTensorError::HeaderTooSmall => " (file truncated?)",
                 _ => "",
             };
             Error::format(path, "safetensors header", format!("{e}{hint}"))
         })?;
-        Ok(Shard { path: path.to_path_buf(), mmap, data_start: 8 + n, metadata })
+        Ok(Shard {
+            path: path.to_path_buf(),
+            mmap,
+            data_start: 8 + n,
+            metadata,
+        })
     }
 
     fn read(&self, name: &str) -> Result<Option<F32Tensor>> {
-        let Some(info) = self.metadata.info(name) else { return Ok(None) };
+        let Some(info) = self.metadata.info(name) else {
+            return Ok(None);
+        };
         let (start, end) = info.data_offsets;
         let bytes = self
             .mmap
             .get(self.data_start + start..self.data_start + end)
-            .ok_or_else(|| Error::format(&self.path, format!("tensor `{name}`"), "data lies outside the file"))?;
+            .ok_or_else(|| {
+                Error::format(
+                    &self.path,
+                    format!("tensor `{name}`"),
+                    "data lies outside the file",
+                )
+            })?;
         let data: Vec<f32> = match info.dtype {
-            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(Error::format(
                     &self.path,
@@ -104,7 +128,10 @@ impl Shard {
                 format!("{} values for shape {:?}", data.len(), info.shape),
             ));
         }
-        Ok(Some(F32Tensor { shape: info.shape.clone(), data }))
+        Ok(Some(F32Tensor {
+            shape: info.shape.clone(),
+            data,
+        }))
     }
 }
 
@@ -119,7 +146,11 @@ pub struct HfDir {
 
 impl std::fmt::Debug for HfDir {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HfDir").field("dir", &self.dir).field("shards", &self.shards.len()).field("tensors", &self.index.len()).finish()
+        f.debug_struct("HfDir")
+            .field("dir", &self.dir)
+            .field("shards", &self.shards.len())
+            .field("tensors", &self.index.len())
+            .finish()
     }
 }
 
@@ -129,26 +160,40 @@ impl HfDir {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
-            return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory")));
+            return Err(Error::io(
+                &dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a model directory"),
+            ));
         }
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&config_path, format!("line {}", e.line()), e.to_string()))?;
+        let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(&config_path, format!("line {}", e.line()), e.to_string())
+        })?;
 
         let index_path = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let files: Vec<PathBuf> = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::format(&index_path, format!("line {}", e.line()), e.to_string()))?;
+            let text =
+                std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::format(&index_path, format!("line {}", e.line()), e.to_string())
+            })?;
             let map = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())
-                .ok_or_else(|| Error::format(&index_path, "field `weight_map`", "missing or not an object"))?;
+                .ok_or_else(|| {
+                    Error::format(
+                        &index_path,
+                        "field `weight_map`",
+                        "missing or not an object",
+                    )
+                })?;
             let mut files: Vec<String> = Vec::new();
             for (name, f) in map {
-                let f = f.as_str().ok_or_else(|| Error::format(&index_path, format!("weight_map.{name}"), "not a file name"))?;
+                let f = f.as_str().ok_or_else(|| {
+                    Error::format(&index_path, format!("weight_map.{name}"), "not a file name")
+                })?;
                 if !files.iter().any(|x| x == f) {
                     files.push(f.to_string());
                 }
@@ -167,7 +212,10 @@ impl HfDir {
             if found.is_empty() {
                 return Err(Error::io(
                     dir.join("model.safetensors"),
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no *.safetensors weights in the directory"),
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no *.safetensors weights in the directory",
+                    ),
                 ));
             }
             found
@@ -181,7 +229,12 @@ impl HfDir {
             }
             shards.push(shard);
         }
-        Ok(HfDir { dir, config, shards, index })
+        Ok(HfDir {
+            dir,
+            config,
+            shards,
+            index,
+        })
     }
 
     /// The parsed `config.json`.
@@ -215,11 +268,19 @@ impl HfDir {
 impl TensorSource for HfDir {
     fn tensor(&self, name: &str) -> Result<F32Tensor> {
         let Some(&i) = self.index.get(name) else {
-            return Err(Error::format(&self.dir, format!("tensor `{name}`"), "not found in any safetensors file"));
+            return Err(Error::format(
+                &self.dir,
+                format!("tensor `{name}`"),
+                "not found in any safetensors file",
+            ));
         };
-        self.shards[i]
-            .read(name)?
-            .ok_or_else(|| Error::format(&self.shards[i].path, format!("tensor `{name}`"), "not found"))
+        self.shards[i].read(name)?.ok_or_else(|| {
+            Error::format(
+                &self.shards[i].path,
+                format!("tensor `{name}`"),
+                "not found",
+            )
+        })
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -229,7 +290,10 @@ impl TensorSource for HfDir {
     fn tensor_shaped(&self, name: &str, shape: &[usize]) -> Result<F32Tensor> {
         let t = self.tensor(name)?;
         if t.shape != shape {
-            let file = self.index.get(name).map_or(self.dir.clone(), |&i| self.shards[i].path.clone());
+            let file = self
+                .index
+                .get(name)
+                .map_or(self.dir.clone(), |&i| self.shards[i].path.clone());
             return Err(Error::format(
                 file,
                 format!("tensor `{name}`"),
@@ -256,7 +320,10 @@ pub struct MemorySource {
 impl MemorySource {
     /// An empty source.
     pub fn new(name: impl Into<String>) -> Self {
-        MemorySource { name: name.into(), tensors: HashMap::new() }
+        MemorySource {
+            name: name.into(),
+            tensors: HashMap::new(),
+        }
     }
 
     /// Adds a tensor.

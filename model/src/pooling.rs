@@ -29,7 +29,9 @@ impl std::str::FromStr for Pooling {
             "mean" => Ok(Pooling::Mean),
             "first" | "cls" => Ok(Pooling::First),
             "last" => Ok(Pooling::Last),
-            other => Err(crate::Error::Invalid(format!("unknown pooling `{other}` (mean, first, cls, last)"))),
+            other => Err(crate::Error::Invalid(format!(
+                "unknown pooling `{other}` (mean, first, cls, last)"
+            ))),
         }
     }
 }
@@ -52,8 +54,14 @@ impl Pooling {
             Pooling::First => hidden.narrow(1, 0, 1).reshape([b, h]),
             Pooling::Last => {
                 let lengths = crate::backbone::layers::mask_lengths(&mask);
-                let idx: Vec<i64> = lengths.iter().flat_map(|&l| std::iter::repeat_n(l.saturating_sub(1) as i64, h)).collect();
-                let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(idx, [b, 1, h]), &hidden.device());
+                let idx: Vec<i64> = lengths
+                    .iter()
+                    .flat_map(|&l| std::iter::repeat_n(l.saturating_sub(1) as i64, h))
+                    .collect();
+                let idx = Tensor::<B, 3, Int>::from_data(
+                    TensorData::new(idx, [b, 1, h]),
+                    &hidden.device(),
+                );
                 hidden.gather(1, idx).reshape([b, h])
             }
         }
@@ -84,7 +92,10 @@ mod tests {
             7.0, 8.0,   100.0, 100.0,   -100.0, 5.0,
         ];
         let hidden = Tensor::<B, 3>::from_data(TensorData::new(h, [2, 3, 2]), &dev);
-        let mask = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 1, 1, 1, 0, 0], [2, 3]), &dev);
+        let mask = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(vec![1i64, 1, 1, 1, 0, 0], [2, 3]),
+            &dev,
+        );
         (hidden, mask)
     }
 
@@ -101,14 +112,18 @@ mod tests {
     #[test]
     fn first_and_last_pick_real_tokens() {
         let (h, m) = batch();
-        assert_eq!(rows(Pooling::First.pool(h.clone(), m.clone())), vec![1.0, 2.0, 7.0, 8.0]);
+        assert_eq!(
+            rows(Pooling::First.pool(h.clone(), m.clone())),
+            vec![1.0, 2.0, 7.0, 8.0]
+        );
         assert_eq!(rows(Pooling::Last.pool(h, m)), vec![5.0, 6.0, 7.0, 8.0]);
     }
 
     #[test]
     fn l2_normalize_gives_unit_rows() {
         let dev = Default::default();
-        let x = Tensor::<B, 2>::from_data(TensorData::new(vec![3.0f32, 4.0, 0.0, 0.0], [2, 2]), &dev);
+        let x =
+            Tensor::<B, 2>::from_data(TensorData::new(vec![3.0f32, 4.0, 0.0, 0.0], [2, 2]), &dev);
         assert_eq!(rows(l2_normalize(x)), vec![0.6, 0.8, 0.0, 0.0]);
     }
 

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use learnrec_model::CpuBackend as B;
 use learnrec_model::backbone::gemma3::LayerType;
-use learnrec_model::backbone::{pad_batch, Arch, Backbone, BackboneConfig, BertConfig, Gemma3Config, LlamaConfig, LlamaVariant};
+use learnrec_model::backbone::{
+    Arch, Backbone, BackboneConfig, BertConfig, Gemma3Config, LlamaConfig, LlamaVariant, pad_batch,
+};
 use learnrec_model::loader::{HfDir, MemorySource};
 use learnrec_model::pooling::Pooling;
 use learnrec_model::weights::TensorSource;
-use learnrec_model::CpuBackend as B;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -21,7 +23,13 @@ fn hf_tensors(cfg: &BackboneConfig) -> Vec<(String, Vec<usize>)> {
     let mut add = |n: String, s: &[usize]| t.push((n, s.to_vec()));
     match cfg {
         BackboneConfig::Llama(c) => {
-            let (h, d, nh, nkv, i) = (c.hidden_size, c.head_dim(), c.num_attention_heads, c.kv_heads(), c.intermediate_size);
+            let (h, d, nh, nkv, i) = (
+                c.hidden_size,
+                c.head_dim(),
+                c.num_attention_heads,
+                c.kv_heads(),
+                c.intermediate_size,
+            );
             add("model.embed_tokens.weight".into(), &[c.vocab_size, h]);
             add("lm_head.weight".into(), &[c.vocab_size, h]);
             for l in 0..c.num_hidden_layers {
@@ -48,11 +56,22 @@ fn hf_tensors(cfg: &BackboneConfig) -> Vec<(String, Vec<usize>)> {
             add("model.norm.weight".into(), &[h]);
         }
         BackboneConfig::Gemma3(c) => {
-            let (h, d, nh, nkv, i) = (c.hidden_size, c.head_dim, c.num_attention_heads, c.num_key_value_heads, c.intermediate_size);
+            let (h, d, nh, nkv, i) = (
+                c.hidden_size,
+                c.head_dim,
+                c.num_attention_heads,
+                c.num_key_value_heads,
+                c.intermediate_size,
+            );
             add("model.embed_tokens.weight".into(), &[c.vocab_size, h]);
             for l in 0..c.num_hidden_layers {
                 let p = format!("model.layers.{l}");
-                for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+                for n in [
+                    "input_layernorm",
+                    "post_attention_layernorm",
+                    "pre_feedforward_layernorm",
+                    "post_feedforward_layernorm",
+                ] {
                     add(format!("{p}.{n}.weight"), &[h]);
                 }
                 add(format!("{p}.self_attn.q_norm.weight"), &[d]);
@@ -69,9 +88,18 @@ fn hf_tensors(cfg: &BackboneConfig) -> Vec<(String, Vec<usize>)> {
         }
         BackboneConfig::Bert(c) => {
             let (h, i) = (c.hidden_size, c.intermediate_size);
-            add("embeddings.word_embeddings.weight".into(), &[c.vocab_size, h]);
-            add("embeddings.position_embeddings.weight".into(), &[c.max_position_embeddings, h]);
-            add("embeddings.token_type_embeddings.weight".into(), &[c.type_vocab_size, h]);
+            add(
+                "embeddings.word_embeddings.weight".into(),
+                &[c.vocab_size, h],
+            );
+            add(
+                "embeddings.position_embeddings.weight".into(),
+                &[c.max_position_embeddings, h],
+            );
+            add(
+                "embeddings.token_type_embeddings.weight".into(),
+                &[c.type_vocab_size, h],
+            );
             add("embeddings.LayerNorm.weight".into(), &[h]);
             add("embeddings.LayerNorm.bias".into(), &[h]);
             for l in 0..c.num_hidden_layers {
@@ -140,8 +168,18 @@ fn config_json(cfg: &BackboneConfig) -> serde_json::Value {
 
 /// Writes `src` as safetensors files under `dir` (split over `shards` files, with an index when
 /// more than one), plus `config.json`. `f16_names` are stored as f16, the rest as f32.
-fn write_hf_dir(dir: &Path, cfg: &BackboneConfig, src: &MemorySource, shards: usize, f16_names: &[&str]) {
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config_json(cfg)).unwrap()).unwrap();
+fn write_hf_dir(
+    dir: &Path,
+    cfg: &BackboneConfig,
+    src: &MemorySource,
+    shards: usize,
+    f16_names: &[&str],
+) {
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config_json(cfg)).unwrap(),
+    )
+    .unwrap();
     let names: Vec<&String> = {
         let mut v: Vec<&String> = src.tensors.keys().collect();
         v.sort();
@@ -149,22 +187,40 @@ fn write_hf_dir(dir: &Path, cfg: &BackboneConfig, src: &MemorySource, shards: us
     };
     let mut weight_map = BTreeMap::new();
     for s in 0..shards {
-        let file = if shards == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{:05}.safetensors", s + 1, shards) };
+        let file = if shards == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", s + 1, shards)
+        };
         let mut bytes: Vec<(String, Vec<u8>, Vec<usize>, safetensors::Dtype)> = Vec::new();
         for (k, name) in names.iter().enumerate().filter(|(k, _)| k % shards == s) {
             let _ = k;
             let t = &src.tensors[*name];
             let (b, dt) = if f16_names.contains(&name.as_str()) {
-                (t.data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(), safetensors::Dtype::F16)
+                (
+                    t.data
+                        .iter()
+                        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                        .collect(),
+                    safetensors::Dtype::F16,
+                )
             } else {
-                (t.data.iter().flat_map(|&x| x.to_le_bytes()).collect(), safetensors::Dtype::F32)
+                (
+                    t.data.iter().flat_map(|&x| x.to_le_bytes()).collect(),
+                    safetensors::Dtype::F32,
+                )
             };
             bytes.push(((*name).clone(), b, t.shape.clone(), dt));
             weight_map.insert((*name).clone(), file.clone());
         }
         let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
             .iter()
-            .map(|(n, b, s, dt)| (n.clone(), safetensors::tensor::TensorView::new(*dt, s.clone(), b).unwrap()))
+            .map(|(n, b, s, dt)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*dt, s.clone(), b).unwrap(),
+                )
+            })
             .collect();
         safetensors::serialize_to_file(views, None, &dir.join(&file)).unwrap();
     }
@@ -189,12 +245,17 @@ fn tiny_configs() -> Vec<BackboneConfig> {
 
 fn seqs(vocab: usize, lens: &[usize], seed: u64) -> Vec<Vec<u32>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    lens.iter().map(|&l| (0..l).map(|_| rng.random_range(1..vocab as u32)).collect()).collect()
+    lens.iter()
+        .map(|&l| (0..l).map(|_| rng.random_range(1..vocab as u32)).collect())
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn hidden(model: &Backbone<B>, batch: &[Vec<u32>]) -> (Vec<f32>, [usize; 3]) {
@@ -219,8 +280,17 @@ fn every_arch_loads_from_dir_and_memory_alike_with_right_shapes() {
         let (a, dims) = hidden(&from_dir, &batch);
         let (b, _) = hidden(&from_mem, &batch);
         assert_eq!(dims, [3, 7, cfg.hidden_size()], "{:?}", cfg.arch());
-        assert!(a.iter().all(|x| x.is_finite()), "{:?}: non-finite hidden state", cfg.arch());
-        assert_eq!(max_abs_diff(&a, &b), 0.0, "{:?}: dir and memory loads differ", cfg.arch());
+        assert!(
+            a.iter().all(|x| x.is_finite()),
+            "{:?}: non-finite hidden state",
+            cfg.arch()
+        );
+        assert_eq!(
+            max_abs_diff(&a, &b),
+            0.0,
+            "{:?}: dir and memory loads differ",
+            cfg.arch()
+        );
         let pooled = from_dir.encode_pooled(&batch, Pooling::Mean, true).unwrap();
         assert_eq!(pooled.len(), 3);
         for p in &pooled {
@@ -235,14 +305,22 @@ fn every_arch_loads_from_dir_and_memory_alike_with_right_shapes() {
 fn pooled_vectors_do_not_depend_on_padding() {
     let dev = Default::default();
     for (k, cfg) in tiny_configs().into_iter().enumerate() {
-        let model = cfg.load::<B>(&random_source(&cfg, 10 + k as u64), &dev).unwrap();
+        let model = cfg
+            .load::<B>(&random_source(&cfg, 10 + k as u64), &dev)
+            .unwrap();
         let batch = seqs(64, &[4, 9, 1], 7 + k as u64);
         for pooling in [Pooling::Mean, Pooling::First, Pooling::Last] {
             let together = model.encode_pooled(&batch, pooling, false).unwrap();
             for (i, seq) in batch.iter().enumerate() {
-                let alone = model.encode_pooled(std::slice::from_ref(seq), pooling, false).unwrap();
+                let alone = model
+                    .encode_pooled(std::slice::from_ref(seq), pooling, false)
+                    .unwrap();
                 let d = max_abs_diff(&alone[0], &together[i]);
-                assert!(d < 1e-4, "{:?} {pooling:?}: sequence {i} alone vs padded differs by {d}", cfg.arch());
+                assert!(
+                    d < 1e-4,
+                    "{:?} {pooling:?}: sequence {i} alone vs padded differs by {d}",
+                    cfg.arch()
+                );
             }
         }
     }
@@ -252,7 +330,9 @@ fn pooled_vectors_do_not_depend_on_padding() {
 fn decoders_are_causal_and_bert_is_not() {
     let dev = Default::default();
     for (k, cfg) in tiny_configs().into_iter().enumerate() {
-        let model = cfg.load::<B>(&random_source(&cfg, 20 + k as u64), &dev).unwrap();
+        let model = cfg
+            .load::<B>(&random_source(&cfg, 20 + k as u64), &dev)
+            .unwrap();
         let a = seqs(64, &[8], 30 + k as u64).remove(0);
         let mut b = a.clone();
         b[5] = if a[5] == 1 { 2 } else { 1 }; // change one token in the middle
@@ -261,11 +341,23 @@ fn decoders_are_causal_and_bert_is_not() {
         let h = cfg.hidden_size();
         let before = max_abs_diff(&ha[..5 * h], &hb[..5 * h]);
         let after = max_abs_diff(&ha[5 * h..], &hb[5 * h..]);
-        assert!(after > 1e-4, "{:?}: changing token 5 changed nothing after it", cfg.arch());
+        assert!(
+            after > 1e-4,
+            "{:?}: changing token 5 changed nothing after it",
+            cfg.arch()
+        );
         if cfg.arch().is_decoder() {
-            assert!(before < 1e-6, "{:?}: positions before 5 changed by {before}", cfg.arch());
+            assert!(
+                before < 1e-6,
+                "{:?}: positions before 5 changed by {before}",
+                cfg.arch()
+            );
         } else {
-            assert!(before > 1e-4, "{:?}: BERT should attend both ways", cfg.arch());
+            assert!(
+                before > 1e-4,
+                "{:?}: BERT should attend both ways",
+                cfg.arch()
+            );
         }
     }
 }
@@ -278,7 +370,11 @@ fn gemma_sliding_window_limits_the_receptive_field() {
     local.layer_types = Some(vec![LayerType::SlidingAttention; 3]);
     // Same with the last layer global: position 9 sees everything.
     let mut mixed = local.clone();
-    mixed.layer_types = Some(vec![LayerType::SlidingAttention, LayerType::SlidingAttention, LayerType::FullAttention]);
+    mixed.layer_types = Some(vec![
+        LayerType::SlidingAttention,
+        LayerType::SlidingAttention,
+        LayerType::FullAttention,
+    ]);
     for (cfg, reaches) in [(local, false), (mixed, true)] {
         let cfg = BackboneConfig::Gemma3(cfg);
         let model = cfg.load::<B>(&random_source(&cfg, 5), &dev).unwrap();
@@ -290,8 +386,15 @@ fn gemma_sliding_window_limits_the_receptive_field() {
         let (hb, _) = hidden(&model, std::slice::from_ref(&b));
         let last = max_abs_diff(&ha[9 * h..], &hb[9 * h..]);
         let near = max_abs_diff(&ha[6 * h..7 * h], &hb[6 * h..7 * h]);
-        assert!(near > 1e-5, "position 6 is within 3 layers × (window - 1) of position 0");
-        assert_eq!(last > 1e-6, reaches, "token 0 → position 9 difference {last}");
+        assert!(
+            near > 1e-5,
+            "position 6 is within 3 layers × (window - 1) of position 0"
+        );
+        assert_eq!(
+            last > 1e-6,
+            reaches,
+            "token 0 → position 9 difference {last}"
+        );
     }
 }
 
@@ -303,7 +406,9 @@ fn sharded_and_f16_checkpoints_load() {
     // Round the f16 tensor in memory too, so both loads see the same values.
     let f16_name = "model.layers.0.mlp.up_proj.weight";
     if let Some(t) = src.tensors.get_mut(f16_name) {
-        t.data.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+        t.data
+            .iter_mut()
+            .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
     }
     let tmp = tempfile::tempdir().unwrap();
     write_hf_dir(tmp.path(), &cfg, &src, 3, &[f16_name]);
@@ -316,13 +421,36 @@ fn sharded_and_f16_checkpoints_load() {
     assert_eq!(hidden(&from_dir, &batch).0, hidden(&from_mem, &batch).0);
 }
 
+#[test]
+fn base_model_names_without_prefix_load() {
+    let dev = Default::default();
+    for cfg in [
+        BackboneConfig::Llama(LlamaConfig::tiny(LlamaVariant::Qwen2)),
+        BackboneConfig::Gemma3(Gemma3Config::tiny()),
+    ] {
+        let src = random_source(&cfg, 9);
+        let mut bare = MemorySource::new("bare");
+        for (k, t) in &src.tensors {
+            bare.tensors
+                .insert(k.strip_prefix("model.").unwrap_or(k).to_string(), t.clone());
+        }
+        let batch = seqs(64, &[5, 2], 2);
+        let a = hidden(&cfg.load::<B>(&src, &dev).unwrap(), &batch).0;
+        let b = hidden(&cfg.load::<B>(&bare, &dev).unwrap(), &batch).0;
+        assert_eq!(a, b, "{:?}", cfg.arch());
+    }
+}
+
 fn err_text<T: std::fmt::Debug>(r: learnrec_model::Result<T>) -> String {
     r.expect_err("expected an error").to_string()
 }
 
 #[test]
 fn wrong_path_is_an_error_naming_it() {
-    let e = err_text(Backbone::<B>::load_hf_dir("/nonexistent/learnrec-model-dir", &Default::default()));
+    let e = err_text(Backbone::<B>::load_hf_dir(
+        "/nonexistent/learnrec-model-dir",
+        &Default::default(),
+    ));
     assert!(e.contains("/nonexistent/learnrec-model-dir"), "{e}");
 }
 
@@ -335,18 +463,27 @@ fn unsupported_architecture_is_an_error_naming_the_field() {
     json["model_type"] = "gpt2".into();
     std::fs::write(tmp.path().join("config.json"), json.to_string()).unwrap();
     let e = err_text(Backbone::<B>::load_hf_dir(tmp.path(), &Default::default()));
-    assert!(e.contains("config.json") && e.contains("model_type") && e.contains("gpt2"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("model_type") && e.contains("gpt2"),
+        "{e}"
+    );
     // An unsupported feature of a supported architecture names its field too.
     json["model_type"] = "bert".into();
     json["position_embedding_type"] = "relative_key".into();
     std::fs::write(tmp.path().join("config.json"), json.to_string()).unwrap();
     let e = err_text(Backbone::<B>::load_hf_dir(tmp.path(), &Default::default()));
-    assert!(e.contains("config.json") && e.contains("position_embedding_type"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("position_embedding_type"),
+        "{e}"
+    );
     // A missing required field.
     json.as_object_mut().unwrap().remove("hidden_size");
     std::fs::write(tmp.path().join("config.json"), json.to_string()).unwrap();
     let e = err_text(Backbone::<B>::load_hf_dir(tmp.path(), &Default::default()));
-    assert!(e.contains("config.json") && e.contains("hidden_size"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("hidden_size"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -357,7 +494,11 @@ fn missing_tensor_is_an_error_naming_it() {
     src.tensors.remove("model.layers.1.mlp.down_proj.weight");
     write_hf_dir(tmp.path(), &cfg, &src, 1, &[]);
     let e = err_text(Backbone::<B>::load_hf_dir(tmp.path(), &Default::default()));
-    assert!(e.contains("model.layers.1.mlp.down_proj.weight") && e.contains(&tmp.path().display().to_string()), "{e}");
+    assert!(
+        e.contains("model.layers.1.mlp.down_proj.weight")
+            && e.contains(&tmp.path().display().to_string()),
+        "{e}"
+    );
     assert!(e.contains("not found"), "{e}");
 }
 
@@ -366,10 +507,17 @@ fn wrong_shape_is_an_error_naming_file_tensor_and_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = BackboneConfig::Gemma3(Gemma3Config::tiny());
     let mut src = random_source(&cfg, 1);
-    src.insert("model.layers.0.self_attn.k_proj.weight", vec![16, 32], vec![0.0; 16 * 32]);
+    src.insert(
+        "model.layers.0.self_attn.k_proj.weight",
+        vec![16, 32],
+        vec![0.0; 16 * 32],
+    );
     write_hf_dir(tmp.path(), &cfg, &src, 1, &[]);
     let e = err_text(Backbone::<B>::load_hf_dir(tmp.path(), &Default::default()));
-    assert!(e.contains("model.safetensors") && e.contains("model.layers.0.self_attn.k_proj.weight"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("model.layers.0.self_attn.k_proj.weight"),
+        "{e}"
+    );
     assert!(e.contains("[16, 32]") && e.contains("[32, 32]"), "{e}");
 }
 
@@ -382,16 +530,24 @@ fn truncated_safetensors_is_an_error_naming_the_file() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
     let e = err_text(HfDir::open(tmp.path()));
-    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
     std::fs::write(&path, &bytes[..5]).unwrap();
     let e = err_text(HfDir::open(tmp.path()));
-    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_token_ids_and_empty_sequences_are_errors() {
     let cfg = BackboneConfig::Bert(BertConfig::tiny());
-    let model = cfg.load::<B>(&random_source(&cfg, 1), &Default::default()).unwrap();
+    let model = cfg
+        .load::<B>(&random_source(&cfg, 1), &Default::default())
+        .unwrap();
     let e = err_text(model.encode_pooled(&[vec![1, 2], vec![64]], Pooling::Mean, true));
     assert!(e.contains("sequence 1") && e.contains("token id 64"), "{e}");
     let e = err_text(model.encode_pooled(&[vec![]], Pooling::Mean, true));
@@ -420,8 +576,14 @@ fn hf_config_variants_parse() {
         "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
                             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
     });
-    let BackboneConfig::Gemma3(c) = BackboneConfig::from_hf_json(&json, "config.json").unwrap() else { panic!() };
-    assert_eq!(c.rope_scaling, Some(learnrec_model::backbone::layers::RopeScaling::Linear { factor: 8.0 }));
+    let BackboneConfig::Gemma3(c) = BackboneConfig::from_hf_json(&json, "config.json").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        c.rope_scaling,
+        Some(learnrec_model::backbone::layers::RopeScaling::Linear { factor: 8.0 })
+    );
     assert_eq!(c.layer_type(0), LayerType::SlidingAttention);
     // Baichuan2-7B: model_max_length, no kv heads.
     let json = serde_json::json!({
@@ -429,14 +591,24 @@ fn hf_config_variants_parse() {
         "num_hidden_layers": 32, "num_attention_heads": 32, "model_max_length": 4096, "hidden_act": "silu",
         "rms_norm_eps": 1e-6
     });
-    let BackboneConfig::Llama(c) = BackboneConfig::from_hf_json(&json, "config.json").unwrap() else { panic!() };
-    assert_eq!((c.kv_heads(), c.head_dim(), c.max_position_embeddings), (32, 128, 4096));
+    let BackboneConfig::Llama(c) = BackboneConfig::from_hf_json(&json, "config.json").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (c.kv_heads(), c.head_dim(), c.max_position_embeddings),
+        (32, 128, 4096)
+    );
     let mut j13 = json.clone();
     j13["num_hidden_layers"] = 40.into();
-    let e = BackboneConfig::from_hf_json(&j13, "config.json").unwrap_err().to_string();
+    let e = BackboneConfig::from_hf_json(&j13, "config.json")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("ALiBi"), "{e}");
     let mut yarn = json;
     yarn["rope_scaling"] = serde_json::json!({"type": "yarn", "factor": 4.0});
-    let e = BackboneConfig::from_hf_json(&yarn, "config.json").unwrap_err().to_string();
+    let e = BackboneConfig::from_hf_json(&yarn, "config.json")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("rope_scaling") && e.contains("yarn"), "{e}");
 }

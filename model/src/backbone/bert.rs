@@ -10,7 +10,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{attention_mask, mask_lengths, merge_heads, sdpa, split_heads, Activation, AttentionKind, Dense, LayerNorm, WeightReader};
+use super::layers::{
+    Activation, AttentionKind, Dense, LayerNorm, WeightReader, attention_mask, mask_lengths,
+    merge_heads, sdpa, split_heads,
+};
 use crate::weights::TensorSource;
 use crate::{Error, Result};
 
@@ -73,22 +76,40 @@ fn default_eps() -> f64 {
 impl BertConfig {
     /// Parses a Hugging Face `config.json` (`file` names it in errors).
     pub fn from_hf_json(json: &serde_json::Value, file: &str) -> Result<Self> {
-        let cfg: BertConfig = serde_json::from_value(json.clone()).map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
+        let cfg: BertConfig = serde_json::from_value(json.clone())
+            .map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
         cfg.validate(file)?;
         Ok(cfg)
     }
 
     /// Checks the fields; errors name the field.
     pub fn validate(&self, file: &str) -> Result<()> {
-        let bad = |field: &str, msg: String| Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")));
+        let bad = |field: &str, msg: String| {
+            Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")))
+        };
         if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return bad("num_attention_heads", format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size));
+            return bad(
+                "num_attention_heads",
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            );
         }
         if self.position_embedding_type != PositionEmbedding::Absolute {
-            return bad("position_embedding_type", format!("{:?} is not supported (absolute)", self.position_embedding_type));
+            return bad(
+                "position_embedding_type",
+                format!(
+                    "{:?} is not supported (absolute)",
+                    self.position_embedding_type
+                ),
+            );
         }
         if self.type_vocab_size == 0 || self.max_position_embeddings == 0 {
-            return bad("type_vocab_size/max_position_embeddings", "must be positive".into());
+            return bad(
+                "type_vocab_size/max_position_embeddings",
+                "must be positive".into(),
+            );
         }
         Ok(())
     }
@@ -153,11 +174,19 @@ impl BertConfig {
     /// Loads the weights from `src` (Hugging Face names, optionally under `bert.`; old
     /// checkpoints' `LayerNorm.gamma`/`beta` are accepted too). Every tensor is shape-checked.
     pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Bert<B>> {
-        let p = if src.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let p = if src.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
         let r = WeightReader::<B> { src, device };
         let (h, i) = (self.hidden_size, self.intermediate_size);
         let ln = |name: &str| -> Result<LayerNorm<B>> {
-            let (w, b) = if src.contains(&format!("{name}.gamma")) { ("gamma", "beta") } else { ("weight", "bias") };
+            let (w, b) = if src.contains(&format!("{name}.gamma")) {
+                ("gamma", "beta")
+            } else {
+                ("weight", "bias")
+            };
             Ok(LayerNorm {
                 gamma: burn::module::Param::from_tensor(r.vector(&format!("{name}.{w}"), h)?),
                 beta: burn::module::Param::from_tensor(r.vector(&format!("{name}.{b}"), h)?),
@@ -169,7 +198,16 @@ impl BertConfig {
             let q = format!("{p}encoder.layer.{l}");
             let a = format!("{q}.attention.self");
             layers.push(BertLayer {
-                qkv: r.dense_fused(&[&format!("{a}.query"), &format!("{a}.key"), &format!("{a}.value")], h, &[h, h, h], true)?,
+                qkv: r.dense_fused(
+                    &[
+                        &format!("{a}.query"),
+                        &format!("{a}.key"),
+                        &format!("{a}.value"),
+                    ],
+                    h,
+                    &[h, h, h],
+                    true,
+                )?,
                 attn_out: r.dense(&format!("{q}.attention.output.dense"), h, h, true)?,
                 attn_norm: ln(&format!("{q}.attention.output.LayerNorm"))?,
                 inter: r.dense(&format!("{q}.intermediate.dense"), h, i, true)?,
@@ -178,9 +216,21 @@ impl BertConfig {
             });
         }
         Ok(Bert {
-            word: r.matrix(&format!("{p}embeddings.word_embeddings.weight"), self.vocab_size, h)?,
-            position: r.matrix(&format!("{p}embeddings.position_embeddings.weight"), self.max_position_embeddings, h)?,
-            token_type: r.matrix(&format!("{p}embeddings.token_type_embeddings.weight"), self.type_vocab_size, h)?,
+            word: r.matrix(
+                &format!("{p}embeddings.word_embeddings.weight"),
+                self.vocab_size,
+                h,
+            )?,
+            position: r.matrix(
+                &format!("{p}embeddings.position_embeddings.weight"),
+                self.max_position_embeddings,
+                h,
+            )?,
+            token_type: r.matrix(
+                &format!("{p}embeddings.token_type_embeddings.weight"),
+                self.type_vocab_size,
+                h,
+            )?,
             embed_norm: ln(&format!("{p}embeddings.LayerNorm"))?,
             layers,
             heads: self.num_attention_heads,
@@ -245,7 +295,11 @@ impl<B: Backend> Bert<B> {
         let lengths = mask_lengths(&mask);
         let attn_mask = attention_mask::<B>(&lengths, s, AttentionKind::Bidirectional, &device);
         let h = self.hidden_size();
-        let word = self.word.clone().select(0, ids.reshape([b * s])).reshape([b, s, h]);
+        let word = self
+            .word
+            .clone()
+            .select(0, ids.reshape([b * s]))
+            .reshape([b, s, h]);
         let pos = self.position.clone().narrow(0, 0, s) + self.token_type.clone().narrow(0, 0, 1); // [seq, hidden]
         let mut x = self.embed_norm.forward(word + pos.unsqueeze_dim::<3>(0)); // [batch, seq, hidden]
         let d = h / self.heads;
@@ -256,7 +310,9 @@ impl<B: Backend> Bert<B> {
             let k = split_heads(qkv.clone().narrow(2, h, h), self.heads, d);
             let v = split_heads(qkv.narrow(2, 2 * h, h), self.heads, d);
             let ctx = merge_heads(sdpa(q, k, v, attn_mask.clone(), scale)); // [batch * seq, hidden]
-            x = layer.attn_norm.forward(x + layer.attn_out.forward2(ctx).reshape([b, s, h]));
+            x = layer
+                .attn_norm
+                .forward(x + layer.attn_out.forward2(ctx).reshape([b, s, h]));
             let inner = self.act.apply(layer.inter.forward(x.clone())); // [batch, seq, inter]
             x = layer.out_norm.forward(x + layer.out.forward(inner));
         }

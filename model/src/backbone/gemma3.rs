@@ -18,8 +18,8 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{
-    attention_mask, mask_lengths, merge_heads, repeat_kv, sdpa, Activation, AttentionKind, Dense, RmsNorm, Rope,
-    RopeScaling, RopeScalingJson, WeightReader,
+    Activation, AttentionKind, Dense, RmsNorm, Rope, RopeScaling, RopeScalingJson, WeightReader,
+    attention_mask, mask_lengths, merge_heads, repeat_kv, sdpa,
 };
 use crate::weights::TensorSource;
 use crate::{Error, Result};
@@ -89,6 +89,9 @@ pub struct Gemma3Config {
     /// Soft-capping of attention logits (None in Gemma 3).
     #[serde(default)]
     pub attn_logit_softcapping: Option<f64>,
+    /// Bidirectional attention (EmbeddingGemma); only the causal model is supported.
+    #[serde(default)]
+    pub use_bidirectional_attention: bool,
 }
 
 fn default_head_dim() -> usize {
@@ -122,19 +125,37 @@ fn default_max_pos() -> usize {
 impl Gemma3Config {
     /// Parses a Hugging Face `config.json` (`file` names it in errors).
     pub fn from_hf_json(json: &serde_json::Value, file: &str) -> Result<Self> {
-        let mut j = json.get("text_config").cloned().unwrap_or_else(|| json.clone());
-        let obj = j.as_object_mut().ok_or_else(|| Error::Invalid(format!("{file}: not a JSON object")))?;
-        let parse = |key: &str, obj: &mut serde_json::Map<String, serde_json::Value>| -> Result<Option<RopeScalingJson>> {
+        let mut j = json
+            .get("text_config")
+            .cloned()
+            .unwrap_or_else(|| json.clone());
+        let obj = j
+            .as_object_mut()
+            .ok_or_else(|| Error::Invalid(format!("{file}: not a JSON object")))?;
+        let parse = |key: &str,
+                     obj: &mut serde_json::Map<String, serde_json::Value>|
+         -> Result<Option<RopeScalingJson>> {
             match obj.remove(key) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(v) => serde_json::from_value(v).map(Some).map_err(|e| Error::Invalid(format!("{file}: field `{key}`: {e}"))),
+                Some(v) => serde_json::from_value(v)
+                    .map(Some)
+                    .map_err(|e| Error::Invalid(format!("{file}: field `{key}`: {e}"))),
             }
         };
-        let mut scaling = parse("rope_scaling", obj)?.map(|s| s.parse(file)).transpose()?;
+        let mut scaling = parse("rope_scaling", obj)?
+            .map(|s| s.parse(file))
+            .transpose()?;
         // transformers ≥ 5: {"rope_parameters": {"full_attention": {...}, "sliding_attention": {...}}}
         if let Some(params) = obj.remove("rope_parameters") {
             let get = |k: &str| -> Result<Option<RopeScalingJson>> {
-                params.get(k).cloned().map(serde_json::from_value).transpose().map_err(|e| Error::Invalid(format!("{file}: field `rope_parameters.{k}`: {e}")))
+                params
+                    .get(k)
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| {
+                        Error::Invalid(format!("{file}: field `rope_parameters.{k}`: {e}"))
+                    })
             };
             if let Some(full) = get("full_attention")? {
                 if let Some(t) = full.rope_theta {
@@ -146,12 +167,19 @@ impl Gemma3Config {
                 obj.insert("rope_local_base_freq".into(), t.into());
             }
         }
-        for k in ["sliding_window", "head_dim", "query_pre_attn_scalar", "layer_types", "max_position_embeddings"] {
+        for k in [
+            "sliding_window",
+            "head_dim",
+            "query_pre_attn_scalar",
+            "layer_types",
+            "max_position_embeddings",
+        ] {
             if obj.get(k).is_some_and(|v| v.is_null()) {
                 obj.remove(k);
             }
         }
-        let mut cfg: Gemma3Config = serde_json::from_value(j).map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
+        let mut cfg: Gemma3Config =
+            serde_json::from_value(j).map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
         cfg.rope_scaling = scaling.filter(|s| *s != RopeScaling::Default);
         cfg.validate(file)?;
         Ok(cfg)
@@ -159,26 +187,65 @@ impl Gemma3Config {
 
     /// Checks the fields against each other; errors name the field.
     pub fn validate(&self, file: &str) -> Result<()> {
-        let bad = |field: &str, msg: String| Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")));
-        if self.num_attention_heads == 0 || self.num_key_value_heads == 0 || self.num_hidden_layers == 0 {
-            return bad("num_attention_heads/num_key_value_heads/num_hidden_layers", "must be positive".into());
+        let bad = |field: &str, msg: String| {
+            Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")))
+        };
+        if self.num_attention_heads == 0
+            || self.num_key_value_heads == 0
+            || self.num_hidden_layers == 0
+        {
+            return bad(
+                "num_attention_heads/num_key_value_heads/num_hidden_layers",
+                "must be positive".into(),
+            );
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {
-            return bad("num_key_value_heads", format!("{} does not divide num_attention_heads {}", self.num_key_value_heads, self.num_attention_heads));
+            return bad(
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.num_key_value_heads, self.num_attention_heads
+                ),
+            );
         }
         if self.head_dim % 2 != 0 {
-            return bad("head_dim", format!("{} must be even for RoPE", self.head_dim));
+            return bad(
+                "head_dim",
+                format!("{} must be even for RoPE", self.head_dim),
+            );
         }
         if let Some(t) = &self.layer_types
             && t.len() != self.num_hidden_layers
         {
-            return bad("layer_types", format!("has {} entries for {} layers", t.len(), self.num_hidden_layers));
+            return bad(
+                "layer_types",
+                format!(
+                    "has {} entries for {} layers",
+                    t.len(),
+                    self.num_hidden_layers
+                ),
+            );
         }
         if self.sliding_window == 0 || self.sliding_window_pattern == 0 {
             return bad("sliding_window", "must be positive".into());
         }
+        if let Some(c) = self.attn_logit_softcapping {
+            return bad(
+                "attn_logit_softcapping",
+                format!("{c}: soft-capping is not supported (Gemma 3 has none)"),
+            );
+        }
+        if self.use_bidirectional_attention {
+            return bad(
+                "use_bidirectional_attention",
+                "bidirectional Gemma (EmbeddingGemma) is not supported".into(),
+            );
+        }
         if matches!(self.hidden_activation, Activation::Silu) {
-            return bad("hidden_activation", "Gemma 3 uses GeGLU (gelu_pytorch_tanh)".into());
+            return bad(
+                "hidden_activation",
+                "Gemma 3 uses GeGLU (gelu_pytorch_tanh)".into(),
+            );
         }
         Ok(())
     }
@@ -214,6 +281,7 @@ impl Gemma3Config {
             max_position_embeddings: 32_768,
             attention_bias: false,
             attn_logit_softcapping: None,
+            use_bidirectional_attention: false,
         }
     }
 
@@ -239,13 +307,25 @@ impl Gemma3Config {
             max_position_embeddings: 128,
             attention_bias: false,
             attn_logit_softcapping: None,
+            use_bidirectional_attention: false,
         }
     }
 
     /// A randomly initialised model.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Gemma3<B> {
-        let (h, d, nh, nkv, inter) = (self.hidden_size, self.head_dim, self.num_attention_heads, self.num_key_value_heads, self.intermediate_size);
-        let norm = |n: usize| RmsNorm::new(Tensor::random([n], burn::tensor::Distribution::Uniform(0.5, 1.5), device), self.rms_norm_eps);
+        let (h, d, nh, nkv, inter) = (
+            self.hidden_size,
+            self.head_dim,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.intermediate_size,
+        );
+        let norm = |n: usize| {
+            RmsNorm::new(
+                Tensor::random([n], burn::tensor::Distribution::Uniform(0.5, 1.5), device),
+                self.rms_norm_eps,
+            )
+        };
         let layers = (0..self.num_hidden_layers)
             .map(|_| Gemma3Layer {
                 input_norm: norm(h),
@@ -260,19 +340,43 @@ impl Gemma3Config {
                 post_ff_norm: norm(h),
             })
             .collect();
-        let embed = Tensor::random([self.vocab_size, h], burn::tensor::Distribution::Normal(0.0, 0.05), device);
+        let embed = Tensor::random(
+            [self.vocab_size, h],
+            burn::tensor::Distribution::Normal(0.0, 0.05),
+            device,
+        );
         self.assemble(embed, layers, norm(h), device)
     }
 
-    fn assemble<B: Backend>(&self, embed: Tensor<B, 2>, layers: Vec<Gemma3Layer<B>>, norm: RmsNorm<B>, device: &B::Device) -> Gemma3<B> {
+    fn assemble<B: Backend>(
+        &self,
+        embed: Tensor<B, 2>,
+        layers: Vec<Gemma3Layer<B>>,
+        norm: RmsNorm<B>,
+        device: &B::Device,
+    ) -> Gemma3<B> {
         let max = self.max_position_embeddings;
         Gemma3 {
             embed,
             layers,
             norm,
-            rope_local: Rope::new(self.head_dim, self.rope_local_base_freq, RopeScaling::Default, max, device),
-            rope_global: Rope::new(self.head_dim, self.rope_theta, self.rope_scaling.unwrap_or_default(), max, device),
-            global: (0..self.num_hidden_layers).map(|i| self.layer_type(i) == LayerType::FullAttention).collect(),
+            rope_local: Rope::new(
+                self.head_dim,
+                self.rope_local_base_freq,
+                RopeScaling::Default,
+                max,
+                device,
+            ),
+            rope_global: Rope::new(
+                self.head_dim,
+                self.rope_theta,
+                self.rope_scaling.unwrap_or_default(),
+                max,
+                device,
+            ),
+            global: (0..self.num_hidden_layers)
+                .map(|i| self.layer_type(i) == LayerType::FullAttention)
+                .collect(),
             heads: self.num_attention_heads,
             kv_heads: self.num_key_value_heads,
             head_dim: self.head_dim,
@@ -285,17 +389,35 @@ impl Gemma3Config {
     }
 
     /// Loads the weights from `src` (Hugging Face names, see [`crate::loader`]); every tensor is
-    /// shape-checked. Accepts the text model's names (`model.…`) and those of the multimodal
-    /// checkpoint (`language_model.model.…`, `model.language_model.…`).
-    pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Gemma3<B>> {
-        let prefix = ["model.", "language_model.model.", "model.language_model."]
-            .into_iter()
-            .find(|p| src.contains(&format!("{p}embed_tokens.weight")))
-            .unwrap_or("model.");
+    /// shape-checked. Accepts the names of the causal-LM checkpoint (`model.…`), of the
+    /// multimodal one (`language_model.model.…`, `model.language_model.…`) and of a saved base
+    /// model (no prefix).
+    pub fn load<B: Backend>(
+        &self,
+        src: &dyn TensorSource,
+        device: &B::Device,
+    ) -> Result<Gemma3<B>> {
+        let prefix = [
+            "model.",
+            "language_model.model.",
+            "model.language_model.",
+            "",
+        ]
+        .into_iter()
+        .find(|p| src.contains(&format!("{p}embed_tokens.weight")))
+        .unwrap_or("model.");
         let r = WeightReader::<B> { src, device };
-        let (h, d, nh, nkv, inter) = (self.hidden_size, self.head_dim, self.num_attention_heads, self.num_key_value_heads, self.intermediate_size);
+        let (h, d, nh, nkv, inter) = (
+            self.hidden_size,
+            self.head_dim,
+            self.num_attention_heads,
+            self.num_key_value_heads,
+            self.intermediate_size,
+        );
         // Gemma's RMSNorm scales by (1 + w); fold the 1 in once.
-        let norm = |name: &str, n: usize| -> Result<RmsNorm<B>> { Ok(RmsNorm::new(r.vector(name, n)? + 1.0, self.rms_norm_eps)) };
+        let norm = |name: &str, n: usize| -> Result<RmsNorm<B>> {
+            Ok(RmsNorm::new(r.vector(name, n)? + 1.0, self.rms_norm_eps))
+        };
         let embed = r.matrix(&format!("{prefix}embed_tokens.weight"), self.vocab_size, h)?;
         let mut layers = Vec::with_capacity(self.num_hidden_layers);
         for i in 0..self.num_hidden_layers {
@@ -303,13 +425,27 @@ impl Gemma3Config {
             let a = format!("{p}.self_attn");
             layers.push(Gemma3Layer {
                 input_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
-                qkv: r.dense_fused(&[&format!("{a}.q_proj"), &format!("{a}.k_proj"), &format!("{a}.v_proj")], h, &[nh * d, nkv * d, nkv * d], self.attention_bias)?,
+                qkv: r.dense_fused(
+                    &[
+                        &format!("{a}.q_proj"),
+                        &format!("{a}.k_proj"),
+                        &format!("{a}.v_proj"),
+                    ],
+                    h,
+                    &[nh * d, nkv * d, nkv * d],
+                    self.attention_bias,
+                )?,
                 q_norm: norm(&format!("{a}.q_norm.weight"), d)?,
                 k_norm: norm(&format!("{a}.k_norm.weight"), d)?,
                 o: r.dense(&format!("{a}.o_proj"), nh * d, h, self.attention_bias)?,
                 post_attn_norm: norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
                 pre_ff_norm: norm(&format!("{p}.pre_feedforward_layernorm.weight"), h)?,
-                gate_up: r.dense_fused(&[&format!("{p}.mlp.gate_proj"), &format!("{p}.mlp.up_proj")], h, &[inter, inter], false)?,
+                gate_up: r.dense_fused(
+                    &[&format!("{p}.mlp.gate_proj"), &format!("{p}.mlp.up_proj")],
+                    h,
+                    &[inter, inter],
+                    false,
+                )?,
                 down: r.dense(&format!("{p}.mlp.down_proj"), inter, h, false)?,
                 post_ff_norm: norm(&format!("{p}.post_feedforward_layernorm.weight"), h)?,
             });
@@ -381,20 +517,49 @@ impl<B: Backend> Gemma3<B> {
         let lengths = mask_lengths(&mask);
         let global_mask = attention_mask::<B>(&lengths, s, AttentionKind::Causal, &device);
         let local_mask = if self.window < s {
-            attention_mask::<B>(&lengths, s, AttentionKind::SlidingCausal { window: self.window }, &device)
+            attention_mask::<B>(
+                &lengths,
+                s,
+                AttentionKind::SlidingCausal {
+                    window: self.window,
+                },
+                &device,
+            )
         } else {
             global_mask.clone()
         };
         let h = self.hidden_size();
-        let mut x = self.embed.clone().select(0, ids.reshape([b * s])).reshape([b, s, h]) * self.embed_scale; // [batch, seq, hidden]
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, ids.reshape([b * s]))
+            .reshape([b, s, h])
+            * self.embed_scale; // [batch, seq, hidden]
         let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
         for (layer, &global) in self.layers.iter().zip(&self.global) {
-            let (rope, mask) = if global { (&self.rope_global, &global_mask) } else { (&self.rope_local, &local_mask) };
+            let (rope, mask) = if global {
+                (&self.rope_global, &global_mask)
+            } else {
+                (&self.rope_local, &local_mask)
+            };
             let qkv = layer.qkv.forward(layer.input_norm.forward(x.clone())); // [batch, seq, (nh + 2 nkv) d]
             // Per-head norms act on [batch, seq, heads, d] before the heads move forward.
-            let q = layer.q_norm.forward(qkv.clone().narrow(2, 0, nh * d).reshape([b, s, nh, d])).swap_dims(1, 2); // [batch, nh, seq, d]
-            let k = layer.k_norm.forward(qkv.clone().narrow(2, nh * d, nkv * d).reshape([b, s, nkv, d])).swap_dims(1, 2); // [batch, nkv, seq, d]
-            let v = qkv.narrow(2, (nh + nkv) * d, nkv * d).reshape([b, s, nkv, d]).swap_dims(1, 2);
+            let q = layer
+                .q_norm
+                .forward(qkv.clone().narrow(2, 0, nh * d).reshape([b, s, nh, d]))
+                .swap_dims(1, 2); // [batch, nh, seq, d]
+            let k = layer
+                .k_norm
+                .forward(
+                    qkv.clone()
+                        .narrow(2, nh * d, nkv * d)
+                        .reshape([b, s, nkv, d]),
+                )
+                .swap_dims(1, 2); // [batch, nkv, seq, d]
+            let v = qkv
+                .narrow(2, (nh + nkv) * d, nkv * d)
+                .reshape([b, s, nkv, d])
+                .swap_dims(1, 2);
             let q = rope.apply(q);
             let k = repeat_kv(rope.apply(k), nh / nkv);
             let v = repeat_kv(v, nh / nkv);
@@ -405,8 +570,14 @@ impl<B: Backend> Gemma3<B> {
             let gu = layer.gate_up.forward(layer.pre_ff_norm.forward(x.clone())); // [batch, seq, 2 inter]
             let gate = gu.clone().narrow(2, 0, self.intermediate);
             let up = gu.narrow(2, self.intermediate, self.intermediate);
-            let act = if self.act { Activation::Gelu } else { Activation::GeluTanh };
-            x = x + layer.post_ff_norm.forward(layer.down.forward(act.apply(gate) * up));
+            let act = if self.act {
+                Activation::Gelu
+            } else {
+                Activation::GeluTanh
+            };
+            x = x + layer
+                .post_ff_norm
+                .forward(layer.down.forward(act.apply(gate) * up));
         }
         self.norm.forward(x)
     }

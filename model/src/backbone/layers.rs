@@ -142,14 +142,19 @@ pub struct RmsNorm<B: Backend> {
 impl<B: Backend> RmsNorm<B> {
     /// A norm with the given scale vector.
     pub fn new(weight: Tensor<B, 1>, eps: f64) -> Self {
-        RmsNorm { weight: Param::from_tensor(weight), eps }
+        RmsNorm {
+            weight: Param::from_tensor(weight),
+            eps,
+        }
     }
 
     /// # Shapes
     /// - `x`: `[..., d]`
     /// - output: `[..., d]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let inv = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt().recip();
+        let inv = (x.clone().square().mean_dim(D - 1) + self.eps)
+            .sqrt()
+            .recip();
         let w: Tensor<B, D> = self.weight.val().unsqueeze();
         x * inv * w
     }
@@ -164,7 +169,12 @@ pub enum RopeScaling {
     /// Position interpolation: every frequency divided by `factor`.
     Linear { factor: f64 },
     /// Llama 3.1's piecewise rescaling.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: usize },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
 }
 
 /// `rope_scaling` as written in `config.json` (HF spells the kind `rope_type` or `type`).
@@ -190,9 +200,17 @@ pub struct RopeScalingJson {
 impl RopeScalingJson {
     /// Converts to [`RopeScaling`]; unknown kinds are an error naming the field.
     pub fn parse(&self, file: &str) -> Result<RopeScaling> {
-        let kind = self.rope_type.as_deref().or(self.kind.as_deref()).unwrap_or("default");
+        let kind = self
+            .rope_type
+            .as_deref()
+            .or(self.kind.as_deref())
+            .unwrap_or("default");
         let need = |v: Option<f64>, f: &str| {
-            v.ok_or_else(|| Error::Invalid(format!("{file}: field `rope_scaling.{f}` is missing for rope type `{kind}`")))
+            v.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{file}: field `rope_scaling.{f}` is missing for rope type `{kind}`"
+                ))
+            })
         };
         Ok(match kind {
             "default" => RopeScaling::Default,
@@ -217,12 +235,18 @@ impl RopeScalingJson {
 /// Inverse frequencies `1 / theta^(2i/d)` (computed in f32 like transformers), rescaled.
 pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: RopeScaling) -> Vec<f32> {
     let half = head_dim / 2;
-    let mut inv: Vec<f32> =
-        (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+    let mut inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect();
     match scaling {
         RopeScaling::Default => {}
         RopeScaling::Linear { factor } => inv.iter_mut().for_each(|f| *f /= factor as f32),
-        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
             let old = original_max_position_embeddings as f64;
             let low_wavelen = old / low_freq_factor;
             let high_wavelen = old / high_freq_factor;
@@ -234,7 +258,8 @@ pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: RopeScaling) -> Vec<f
                 } else if wavelen > low_wavelen {
                     v / factor
                 } else {
-                    let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    let smooth =
+                        (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                     (1.0 - smooth) * v / factor + smooth * v
                 };
                 *f = scaled as f32;
@@ -264,10 +289,20 @@ pub const ROPE_TABLE_LEN: usize = 4096;
 
 impl<B: Backend> Rope<B> {
     /// Builds tables for positions `0..max_len`.
-    pub fn new(head_dim: usize, theta: f64, scaling: RopeScaling, max_len: usize, device: &B::Device) -> Self {
+    pub fn new(
+        head_dim: usize,
+        theta: f64,
+        scaling: RopeScaling,
+        max_len: usize,
+        device: &B::Device,
+    ) -> Self {
         let inv_freq = rope_inv_freq(head_dim, theta, scaling);
         let (cos, sin_signed) = Self::tables(&inv_freq, max_len.min(ROPE_TABLE_LEN).max(1), device);
-        Rope { cos, sin_signed, inv_freq }
+        Rope {
+            cos,
+            sin_signed,
+            inv_freq,
+        }
     }
 
     fn tables(inv_freq: &[f32], len: usize, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
@@ -300,14 +335,23 @@ impl<B: Backend> Rope<B> {
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [_, _, s, d] = x.dims();
         let (cos, sin) = if s <= self.cos.dims()[0] {
-            (self.cos.clone().narrow(0, 0, s), self.sin_signed.clone().narrow(0, 0, s))
+            (
+                self.cos.clone().narrow(0, 0, s),
+                self.sin_signed.clone().narrow(0, 0, s),
+            )
         } else {
             Self::tables(&self.inv_freq, s, &x.device())
         };
         let cos: Tensor<B, 4> = cos.reshape([1, 1, s, d]);
         let sin: Tensor<B, 4> = sin.reshape([1, 1, s, d]);
         let half = d / 2;
-        let swapped = Tensor::cat(vec![x.clone().narrow(3, half, half), x.clone().narrow(3, 0, half)], 3);
+        let swapped = Tensor::cat(
+            vec![
+                x.clone().narrow(3, half, half),
+                x.clone().narrow(3, 0, half),
+            ],
+            3,
+        );
         x * cos + swapped * sin
     }
 }
@@ -329,7 +373,12 @@ pub enum AttentionKind {
 ///
 /// # Shapes
 /// - output: `[batch, 1, seq, seq]`
-pub fn attention_mask<B: Backend>(lengths: &[usize], seq: usize, kind: AttentionKind, device: &B::Device) -> Tensor<B, 4, Bool> {
+pub fn attention_mask<B: Backend>(
+    lengths: &[usize],
+    seq: usize,
+    kind: AttentionKind,
+    device: &B::Device,
+) -> Tensor<B, 4, Bool> {
     let mut m = vec![false; lengths.len() * seq * seq];
     for (b, &len) in lengths.iter().enumerate() {
         for q in 0..seq {
@@ -353,7 +402,9 @@ pub fn mask_lengths<B: Backend>(mask: &Tensor<B, 2, Int>) -> Vec<usize> {
     let [b, s] = mask.dims();
     let data = mask.to_data().convert::<i64>();
     let v: Vec<i64> = data.to_vec().unwrap_or_default();
-    (0..b).map(|i| v[i * s..(i + 1) * s].iter().filter(|&&x| x != 0).count()).collect()
+    (0..b)
+        .map(|i| v[i * s..(i + 1) * s].iter().filter(|&&x| x != 0).count())
+        .collect()
 }
 
 /// Repeats grouped key/value heads so every query head has its own (GQA → MHA layout).
@@ -366,7 +417,9 @@ pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, rep: usize) -> Tensor<B, 4> {
         return x;
     }
     let [b, h, s, d] = x.dims();
-    x.unsqueeze_dim::<5>(2).expand([b, h, rep, s, d]).reshape([b, h * rep, s, d])
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, h, rep, s, d])
+        .reshape([b, h * rep, s, d])
 }
 
 /// Scaled dot-product attention through the backend's fused kernel.
@@ -375,8 +428,18 @@ pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, rep: usize) -> Tensor<B, 4> {
 /// - `q`, `k`, `v`: `[batch, heads, seq, head_dim]`
 /// - `mask`: `[batch, 1, seq, seq]`, `true` = masked
 /// - output: `[batch, heads, seq, head_dim]`
-pub fn sdpa<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>, mask: Tensor<B, 4, Bool>, scale: f64) -> Tensor<B, 4> {
-    let options = burn::tensor::ops::AttentionModuleOptions { scale: Some(scale), softcap: None, is_causal: false };
+pub fn sdpa<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Tensor<B, 4, Bool>,
+    scale: f64,
+) -> Tensor<B, 4> {
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(scale),
+        softcap: None,
+        is_causal: false,
+    };
     burn::tensor::module::attention(q, k, v, Some(mask), None, options)
 }
 
@@ -432,12 +495,18 @@ impl<'a, B: Backend> WeightReader<'a, B> {
 
     /// A vector `[d]`.
     pub fn vector(&self, name: &str, d: usize) -> Result<Tensor<B, 1>> {
-        Ok(Tensor::from_data(TensorData::new(self.raw(name, &[d])?, [d]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.raw(name, &[d])?, [d]),
+            self.device,
+        ))
     }
 
     /// A matrix kept as stored (`[rows, cols]`), e.g. an embedding table.
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<B, 2>> {
-        Ok(Tensor::from_data(TensorData::new(self.raw(name, &[rows, cols])?, [rows, cols]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.raw(name, &[rows, cols])?, [rows, cols]),
+            self.device,
+        ))
     }
 
     /// A PyTorch linear `prefix.weight` `[out, in]` (+ `prefix.bias` `[out]`), transposed to
@@ -448,7 +517,13 @@ impl<'a, B: Backend> WeightReader<'a, B> {
 
     /// Several PyTorch linears with the same input concatenated along their outputs into one
     /// `[in, sum(out)]` layer (q/k/v, gate/up), so one matmul serves them all.
-    pub fn dense_fused(&self, prefixes: &[&str], d_in: usize, d_outs: &[usize], bias: bool) -> Result<Dense<B>> {
+    pub fn dense_fused(
+        &self,
+        prefixes: &[&str],
+        d_in: usize,
+        d_outs: &[usize],
+        bias: bool,
+    ) -> Result<Dense<B>> {
         let total: usize = d_outs.iter().sum();
         let mut stacked = Vec::with_capacity(total * d_in);
         for (p, &o) in prefixes.iter().zip(d_outs) {
@@ -459,7 +534,14 @@ impl<'a, B: Backend> WeightReader<'a, B> {
 
     /// Builds a dense layer from `[sum(out), in]` row-major weights already read, plus biases
     /// read from `prefix.bias` for each prefix.
-    pub fn dense_from_rows(&self, rows: Vec<f32>, prefixes: &[&str], d_in: usize, d_outs: &[usize], bias: bool) -> Result<Dense<B>> {
+    pub fn dense_from_rows(
+        &self,
+        rows: Vec<f32>,
+        prefixes: &[&str],
+        d_in: usize,
+        d_outs: &[usize],
+        bias: bool,
+    ) -> Result<Dense<B>> {
         let total: usize = d_outs.iter().sum();
         let w = transpose(&rows, total, d_in);
         drop(rows);
@@ -469,11 +551,17 @@ impl<'a, B: Backend> WeightReader<'a, B> {
             for (p, &o) in prefixes.iter().zip(d_outs) {
                 b.extend_from_slice(&self.raw(&format!("{p}.bias"), &[o])?);
             }
-            Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [total]), self.device)))
+            Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b, [total]),
+                self.device,
+            )))
         } else {
             None
         };
-        Ok(Dense { weight: Param::from_tensor(weight), bias })
+        Ok(Dense {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
     }
 }
 
@@ -507,7 +595,10 @@ mod tests {
         assert_eq!(v, expect);
         let m = attention_mask::<B>(&[2], 3, AttentionKind::Bidirectional, &dev);
         let v: Vec<bool> = m.to_data().to_vec().unwrap();
-        assert_eq!(v, vec![false, false, true, false, false, true, false, false, true]);
+        assert_eq!(
+            v,
+            vec![false, false, true, false, false, true, false, false, true]
+        );
     }
 
     #[test]
@@ -525,7 +616,11 @@ mod tests {
                 let f = inv[i % 2] * p as f32;
                 let rot = if i < 2 { -xs[i + 2] } else { xs[i - 2] };
                 let e = xs[i] * f.cos() + rot * f.sin();
-                assert!((y[p * d + i] - e).abs() < 1e-5, "pos {p} dim {i}: {} vs {e}", y[p * d + i]);
+                assert!(
+                    (y[p * d + i] - e).abs() < 1e-5,
+                    "pos {p} dim {i}: {} vs {e}",
+                    y[p * d + i]
+                );
             }
         }
     }
@@ -533,7 +628,12 @@ mod tests {
     #[test]
     fn llama3_scaling_keeps_high_frequencies() {
         let base = rope_inv_freq(128, 500_000.0, RopeScaling::Default);
-        let s = RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+        let s = RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        };
         let scaled = rope_inv_freq(128, 500_000.0, s);
         assert_eq!(base[0], scaled[0]);
         assert!((scaled[63] - base[63] / 8.0).abs() < 1e-12);

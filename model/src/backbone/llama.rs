@@ -15,8 +15,8 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{
-    attention_mask, mask_lengths, merge_heads, repeat_kv, sdpa, split_heads, Activation, AttentionKind, Dense,
-    RmsNorm, Rope, RopeScaling, RopeScalingJson, WeightReader,
+    Activation, AttentionKind, Dense, RmsNorm, Rope, RopeScaling, RopeScalingJson, WeightReader,
+    attention_mask, mask_lengths, merge_heads, repeat_kv, sdpa, split_heads,
 };
 use crate::weights::TensorSource;
 use crate::{Error, Result};
@@ -108,7 +108,12 @@ impl LlamaConfig {
     pub fn from_hf_json(json: &serde_json::Value, file: &str) -> Result<Self> {
         let mut raw: LlamaJson = serde_json::from_value(json.clone())
             .map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
-        let scaling = raw.rope_parameters.as_ref().or(raw.rope_scaling.as_ref()).map(|s| s.parse(file)).transpose()?;
+        let scaling = raw
+            .rope_parameters
+            .as_ref()
+            .or(raw.rope_scaling.as_ref())
+            .map(|s| s.parse(file))
+            .transpose()?;
         let theta = raw.rope_parameters.as_ref().and_then(|p| p.rope_theta);
         if let Some(obj) = raw.base.as_object_mut() {
             obj.remove("rope_scaling");
@@ -116,7 +121,10 @@ impl LlamaConfig {
             if let Some(t) = theta {
                 obj.insert("rope_theta".into(), t.into());
             }
-            if obj.get("max_position_embeddings").is_some_and(|v| v.is_null()) {
+            if obj
+                .get("max_position_embeddings")
+                .is_some_and(|v| v.is_null())
+            {
                 obj.remove("max_position_embeddings");
             }
         }
@@ -129,24 +137,51 @@ impl LlamaConfig {
 
     /// Checks the fields against each other; errors name the field.
     pub fn validate(&self, file: &str) -> Result<()> {
-        let bad = |field: &str, msg: String| Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")));
+        let bad = |field: &str, msg: String| {
+            Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")))
+        };
         if self.num_attention_heads == 0 || self.hidden_size == 0 || self.num_hidden_layers == 0 {
-            return bad("hidden_size/num_attention_heads/num_hidden_layers", "must be positive".into());
+            return bad(
+                "hidden_size/num_attention_heads/num_hidden_layers",
+                "must be positive".into(),
+            );
         }
         if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
-            return bad("num_attention_heads", format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size));
+            return bad(
+                "num_attention_heads",
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            );
         }
         if self.num_attention_heads % self.kv_heads() != 0 {
-            return bad("num_key_value_heads", format!("{} does not divide num_attention_heads {}", self.kv_heads(), self.num_attention_heads));
+            return bad(
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.kv_heads(),
+                    self.num_attention_heads
+                ),
+            );
         }
         if self.head_dim() % 2 != 0 {
-            return bad("head_dim", format!("{} must be even for RoPE", self.head_dim()));
+            return bad(
+                "head_dim",
+                format!("{} must be even for RoPE", self.head_dim()),
+            );
         }
         if self.hidden_act != Activation::Silu {
-            return bad("hidden_act", format!("{:?} is not supported (silu)", self.hidden_act));
+            return bad(
+                "hidden_act",
+                format!("{:?} is not supported (silu)", self.hidden_act),
+            );
         }
         if self.model_type == LlamaVariant::Baichuan && self.num_hidden_layers == 40 {
-            return bad("model_type", "Baichuan2-13B uses ALiBi, which is not supported (Baichuan2-7B is)".into());
+            return bad(
+                "model_type",
+                "Baichuan2-13B uses ALiBi, which is not supported (Baichuan2-7B is)".into(),
+            );
         }
         Ok(())
     }
@@ -158,12 +193,14 @@ impl LlamaConfig {
 
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     /// Whether q/k/v carry biases.
     pub fn qkv_bias(&self) -> bool {
-        self.attention_bias.unwrap_or(self.model_type == LlamaVariant::Qwen2)
+        self.attention_bias
+            .unwrap_or(self.model_type == LlamaVariant::Qwen2)
     }
 
     /// The attention pattern of every layer.
@@ -173,7 +210,9 @@ impl LlamaConfig {
             _ => true,
         };
         match self.sliding_window {
-            Some(w) if on && w < self.max_position_embeddings => AttentionKind::SlidingCausal { window: w },
+            Some(w) if on && w < self.max_position_embeddings => {
+                AttentionKind::SlidingCausal { window: w }
+            }
             _ => AttentionKind::Causal,
         }
     }
@@ -209,7 +248,11 @@ impl LlamaConfig {
             intermediate_size: 48,
             num_hidden_layers: 2,
             num_attention_heads: 4,
-            num_key_value_heads: Some(if model_type == LlamaVariant::Baichuan { 4 } else { 2 }),
+            num_key_value_heads: Some(if model_type == LlamaVariant::Baichuan {
+                4
+            } else {
+                2
+            }),
             head_dim: None,
             rms_norm_eps: 1e-6,
             rope_theta: 10_000.0,
@@ -224,7 +267,12 @@ impl LlamaConfig {
 
     /// A randomly initialised model (tests, benchmarks of shape only).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Llama<B> {
-        let (h, d, nh, nkv) = (self.hidden_size, self.head_dim(), self.num_attention_heads, self.kv_heads());
+        let (h, d, nh, nkv) = (
+            self.hidden_size,
+            self.head_dim(),
+            self.num_attention_heads,
+            self.kv_heads(),
+        );
         let norm = |n: usize| RmsNorm::new(Tensor::ones([n], device), self.rms_norm_eps);
         let layers = (0..self.num_hidden_layers)
             .map(|_| LlamaLayer {
@@ -236,12 +284,28 @@ impl LlamaConfig {
                 down: Dense::random(self.intermediate_size, h, false, device),
             })
             .collect();
-        let embed = Tensor::random([self.vocab_size, h], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+        let embed = Tensor::random(
+            [self.vocab_size, h],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        );
         self.assemble(embed, layers, norm(h), device)
     }
 
-    fn assemble<B: Backend>(&self, embed: Tensor<B, 2>, layers: Vec<LlamaLayer<B>>, norm: RmsNorm<B>, device: &B::Device) -> Llama<B> {
-        let rope = Rope::new(self.head_dim(), self.rope_theta, self.rope_scaling.unwrap_or_default(), self.max_position_embeddings, device);
+    fn assemble<B: Backend>(
+        &self,
+        embed: Tensor<B, 2>,
+        layers: Vec<LlamaLayer<B>>,
+        norm: RmsNorm<B>,
+        device: &B::Device,
+    ) -> Llama<B> {
+        let rope = Rope::new(
+            self.head_dim(),
+            self.rope_theta,
+            self.rope_scaling.unwrap_or_default(),
+            self.max_position_embeddings,
+            device,
+        );
         Llama {
             embed,
             layers,
@@ -261,12 +325,25 @@ impl LlamaConfig {
     /// Loads the weights from `src` (Hugging Face names, see [`crate::loader`]); every tensor is
     /// shape-checked against this config.
     pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Llama<B>> {
+        // A causal-LM checkpoint names its tensors `model.…`; a saved base model has no prefix.
+        let prefix =
+            if !src.contains("model.embed_tokens.weight") && src.contains("embed_tokens.weight") {
+                ""
+            } else {
+                "model."
+            };
         let r = WeightReader::<B> { src, device };
-        let (h, d, nh, nkv, inter) = (self.hidden_size, self.head_dim(), self.num_attention_heads, self.kv_heads(), self.intermediate_size);
-        let embed = r.matrix("model.embed_tokens.weight", self.vocab_size, h)?;
+        let (h, d, nh, nkv, inter) = (
+            self.hidden_size,
+            self.head_dim(),
+            self.num_attention_heads,
+            self.kv_heads(),
+            self.intermediate_size,
+        );
+        let embed = r.matrix(&format!("{prefix}embed_tokens.weight"), self.vocab_size, h)?;
         let mut layers = Vec::with_capacity(self.num_hidden_layers);
         for i in 0..self.num_hidden_layers {
-            let p = format!("model.layers.{i}");
+            let p = format!("{prefix}layers.{i}");
             let qkv = if self.model_type == LlamaVariant::Baichuan {
                 // Baichuan's W_pack is q, k and v stacked along the output axis: exactly the
                 // fused layout used here.
@@ -274,19 +351,42 @@ impl LlamaConfig {
                 let rows = r.raw(&format!("{name}.weight"), &[3 * h, h])?;
                 r.dense_from_rows(rows, &[&name], h, &[3 * h], false)?
             } else {
-                let (q, k, v) = (format!("{p}.self_attn.q_proj"), format!("{p}.self_attn.k_proj"), format!("{p}.self_attn.v_proj"));
-                r.dense_fused(&[&q, &k, &v], h, &[nh * d, nkv * d, nkv * d], self.qkv_bias())?
+                let (q, k, v) = (
+                    format!("{p}.self_attn.q_proj"),
+                    format!("{p}.self_attn.k_proj"),
+                    format!("{p}.self_attn.v_proj"),
+                );
+                r.dense_fused(
+                    &[&q, &k, &v],
+                    h,
+                    &[nh * d, nkv * d, nkv * d],
+                    self.qkv_bias(),
+                )?
             };
             layers.push(LlamaLayer {
-                input_norm: RmsNorm::new(r.vector(&format!("{p}.input_layernorm.weight"), h)?, self.rms_norm_eps),
+                input_norm: RmsNorm::new(
+                    r.vector(&format!("{p}.input_layernorm.weight"), h)?,
+                    self.rms_norm_eps,
+                ),
                 qkv,
                 o: r.dense(&format!("{p}.self_attn.o_proj"), nh * d, h, false)?,
-                post_norm: RmsNorm::new(r.vector(&format!("{p}.post_attention_layernorm.weight"), h)?, self.rms_norm_eps),
-                gate_up: r.dense_fused(&[&format!("{p}.mlp.gate_proj"), &format!("{p}.mlp.up_proj")], h, &[inter, inter], false)?,
+                post_norm: RmsNorm::new(
+                    r.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                    self.rms_norm_eps,
+                ),
+                gate_up: r.dense_fused(
+                    &[&format!("{p}.mlp.gate_proj"), &format!("{p}.mlp.up_proj")],
+                    h,
+                    &[inter, inter],
+                    false,
+                )?,
                 down: r.dense(&format!("{p}.mlp.down_proj"), inter, h, false)?,
             });
         }
-        let norm = RmsNorm::new(r.vector("model.norm.weight", h)?, self.rms_norm_eps);
+        let norm = RmsNorm::new(
+            r.vector(&format!("{prefix}norm.weight"), h)?,
+            self.rms_norm_eps,
+        );
         Ok(self.assemble(embed, layers, norm, device))
     }
 }
@@ -341,10 +441,20 @@ impl<B: Backend> Llama<B> {
         let [b, s] = ids.dims();
         let device = ids.device();
         let lengths = mask_lengths(&mask);
-        let kind = if self.window > 0 { AttentionKind::SlidingCausal { window: self.window } } else { AttentionKind::Causal };
+        let kind = if self.window > 0 {
+            AttentionKind::SlidingCausal {
+                window: self.window,
+            }
+        } else {
+            AttentionKind::Causal
+        };
         let attn_mask = attention_mask::<B>(&lengths, s, kind, &device);
         let h = self.hidden_size();
-        let mut x = self.embed.clone().select(0, ids.reshape([b * s])).reshape([b, s, h]); // [batch, seq, hidden]
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, ids.reshape([b * s]))
+            .reshape([b, s, h]); // [batch, seq, hidden]
         let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
         for layer in &self.layers {
@@ -361,7 +471,9 @@ impl<B: Backend> Llama<B> {
             let gu = layer.gate_up.forward(layer.post_norm.forward(x.clone())); // [batch, seq, 2 inter]
             let gate = gu.clone().narrow(2, 0, self.intermediate);
             let up = gu.narrow(2, self.intermediate, self.intermediate);
-            x = x + layer.down.forward(burn::tensor::activation::silu(gate) * up);
+            x = x + layer
+                .down
+                .forward(burn::tensor::activation::silu(gate) * up);
         }
         self.norm.forward(x)
     }

@@ -28,7 +28,7 @@ pub use layers::Activation;
 pub use llama::{Llama, LlamaConfig, LlamaVariant};
 
 use crate::loader::HfDir;
-use crate::pooling::{l2_normalize, Pooling};
+use crate::pooling::{Pooling, l2_normalize};
 use crate::weights::TensorSource;
 use crate::{Error, Result};
 
@@ -53,7 +53,14 @@ pub enum Arch {
 
 impl Arch {
     /// Every supported architecture.
-    pub const ALL: [Arch; 6] = [Arch::Llama, Arch::Mistral, Arch::Qwen2, Arch::Baichuan, Arch::Gemma3, Arch::Bert];
+    pub const ALL: [Arch; 6] = [
+        Arch::Llama,
+        Arch::Mistral,
+        Arch::Qwen2,
+        Arch::Baichuan,
+        Arch::Gemma3,
+        Arch::Bert,
+    ];
 
     /// The architecture of a `model_type` string, if supported.
     pub fn from_model_type(model_type: &str) -> Option<Arch> {
@@ -100,7 +107,9 @@ impl BackboneConfig {
             ),
         })?;
         Ok(match arch {
-            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Baichuan => BackboneConfig::Llama(LlamaConfig::from_hf_json(json, file)?),
+            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Baichuan => {
+                BackboneConfig::Llama(LlamaConfig::from_hf_json(json, file)?)
+            }
             Arch::Gemma3 => BackboneConfig::Gemma3(Gemma3Config::from_hf_json(json, file)?),
             Arch::Bert => BackboneConfig::Bert(BertConfig::from_hf_json(json, file)?),
         })
@@ -139,7 +148,11 @@ impl BackboneConfig {
     }
 
     /// Loads the weights from `src` (Hugging Face tensor names and PyTorch shapes).
-    pub fn load<B: Backend>(&self, src: &dyn TensorSource, device: &B::Device) -> Result<Backbone<B>> {
+    pub fn load<B: Backend>(
+        &self,
+        src: &dyn TensorSource,
+        device: &B::Device,
+    ) -> Result<Backbone<B>> {
         Ok(match self {
             BackboneConfig::Llama(c) => Backbone::Llama(c.load(src, device)?),
             BackboneConfig::Gemma3(c) => Backbone::Gemma3(c.load(src, device)?),
@@ -161,9 +174,13 @@ pub enum Backbone<B: Backend> {
 
 impl<B: Backend> Backbone<B> {
     /// Loads a Hugging Face directory (`config.json` + safetensors).
-    pub fn load_hf_dir(dir: impl AsRef<Path>, device: &B::Device) -> Result<(Self, BackboneConfig)> {
+    pub fn load_hf_dir(
+        dir: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<(Self, BackboneConfig)> {
         let hf = HfDir::open(dir)?;
-        let config = BackboneConfig::from_hf_json(hf.config(), &hf.config_path().display().to_string())?;
+        let config =
+            BackboneConfig::from_hf_json(hf.config(), &hf.config_path().display().to_string())?;
         let model = config.load(&hf, device)?;
         Ok((model, config))
     }
@@ -211,22 +228,34 @@ impl<B: Backend> Backbone<B> {
     /// Embeds a batch of token id sequences: pads them on the right, runs the backbone, pools
     /// and optionally L2-normalises (LEARN: mean pooling, normalised). Sequences must be
     /// non-empty, use ids below [`Self::vocab_size`] and fit [`Self::max_len`].
-    pub fn encode_pooled(&self, batch: &[Vec<u32>], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    pub fn encode_pooled(
+        &self,
+        batch: &[Vec<u32>],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let vocab = self.vocab_size();
         for (i, seq) in batch.iter().enumerate() {
             if seq.is_empty() {
-                return Err(Error::Invalid(format!("sequence {i} of the batch is empty")));
+                return Err(Error::Invalid(format!(
+                    "sequence {i} of the batch is empty"
+                )));
             }
             if let Some(&bad) = seq.iter().find(|&&t| t as usize >= vocab) {
-                return Err(Error::Invalid(format!("sequence {i}: token id {bad} is outside the vocabulary (size {vocab})")));
+                return Err(Error::Invalid(format!(
+                    "sequence {i}: token id {bad} is outside the vocabulary (size {vocab})"
+                )));
             }
             if let Some(max) = self.max_len()
                 && seq.len() > max
             {
-                return Err(Error::Invalid(format!("sequence {i}: {} tokens, the model accepts at most {max}", seq.len())));
+                return Err(Error::Invalid(format!(
+                    "sequence {i}: {} tokens, the model accepts at most {max}",
+                    seq.len()
+                )));
             }
         }
         let device = self.device();
@@ -260,7 +289,10 @@ impl<B: Backend> Backbone<B> {
 ///
 /// # Shapes
 /// - output: (`[batch, max_len]` ids, `[batch, max_len]` mask with 1 = real token)
-pub fn pad_batch<B: Backend>(batch: &[Vec<u32>], device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+pub fn pad_batch<B: Backend>(
+    batch: &[Vec<u32>],
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
     let s = batch.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let mut ids = vec![0i64; batch.len() * s];
     let mut mask = vec![0i64; batch.len() * s];
