@@ -32,6 +32,22 @@ pub trait ContentEncoder {
     fn encode(&self, batch_ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>;
 }
 
+/// A frozen backbone with its pooling as a [`ContentEncoder`] (the paper's CEG: last hidden
+/// state, attention-masked mean by default). Normalisation is left to [`EmbedOptions::normalize`].
+pub struct BackboneEncoder<B: burn::tensor::backend::Backend> {
+    pub backbone: crate::backbone::Backbone<B>,
+    pub pooling: crate::pooling::Pooling,
+}
+
+impl<B: burn::tensor::backend::Backend> ContentEncoder for BackboneEncoder<B> {
+    fn hidden_dim(&self) -> usize {
+        self.backbone.hidden_size()
+    }
+    fn encode(&self, batch_ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        self.backbone.encode_pooled(batch_ids, self.pooling, false)
+    }
+}
+
 /// Options of [`embed_items`].
 #[derive(Debug, Clone)]
 pub struct EmbedOptions {

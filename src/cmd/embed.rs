@@ -3,7 +3,10 @@
 
 use anyhow::{Context, bail};
 use learnrec_eval::data::Item;
-use learnrec_model::embed::{EmbedOptions, embed_items, parse_shard};
+use learnrec_model::CpuBackend;
+use learnrec_model::backbone::Backbone;
+use learnrec_model::embed::{BackboneEncoder, EmbedOptions, embed_items, parse_shard};
+use learnrec_model::pooling::Pooling;
 use learnrec_model::gguf::GgufFile;
 use learnrec_model::text::TextTemplate;
 use learnrec_model::tokenizer::{DEFAULT_MAX_LEN, Tokenizer};
@@ -62,15 +65,13 @@ pub struct Args {
     pub checkpoint_secs: u64,
 }
 
-/// Reads a catalog of items: JSON Lines of `Item` (one object per line).
-// TODO(merge): CSV / RecBole catalogs go through `learnrec_eval::data::reader::read_catalog`.
+/// Reads a catalog of items: CSV/TSV, RecBole `*.item` (through the shared reader), or JSON
+/// Lines of `Item` objects (`.jsonl`, one per line).
 pub fn read_items(path: &Path) -> anyhow::Result<Vec<Item>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext != "jsonl" {
-        bail!(
-            "{}: only JSON Lines catalogs (.jsonl) are read here until the shared catalog reader is wired",
-            path.display()
-        );
+        let opts = learnrec_eval::data::reader::CatalogOptions::default();
+        return Ok(learnrec_eval::data::reader::read_catalog(path, &opts)?.items);
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -81,6 +82,24 @@ pub fn read_items(path: &Path) -> anyhow::Result<Vec<Item>> {
             serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1))
         })
         .collect()
+}
+
+/// Resolves `--model`: an existing path, or the name of a fetched asset (`minilm`,
+/// `gemma3-270m`, `qwen2.5-1.5b`; run `learnrec fetch NAME` first).
+pub fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
+    if model.exists() {
+        return Ok(model.to_path_buf());
+    }
+    let name = model.to_string_lossy();
+    let Some(asset) = learnrec_eval::assets::Asset::parse(&name) else {
+        bail!("--model {name}: no such file or directory, and not an asset name (minilm, gemma3-270m, qwen2.5-1.5b)");
+    };
+    let dir = learnrec_eval::assets::path_of(asset);
+    let path = if dir.join("model.gguf").exists() { dir.join("model.gguf") } else { dir.clone() };
+    if !path.join("config.json").exists() && !path.is_file() {
+        bail!("--model {name}: the asset is not fetched yet (expected it in {}); run `learnrec fetch {name}`", dir.display());
+    }
+    Ok(path)
 }
 
 /// The tokenizer of a model path: the GGUF's metadata, or `tokenizer.json` beside/inside it.
@@ -95,6 +114,7 @@ pub fn load_tokenizer(model: &Path, max_len: usize) -> anyhow::Result<Tokenizer>
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let model = resolve_model(&args.model)?;
     let items = read_items(&args.items)?;
     let template = match &args.template {
         Some(t) => {
@@ -108,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => TextTemplate::paper(Some(&args.price_unit)),
     };
-    let tokenizer = load_tokenizer(&args.model, args.max_len)?;
+    let tokenizer = load_tokenizer(&model, args.max_len)?;
     let pooling = format!("{:?}", args.pooling).to_lowercase();
     let mut opts = EmbedOptions {
         model_id: format!(
@@ -128,10 +148,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         opts.workers = w;
     }
-    // TODO(merge): build the backbone for `args.model` (learnrec_model::backbone) with
-    // `args.pooling` and pass it as the `ContentEncoder`.
-    let encoder: Box<dyn learnrec_model::embed::ContentEncoder> = bail_no_backbone(&args.model)?;
-    let report = embed_items(&items, &tokenizer, encoder.as_ref(), &opts, &args.out)?;
+    let device = Default::default();
+    let t = std::time::Instant::now();
+    let (backbone, _config) = Backbone::<CpuBackend>::load(&model, &device)?;
+    tokenizer.check_embedding_rows(backbone.vocab_size())?;
+    eprintln!("loaded {} ({} hidden) in {:.1}s", model.display(), backbone.hidden_size(), t.elapsed().as_secs_f64());
+    let pooling = match args.pooling {
+        PoolingArg::Mean => Pooling::Mean,
+        PoolingArg::First => Pooling::First,
+        PoolingArg::Last => Pooling::Last,
+    };
+    let encoder = BackboneEncoder { backbone, pooling };
+    let report = embed_items(&items, &tokenizer, &encoder, &opts, &args.out)?;
     eprintln!(
         "embedded {} items ({} resumed, {} in shard) in {:.1}s: {} tokens, {:.0}% padding, {} batches -> {}",
         report.embedded,
@@ -151,15 +179,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
-}
-
-fn bail_no_backbone(
-    model: &Path,
-) -> anyhow::Result<Box<dyn learnrec_model::embed::ContentEncoder>> {
-    bail!(
-        "{}: no backbone is wired into `embed` yet (the backbones land separately)",
-        model.display()
-    )
 }
 
 /// Writes a store as JSON Lines, atomically.

@@ -4,9 +4,8 @@
 //! `GgufFile`'s [`TensorSource`], which already maps names to Hugging Face's and undoes
 //! llama.cpp's conversions).
 //!
-//! **Merge note:** this file needs `crate::gguf` (branch `gguf`); it is switched on by adding
-//! `pub mod from_gguf;` to `backbone/mod.rs` once that module is in. Its golden tests (Gemma-3-270M
-//! and Qwen2.5-1.5B against transformers) then run with `cargo test -p learnrec-model --lib`.
+//! Its golden tests (Gemma-3-270M and Qwen2.5-1.5B against transformers) run with
+//! `cargo test -p learnrec-model --lib` when the fetched assets are present.
 //!
 //! Values GGUF does not store follow transformers' defaults (what its GGUF loader produced the
 //! golden outputs with): Gemma 3's `query_pre_attn_scalar` = `head_dim` (except 27B, where

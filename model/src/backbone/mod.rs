@@ -12,6 +12,7 @@
 //! [`BackboneConfig::load`].
 
 pub mod bert;
+pub mod from_gguf;
 pub mod gemma3;
 pub mod layers;
 pub mod llama;
