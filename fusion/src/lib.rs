@@ -12,6 +12,7 @@
 //!   predictions and saved rankers; [`toy`]: a small generated world for tests and benchmarks.
 
 pub mod data;
+pub mod arm;
 pub mod error;
 pub mod fusion;
 pub mod io;
