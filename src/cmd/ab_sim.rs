@@ -448,3 +448,246 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use learnrec_eval::store::EmbeddingStore;
+    use std::path::Path;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        Cli::parse_from(std::iter::once("ab-sim").chain(extra.iter().copied())).args
+    }
+
+    /// Stand-in LEARN stores for a world (the real ones come from `learnrec export`): a user's
+    /// tastes and an item's one-hot subcategory/style/tier, so that `user · item` is the world's
+    /// affinity term. Enough to give the fused ranker a signal in seconds.
+    fn world_stores(world: &World, dir: &Path) -> (PathBuf, PathBuf) {
+        let u0 = &world.users[0];
+        let (ns, nst, nt) = (u0.sub_taste.len(), u0.style_taste.len(), u0.tier_taste.len());
+        let dim = ns + nst + nt;
+        let mut us = EmbeddingStore::new(StoreKind::User, dim);
+        for (u, wu) in world.users.iter().enumerate() {
+            let row: Vec<f32> = wu
+                .sub_taste
+                .iter()
+                .chain(&wu.style_taste)
+                .chain(&wu.tier_taste)
+                .map(|&v| v as f32)
+                .collect();
+            us.insert(&world.user_id(u as u32), "", &row).unwrap();
+        }
+        let mut is = EmbeddingStore::new(StoreKind::Item, dim);
+        for (i, it) in world.items.iter().enumerate() {
+            let mut row = vec![0f32; dim];
+            row[it.subcategory as usize] = 1.0;
+            row[ns + it.style as usize] = 1.0;
+            row[ns + nst + it.tier as usize] = 1.0;
+            is.insert(&world.item_id(i as u32), "", &row).unwrap();
+        }
+        let (up, ip) = (dir.join("user.safetensors"), dir.join("item.safetensors"));
+        us.save(&up).unwrap();
+        is.save(&ip).unwrap();
+        (up, ip)
+    }
+
+    /// Writes a world, its stand-in stores and trains both rankers on it; returns
+    /// (world dir, rankers dir, user store, item store).
+    fn world_with_rankers(root: &Path, users: u32, items: u32, days: u32, epochs: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        let wdir = root.join("world");
+        let cfg = WorldConfig {
+            users,
+            items,
+            days,
+            eval_days: 3,
+            seed: 5,
+            ..WorldConfig::default()
+        };
+        let world = World::generate(&cfg).unwrap();
+        let log = world.simulate(None);
+        world.write(&wdir, &log).unwrap();
+        let (up, ip) = world_stores(&world, root);
+        let rdir = root.join("rank");
+        let (w, u, i, r) = (
+            wdir.to_str().unwrap(),
+            up.to_str().unwrap(),
+            ip.to_str().unwrap(),
+            rdir.to_str().unwrap(),
+        );
+        crate::run_argv(&[
+            "rank-train", "--data", "world", "--dir", w, "--user-store", u, "--item-store", i,
+            "--out", r, "--epochs", epochs, "--hidden", "32,16", "--aux-hidden", "16,8",
+        ])
+        .unwrap();
+        (wdir, rdir.join("rankers"), up, ip)
+    }
+
+    fn arm_auc(report: &Path, arm: usize) -> (String, f64, u64) {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+        let a = &v["arms"][arm];
+        (
+            a["name"].as_str().unwrap().to_owned(),
+            a["total"]["auc"]["value"].as_f64().unwrap_or(f64::NAN),
+            a["total"]["impressions"].as_u64().unwrap(),
+        )
+    }
+
+    #[test]
+    fn world_baseline_vs_fused_and_random() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (wdir, rankers, up, ip) = world_with_rankers(tmp.path(), 300, 120, 14, "3");
+        let (w, r) = (wdir.to_str().unwrap(), rankers.to_str().unwrap());
+        let (u, i) = (up.to_str().unwrap(), ip.to_str().unwrap());
+        let out = tmp.path().join("ab");
+        let common = [
+            "--env", "world", "--world-dir", w, "--rankers", r, "--days", "1",
+            "--control-share", "0.5", "--treatment-share", "0.5", "--bootstrap", "0",
+            "--candidates", "60", "--quiet", "--user-store", u, "--item-store", i,
+        ];
+        let mut a1: Vec<&str> = common.to_vec();
+        let o1 = out.join("bf");
+        a1.extend(["--out", o1.to_str().unwrap(), "--control", "baseline", "--treatment", "fused"]);
+        crate::run_argv(&[&["ab-sim"][..], &a1].concat()).unwrap();
+        for f in ["report.json", "report.md", "report.html"] {
+            assert!(o1.join(f).is_file(), "{f} missing");
+        }
+        let (n0, auc_b, imp_b) = arm_auc(&o1, 0);
+        let (n1, auc_f, imp_f) = arm_auc(&o1, 1);
+        assert_eq!(n0, "control (baseline ranker)");
+        assert_eq!(n1, "treatment (LEARN-fused ranker)");
+        assert!(imp_b > 0 && imp_f > 0, "impressions {imp_b} {imp_f}");
+
+        let mut a2: Vec<&str> = common.to_vec();
+        let o2 = out.join("rf");
+        a2.extend(["--out", o2.to_str().unwrap(), "--control", "random", "--treatment", "fused"]);
+        crate::run_argv(&[&["ab-sim"][..], &a2].concat()).unwrap();
+        let (_, auc_r, _) = arm_auc(&o2, 0);
+        let (_, auc_f2, _) = arm_auc(&o2, 1);
+        eprintln!("AUC: baseline {auc_b:.4}, fused {auc_f:.4} / random {auc_r:.4}, fused {auc_f2:.4}");
+        assert!(auc_b.is_finite() && auc_f.is_finite() && auc_r.is_finite());
+        // The rankers' scores carry information the random arm's do not.
+        assert!((auc_f2 - auc_r).abs() > 1e-6, "fused {auc_f2} vs random {auc_r}");
+
+        // The arms themselves: one score per candidate, not constant, deterministic.
+        let saved = load_rankers::<CpuBackend>(&rankers, &Default::default()).unwrap();
+        let world = World::load(&wdir).unwrap();
+        let names: (Vec<String>, Vec<String>) = (
+            (0..world.n_users() as u32).map(|u| world.user_id(u)).collect(),
+            (0..world.n_items() as u32).map(|i| world.item_id(i)).collect(),
+        );
+        let m = &saved.meta;
+        let lookup = LearnLookup::new(
+            &m.dataset_users,
+            &m.dataset_items,
+            &load_store(&up, StoreKind::User).unwrap(),
+            &load_store(&ip, StoreKind::Item).unwrap(),
+            None,
+        )
+        .unwrap();
+        let items: Vec<u32> = (0..world.n_items() as u32).collect();
+        for (kind, l) in [(RankerKind::Baseline, None), (RankerKind::Fused, Some(lookup))] {
+            let arm = RankerArm::new(&saved, kind, l, &names.0, &names.1).unwrap();
+            let mut s1 = vec![f32::NAN; items.len()];
+            let mut s2 = vec![f32::NAN; items.len()];
+            abtest::Arm::score(&arm, 3, &items, 0, &mut s1);
+            abtest::Arm::score(&arm, 3, &items, 1, &mut s2);
+            assert!(s1.iter().all(|v| v.is_finite()), "{kind:?}: {s1:?}");
+            assert_eq!(s1, s2, "{kind:?} is not deterministic");
+            let (lo, hi) = s1.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            assert!(hi - lo > 1e-4, "{kind:?}: constant scores {lo}..{hi}");
+        }
+        // A fused arm without stores is refused by name.
+        let e = RankerArm::new(&saved, RankerKind::Fused, None, &names.0, &names.1).unwrap_err();
+        assert!(e.to_string().contains("LEARN user and item stores"), "{e}");
+    }
+
+    /// End-to-end throughput on a real small world: `LEARNREC_AB_BENCH=users,items,days cargo test
+    /// -p learnrec --bin learnrec bench_world_ab -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark; run explicitly"]
+    fn bench_world_ab() {
+        let spec = std::env::var("LEARNREC_AB_BENCH").unwrap_or_else(|_| "3000,800,40".into());
+        let v: Vec<u32> = spec.split(',').map(|x| x.parse().unwrap()).collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = std::time::Instant::now();
+        let (wdir, rankers, up, ip) = world_with_rankers(tmp.path(), v[0], v[1], v[2], "3");
+        eprintln!("world + rank-train: {:.1} s", t0.elapsed().as_secs_f64());
+        let (w, r) = (wdir.to_str().unwrap(), rankers.to_str().unwrap());
+        let (u, i) = (up.to_str().unwrap(), ip.to_str().unwrap());
+        for threads in ["1", "0"] {
+            let o = tmp.path().join(format!("ab{threads}"));
+            crate::run_argv(&[
+                "ab-sim", "--env", "world", "--world-dir", w, "--rankers", r, "--user-store", u,
+                "--item-store", i, "--days", "3", "--control", "baseline", "--treatment", "fused",
+                "--control-share", "0.5", "--treatment-share", "0.5", "--quiet", "--threads",
+                threads, "--out", o.to_str().unwrap(),
+            ])
+            .unwrap();
+            for k in 0..2 {
+                let (n, auc, imp) = arm_auc(&o, k);
+                eprintln!("threads {threads}: {n}: AUC {auc:.4} on {imp} impressions");
+            }
+        }
+    }
+
+    #[test]
+    fn ranker_arms_need_rankers_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("ab");
+        let e = run(args(&["--out", out.to_str().unwrap(), "--control", "fused"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--rankers"), "{e}");
+        assert!(e.starts_with("the fused arm"), "{e}");
+        let e = run(args(&[
+            "--out",
+            out.to_str().unwrap(),
+            "--treatment",
+            "baseline",
+            "--rankers",
+            tmp.path().to_str().unwrap(),
+            "--users",
+            "50",
+            "--items",
+            "40",
+            "--quiet",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--env world or --env movielens"), "{e}");
+    }
+
+    #[test]
+    fn missing_rankers_dir_names_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wdir = tmp.path().join("w");
+        let cfg = WorldConfig { users: 50, items: 20, days: 5, eval_days: 1, ..WorldConfig::default() };
+        let world = World::generate(&cfg).unwrap();
+        world.write(&wdir, &world.simulate(None)).unwrap();
+        let e = run(args(&[
+            "--out",
+            tmp.path().join("ab").to_str().unwrap(),
+            "--env",
+            "world",
+            "--world-dir",
+            wdir.to_str().unwrap(),
+            "--control",
+            "baseline",
+            "--rankers",
+            tmp.path().join("nope").to_str().unwrap(),
+            "--quiet",
+        ]))
+        .unwrap_err();
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        assert!(chain[0].contains("loading the rankers from"), "{chain:?}");
+        assert!(chain.iter().any(|c| c.contains("rankers.json")), "{chain:?}");
+    }
+}
