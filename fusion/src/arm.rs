@@ -128,7 +128,11 @@ impl RankerArm {
             items: env_items.len(),
             ..Default::default()
         };
-        let resolve = |names: &[String], ds: &IdMap, in_ds: &mut usize, in_vocab: &mut usize, row: &dyn Fn(&str) -> u32| {
+        let resolve = |names: &[String],
+                       ds: &IdMap,
+                       in_ds: &mut usize,
+                       in_vocab: &mut usize,
+                       row: &dyn Fn(&str) -> u32| {
             let mut rows = Vec::with_capacity(names.len());
             let mut ids = Vec::with_capacity(names.len());
             for n in names {
@@ -205,7 +209,10 @@ impl RankerArm {
         }
         if let Some(l) = &self.lookup {
             b.learn = Some(l.fill(items.iter().map(|&i| {
-                (u_ds, self.item_ds.get(i as usize).copied().unwrap_or(u32::MAX))
+                (
+                    u_ds,
+                    self.item_ds.get(i as usize).copied().unwrap_or(u32::MAX),
+                )
             })));
         }
         b

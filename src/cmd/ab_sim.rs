@@ -10,18 +10,18 @@
 
 use anyhow::Context;
 use clap::ValueEnum;
-use learnrec_eval::store::StoreKind;
-use learnrec_fusion::arm::{RankerArm, RankerKind};
-use learnrec_fusion::io::{SavedRankers, load_rankers};
-use learnrec_fusion::lookup::load_store;
-use learnrec_fusion::{CpuBackend, LearnLookup};
 use learnrec_eval::abtest::{
     self, ArmSpec, Environment, ExperimentConfig, FittedOracle, FittedOracleConfig, Mode,
     Objective, OracleArm, PopularityArm, RandomArm, RetrievalConfig, ToyConfig, ToyEnv, WorldEnv,
 };
 use learnrec_eval::data::LabelRule;
 use learnrec_eval::data::reader::read_dataset_dir;
+use learnrec_eval::store::StoreKind;
 use learnrec_eval::world::{World, WorldConfig};
+use learnrec_fusion::arm::{RankerArm, RankerKind};
+use learnrec_fusion::io::{SavedRankers, load_rankers};
+use learnrec_fusion::lookup::load_store;
+use learnrec_fusion::{CpuBackend, LearnLookup};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -213,7 +213,10 @@ impl ArmContext<'_> {
         let ip = a.item_store.clone().or_else(|| beside("item.safetensors")).context(
             "the fused arm needs --item-store (the LEARN item store; none found beside --rankers)",
         )?;
-        let cp = a.content_store.clone().or_else(|| beside("content.safetensors"));
+        let cp = a
+            .content_store
+            .clone()
+            .or_else(|| beside("content.safetensors"));
         let us = load_store(&up, StoreKind::User)?;
         let is = load_store(&ip, StoreKind::Item)?;
         let cs = cp
@@ -268,7 +271,11 @@ impl ArmContext<'_> {
 #[allow(clippy::type_complexity)]
 fn environment(
     a: &Args,
-) -> anyhow::Result<(Arc<dyn Environment>, u32, Option<(Vec<String>, Vec<String>)>)> {
+) -> anyhow::Result<(
+    Arc<dyn Environment>,
+    u32,
+    Option<(Vec<String>, Vec<String>)>,
+)> {
     Ok(match a.env {
         EnvChoice::Toy => {
             if a.users == 0 || a.items == 0 {
@@ -311,8 +318,12 @@ fn environment(
                 }
             };
             let names = (
-                (0..world.n_users() as u32).map(|u| world.user_id(u)).collect(),
-                (0..world.n_items() as u32).map(|i| world.item_id(i)).collect(),
+                (0..world.n_users() as u32)
+                    .map(|u| world.user_id(u))
+                    .collect(),
+                (0..world.n_items() as u32)
+                    .map(|i| world.item_id(i))
+                    .collect(),
             );
             let env = WorldEnv::new(world, &log);
             let start = env.first_experiment_day();
@@ -448,7 +459,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,7 +481,11 @@ mod tests {
     /// affinity term. Enough to give the fused ranker a signal in seconds.
     fn world_stores(world: &World, dir: &Path) -> (PathBuf, PathBuf) {
         let u0 = &world.users[0];
-        let (ns, nst, nt) = (u0.sub_taste.len(), u0.style_taste.len(), u0.tier_taste.len());
+        let (ns, nst, nt) = (
+            u0.sub_taste.len(),
+            u0.style_taste.len(),
+            u0.tier_taste.len(),
+        );
         let dim = ns + nst + nt;
         let mut us = EmbeddingStore::new(StoreKind::User, dim);
         for (u, wu) in world.users.iter().enumerate() {
@@ -500,7 +514,13 @@ mod tests {
 
     /// Writes a world, its stand-in stores and trains both rankers on it; returns
     /// (world dir, rankers dir, user store, item store).
-    fn world_with_rankers(root: &Path, users: u32, items: u32, days: u32, epochs: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    fn world_with_rankers(
+        root: &Path,
+        users: u32,
+        items: u32,
+        days: u32,
+        epochs: &str,
+    ) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
         let wdir = root.join("world");
         let cfg = WorldConfig {
             users,
@@ -522,8 +542,23 @@ mod tests {
             rdir.to_str().unwrap(),
         );
         crate::run_argv(&[
-            "rank-train", "--data", "world", "--dir", w, "--user-store", u, "--item-store", i,
-            "--out", r, "--epochs", epochs, "--hidden", "32,16", "--aux-hidden", "16,8",
+            "rank-train",
+            "--data",
+            "world",
+            "--dir",
+            w,
+            "--user-store",
+            u,
+            "--item-store",
+            i,
+            "--out",
+            r,
+            "--epochs",
+            epochs,
+            "--hidden",
+            "32,16",
+            "--aux-hidden",
+            "16,8",
         ])
         .unwrap();
         (wdir, rdir.join("rankers"), up, ip)
@@ -548,13 +583,38 @@ mod tests {
         let (u, i) = (up.to_str().unwrap(), ip.to_str().unwrap());
         let out = tmp.path().join("ab");
         let common = [
-            "--env", "world", "--world-dir", w, "--rankers", r, "--days", "1",
-            "--control-share", "0.5", "--treatment-share", "0.5", "--bootstrap", "0",
-            "--candidates", "60", "--quiet", "--user-store", u, "--item-store", i,
+            "--env",
+            "world",
+            "--world-dir",
+            w,
+            "--rankers",
+            r,
+            "--days",
+            "1",
+            "--control-share",
+            "0.5",
+            "--treatment-share",
+            "0.5",
+            "--bootstrap",
+            "0",
+            "--candidates",
+            "60",
+            "--quiet",
+            "--user-store",
+            u,
+            "--item-store",
+            i,
         ];
         let mut a1: Vec<&str> = common.to_vec();
         let o1 = out.join("bf");
-        a1.extend(["--out", o1.to_str().unwrap(), "--control", "baseline", "--treatment", "fused"]);
+        a1.extend([
+            "--out",
+            o1.to_str().unwrap(),
+            "--control",
+            "baseline",
+            "--treatment",
+            "fused",
+        ]);
         crate::run_argv(&[&["ab-sim"][..], &a1].concat()).unwrap();
         for f in ["report.json", "report.md", "report.html"] {
             assert!(o1.join(f).is_file(), "{f} missing");
@@ -567,21 +627,37 @@ mod tests {
 
         let mut a2: Vec<&str> = common.to_vec();
         let o2 = out.join("rf");
-        a2.extend(["--out", o2.to_str().unwrap(), "--control", "random", "--treatment", "fused"]);
+        a2.extend([
+            "--out",
+            o2.to_str().unwrap(),
+            "--control",
+            "random",
+            "--treatment",
+            "fused",
+        ]);
         crate::run_argv(&[&["ab-sim"][..], &a2].concat()).unwrap();
         let (_, auc_r, _) = arm_auc(&o2, 0);
         let (_, auc_f2, _) = arm_auc(&o2, 1);
-        eprintln!("AUC: baseline {auc_b:.4}, fused {auc_f:.4} / random {auc_r:.4}, fused {auc_f2:.4}");
+        eprintln!(
+            "AUC: baseline {auc_b:.4}, fused {auc_f:.4} / random {auc_r:.4}, fused {auc_f2:.4}"
+        );
         assert!(auc_b.is_finite() && auc_f.is_finite() && auc_r.is_finite());
         // The rankers' scores carry information the random arm's do not.
-        assert!((auc_f2 - auc_r).abs() > 1e-6, "fused {auc_f2} vs random {auc_r}");
+        assert!(
+            (auc_f2 - auc_r).abs() > 1e-6,
+            "fused {auc_f2} vs random {auc_r}"
+        );
 
         // The arms themselves: one score per candidate, not constant, deterministic.
         let saved = load_rankers::<CpuBackend>(&rankers, &Default::default()).unwrap();
         let world = World::load(&wdir).unwrap();
         let names: (Vec<String>, Vec<String>) = (
-            (0..world.n_users() as u32).map(|u| world.user_id(u)).collect(),
-            (0..world.n_items() as u32).map(|i| world.item_id(i)).collect(),
+            (0..world.n_users() as u32)
+                .map(|u| world.user_id(u))
+                .collect(),
+            (0..world.n_items() as u32)
+                .map(|i| world.item_id(i))
+                .collect(),
         );
         let m = &saved.meta;
         let lookup = LearnLookup::new(
@@ -593,7 +669,10 @@ mod tests {
         )
         .unwrap();
         let items: Vec<u32> = (0..world.n_items() as u32).collect();
-        for (kind, l) in [(RankerKind::Baseline, None), (RankerKind::Fused, Some(lookup))] {
+        for (kind, l) in [
+            (RankerKind::Baseline, None),
+            (RankerKind::Fused, Some(lookup)),
+        ] {
             let arm = RankerArm::new(&saved, kind, l, &names.0, &names.1).unwrap();
             let mut s1 = vec![f32::NAN; items.len()];
             let mut s2 = vec![f32::NAN; items.len()];
@@ -601,7 +680,9 @@ mod tests {
             abtest::Arm::score(&arm, 3, &items, 1, &mut s2);
             assert!(s1.iter().all(|v| v.is_finite()), "{kind:?}: {s1:?}");
             assert_eq!(s1, s2, "{kind:?} is not deterministic");
-            let (lo, hi) = s1.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = s1
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
             assert!(hi - lo > 1e-4, "{kind:?}: constant scores {lo}..{hi}");
         }
         // A fused arm without stores is refused by name.
@@ -625,10 +706,32 @@ mod tests {
         for threads in ["1", "0"] {
             let o = tmp.path().join(format!("ab{threads}"));
             crate::run_argv(&[
-                "ab-sim", "--env", "world", "--world-dir", w, "--rankers", r, "--user-store", u,
-                "--item-store", i, "--days", "3", "--control", "baseline", "--treatment", "fused",
-                "--control-share", "0.5", "--treatment-share", "0.5", "--quiet", "--threads",
-                threads, "--out", o.to_str().unwrap(),
+                "ab-sim",
+                "--env",
+                "world",
+                "--world-dir",
+                w,
+                "--rankers",
+                r,
+                "--user-store",
+                u,
+                "--item-store",
+                i,
+                "--days",
+                "3",
+                "--control",
+                "baseline",
+                "--treatment",
+                "fused",
+                "--control-share",
+                "0.5",
+                "--treatment-share",
+                "0.5",
+                "--quiet",
+                "--threads",
+                threads,
+                "--out",
+                o.to_str().unwrap(),
             ])
             .unwrap();
             for k in 0..2 {
@@ -636,15 +739,59 @@ mod tests {
                 eprintln!("threads {threads}: {n}: AUC {auc:.4} on {imp} impressions");
             }
         }
+        // One arm's cost per request (200 candidates, one thread).
+        let saved = load_rankers::<CpuBackend>(&rankers, &Default::default()).unwrap();
+        let world = World::load(&wdir).unwrap();
+        let users: Vec<String> = (0..world.n_users() as u32)
+            .map(|u| world.user_id(u))
+            .collect();
+        let items: Vec<String> = (0..world.n_items() as u32)
+            .map(|i| world.item_id(i))
+            .collect();
+        let m = &saved.meta;
+        let lookup = LearnLookup::new(
+            &m.dataset_users,
+            &m.dataset_items,
+            &load_store(&up, StoreKind::User).unwrap(),
+            &load_store(&ip, StoreKind::Item).unwrap(),
+            None,
+        )
+        .unwrap();
+        let cands: Vec<u32> = (0..200)
+            .map(|k| (k * 7919) % world.n_items() as u32)
+            .collect();
+        let mut out = vec![0f32; cands.len()];
+        for (kind, l) in [
+            (RankerKind::Baseline, None),
+            (RankerKind::Fused, Some(lookup)),
+        ] {
+            let arm = RankerArm::new(&saved, kind, l, &users, &items).unwrap();
+            let n = 2000u32;
+            let t = std::time::Instant::now();
+            for u in 0..n {
+                abtest::Arm::score(&arm, u % users.len() as u32, &cands, 0, &mut out);
+            }
+            let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+            eprintln!(
+                "{}: {us:.0} µs per 200-candidate request ({:.0} requests/s)",
+                kind.label(),
+                1e6 / us
+            );
+        }
     }
 
     #[test]
     fn ranker_arms_need_rankers_flag() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("ab");
-        let e = run(args(&["--out", out.to_str().unwrap(), "--control", "fused"]))
-            .unwrap_err()
-            .to_string();
+        let e = run(args(&[
+            "--out",
+            out.to_str().unwrap(),
+            "--control",
+            "fused",
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--rankers"), "{e}");
         assert!(e.starts_with("the fused arm"), "{e}");
         let e = run(args(&[
@@ -669,7 +816,13 @@ mod tests {
     fn missing_rankers_dir_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let wdir = tmp.path().join("w");
-        let cfg = WorldConfig { users: 50, items: 20, days: 5, eval_days: 1, ..WorldConfig::default() };
+        let cfg = WorldConfig {
+            users: 50,
+            items: 20,
+            days: 5,
+            eval_days: 1,
+            ..WorldConfig::default()
+        };
         let world = World::generate(&cfg).unwrap();
         world.write(&wdir, &world.simulate(None)).unwrap();
         let e = run(args(&[
@@ -688,6 +841,9 @@ mod tests {
         .unwrap_err();
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         assert!(chain[0].contains("loading the rankers from"), "{chain:?}");
-        assert!(chain.iter().any(|c| c.contains("rankers.json")), "{chain:?}");
+        assert!(
+            chain.iter().any(|c| c.contains("rankers.json")),
+            "{chain:?}"
+        );
     }
 }
