@@ -39,6 +39,8 @@ enum Command {
     RankTrain(cmd::rank_train::Args),
     /// Serving latency of the baseline and fused rankers (HDR histogram).
     BenchServe(cmd::bench_serve::Args),
+    /// Simulate an A/B test of ranking policies (built-in or trained rankers) and write a report.
+    AbSim(cmd::ab_sim::Args),
     /// Run the whole pipeline and write a report directory.
     Demo(cmd::demo::Args),
 }
@@ -69,6 +71,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Export(a) => cmd::export::run(a),
         Command::RankTrain(a) => cmd::rank_train::run(a),
         Command::BenchServe(a) => cmd::bench_serve::run(a),
+        Command::AbSim(a) => cmd::ab_sim::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     }
 }

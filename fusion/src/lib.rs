@@ -9,8 +9,10 @@
 //!   item embeddings).
 //! - [`model`]: the baseline and fused rankers behind [`model::RankModel`]; [`train`]: the
 //!   training loop with early stopping; [`serve`]: latency benchmarking; [`io`]: data readers,
-//!   predictions and saved rankers; [`toy`]: a small generated world for tests and benchmarks.
+//!   predictions and saved rankers; [`toy`]: a small generated world for tests and benchmarks;
+//!   [`arm`]: saved rankers as A/B-simulator arms (`ab-sim`).
 
+pub mod arm;
 pub mod data;
 pub mod error;
 pub mod fusion;

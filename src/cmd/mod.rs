@@ -1,6 +1,7 @@
 //! One module per subcommand: `Args` (clap) and `run(Args)`, which validates and calls the
 //! libraries. Errors are printed once, with their chain, by [`finish`].
 
+pub mod ab_sim;
 pub mod bench_serve;
 pub mod demo;
 pub mod embed;
