@@ -62,12 +62,21 @@ pub const EXTRA_FEATURES: [&str; 3] = ["top_category", "price_bucket", "subcateg
 pub fn catalog_features(catalog: &Catalog) -> ItemFeatures {
     type Get = Box<dyn Fn(&Item) -> Option<String>>;
     let mut cands: Vec<(String, Get)> = vec![
-        ("category".into(), Box::new(|it: &Item| Some(it.category.clone()))),
+        (
+            "category".into(),
+            Box::new(|it: &Item| Some(it.category.clone())),
+        ),
         ("brand".into(), Box::new(|it: &Item| Some(it.brand.clone()))),
-        ("price_log2".into(), Box::new(|it: &Item| it.price.map(price_bucket))),
+        (
+            "price_log2".into(),
+            Box::new(|it: &Item| it.price.map(price_bucket)),
+        ),
     ];
     for name in EXTRA_FEATURES {
-        cands.push((name.into(), Box::new(move |it: &Item| it.extra.get(name).cloned())));
+        cands.push((
+            name.into(),
+            Box::new(move |it: &Item| it.extra.get(name).cloned()),
+        ));
     }
     cands.push((
         "decade".into(),
@@ -213,11 +222,17 @@ impl Segments {
     }
     /// Segment of a dense user id (cold-start when unknown).
     pub fn user(&self, u: u32) -> Segment {
-        self.users.get(u as usize).copied().unwrap_or(Segment::ColdStart)
+        self.users
+            .get(u as usize)
+            .copied()
+            .unwrap_or(Segment::ColdStart)
     }
     /// Segment of a dense item id (cold-start when unknown).
     pub fn item(&self, i: u32) -> Segment {
-        self.items.get(i as usize).copied().unwrap_or(Segment::ColdStart)
+        self.items
+            .get(i as usize)
+            .copied()
+            .unwrap_or(Segment::ColdStart)
     }
 }
 

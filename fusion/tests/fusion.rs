@@ -575,7 +575,13 @@ fn world_directory_through_the_shared_reader() {
     // the world's extra catalog columns reach the categorical features
     assert_eq!(
         d.features.fields,
-        ["category", "brand", "price_log2", "top_category", "price_bucket"]
+        [
+            "category",
+            "brand",
+            "price_log2",
+            "top_category",
+            "price_bucket"
+        ]
     );
     assert_eq!(d.features.vocabs[0].names(), &["shoes", "bags"]);
     assert_eq!(d.features.vocabs[1].names(), &["acme", "bagco"]);
@@ -588,10 +594,27 @@ fn world_directory_through_the_shared_reader() {
 
     // segments before ts 21: u1 has 2 interactions (click, conversion), u2 none yet (its click
     // is at 21); i1 has 1 conversion, i2 none
-    let sg = Segments::before(&ds.log, &rule, 21, d.users.len(), d.items.len(), &Thresholds::default());
+    let sg = Segments::before(
+        &ds.log,
+        &rule,
+        21,
+        d.users.len(),
+        d.items.len(),
+        &Thresholds::default(),
+    );
     assert_eq!(sg.users, [Segment::LongTail, Segment::ColdStart]);
     assert_eq!(sg.items, [Segment::LongTail, Segment::ColdStart]);
-    let sg2 = Segments::before(&ds.log, &rule, 22, 2, 2, &Thresholds { user_long_tail_max: 1, item_long_tail_max: 0 });
+    let sg2 = Segments::before(
+        &ds.log,
+        &rule,
+        22,
+        2,
+        2,
+        &Thresholds {
+            user_long_tail_max: 1,
+            item_long_tail_max: 0,
+        },
+    );
     assert_eq!(sg2.users, [Segment::Regular, Segment::LongTail]);
     assert_eq!(sg2.items, [Segment::Regular, Segment::ColdStart]);
     assert_eq!(sg.user(99), Segment::ColdStart);
@@ -601,7 +624,16 @@ fn world_directory_through_the_shared_reader() {
     assert_eq!((s.train.len(), s.valid.len(), s.test.len()), (1, 0, 1));
     assert!(s.test.iter().all(|e| e.ts >= 20) && s.train.iter().all(|e| e.ts < 15));
     let p = dir.path().join("p.csv");
-    write_predictions_segmented(&p, &d, &s.test, &["baseline"], &[vec![0.5]], false, Some(&sg)).unwrap();
+    write_predictions_segmented(
+        &p,
+        &d,
+        &s.test,
+        &["baseline"],
+        &[vec![0.5]],
+        false,
+        Some(&sg),
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&p).unwrap();
     assert_eq!(
         text,
@@ -631,7 +663,10 @@ fn movielens_features_are_genre_and_decade() {
         it.extra.insert("release_year".into(), year.into());
         it
     };
-    let c = Catalog::from_items(vec![item("1", "Comedy", "1995"), item("2", "Drama", "1987")]);
+    let c = Catalog::from_items(vec![
+        item("1", "Comedy", "1995"),
+        item("2", "Drama", "1987"),
+    ]);
     let f = catalog_features(&c);
     assert_eq!(f.fields, ["category", "decade"]);
     assert_eq!(f.vocabs[1].names(), &["1990s", "1980s"]);

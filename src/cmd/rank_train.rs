@@ -230,7 +230,9 @@ fn make_split(
             };
             let test_from = match log {
                 Some(l) => boundary_before_end(l, test).context("the interaction log is empty")?,
-                None => last.saturating_add(1).saturating_sub(test.saturating_mul(DAY)),
+                None => last
+                    .saturating_add(1)
+                    .saturating_sub(test.saturating_mul(DAY)),
             };
             let valid_from = test_from.saturating_sub(valid.saturating_mul(DAY));
             let split = data.time_split(valid_from, test_from);
@@ -607,6 +609,160 @@ mod tests {
             seed: 1,
         };
         crate::cmd::bench_serve::run(b).unwrap();
+    }
+
+    /// A tiny world (generated here) in `dir`; returns its log's last timestamp.
+    fn tiny_world(dir: &std::path::Path) -> i64 {
+        use learnrec_eval::world::{World, WorldConfig};
+        let w = World::generate(&WorldConfig {
+            users: 120,
+            items: 60,
+            days: 20,
+            eval_days: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let log = w.simulate(None);
+        w.write(dir, &log).unwrap();
+        log.time_range().unwrap().1
+    }
+
+    #[test]
+    fn world_day_split_and_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wdir = tmp.path().join("world");
+        let last = tiny_world(&wdir);
+        let out = tmp.path().join("out");
+        let (w, o) = (wdir.to_str().unwrap(), out.to_str().unwrap());
+        run(args(&[
+            "--dir",
+            w,
+            "--out",
+            o,
+            "--epochs",
+            "1",
+            "--test-days",
+            "3",
+            "--valid-days",
+            "2",
+        ]))
+        .unwrap();
+        let boundary = last + 1 - 3 * DAY;
+        let rep: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("train_report.json")).unwrap()).unwrap();
+        assert_eq!(rep["split"]["test_from"], boundary);
+        // every test row is at or after the boundary, every train row before it (same examples
+        // as rank-train builds)
+        let ds = read_dataset_dir(&wdir).unwrap();
+        let d = io::from_log(
+            &ds.catalog,
+            &ds.log,
+            &LabelRule::default(),
+            LabelSpace::Impressions,
+            1,
+            7,
+        );
+        assert_eq!(
+            d.features.fields,
+            [
+                "category",
+                "brand",
+                "price_log2",
+                "top_category",
+                "price_bucket"
+            ]
+        );
+        let (split, from) =
+            make_split(SplitPlan::Days { test: 3, valid: 2 }, &d, Some(&ds.log)).unwrap();
+        assert_eq!(from, boundary);
+        assert!(!split.train.is_empty() && !split.test.is_empty());
+        assert!(split.test.iter().all(|e| e.ts >= boundary));
+        assert!(split.train.iter().all(|e| e.ts < boundary - 2 * DAY));
+        assert!(
+            split
+                .valid
+                .iter()
+                .all(|e| e.ts >= boundary - 2 * DAY && e.ts < boundary)
+        );
+        assert_eq!(rep["split"]["test"], split.test.len());
+        assert_eq!(rep["split"]["train"], split.train.len());
+
+        let text = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("user_id,item_id,label,score_baseline,user_segment,item_segment")
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), split.test.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &rows {
+            assert_eq!(r.len(), 6, "{r:?}");
+            for s in &r[4..] {
+                assert!(Segment::parse(s).is_some_and(|g| g.name() == *s), "{s}");
+            }
+            seen.insert((r[4], r[5]));
+        }
+        // the segments are counted before the boundary: check one user against the log
+        let sg = Segments::before(
+            &ds.log,
+            &LabelRule::default(),
+            boundary,
+            d.users.len(),
+            d.items.len(),
+            &Thresholds::default(),
+        );
+        for (e, r) in split.test.iter().zip(&rows) {
+            assert_eq!(r[0], d.users.name(e.user));
+            assert_eq!(r[4], sg.user(e.user).name());
+            assert_eq!(r[5], sg.item(e.item).name());
+        }
+        assert!(seen.len() > 1, "one segment pair only: {seen:?}");
+    }
+
+    #[test]
+    fn bad_day_splits_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wdir = tmp.path().join("world");
+        tiny_world(&wdir);
+        let (w, o) = (wdir.to_str().unwrap(), tmp.path().to_str().unwrap());
+        let e = run(args(&["--dir", w, "--out", o, "--test-days", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--test-days must be at least 1 (got 0)");
+        let e = run(args(&[
+            "--dir",
+            w,
+            "--out",
+            o,
+            "--test-days",
+            "15",
+            "--valid-days",
+            "5",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "--test-days 15 and --valid-days 5 leave no training data: the log spans"
+            ),
+            "{e}"
+        );
+        let e = run(args(&["--dir", w, "--out", o, "--valid-days=-1"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--valid-days must be at least 0 (got -1)");
+        // fractions and days are alternatives
+        let r = Cli::try_parse_from([
+            "rank-train",
+            "--out",
+            o,
+            "--test-days",
+            "3",
+            "--train-frac",
+            "0.5",
+        ]);
+        assert!(r.is_err());
     }
 
     #[test]
