@@ -129,6 +129,28 @@ impl RankingData {
             test,
         }
     }
+
+    /// Temporal split at global time boundaries (the paper's split, and `learnrec sequences
+    /// --split temporal`'s): examples with `ts < valid_from` train, `valid_from ≤ ts < test_from`
+    /// validate, `ts ≥ test_from` test. `valid_from` is clamped to at most `test_from`.
+    pub fn time_split(&self, valid_from: i64, test_from: i64) -> Split {
+        let valid_from = valid_from.min(test_from);
+        let mut s = Split::default();
+        for e in &self.examples {
+            let part = if e.ts >= test_from {
+                &mut s.test
+            } else if e.ts >= valid_from {
+                &mut s.valid
+            } else {
+                &mut s.train
+            };
+            part.push(*e);
+        }
+        for part in [&mut s.train, &mut s.valid, &mut s.test] {
+            part.sort_by_key(|e| (e.ts, e.user, e.item));
+        }
+        s
+    }
 }
 
 /// A ranker's ID vocabulary: external ids seen in training → table rows `1..`; row 0 is the

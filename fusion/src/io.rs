@@ -1,10 +1,9 @@
-//! Reading ranking data, writing predictions, saving and loading trained rankers.
+//! Building ranking examples from a dataset, writing predictions, saving and loading trained
+//! rankers.
 //!
-//! MINIMAL READERS — TO BE REPLACED by `learnrec_eval::data::reader::read_dataset_dir` (landed in
-//! main after this branch was cut): [`read_world`] reads the world's preamble CSV formats and
-//! [`read_movielens`] the RecBole atomic files, just enough to build ranking examples. The
-//! replacement is one call: `from_log(&ds.catalog, &ds.log, &LabelRule::default(), space,
-//! negatives, seed)` ([`from_log`] builds the same examples from the shared data types).
+//! Datasets are read with the shared `learnrec_eval::data::reader::read_dataset_dir` (a world
+//! directory or a RecBole directory such as MovieLens-1M); [`from_log`] turns its `Catalog` and
+//! `InteractionLog` into ranking examples.
 //!
 //! Labels:
 //! - World ([`LabelSpace::Impressions`], the default): one example per (user, item) impression
@@ -14,6 +13,10 @@
 //! - MovieLens-1M: rated = clicked, rating ≥ 4 = converted. MovieLens logs no impressions, so each
 //!   rating is an impression, and `negatives` unrated items per rating, drawn uniformly from the
 //!   catalog with the rating's timestamp, are added as non-converted impressions.
+//!
+//! Segments ([`Segments::before`]): the paper's user and item segments (Tables 6, 7), counted in
+//! the training period (every log row before the test boundary): users by their interactions —
+//! clicks, conversions and ratings (every row but impressions) — and items by conversions.
 
 use crate::data::{IdVocab, ItemFeatures, RankingData, RankingExample};
 use crate::model::{FusedRanker, FusedRankerConfig};
@@ -23,10 +26,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::Backend;
-use learnrec_eval::data::{Action, Catalog, IdMap, InteractionLog, LabelRule};
+use learnrec_eval::data::{Action, Catalog, IdMap, InteractionLog, Item, LabelRule};
+use learnrec_eval::segment::{Segment, Thresholds};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -42,303 +46,62 @@ pub enum LabelSpace {
     Clicks,
 }
 
-fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    Ok(csv::ReaderBuilder::new().flexible(false).from_reader(f))
-}
-
-fn column(headers: &csv::StringRecord, path: &Path, name: &str) -> Result<usize> {
-    headers
-        .iter()
-        .position(|h| h.trim() == name)
-        .ok_or_else(|| Error::file(path, format!("missing column `{name}`")))
-}
-
 /// Price bucket: `p<k>` with `k = ⌊log₂(1 + price)⌋` (0–1, 1–3, 3–7, … yuan).
 pub fn price_bucket(price: f64) -> String {
     format!("p{}", (1.0 + price.max(0.0)).log2().floor() as i64)
 }
 
-/// Reads `DIR/catalog.csv` and `DIR/interactions.csv` (the world's preamble formats).
-pub fn read_world(dir: &Path, space: LabelSpace) -> Result<RankingData> {
-    let cat_path = dir.join("catalog.csv");
-    let mut rd = csv_reader(&cat_path)?;
-    let h = rd
-        .headers()
-        .map_err(|e| Error::file(&cat_path, format!("cannot read the header: {e}")))?
-        .clone();
-    let (ci, cc, cb, cp) = (
-        column(&h, &cat_path, "item_id")?,
-        column(&h, &cat_path, "category")?,
-        column(&h, &cat_path, "brand")?,
-        column(&h, &cat_path, "price")?,
-    );
-    let mut items = IdMap::new();
-    let mut features = ItemFeatures::with_fields(&["category", "brand", "price_bucket"]);
-    for (n, rec) in rd.records().enumerate() {
-        let line = n as u64 + 2;
-        let rec = rec.map_err(|e| Error::parse(&cat_path, line, "*", e.to_string()))?;
-        let id = rec.get(ci).unwrap_or("").trim();
-        if id.is_empty() {
-            return Err(Error::parse(&cat_path, line, "item_id", "empty item id"));
-        }
-        if items.get(id).is_some() {
-            return Err(Error::parse(
-                &cat_path,
-                line,
-                "item_id",
-                format!("duplicate item id `{id}`"),
-            ));
-        }
-        items.intern(id);
-        let price = rec.get(cp).unwrap_or("").trim();
-        let bucket = if price.is_empty() {
-            None
-        } else {
-            let p: f64 = price.parse().map_err(|_| {
-                Error::parse(&cat_path, line, "price", format!("not a number: `{price}`"))
-            })?;
-            Some(price_bucket(p))
-        };
-        features.push_item(&[rec.get(cc), rec.get(cb), bucket.as_deref()]);
-    }
+/// Catalog `extra` columns used as categorical item features when present: the world's
+/// `top_category` and `price_bucket` (its price tier), and `subcategory`.
+pub const EXTRA_FEATURES: [&str; 3] = ["top_category", "price_bucket", "subcategory"];
 
-    let int_path = dir.join("interactions.csv");
-    let mut rd = csv_reader(&int_path)?;
-    let h = rd
-        .headers()
-        .map_err(|e| Error::file(&int_path, format!("cannot read the header: {e}")))?
-        .clone();
-    let (iu, ii, it, ia) = (
-        column(&h, &int_path, "user_id")?,
-        column(&h, &int_path, "item_id")?,
-        column(&h, &int_path, "timestamp")?,
-        column(&h, &int_path, "action")?,
-    );
-    let mut users = IdMap::new();
-    // (user, item) → (first impression ts, first click ts, converted)
-    let mut pairs: HashMap<(u32, u32), PairState> = HashMap::new();
-    for (n, rec) in rd.records().enumerate() {
-        let line = n as u64 + 2;
-        let rec = rec.map_err(|e| Error::parse(&int_path, line, "*", e.to_string()))?;
-        let uid = rec.get(iu).unwrap_or("").trim();
-        let iid = rec.get(ii).unwrap_or("").trim();
-        let item = items.get(iid).ok_or_else(|| {
-            Error::parse(
-                &int_path,
-                line,
-                "item_id",
-                format!("unknown item `{iid}` (not in catalog.csv)"),
-            )
-        })?;
-        let ts_s = rec.get(it).unwrap_or("").trim();
-        let ts: i64 = ts_s
-            .parse::<i64>()
-            .or_else(|_| ts_s.parse::<f64>().map(|v| v as i64))
-            .map_err(|_| {
-                Error::parse(
-                    &int_path,
-                    line,
-                    "timestamp",
-                    format!("not a number: `{ts_s}`"),
-                )
-            })?;
-        let act = rec.get(ia).unwrap_or("").trim();
-        let user = users.intern(uid);
-        let e = pairs.entry((user, item)).or_insert((None, None, false));
-        let min = |o: Option<i64>| Some(o.map_or(ts, |t| t.min(ts)));
-        match act {
-            "impression" => e.0 = min(e.0),
-            "click" => e.1 = min(e.1),
-            "conversion" => e.2 = true,
-            other => {
-                return Err(Error::parse(
-                    &int_path,
-                    line,
-                    "action",
-                    format!("`{other}` is not impression, click or conversion"),
-                ));
-            }
-        }
+/// Categorical item features from a catalog: `category`, `brand`, `price_log2` (the
+/// [`price_bucket`] of `price`), each column of [`EXTRA_FEATURES`], and `decade` (of a
+/// MovieLens `release_year`). A field is kept only when at least one item has a value, so
+/// MovieLens (no brand, no price) gets `category` (its genres) and `decade`.
+pub fn catalog_features(catalog: &Catalog) -> ItemFeatures {
+    type Get = Box<dyn Fn(&Item) -> Option<String>>;
+    let mut cands: Vec<(String, Get)> = vec![
+        (
+            "category".into(),
+            Box::new(|it: &Item| Some(it.category.clone())),
+        ),
+        ("brand".into(), Box::new(|it: &Item| Some(it.brand.clone()))),
+        (
+            "price_log2".into(),
+            Box::new(|it: &Item| it.price.map(price_bucket)),
+        ),
+    ];
+    for name in EXTRA_FEATURES {
+        cands.push((
+            name.into(),
+            Box::new(move |it: &Item| it.extra.get(name).cloned()),
+        ));
     }
-    let mut examples: Vec<RankingExample> = pairs
-        .into_iter()
-        .filter_map(|((user, item), (imp, click, conv))| {
-            let ts = match space {
-                LabelSpace::Impressions => imp.or(click)?,
-                LabelSpace::Clicks => click.or(if conv { imp } else { None })?,
-            };
-            Some(RankingExample {
-                user,
-                item,
-                ts,
-                label: f32::from(u8::from(conv)),
-                weight: 1.0,
-            })
-        })
-        .collect();
-    examples.sort_by_key(|e| (e.ts, e.user, e.item));
-    Ok(RankingData {
-        users,
-        items,
-        features,
-        examples,
-    })
-}
-
-fn atomic_header(path: &Path, line: &str, want: &[&str]) -> Result<Vec<usize>> {
-    let cols: Vec<&str> = line
-        .split('\t')
-        .map(|c| c.split(':').next().unwrap_or("").trim())
-        .collect();
-    want.iter()
-        .map(|w| {
-            cols.iter()
-                .position(|c| c == w)
-                .ok_or_else(|| Error::file(path, format!("missing column `{w}` in the header")))
-        })
-        .collect()
-}
-
-/// Reads MovieLens-1M in RecBole atomic format (`DIR/ml-1m.inter`, `DIR/ml-1m.item`), adding
-/// `negatives` sampled unrated items per rating (see the module docs). `max_users` keeps the
-/// first users (by id order of the file) when non-zero, for faster runs.
-pub fn read_movielens(
-    dir: &Path,
-    negatives: usize,
-    max_users: usize,
-    seed: u64,
-) -> Result<RankingData> {
-    let item_path = dir.join("ml-1m.item");
-    let text = std::fs::read_to_string(&item_path).map_err(|e| Error::io(&item_path, e))?;
-    let mut lines = text.lines();
-    let head = lines
-        .next()
-        .ok_or_else(|| Error::file(&item_path, "empty file"))?;
-    let c = atomic_header(&item_path, head, &["item_id", "release_year", "genre"])?;
-    let mut items = IdMap::new();
-    let mut features = ItemFeatures::with_fields(&["genre", "decade"]);
-    for (n, l) in lines.enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = l.split('\t').collect();
-        let get = |k: usize| f.get(c[k]).map(|s| s.trim()).unwrap_or("");
-        let id = get(0);
-        if id.is_empty() {
-            return Err(Error::parse(
-                &item_path,
-                n as u64 + 2,
-                "item_id",
-                "empty item id",
-            ));
-        }
-        if items.get(id).is_some() {
-            continue;
-        }
-        items.intern(id);
-        let genre = get(2).split_whitespace().next();
-        let decade = get(1)
-            .parse::<i32>()
-            .ok()
-            .map(|y| format!("{}s", y / 10 * 10));
-        features.push_item(&[genre, decade.as_deref()]);
+    cands.push((
+        "decade".into(),
+        Box::new(|it: &Item| {
+            let y: i32 = it.extra.get("release_year")?.trim().parse().ok()?;
+            Some(format!("{}s", y / 10 * 10))
+        }),
+    ));
+    let nonempty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    cands.retain(|(_, get)| catalog.items.iter().any(|it| nonempty(&get(it))));
+    let names: Vec<&str> = cands.iter().map(|(n, _)| n.as_str()).collect();
+    let mut features = ItemFeatures::with_fields(&names);
+    for it in &catalog.items {
+        let vals: Vec<Option<String>> = cands.iter().map(|(_, get)| get(it)).collect();
+        let refs: Vec<Option<&str>> = vals.iter().map(|v| v.as_deref().map(str::trim)).collect();
+        features.push_item(&refs);
     }
-
-    let inter_path = dir.join("ml-1m.inter");
-    let text = std::fs::read_to_string(&inter_path).map_err(|e| Error::io(&inter_path, e))?;
-    let mut lines = text.lines();
-    let head = lines
-        .next()
-        .ok_or_else(|| Error::file(&inter_path, "empty file"))?;
-    let c = atomic_header(
-        &inter_path,
-        head,
-        &["user_id", "item_id", "rating", "timestamp"],
-    )?;
-    let mut users = IdMap::new();
-    let mut rated: Vec<(u32, u32, i64, f32)> = Vec::new();
-    for (n, l) in lines.enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        let line = n as u64 + 2;
-        let f: Vec<&str> = l.split('\t').collect();
-        let get = |k: usize| f.get(c[k]).map(|s| s.trim()).unwrap_or("");
-        let uid = get(0);
-        if max_users > 0 && users.get(uid).is_none() && users.len() >= max_users {
-            continue;
-        }
-        let item = items.get(get(1)).ok_or_else(|| {
-            Error::parse(
-                &inter_path,
-                line,
-                "item_id",
-                format!("unknown item `{}`", get(1)),
-            )
-        })?;
-        let rating: f32 = get(2).parse().map_err(|_| {
-            Error::parse(
-                &inter_path,
-                line,
-                "rating",
-                format!("not a number: `{}`", get(2)),
-            )
-        })?;
-        let ts: f64 = get(3).parse().map_err(|_| {
-            Error::parse(
-                &inter_path,
-                line,
-                "timestamp",
-                format!("not a number: `{}`", get(3)),
-            )
-        })?;
-        rated.push((users.intern(uid), item, ts as i64, rating));
-    }
-    let seen: HashSet<(u32, u32)> = rated.iter().map(|r| (r.0, r.1)).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut examples = Vec::with_capacity(rated.len() * (1 + negatives));
-    let n_items = items.len() as u32;
-    for &(user, item, ts, rating) in &rated {
-        examples.push(RankingExample {
-            user,
-            item,
-            ts,
-            label: f32::from(u8::from(rating >= 4.0)),
-            weight: 1.0,
-        });
-        let mut added = 0;
-        let mut tries = 0;
-        while added < negatives && tries < 50 * negatives.max(1) && n_items > 0 {
-            tries += 1;
-            let neg = rng.random_range(0..n_items);
-            if !seen.contains(&(user, neg)) {
-                examples.push(RankingExample {
-                    user,
-                    item: neg,
-                    ts,
-                    label: 0.0,
-                    weight: 1.0,
-                });
-                added += 1;
-            }
-        }
-    }
-    examples.sort_by_key(|e| (e.ts, e.user, e.item));
-    Ok(RankingData {
-        users,
-        items,
-        features,
-        examples,
-    })
+    features
 }
 
 /// Builds ranking examples from the project's shared data types (what
 /// `learnrec_eval::data::reader::read_dataset_dir` returns), with the labels of the module docs:
 /// pairs with an impression (or, when the log has no impressions at all — MovieLens — every
 /// clicked/rated pair plus `negatives` sampled unclicked items per click) become examples;
-/// `rule` decides what counts as a click and a conversion. Item features: category, brand and
-/// price bucket from the catalog.
+/// `rule` decides what counts as a click and a conversion. Item features: [`catalog_features`].
 pub fn from_log(
     catalog: &Catalog,
     log: &InteractionLog,
@@ -347,15 +110,7 @@ pub fn from_log(
     negatives: usize,
     seed: u64,
 ) -> RankingData {
-    let mut features = ItemFeatures::with_fields(&["category", "brand", "price_bucket"]);
-    for it in &catalog.items {
-        let bucket = it.price.map(price_bucket);
-        features.push_item(&[
-            Some(it.category.as_str()),
-            Some(it.brand.as_str()),
-            bucket.as_deref(),
-        ]);
-    }
+    let features = catalog_features(catalog);
     let has_impressions = log.rows.iter().any(|r| r.action == Action::Impression);
     // (user, item) → (first impression ts, first click ts, converted)
     let mut pairs: HashMap<(u32, u32), PairState> = HashMap::new();
@@ -426,6 +181,61 @@ pub fn from_log(
     }
 }
 
+/// The paper's user and item segments (Tables 6, 7) of every dense user and item id, counted in
+/// a training period.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Segments {
+    /// Per dense user id.
+    pub users: Vec<Segment>,
+    /// Per dense item id.
+    pub items: Vec<Segment>,
+}
+
+impl Segments {
+    /// Segments from the log rows with `ts < boundary`: a user's count is its interactions —
+    /// rows that `rule` calls a click (clicks, conversions, ratings; impressions are not
+    /// interactions) — and an item's count its conversions (`rule.is_conversion`: purchases, or
+    /// MovieLens ratings ≥ 4). `n_users`/`n_items` size the tables (ids with no rows are
+    /// cold-start).
+    pub fn before(
+        log: &InteractionLog,
+        rule: &LabelRule,
+        boundary: i64,
+        n_users: usize,
+        n_items: usize,
+        th: &Thresholds,
+    ) -> Segments {
+        let mut uc = vec![0u64; n_users.max(log.users.len())];
+        let mut ic = vec![0u64; n_items.max(log.items.len())];
+        for r in log.rows.iter().filter(|r| r.ts < boundary) {
+            if rule.is_click(r) {
+                uc[r.user as usize] += 1;
+            }
+            if rule.is_conversion(r) {
+                ic[r.item as usize] += 1;
+            }
+        }
+        Segments {
+            users: uc.into_iter().map(|c| th.user(c)).collect(),
+            items: ic.into_iter().map(|c| th.item(c)).collect(),
+        }
+    }
+    /// Segment of a dense user id (cold-start when unknown).
+    pub fn user(&self, u: u32) -> Segment {
+        self.users
+            .get(u as usize)
+            .copied()
+            .unwrap_or(Segment::ColdStart)
+    }
+    /// Segment of a dense item id (cold-start when unknown).
+    pub fn item(&self, i: u32) -> Segment {
+        self.items
+            .get(i as usize)
+            .copied()
+            .unwrap_or(Segment::ColdStart)
+    }
+}
+
 /// Writes the predictions file of `fusion-eval`: `user_id,item_id,label,score_<model>…[,weight]`
 /// (the weight column only when `with_weight`). `scores[k]` holds model `names[k]`'s scores.
 pub fn write_predictions(
@@ -435,6 +245,20 @@ pub fn write_predictions(
     names: &[&str],
     scores: &[Vec<f32>],
     with_weight: bool,
+) -> Result<()> {
+    write_predictions_segmented(path, data, examples, names, scores, with_weight, None)
+}
+
+/// [`write_predictions`] with, when `segments` is given, the columns `user_segment` and
+/// `item_segment` (`cold-start|long-tail|regular`) that `fusion-eval` reads.
+pub fn write_predictions_segmented(
+    path: &Path,
+    data: &RankingData,
+    examples: &[RankingExample],
+    names: &[&str],
+    scores: &[Vec<f32>],
+    with_weight: bool,
+    segments: Option<&Segments>,
 ) -> Result<()> {
     if names.len() != scores.len() || scores.iter().any(|s| s.len() != examples.len()) {
         return Err(Error::Invalid(
@@ -448,6 +272,9 @@ pub fn write_predictions(
         }
         if with_weight {
             write!(w, ",weight")?;
+        }
+        if segments.is_some() {
+            write!(w, ",user_segment,item_segment")?;
         }
         writeln!(w)?;
         for (k, e) in examples.iter().enumerate() {
@@ -463,6 +290,9 @@ pub fn write_predictions(
             }
             if with_weight {
                 write!(w, ",{}", e.weight)?;
+            }
+            if let Some(sg) = segments {
+                write!(w, ",{},{}", sg.user(e.user), sg.item(e.item))?;
             }
             writeln!(w)?;
         }

@@ -546,65 +546,130 @@ fn examples_from_the_shared_log_types() {
 }
 
 #[test]
-fn world_reader_reads_the_preamble_format_and_names_bad_fields() {
-    use learnrec_fusion::io::{LabelSpace, read_world};
+fn world_directory_through_the_shared_reader() {
+    use learnrec_eval::data::LabelRule;
+    use learnrec_eval::data::reader::read_dataset_dir;
+    use learnrec_eval::segment::{Segment, Thresholds};
+    use learnrec_fusion::io::{LabelSpace, Segments, from_log, write_predictions_segmented};
     let dir = tempfile::tempdir().unwrap();
-    let cat = "item_id,title,category,brand,price,keywords,attributes,available_from\n\
-               i1,Red shoe,shoes,acme,9.9,\"red,shoe\",\"size:40\",\n\
-               i2,Blue bag,bags,bagco,120,,,1000\n";
+    let cat = "item_id,title,category,brand,price,keywords,attributes,available_from,top_category,price_bucket\n\
+               i1,Red shoe,shoes,acme,9.9,\"red,shoe\",\"size:40\",,fashion,0\n\
+               i2,Blue bag,bags,bagco,120,,,1000,fashion,2\n";
     std::fs::write(dir.path().join("catalog.csv"), cat).unwrap();
     let inter = "user_id,item_id,timestamp,action,value,revenue\n\
                  u1,i1,10,impression,,\n\
                  u1,i1,11,click,,\n\
                  u1,i1,12,conversion,1,9.9\n\
-                 u2,i2,20,impression,,\n";
+                 u2,i2,20,impression,,\n\
+                 u2,i2,21,click,,\n";
     std::fs::write(dir.path().join("interactions.csv"), inter).unwrap();
-    let d = read_world(dir.path(), LabelSpace::Impressions).unwrap();
+    let ds = read_dataset_dir(dir.path()).unwrap();
+    let rule = LabelRule::default();
+    let d = from_log(&ds.catalog, &ds.log, &rule, LabelSpace::Impressions, 1, 1);
     let got: Vec<(&str, &str, f32)> = d
         .examples
         .iter()
         .map(|e| (d.users.name(e.user), d.items.name(e.item), e.label))
         .collect();
     assert_eq!(got, vec![("u1", "i1", 1.0), ("u2", "i2", 0.0)]);
+    // the world's extra catalog columns reach the categorical features
+    assert_eq!(
+        d.features.fields,
+        [
+            "category",
+            "brand",
+            "price_log2",
+            "top_category",
+            "price_bucket"
+        ]
+    );
+    assert_eq!(d.features.vocabs[0].names(), &["shoes", "bags"]);
+    assert_eq!(d.features.vocabs[1].names(), &["acme", "bagco"]);
     assert_eq!(d.features.vocabs[2].names(), &["p3", "p6"]);
-    let d = read_world(dir.path(), LabelSpace::Clicks).unwrap();
-    assert_eq!(d.examples.len(), 1);
+    assert_eq!(d.features.vocabs[3].names(), &["fashion"]);
+    assert_eq!(d.features.vocabs[4].names(), &["0", "2"]);
+    assert_eq!(d.features.values.len(), 2 * 5);
+    let d = from_log(&ds.catalog, &ds.log, &rule, LabelSpace::Clicks, 1, 1);
+    assert_eq!(d.examples.len(), 2);
 
-    std::fs::write(
-        dir.path().join("interactions.csv"),
-        format!("{inter}u3,i2,30,like,,\n"),
+    // segments before ts 21: u1 has 2 interactions (click, conversion), u2 none yet (its click
+    // is at 21); i1 has 1 conversion, i2 none
+    let sg = Segments::before(
+        &ds.log,
+        &rule,
+        21,
+        d.users.len(),
+        d.items.len(),
+        &Thresholds::default(),
+    );
+    assert_eq!(sg.users, [Segment::LongTail, Segment::ColdStart]);
+    assert_eq!(sg.items, [Segment::LongTail, Segment::ColdStart]);
+    let sg2 = Segments::before(
+        &ds.log,
+        &rule,
+        22,
+        2,
+        2,
+        &Thresholds {
+            user_long_tail_max: 1,
+            item_long_tail_max: 0,
+        },
+    );
+    assert_eq!(sg2.users, [Segment::Regular, Segment::LongTail]);
+    assert_eq!(sg2.items, [Segment::Regular, Segment::ColdStart]);
+    assert_eq!(sg.user(99), Segment::ColdStart);
+
+    // time split at boundaries, and the segment columns of the predictions file
+    let s = d.time_split(15, 20);
+    assert_eq!((s.train.len(), s.valid.len(), s.test.len()), (1, 0, 1));
+    assert!(s.test.iter().all(|e| e.ts >= 20) && s.train.iter().all(|e| e.ts < 15));
+    let p = dir.path().join("p.csv");
+    write_predictions_segmented(
+        &p,
+        &d,
+        &s.test,
+        &["baseline"],
+        &[vec![0.5]],
+        false,
+        Some(&sg),
     )
     .unwrap();
-    let e = read_world(dir.path(), LabelSpace::Impressions)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.ends_with(
-            "interactions.csv:6: field `action`: `like` is not impression, click or conversion"
-        ),
-        "{e}"
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(
+        text,
+        "user_id,item_id,label,score_baseline,user_segment,item_segment\nu2,i2,0,0.5,cold-start,cold-start\n"
     );
+
+    // bad input is named by the shared reader
     std::fs::write(
         dir.path().join("interactions.csv"),
         format!("{inter}u3,i9,30,click,,\n"),
     )
     .unwrap();
-    let e = read_world(dir.path(), LabelSpace::Impressions)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("interactions.csv:6: field `item_id`: unknown item `i9`"),
-        "{e}"
-    );
-    std::fs::write(
-        dir.path().join("catalog.csv"),
-        "item_id,title,brand,price\n",
-    )
-    .unwrap();
-    let e = read_world(dir.path(), LabelSpace::Impressions)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("catalog.csv: missing column `category`"), "{e}");
+    let e = read_dataset_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("interactions.csv") && e.contains("i9"), "{e}");
+}
+
+#[test]
+fn movielens_features_are_genre_and_decade() {
+    use learnrec_eval::data::{Catalog, Item};
+    use learnrec_fusion::io::catalog_features;
+    let item = |id: &str, genre: &str, year: &str| {
+        let mut it = Item {
+            id: id.into(),
+            category: genre.into(),
+            ..Default::default()
+        };
+        it.extra.insert("release_year".into(), year.into());
+        it
+    };
+    let c = Catalog::from_items(vec![
+        item("1", "Comedy", "1995"),
+        item("2", "Drama", "1987"),
+    ]);
+    let f = catalog_features(&c);
+    assert_eq!(f.fields, ["category", "decade"]);
+    assert_eq!(f.vocabs[1].names(), &["1990s", "1980s"]);
 }
 
 #[test]

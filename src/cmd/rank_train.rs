@@ -1,17 +1,35 @@
 //! `learnrec rank-train`: trains the baseline and the LEARN-fused rankers on the same temporal
 //! split, writes the test predictions for `fusion-eval` and saves both rankers for `ab-sim`.
 //!
+//! Datasets are read with `learnrec_eval::data::reader::read_dataset_dir` (world or RecBole
+//! directory) and turned into examples by `learnrec_fusion::io::from_log`.
+//!
+//! Split: a global time split. With `--test-days N` the test period is the last N days of the
+//! log (`learnrec_eval::split::boundary_before_end`, the boundary of `learnrec sequences --split
+//! temporal --target-days N`), validation the `--valid-days` before it, training everything
+//! earlier — so LEARN user embeddings exported from histories before that boundary never see a
+//! test-period positive. Default: the world uses 7 + 7 days; MovieLens (whose last weeks are
+//! sparse) and the toy use the fractions `--train-frac 0.8 --valid-frac 0.1` of examples by time.
+//!
 //! Output in `--out`: `predictions.csv` (`user_id,item_id,label,score_baseline,score_fused`
-//! [`,weight`]), `rankers/` (`baseline.mpk`, `fused.mpk`, `rankers.json`), `train_report.json`;
-//! with `--data toy` also the toy's stores (`user.safetensors`, `item.safetensors`,
-//! `content.safetensors`) so that `bench-serve` can reuse them.
+//! [`,weight`]`,user_segment,item_segment`), `rankers/` (`baseline.mpk`, `fused.mpk`,
+//! `rankers.json`), `train_report.json`; with `--data toy` also the toy's stores
+//! (`user.safetensors`, `item.safetensors`, `content.safetensors`) so that `bench-serve` can
+//! reuse them. Segments (paper Tables 6, 7, default thresholds) are counted in the training
+//! period — every log row before the test boundary: users by interactions (clicks, conversions,
+//! ratings), items by conversions (MovieLens: ratings ≥ 4); see `learnrec_fusion::io::Segments`.
+//! The toy has no interaction log and writes no segment columns.
 
 use anyhow::Context as _;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
+use learnrec_eval::data::reader::read_dataset_dir;
+use learnrec_eval::data::{InteractionLog, LabelRule};
+use learnrec_eval::segment::{Segment, Thresholds};
+use learnrec_eval::split::{DAY, boundary_before_end};
 use learnrec_eval::store::{EmbeddingStore, StoreKind};
-use learnrec_fusion::data::{Batcher, IdVocab, RankingData};
-use learnrec_fusion::io::{self, LabelSpace, RankersMeta};
+use learnrec_fusion::data::{Batcher, IdVocab, RankingData, Split};
+use learnrec_fusion::io::{self, LabelSpace, RankersMeta, Segments};
 use learnrec_fusion::lookup::load_store;
 use learnrec_fusion::metrics::auc;
 use learnrec_fusion::toy::{Toy, ToyConfig};
@@ -84,7 +102,7 @@ pub struct Args {
     /// MovieLens: sampled unrated items per rating (as non-converted impressions).
     #[arg(long, default_value_t = 1)]
     pub negatives: usize,
-    /// MovieLens: keep only the first N users (0 = all).
+    /// Keep only the first N users of the log file (0 = all; for quick MovieLens runs).
     #[arg(long, default_value_t = 0)]
     pub max_users: usize,
     /// Toy: users and items.
@@ -135,11 +153,18 @@ pub struct Args {
     /// Weight the losses by sample weights (and write a weight column).
     #[arg(long)]
     pub use_weights: bool,
-    /// Fractions of examples (by time) for training and validation; the rest is test.
-    #[arg(long, default_value_t = 0.8)]
-    pub train_frac: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub valid_frac: f64,
+    /// Test period: the last N days of the log (global time split; default 7 for the world).
+    #[arg(long, conflicts_with_all = ["train_frac", "valid_frac"])]
+    pub test_days: Option<i64>,
+    /// Validation period: the N days before the test period (default 7 with day splits).
+    #[arg(long, conflicts_with_all = ["train_frac", "valid_frac"])]
+    pub valid_days: Option<i64>,
+    /// Alternative to days: fractions of examples (by time) for training (default 0.8) and
+    /// validation (default 0.1); the rest is test. Default for MovieLens and the toy.
+    #[arg(long)]
+    pub train_frac: Option<f64>,
+    #[arg(long)]
+    pub valid_frac: Option<f64>,
     /// Cap steps per epoch (0 = none; for quick benchmarks).
     #[arg(long, default_value_t = 0)]
     pub max_steps: usize,
@@ -147,15 +172,96 @@ pub struct Args {
     pub seed: u64,
 }
 
-pub fn run(a: Args) -> anyhow::Result<()> {
-    if !(a.train_frac > 0.0 && a.valid_frac >= 0.0 && a.train_frac + a.valid_frac < 1.0) {
-        anyhow::bail!("--train-frac and --valid-frac must be > 0, ≥ 0 and sum below 1");
+/// How the examples are split in time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SplitPlan {
+    /// Test = the last `test` days of the log, validation the `valid` days before.
+    Days { test: i64, valid: i64 },
+    /// Fractions of examples by time.
+    Fractions { train: f64, valid: f64 },
+}
+
+fn split_plan(a: &Args) -> anyhow::Result<SplitPlan> {
+    let plan = if a.test_days.is_some() || a.valid_days.is_some() {
+        SplitPlan::Days {
+            test: a.test_days.unwrap_or(7),
+            valid: a.valid_days.unwrap_or(7),
+        }
+    } else if a.train_frac.is_some() || a.valid_frac.is_some() || a.data != Source::World {
+        SplitPlan::Fractions {
+            train: a.train_frac.unwrap_or(0.8),
+            valid: a.valid_frac.unwrap_or(0.1),
+        }
+    } else {
+        SplitPlan::Days { test: 7, valid: 7 }
+    };
+    match plan {
+        SplitPlan::Days { test, valid } => {
+            anyhow::ensure!(test >= 1, "--test-days must be at least 1 (got {test})");
+            anyhow::ensure!(valid >= 0, "--valid-days must be at least 0 (got {valid})");
+        }
+        SplitPlan::Fractions { train, valid } => {
+            if !(train > 0.0 && valid >= 0.0 && train + valid < 1.0) {
+                anyhow::bail!("--train-frac and --valid-frac must be > 0, ≥ 0 and sum below 1");
+            }
+        }
     }
+    Ok(plan)
+}
+
+/// Splits `data`; returns the split and the test boundary (first second of the test period).
+/// `log` (when the data has one) gives the log's time range for day splits.
+fn make_split(
+    plan: SplitPlan,
+    data: &RankingData,
+    log: Option<&InteractionLog>,
+) -> anyhow::Result<(Split, i64)> {
+    match plan {
+        SplitPlan::Days { test, valid } => {
+            let (first, last) = match log.and_then(InteractionLog::time_range) {
+                Some(r) => r,
+                None => {
+                    let ts = data.examples.iter().map(|e| e.ts);
+                    match (ts.clone().min(), ts.max()) {
+                        (Some(a), Some(b)) => (a, b),
+                        _ => anyhow::bail!("the dataset has no examples"),
+                    }
+                }
+            };
+            let test_from = match log {
+                Some(l) => boundary_before_end(l, test).context("the interaction log is empty")?,
+                None => last
+                    .saturating_add(1)
+                    .saturating_sub(test.saturating_mul(DAY)),
+            };
+            let valid_from = test_from.saturating_sub(valid.saturating_mul(DAY));
+            let split = data.time_split(valid_from, test_from);
+            if split.train.is_empty() {
+                anyhow::bail!(
+                    "--test-days {test} and --valid-days {valid} leave no training data: the log \
+                     spans {:.1} days",
+                    (last - first + 1) as f64 / DAY as f64
+                );
+            }
+            Ok((split, test_from))
+        }
+        SplitPlan::Fractions { train, valid } => {
+            let split = data.temporal_split(train, valid);
+            let test_from = split.test.first().map_or(i64::MAX, |e| e.ts);
+            Ok((split, test_from))
+        }
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let plan = split_plan(&a)?;
     let need_dir = || {
         a.dir
             .clone()
             .context("--dir is required with --data world/movielens")
     };
+    let rule = LabelRule::default();
+    let mut log: Option<InteractionLog> = None;
     let (data, stores): (
         RankingData,
         Option<(EmbeddingStore, EmbeddingStore, Option<EmbeddingStore>)>,
@@ -177,17 +283,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 Some((toy.user_store, toy.item_store, Some(toy.content_store))),
             )
         }
-        Source::World => {
+        Source::World | Source::Movielens => {
             let space = match a.space {
                 Space::Impressions => LabelSpace::Impressions,
                 Space::Clicks => LabelSpace::Clicks,
             };
-            (io::read_world(&need_dir()?, space)?, None)
+            let ds = read_dataset_dir(need_dir()?)?;
+            let mut l = ds.log;
+            if a.max_users > 0 {
+                l.rows.retain(|r| (r.user as usize) < a.max_users);
+            }
+            let d = io::from_log(&ds.catalog, &l, &rule, space, a.negatives, a.seed);
+            log = Some(l);
+            (d, None)
         }
-        Source::Movielens => (
-            io::read_movielens(&need_dir()?, a.negatives, a.max_users, a.seed)?,
-            None,
-        ),
     };
     let stores = match (stores, &a.user_store, &a.item_store) {
         (Some(s), _, _) => Some(s),
@@ -205,18 +314,43 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     };
 
-    let split = data.temporal_split(a.train_frac, a.valid_frac);
+    let (split, test_from) = make_split(plan, &data, log.as_ref())?;
     eprintln!(
-        "{} examples ({} users, {} items): train {}, valid {}, test {}",
+        "{} examples ({} users, {} items, item features: {}): train {}, valid {}, test {}",
         data.examples.len(),
         data.users.len(),
         data.items.len(),
+        data.features.fields.join(", "),
         split.train.len(),
         split.valid.len(),
         split.test.len()
     );
     if split.test.is_empty() {
         anyhow::bail!("the test split is empty: not enough examples");
+    }
+    let segments = log.as_ref().map(|l| {
+        Segments::before(
+            l,
+            &rule,
+            test_from,
+            data.users.len(),
+            data.items.len(),
+            &Thresholds::default(),
+        )
+    });
+    if let Some(sg) = &segments {
+        let count = |f: &dyn Fn(&learnrec_fusion::data::RankingExample) -> Segment, s: Segment| {
+            split.test.iter().filter(|e| f(e) == s).count()
+        };
+        let line = |name: &str, f: &dyn Fn(&learnrec_fusion::data::RankingExample) -> Segment| {
+            let parts: Vec<String> = Segment::ALL
+                .iter()
+                .map(|&s| format!("{s} {}", count(f, s)))
+                .collect();
+            eprintln!("test rows by {name} segment: {}", parts.join(", "));
+        };
+        line("user", &|e| sg.user(e.user));
+        line("item", &|e| sg.item(e.item));
     }
     let users = IdVocab::fit(&data.users, split.train.iter().map(|e| e.user));
     let items = IdVocab::fit(&data.items, split.train.iter().map(|e| e.item));
@@ -363,7 +497,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 
     let pred = a.out.join("predictions.csv");
-    io::write_predictions(&pred, &data, &split.test, &names, &scores, a.use_weights)?;
+    io::write_predictions_segmented(
+        &pred,
+        &data,
+        &split.test,
+        &names,
+        &scores,
+        a.use_weights,
+        segments.as_ref(),
+    )?;
     let meta = RankersMeta {
         baseline: rc,
         fused: fused_cfg,
@@ -374,6 +516,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         features: data.features.clone(),
     };
     io::save_rankers(&a.out.join("rankers"), &meta, &base, fused_model.as_ref())?;
+    reports.insert(
+        "split".into(),
+        serde_json::json!({
+            "test_from": test_from,
+            "train": split.train.len(),
+            "valid": split.valid.len(),
+            "test": split.test.len(),
+        }),
+    );
     let rep = serde_json::to_vec_pretty(&serde_json::Value::Object(reports))?;
     learnrec_eval::atomic::write(&a.out.join("train_report.json"), &rep)?;
     eprintln!(
@@ -458,6 +609,160 @@ mod tests {
             seed: 1,
         };
         crate::cmd::bench_serve::run(b).unwrap();
+    }
+
+    /// A tiny world (generated here) in `dir`; returns its log's last timestamp.
+    fn tiny_world(dir: &std::path::Path) -> i64 {
+        use learnrec_eval::world::{World, WorldConfig};
+        let w = World::generate(&WorldConfig {
+            users: 120,
+            items: 60,
+            days: 20,
+            eval_days: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let log = w.simulate(None);
+        w.write(dir, &log).unwrap();
+        log.time_range().unwrap().1
+    }
+
+    #[test]
+    fn world_day_split_and_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wdir = tmp.path().join("world");
+        let last = tiny_world(&wdir);
+        let out = tmp.path().join("out");
+        let (w, o) = (wdir.to_str().unwrap(), out.to_str().unwrap());
+        run(args(&[
+            "--dir",
+            w,
+            "--out",
+            o,
+            "--epochs",
+            "1",
+            "--test-days",
+            "3",
+            "--valid-days",
+            "2",
+        ]))
+        .unwrap();
+        let boundary = last + 1 - 3 * DAY;
+        let rep: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("train_report.json")).unwrap()).unwrap();
+        assert_eq!(rep["split"]["test_from"], boundary);
+        // every test row is at or after the boundary, every train row before it (same examples
+        // as rank-train builds)
+        let ds = read_dataset_dir(&wdir).unwrap();
+        let d = io::from_log(
+            &ds.catalog,
+            &ds.log,
+            &LabelRule::default(),
+            LabelSpace::Impressions,
+            1,
+            7,
+        );
+        assert_eq!(
+            d.features.fields,
+            [
+                "category",
+                "brand",
+                "price_log2",
+                "top_category",
+                "price_bucket"
+            ]
+        );
+        let (split, from) =
+            make_split(SplitPlan::Days { test: 3, valid: 2 }, &d, Some(&ds.log)).unwrap();
+        assert_eq!(from, boundary);
+        assert!(!split.train.is_empty() && !split.test.is_empty());
+        assert!(split.test.iter().all(|e| e.ts >= boundary));
+        assert!(split.train.iter().all(|e| e.ts < boundary - 2 * DAY));
+        assert!(
+            split
+                .valid
+                .iter()
+                .all(|e| e.ts >= boundary - 2 * DAY && e.ts < boundary)
+        );
+        assert_eq!(rep["split"]["test"], split.test.len());
+        assert_eq!(rep["split"]["train"], split.train.len());
+
+        let text = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("user_id,item_id,label,score_baseline,user_segment,item_segment")
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), split.test.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &rows {
+            assert_eq!(r.len(), 6, "{r:?}");
+            for s in &r[4..] {
+                assert!(Segment::parse(s).is_some_and(|g| g.name() == *s), "{s}");
+            }
+            seen.insert((r[4], r[5]));
+        }
+        // the segments are counted before the boundary: check one user against the log
+        let sg = Segments::before(
+            &ds.log,
+            &LabelRule::default(),
+            boundary,
+            d.users.len(),
+            d.items.len(),
+            &Thresholds::default(),
+        );
+        for (e, r) in split.test.iter().zip(&rows) {
+            assert_eq!(r[0], d.users.name(e.user));
+            assert_eq!(r[4], sg.user(e.user).name());
+            assert_eq!(r[5], sg.item(e.item).name());
+        }
+        assert!(seen.len() > 1, "one segment pair only: {seen:?}");
+    }
+
+    #[test]
+    fn bad_day_splits_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wdir = tmp.path().join("world");
+        tiny_world(&wdir);
+        let (w, o) = (wdir.to_str().unwrap(), tmp.path().to_str().unwrap());
+        let e = run(args(&["--dir", w, "--out", o, "--test-days", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--test-days must be at least 1 (got 0)");
+        let e = run(args(&[
+            "--dir",
+            w,
+            "--out",
+            o,
+            "--test-days",
+            "15",
+            "--valid-days",
+            "5",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "--test-days 15 and --valid-days 5 leave no training data: the log spans"
+            ),
+            "{e}"
+        );
+        let e = run(args(&["--dir", w, "--out", o, "--valid-days=-1"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--valid-days must be at least 0 (got -1)");
+        // fractions and days are alternatives
+        let r = Cli::try_parse_from([
+            "rank-train",
+            "--out",
+            o,
+            "--test-days",
+            "3",
+            "--train-frac",
+            "0.5",
+        ]);
+        assert!(r.is_err());
     }
 
     #[test]
