@@ -100,6 +100,8 @@ struct Stage {
     name: &'static str,
     argv: Vec<String>,
     outputs: Vec<PathBuf>,
+    /// When this file exists (a killed run's checkpoint), the command gets `--resume`.
+    resume_from: Option<PathBuf>,
 }
 
 fn s(p: &Path) -> String {
@@ -135,29 +137,26 @@ pub fn run(a: Args) -> Result<()> {
         DataArg::World => stages.push(Stage {
             name: "world",
             argv: argv!["world", "--out", s(&data_dir), "--users", a.users, "--items", a.items, "--days", a.days, "--seed", seed],
-            outputs: vec![catalog.clone(), data_dir.join("interactions.csv"), data_dir.join("world.json")],
-        }),
+            outputs: vec![catalog.clone(), data_dir.join("interactions.csv"), data_dir.join("world.json")], resume_from: None }),
         DataArg::Movielens1m => stages.push(Stage {
             name: "fetch-data",
             argv: argv!["fetch", "movielens-1m"],
-            outputs: vec![catalog.clone()],
-        }),
+            outputs: vec![catalog.clone()], resume_from: None }),
     }
     stages.push(Stage {
         name: "fetch-encoder",
         argv: argv!["fetch", a.encoder.name()],
-        outputs: vec![assets::path_of(a.encoder.asset())],
-    });
+        outputs: vec![assets::path_of(a.encoder.asset())], resume_from: None });
     let mut embed = argv!["embed", "--model", a.encoder.name(), "--items", s(&catalog), "--out", s(&content)];
     if a.data == DataArg::Movielens1m {
         embed.extend(argv!["--template", "{title} | {category}"]);
     }
-    stages.push(Stage { name: "embed", argv: embed, outputs: vec![content.clone()] });
+    stages.push(Stage { name: "embed", argv: embed, outputs: vec![content.clone()], resume_from: None });
     let mut sequences = argv!["sequences", "--data", s(&data_dir), "--out", s(&seq), "--split", split];
     if a.data == DataArg::Movielens1m {
         sequences.extend(argv!["--target-len", "10"]);
     }
-    stages.push(Stage { name: "sequences", argv: sequences, outputs: vec![seq.join("train.jsonl"), seq.join("test.jsonl")] });
+    stages.push(Stage { name: "sequences", argv: sequences, outputs: vec![seq.join("train.jsonl"), seq.join("test.jsonl")], resume_from: None });
     let tower_flags = |input: &str, dir: &Path| {
         let mut v = argv![
             "train", "--sequences", s(&seq.join("train.jsonl")), "--out", s(dir), "--input", input,
@@ -174,7 +173,12 @@ pub fn run(a: Args) -> Result<()> {
     let rows = [("ID", "id", towers.join("id")), ("Content", content_input, towers.join("content"))];
     for (label, input, dir) in &rows {
         let name: &'static str = if *input == "id" { "train-id" } else { "train-llm" };
-        stages.push(Stage { name, argv: tower_flags(input, dir), outputs: vec![dir.join("config.json")] });
+        stages.push(Stage {
+            name,
+            argv: tower_flags(input, dir),
+            outputs: vec![dir.join("config.json")],
+            resume_from: Some(dir.join("checkpoint.bin")),
+        });
         let mut ev = argv![
             "retrieval-eval", "--model", s(dir), "--sequences", s(&seq.join("test.jsonl")),
             "--out", s(&out.join(format!("retrieval_{}.json", label.to_lowercase())))
@@ -183,7 +187,7 @@ pub fn run(a: Args) -> Result<()> {
             ev.extend(argv!["--content", s(&content)]);
         }
         let name: &'static str = if *input == "id" { "retrieval-id" } else { "retrieval-llm" };
-        stages.push(Stage { name, argv: ev, outputs: vec![out.join(format!("retrieval_{}.json", label.to_lowercase()))] });
+        stages.push(Stage { name, argv: ev, outputs: vec![out.join(format!("retrieval_{}.json", label.to_lowercase()))], resume_from: None });
     }
     stages.push(Stage {
         name: "export",
@@ -192,8 +196,7 @@ pub fn run(a: Args) -> Result<()> {
             "--content", s(&content), "--users-out", s(&learn.join("user.safetensors")),
             "--items-out", s(&learn.join("item.safetensors"))
         ],
-        outputs: vec![learn.join("user.safetensors"), learn.join("item.safetensors")],
-    });
+        outputs: vec![learn.join("user.safetensors"), learn.join("item.safetensors")], resume_from: None });
     stages.push(Stage {
         name: "rank-train",
         argv: argv![
@@ -201,8 +204,7 @@ pub fn run(a: Args) -> Result<()> {
             "--item-store", s(&learn.join("item.safetensors")), "--content-store", s(&content), "--out", s(&rank),
             "--seed", seed
         ],
-        outputs: vec![rank.join("predictions.csv")],
-    });
+        outputs: vec![rank.join("predictions.csv")], resume_from: None });
     let mut ab_argv = argv![
         "ab-sim", "--control", "baseline", "--treatment", "fused", "--rankers", s(&rank),
         "--days", a.ab_days, "--seed", seed, "--out", s(&ab), "--quiet"
@@ -211,7 +213,7 @@ pub fn run(a: Args) -> Result<()> {
         DataArg::World => ab_argv.extend(argv!["--env", "world", "--world-dir", s(&data_dir)]),
         DataArg::Movielens1m => ab_argv.extend(argv!["--env", "movielens", "--data", s(&data_dir)]),
     }
-    let ab_stage = Stage { name: "ab-sim", argv: ab_argv, outputs: vec![ab.join("report.html")] };
+    let ab_stage = Stage { name: "ab-sim", argv: ab_argv, outputs: vec![ab.join("report.html")], resume_from: None };
     for st in &stages {
         run_stage(&out, st)?;
     }
@@ -309,9 +311,13 @@ fn run_stage(dir: &Path, st: &Stage) -> Result<()> {
         eprintln!("[demo] {}: cached (delete {} to redo)", st.name, marker.display());
         return Ok(());
     }
-    eprintln!("[demo] {}: learnrec {}", st.name, key);
+    let mut argv = st.argv.clone();
+    if st.resume_from.as_ref().is_some_and(|p| p.exists()) {
+        argv.push("--resume".into());
+    }
+    eprintln!("[demo] {}: learnrec {}", st.name, argv.join(" "));
     let t = Instant::now();
-    crate::run_argv(&st.argv).with_context(|| format!("demo stage `{}` failed (command: learnrec {key})", st.name))?;
+    crate::run_argv(&argv).with_context(|| format!("demo stage `{}` failed (command: learnrec {key})", st.name))?;
     for p in &st.outputs {
         anyhow::ensure!(p.exists(), "demo stage `{}` finished without writing {}", st.name, p.display());
     }
