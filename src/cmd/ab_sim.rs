@@ -135,8 +135,9 @@ pub struct Args {
     #[arg(long, default_value_t = 30)]
     pub history_days: u32,
     /// Synthetic world: load `world.json` + `interactions.csv` from this `learnrec world` directory
-    /// instead of generating one (the experiment runs on its evaluation window).
-    #[arg(long)]
+    /// instead of generating one (the experiment runs on its evaluation window). `--world DIR`
+    /// is the same.
+    #[arg(long, alias = "world")]
     pub world_dir: Option<PathBuf>,
     /// MovieLens-1M directory (`ml-1m.item`, `ml-1m.inter`); default: the asset cache.
     #[arg(long)]
@@ -545,6 +546,10 @@ mod tests {
             "rank-train",
             "--data",
             "world",
+            "--test-days",
+            "3",
+            "--valid-days",
+            "3",
             "--dir",
             w,
             "--user-store",

@@ -172,7 +172,7 @@ pub fn run(a: Args) -> Result<()> {
     let content_input = if a.encoder == EncoderArg::Minilm { "bert-content" } else { "llm-content" };
     let rows = [("ID", "id", towers.join("id")), ("Content", content_input, towers.join("content"))];
     for (label, input, dir) in &rows {
-        let name: &'static str = if *input == "id" { "train-id" } else { "train-llm" };
+        let name: &'static str = if *input == "id" { "train-id" } else { "train-content" };
         stages.push(Stage {
             name,
             argv: tower_flags(input, dir),
@@ -186,7 +186,7 @@ pub fn run(a: Args) -> Result<()> {
         if *input != "id" {
             ev.extend(argv!["--content", s(&content)]);
         }
-        let name: &'static str = if *input == "id" { "retrieval-id" } else { "retrieval-llm" };
+        let name: &'static str = if *input == "id" { "retrieval-id" } else { "retrieval-content" };
         stages.push(Stage { name, argv: ev, outputs: vec![out.join(format!("retrieval_{}.json", label.to_lowercase()))], resume_from: None });
     }
     stages.push(Stage {
@@ -304,26 +304,19 @@ fn run_step(dir: &Path, name: &str, key: &str, outputs: &[PathBuf], f: impl FnOn
 
 /// Runs a stage unless its marker holds the same command line and all its outputs exist.
 fn run_stage(dir: &Path, st: &Stage) -> Result<()> {
-    let marker = dir.join(".stages").join(format!("{}.done", st.name));
     let key = st.argv.join(" ");
-    let done = std::fs::read_to_string(&marker).ok().is_some_and(|k| k == key) && st.outputs.iter().all(|p| p.exists());
-    if done {
-        eprintln!("[demo] {}: cached (delete {} to redo)", st.name, marker.display());
-        return Ok(());
-    }
-    let mut argv = st.argv.clone();
-    if st.resume_from.as_ref().is_some_and(|p| p.exists()) {
-        argv.push("--resume".into());
-    }
-    eprintln!("[demo] {}: learnrec {}", st.name, argv.join(" "));
-    let t = Instant::now();
-    crate::run_argv(&argv).with_context(|| format!("demo stage `{}` failed (command: learnrec {key})", st.name))?;
-    for p in &st.outputs {
-        anyhow::ensure!(p.exists(), "demo stage `{}` finished without writing {}", st.name, p.display());
-    }
-    learnrec_eval::atomic::write(&marker, key.as_bytes())?;
-    eprintln!("[demo] {}: done in {:.1}s", st.name, t.elapsed().as_secs_f64());
-    Ok(())
+    run_step(dir, st.name, &key, &st.outputs, || {
+        let mut argv = st.argv.clone();
+        if st.resume_from.as_ref().is_some_and(|p| p.exists()) {
+            argv.push("--resume".into());
+        }
+        eprintln!("[demo] {}: learnrec {}", st.name, argv.join(" "));
+        crate::run_argv(&argv).with_context(|| format!("command: learnrec {}", argv.join(" ")))?;
+        for p in &st.outputs {
+            anyhow::ensure!(p.exists(), "the stage finished without writing {}", p.display());
+        }
+        Ok(())
+    })
 }
 
 /// Writes `index.md` and `index.html` from sections of (title, markdown body).
@@ -410,4 +403,55 @@ fn inline(s: &str) -> String {
     }
     out.push_str(&esc(rest));
     out.replace("**", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_cached_by_key_and_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.txt");
+        let mut runs = 0;
+        let mut step = |key: &str| {
+            run_step(dir.path(), "s", key, std::slice::from_ref(&out), || {
+                runs += 1;
+                std::fs::write(&out, "x")?;
+                Ok(())
+            })
+            .unwrap()
+        };
+        step("a");
+        step("a");
+        step("b");
+        drop(step);
+        assert_eq!(runs, 2, "same key and outputs present: skipped; new key: rerun");
+        std::fs::remove_file(&out).unwrap();
+        run_step(dir.path(), "s", "b", std::slice::from_ref(&out), || {
+            std::fs::write(&out, "y")?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "y", "a missing output reruns the step");
+    }
+
+    #[test]
+    fn failed_step_leaves_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = run_step(dir.path(), "bad", "k", &[], || anyhow::bail!("boom")).unwrap_err();
+        assert!(format!("{e:#}").contains("demo stage `bad` failed: boom"));
+        assert!(!dir.path().join(".stages/bad.done").exists());
+    }
+
+    #[test]
+    fn index_renders_tables_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let sections = vec![("T".to_string(), "| a | b |\n|---|---|\n| 1 | <2> |\n\n[x](ab/report.html)".to_string())];
+        write_index(dir.path(), "r", &sections).unwrap();
+        let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+        assert!(html.contains("<table><tr><td>a</td><td>b</td></tr><tr><td>1</td><td>&lt;2&gt;</td></tr></table>"), "{html}");
+        assert!(html.contains("<a href=\"ab/report.html\">x</a>"));
+        assert!(std::fs::read_to_string(dir.path().join("index.md")).unwrap().starts_with("# r"));
+    }
 }

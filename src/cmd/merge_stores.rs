@@ -82,6 +82,6 @@ mod tests {
         let csv = dir.path().join("c.csv");
         std::fs::write(&csv, "item_id\n").unwrap();
         let e = crate::cmd::embed::read_items(&csv).unwrap_err().to_string();
-        assert!(e.contains("only JSON Lines"), "{e}");
+        assert!(e.contains("c.csv") && e.contains("no data rows after the header"), "{e}");
     }
 }

@@ -64,16 +64,34 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         anyhow::bail!("`--ks` must list positive cut-offs");
     }
     let (ck, model, mut items, features) = load_model(&a.model, a.content.as_deref())?;
-    let n_before = items.len();
+    // Items the model has never seen (new items for an ID model) cannot be embedded: they stay
+    // as targets (every such target is a miss, as it would be in serving) and are dropped from
+    // histories; both are counted and printed.
+    let n_known = items.len();
     let mut users = IdMap::new();
-    let seqs = io::read_sequences(&a.sequences, &mut users, &mut items, UnknownItems::Reject)?;
-    debug_assert_eq!(n_before, items.len());
+    let mut seqs = io::read_sequences(&a.sequences, &mut users, &mut items, UnknownItems::Intern)?;
+    let (mut unknown_hist, mut unknown_tgt) = (0usize, 0usize);
+    for s in &mut seqs {
+        let before = s.history.len();
+        s.history.retain(|&i| (i as usize) < n_known);
+        unknown_hist += before - s.history.len();
+        unknown_tgt += s.target.iter().filter(|&&i| i as usize >= n_known).count();
+    }
+    if unknown_hist + unknown_tgt > 0 {
+        eprintln!(
+            "note: {} item ids in {} are unknown to the model ({} history entries dropped, {} targets kept as unreachable misses)",
+            items.len() - n_known,
+            a.sequences.display(),
+            unknown_hist,
+            unknown_tgt
+        );
+    }
     let dev = Default::default();
     let cfg = &ck.meta.config;
     let eval: Vec<&UserSequence> = seqs.iter().filter(|s| !s.history.is_empty()).collect();
     let skipped_no_history = seqs.len() - eval.len();
     let ue = retrieval::user_embeddings(&model, &eval, &features, cfg.train.history_len, 64, &dev)?;
-    let pool: Vec<u32> = (0..items.len() as u32).collect();
+    let pool: Vec<u32> = (0..n_known as u32).collect();
     let ie = retrieval::item_embeddings(&model, &pool, &features, cfg.tower.item_tower, 256, &dev)?;
     let kmax = *a.ks.iter().max().expect("non-empty");
     let exclude: Option<Vec<Vec<usize>>> =
@@ -90,7 +108,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let iseg: Vec<Segment> = counts.iter().map(|&c| th.item(c)).collect();
     let rep = retrieval::evaluate(&ranked, &targets, &a.ks, &useg, &iseg)?;
-    println!("users evaluated {} (skipped: {} without target, {} without history), item pool {}", rep.users, rep.skipped_users, skipped_no_history, items.len());
+    println!("users evaluated {} (skipped: {} without target, {} without history), item pool {}", rep.users, rep.skipped_users, skipped_no_history, n_known);
     println!("{:<22} {:>6} {:>8} {:>8} {:>8}", "slice", "K", "H@K", "R@K", "N@K");
     for m in &rep.overall {
         println!("{:<22} {:>6} {:>8.4} {:>8.4} {:>8.4}", "overall", m.k, m.hit, m.recall, m.ndcg);
