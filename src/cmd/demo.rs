@@ -206,8 +206,9 @@ pub fn run(a: Args) -> Result<()> {
         ],
         outputs: vec![rank.join("predictions.csv")], resume_from: None });
     let mut ab_argv = argv![
-        "ab-sim", "--control", "baseline", "--treatment", "fused", "--rankers", s(&rank),
-        "--days", a.ab_days, "--seed", seed, "--out", s(&ab), "--quiet"
+        "ab-sim", "--control", "baseline", "--treatment", "fused", "--rankers", s(&rank.join("rankers")),
+        "--user-store", s(&learn.join("user.safetensors")), "--item-store", s(&learn.join("item.safetensors")),
+        "--content-store", s(&content), "--days", a.ab_days, "--seed", seed, "--out", s(&ab), "--quiet"
     ];
     match a.data {
         DataArg::World => ab_argv.extend(argv!["--env", "world", "--world-dir", s(&data_dir)]),
