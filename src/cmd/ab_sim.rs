@@ -95,6 +95,9 @@ pub struct Args {
     /// Treatment traffic share (a multiple of 0.0001).
     #[arg(long, default_value_t = 0.2)]
     pub treatment_share: f64,
+    /// Both shares at once, `CONTROL,TREATMENT` (e.g. `0.2,0.2`, the paper's set-up).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["control_share", "treatment_share"])]
+    pub traffic: Option<Vec<f64>>,
     /// Experiment name (report title).
     #[arg(long, default_value = "ab-sim")]
     pub name: String,
@@ -372,6 +375,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let (env, start_day, names) = environment(&a)?;
+    let mut a = a;
+    if let Some(t) = a.traffic.take() {
+        anyhow::ensure!(t.len() == 2, "--traffic takes two shares, CONTROL,TREATMENT (got {} values)", t.len());
+        a.control_share = t[0];
+        a.treatment_share = t[1];
+    }
     let mut ctx = ArmContext {
         a: &a,
         env: env.clone(),
@@ -783,6 +792,25 @@ mod tests {
                 1e6 / us
             );
         }
+    }
+
+    #[test]
+    fn traffic_sets_both_shares_and_runs_a_toy_experiment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("ab");
+        let o = out.to_str().unwrap();
+        let base = ["--out", o, "--env", "toy", "--users", "400", "--items", "100", "--days", "1", "--bootstrap", "0", "--quiet"];
+        let a = args(&[&base[..], &["--traffic", "0.3,0.1"]].concat());
+        assert_eq!((a.traffic.as_deref(), a.control_share), (Some(&[0.3, 0.1][..]), 0.2));
+        run(a).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        let shares: Vec<f64> = report["arms"].as_array().unwrap().iter().map(|a| a["share"].as_f64().unwrap()).collect();
+        assert_eq!(shares, vec![0.3, 0.1], "--traffic reaches the arms");
+        let e = Cli::try_parse_from(["ab-sim", "--out", o, "--traffic", "0.2,0.2", "--control-share", "0.1"]);
+        assert!(e.is_err(), "--traffic conflicts with --control-share");
+        let e = run(args(&[&base[..], &["--traffic", "0.2"]].concat())).unwrap_err().to_string();
+        assert!(e.contains("--traffic takes two shares"), "{e}");
     }
 
     #[test]
