@@ -10,8 +10,9 @@
 //!
 //! Resume: rows already in the output store whose content hash (model identity + rendered
 //! text, [`crate::text::content_hash`]) matches are skipped; changed or new items are
-//! (re)embedded. Shards (`--shard I/N`) take the items at catalog positions `p` with
-//! `p % N == I`; [`merge_stores`] joins shard stores.
+//! (re)embedded. Shards (`--shard I/N`) take the items whose id hashes to `I`:
+//! `fmix64(FNV-1a-64(id)) mod N` (the same hash as `fusion-eval --shard`), so a shard is stable
+//! however the catalog is ordered or grows; [`merge_stores`] joins shard stores.
 
 use crate::text::{TextTemplate, content_hash};
 use crate::tokenizer::Tokenizer;
@@ -202,7 +203,7 @@ pub fn embed_items(
     let mine: Vec<(usize, &Item)> = items
         .iter()
         .enumerate()
-        .filter(|(p, _)| opts.shard.is_none_or(|(i, n)| p % n == i))
+        .filter(|(_, item)| opts.shard.is_none_or(|(i, n)| shard_of_id(&item.id, n) == i))
         .collect();
     let mut pending: Vec<(usize, String, String)> = Vec::new(); // (item index, text, hash)
     let mut resumed = 0;
@@ -343,6 +344,11 @@ pub fn embed_items(
     saved?;
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The shard (of `n`) of an item id: `fmix64(FNV-1a-64(id)) mod n`.
+pub fn shard_of_id(id: &str, n: usize) -> usize {
+    (learnrec_eval::fusion_eval::id_key(id.as_bytes()) % n as u64) as usize
 }
 
 /// Merges shard stores (written by `embed --shard I/N`) into one. All must be content stores of
@@ -601,7 +607,8 @@ mod tests {
             &s1,
         )
         .unwrap();
-        assert_eq!((r0.items, r1.items), (3, 2));
+        let in0 = cat.iter().filter(|i| shard_of_id(&i.id, 2) == 0).count();
+        assert_eq!((r0.items, r1.items), (in0, 5 - in0), "each item lands in the shard of its id hash");
         let merged = merge_stores(&[&s0, &s1]).unwrap();
         assert_eq!(merged.len(), 5);
         for id in &merged.ids {

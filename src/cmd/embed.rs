@@ -51,7 +51,7 @@ pub struct Args {
     /// Maximum tokens per item (special tokens included).
     #[arg(long, default_value_t = DEFAULT_MAX_LEN)]
     pub max_len: usize,
-    /// Embed only shard I of N (items at positions p with p % N == I).
+    /// Embed only shard I of N: the items whose id hashes to I (`fmix64(FNV-1a-64(id)) mod N`).
     #[arg(long)]
     pub shard: Option<String>,
     /// Also write the embeddings as JSON Lines ({"id":…, "embedding":[…]}).
