@@ -1,32 +1,11 @@
 //! Training-time metrics (the reported UAUC/WUAUC live in `learnrec_eval::fusion_eval`).
 
-/// ROC AUC with ties counted half (Mann–Whitney U): `(Σ ranks of positives − P(P+1)/2) / (P·N)`
-/// with average ranks for ties. `None` when one class is absent (AUC undefined).
+/// ROC AUC with ties counted half (Mann–Whitney U), computed by the project's exact AUC
+/// ([`learnrec_eval::metrics::auc`], the one `fusion-eval` reports). `None` when one class is
+/// absent or a score is not finite (AUC undefined).
 pub fn auc(scores: &[f32], labels: &[f32]) -> Option<f64> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let (mut rank_sum, mut pos) = (0.0f64, 0usize);
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &idx[i..=j] {
-            if labels[k] > 0.5 {
-                rank_sum += avg;
-                pos += 1;
-            }
-        }
-        i = j + 1;
-    }
-    let neg = scores.len() - pos;
-    if pos == 0 || neg == 0 {
-        return None;
-    }
-    let p = pos as f64;
-    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * neg as f64))
+    let labels: Vec<bool> = labels.iter().map(|&y| y > 0.5).collect();
+    learnrec_eval::metrics::auc(&labels, scores).ok().flatten()
 }
 
 /// Mean log loss of probabilities `p` (clamped to `[1e-7, 1 − 1e-7]`).
