@@ -451,8 +451,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let base = base.valid();
     let sb = predict(&base, &b_batcher, &split.test, 4096, &device)?;
-    show("baseline", &rb, auc(&sb, &labels));
-    reports.insert("baseline".into(), report_json(&rb, auc(&sb, &labels)));
+    let auc_b = auc(&sb, &labels);
+    show("baseline", &rb, auc_b);
+    reports.insert("baseline".into(), report_json(&rb, auc_b));
     scores.push(sb);
 
     let mut fused_cfg = None;
@@ -484,12 +485,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         pb.finish_and_clear();
         let fused = fused.valid();
         let sf = predict(&fused, &f_batcher, &split.test, 4096, &device)?;
-        show("fused", &rf, auc(&sf, &labels));
+        let auc_f = auc(&sf, &labels);
+        show("fused", &rf, auc_f);
         eprintln!(
             "fused/baseline training throughput: {:.2}x",
             rf.samples_per_sec / rb.samples_per_sec.max(1e-9)
         );
-        reports.insert("fused".into(), report_json(&rf, auc(&sf, &labels)));
+        reports.insert("fused".into(), report_json(&rf, auc_f));
         names.push("fused");
         scores.push(sf);
         fused_cfg = Some(fc);
