@@ -2,8 +2,8 @@
 //! segment.
 //!
 //! Segments: a user's segment comes from the length of their history (interactions in the
-//! lookback window); an item's from how often it occurs in all histories of the file (a proxy for
-//! conversions until the split's segment counts are wired in; TODO(merge)).
+//! lookback window); an item's from how often it occurs in all histories of the file — a proxy for
+//! the paper's conversion count, which the sequences file does not carry (departure).
 
 use anyhow::Context;
 use learnrec_eval::data::IdMap;

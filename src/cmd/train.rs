@@ -1,10 +1,8 @@
 //! `learnrec train`: train the LEARN towers (PCH) with the dense all-action loss.
 //!
 //! Data: a sequences file (JSON Lines `{"user", "history": [item ids], "target": [item ids]}`)
-//! and, for content input, a content store from `learnrec embed`.
-//! TODO(merge): once `learnrec_eval::split` lands, add `--catalog --interactions` and build the
-//! sequences with the split API (`UserSequences { user, history, history_ts, target }`) instead
-//! of reading `--sequences`.
+//! and, for content input, a content store from `learnrec embed`. `learnrec sequences` writes the
+//! sequences file from a dataset with the temporal (or per-user) split.
 
 use anyhow::Context;
 use clap::ValueEnum;

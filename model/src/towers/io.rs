@@ -2,9 +2,8 @@
 //! written beside a checkpoint.
 //!
 //! Sequences file: one JSON object per line,
-//! `{"user": "u1", "history": ["i1", "i2"], "target": ["i3"]}` (oldest first). This is a
-//! stand-in until `learnrec_eval::split` writes the temporal split (TODO(merge): read
-//! `UserSequences` from the split API instead).
+//! `{"user": "u1", "history": ["i1", "i2"], "target": ["i3"]}` (oldest first), as written by
+//! `learnrec sequences` from `learnrec_eval::split`.
 
 use super::data::UserSequence;
 use crate::{Error, Result};
