@@ -457,3 +457,144 @@ fn explicit_segment_columns_and_conflicts_are_counted() {
     assert_eq!(g(GroupKind::Item(Segment::Regular)).users_counted, 1);
     assert_eq!(g(GroupKind::Item(Segment::ColdStart)).users_skipped, 1);
 }
+
+/// A Parquet column for [`write_parquet`].
+enum PqCol {
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    Str(Vec<&'static str>),
+    /// Optional (nullable) f32: `None` is a null.
+    OptF32(Vec<Option<f32>>),
+}
+
+/// Writes a one-row-group Parquet file (`message` = the schema's fields) with the parquet crate's
+/// low-level writer; `cols` in schema order. No columns' data (`rows == 0`) writes no row group.
+fn write_parquet(dir: &Path, name: &str, fields: &str, cols: Vec<PqCol>) -> PathBuf {
+    use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let p = dir.join(name);
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(&format!("message t {{ {fields} }}")).unwrap());
+    let file = std::fs::File::create(&p).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
+    let rows = match cols.first() {
+        Some(PqCol::I64(v)) => v.len(),
+        Some(PqCol::Str(v)) => v.len(),
+        _ => 1,
+    };
+    if rows > 0 {
+        let mut rg = w.next_row_group().unwrap();
+        let mut it = cols.into_iter();
+        while let Some(mut col) = rg.next_column().unwrap() {
+            match it.next().unwrap() {
+                PqCol::I64(v) => col.typed::<Int64Type>().write_batch(&v, None, None),
+                PqCol::I32(v) => col.typed::<Int32Type>().write_batch(&v, None, None),
+                PqCol::F32(v) => col.typed::<FloatType>().write_batch(&v, None, None),
+                PqCol::Str(v) => {
+                    let v: Vec<ByteArray> = v.iter().map(|s| ByteArray::from(*s)).collect();
+                    col.typed::<ByteArrayType>().write_batch(&v, None, None)
+                }
+                PqCol::OptF32(v) => {
+                    let defs: Vec<i16> = v.iter().map(|x| x.is_some() as i16).collect();
+                    let vals: Vec<f32> = v.iter().flatten().copied().collect();
+                    col.typed::<FloatType>().write_batch(&vals, Some(&defs), None)
+                }
+            }
+            .unwrap();
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+    }
+    w.close().unwrap();
+    p
+}
+
+#[test]
+fn parquet_bad_inputs_give_clear_errors() {
+    use PqCol::*;
+    let d = tempfile::tempdir().unwrap();
+    let o = Options { bootstrap: 0, ..Options::default() };
+    let run = |p: PathBuf| err_of(evaluate_file(&input(&p), &o));
+    let users = || I64(vec![1, 1, 2]);
+    // The good path first: the same rows as CSV give the same report.
+    let good = write_parquet(
+        d.path(),
+        "good.parquet",
+        "required int64 user_id; required int32 label; required float score_a; required float score_b;",
+        vec![users(), I32(vec![1, 0, 1]), F32(vec![0.9, 0.1, 0.5]), F32(vec![0.2, 0.8, 0.5])],
+    );
+    let csv = write(d.path(), "good.csv", "user_id,label,score_a,score_b\n1,1,0.9,0.2\n1,0,0.1,0.8\n2,1,0.5,0.5\n");
+    let a = evaluate_file(&input(&good), &o).unwrap();
+    let b = evaluate_file(&input(&csv), &o).unwrap();
+    assert_eq!(a.overall, b.overall);
+    assert_eq!(a.overall.models[0].uauc, Some(1.0));
+    assert_eq!(a.overall.models[1].uauc, Some(0.0));
+
+    let e = run(write_parquet(d.path(), "missing.parquet", "required int64 user_id; required float score;", vec![
+        users(),
+        F32(vec![0.1, 0.2, 0.3]),
+    ]));
+    assert!(e.contains("missing.parquet") && e.contains("missing column `label`"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "label.parquet",
+        "required int64 user_id; required int32 label; required float score;",
+        vec![users(), I32(vec![1, 2, 0]), F32(vec![0.1, 0.2, 0.3])],
+    ));
+    assert!(e.contains("label.parquet:2: field `label`: label must be 0 or 1, got `2`"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "strlabel.parquet",
+        "required int64 user_id; required binary label (UTF8); required float score;",
+        vec![users(), Str(vec!["1", "yes", "0"]), F32(vec![0.1, 0.2, 0.3])],
+    ));
+    assert!(e.contains("strlabel.parquet:2: field `label`"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "nan.parquet",
+        "required int64 user_id; required int32 label; required float score;",
+        vec![users(), I32(vec![1, 0, 0]), F32(vec![0.1, 0.2, f32::NAN])],
+    ));
+    assert!(e.contains("nan.parquet:3: field `score`: score is NaN or Inf"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "inf.parquet",
+        "required int64 user_id; required int32 label; required float score;",
+        vec![users(), I32(vec![1, 0, 0]), F32(vec![f32::INFINITY, 0.2, 0.3])],
+    ));
+    assert!(e.contains("inf.parquet:1: field `score`: score is NaN or Inf"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "null.parquet",
+        "required int64 user_id; required int32 label; optional float score;",
+        vec![users(), I32(vec![1, 0, 0]), OptF32(vec![Some(0.1), None, Some(0.3)])],
+    ));
+    assert!(e.contains("null.parquet:2: field `score`: null value"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "seg.parquet",
+        "required int64 user_id; required int32 label; required float score; required binary user_segment (UTF8);",
+        vec![users(), I32(vec![1, 0, 0]), F32(vec![0.1, 0.2, 0.3]), Str(vec!["regular", "warm", "regular"])],
+    ));
+    assert!(e.contains("seg.parquet:2: field `user_segment`: unknown segment `warm`"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "rows0.parquet",
+        "required int64 user_id; required int32 label; required float score;",
+        vec![I64(vec![]), I32(vec![]), F32(vec![])],
+    ));
+    assert!(e.contains("rows0.parquet") && e.contains("no data rows"), "{e}");
+    let e = run(write(d.path(), "empty.parquet", ""));
+    assert!(e.contains("empty.parquet: empty file"), "{e}");
+    let e = run(write(d.path(), "text.parquet", "user_id,label,score\n1,1,0.5\n"));
+    assert!(e.contains("text.parquet") && e.contains("not a Parquet file"), "{e}");
+    // Duplicate --score names, and a score column that is not there.
+    let inp = Input { scores: vec!["score_a".into(), "score_a".into()], ..input(&good) };
+    let e = err_of(evaluate_file(&inp, &o));
+    assert!(e.contains("score `score_a` is named twice"), "{e}");
+    let inp = Input { scores: vec!["score_z".into()], ..input(&good) };
+    let e = err_of(evaluate_file(&inp, &o));
+    assert!(e.contains("missing column `score_z`"), "{e}");
+}
