@@ -398,9 +398,13 @@ fn plot_and_outputs_via_cli() {
         .output()
         .unwrap();
     assert!(st.status.success());
-    let out =
-        std::process::Command::new(bin).args(["merge", p0.to_str().unwrap(), "--bootstrap", "0"]).output().unwrap();
-    assert!(out.status.success());
+    let png = d.path().join("r.png");
+    let out = std::process::Command::new(bin)
+        .args(["merge", p0.to_str().unwrap(), "--bootstrap", "10", "--plot", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Table 6"));
     // A clear error with exit code 1.
     let bad = write(d.path(), "bad.csv", "user_id,score\nu1,0.5\n");
@@ -597,4 +601,26 @@ fn parquet_bad_inputs_give_clear_errors() {
     let inp = Input { scores: vec!["score_z".into()], ..input(&good) };
     let e = err_of(evaluate_file(&inp, &o));
     assert!(e.contains("missing column `score_z`"), "{e}");
+}
+
+#[test]
+fn png_plot_draws_the_bars() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h) = gen_file(d.path(), "g.csv", 5_000, 200);
+    let r = evaluate_file(&Input { history: Some(h), ..input(&c) }, &Options { bootstrap: 20, ..Options::default() })
+        .unwrap();
+    let p = d.path().join("deltas.png");
+    learnrec_eval::fusion_eval::plot::deltas_plot(&r, &p).unwrap();
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&p).unwrap()));
+    let mut rd = dec.read_info().unwrap();
+    let mut buf = vec![0; rd.output_buffer_size().unwrap()];
+    let info = rd.next_frame(&mut buf).unwrap();
+    // 7 groups (overall + 6 segments) of 130 px plus margins.
+    assert_eq!((info.width, info.height), (70 + 7 * 130 + 20, 480));
+    let px = &buf[..info.buffer_size()];
+    // The first model's UAUC bars are drawn in the first palette colour.
+    let blue = px.chunks(3).filter(|c| *c == [31, 90, 200]).count();
+    assert!(blue > 100, "{blue} bar pixels");
+    let e = learnrec_eval::fusion_eval::plot::deltas_plot(&r, &d.path().join("deltas.jpg")).unwrap_err().to_string();
+    assert!(e.contains("must end in .svg or .png"), "{e}");
 }

@@ -103,8 +103,8 @@ struct OutArgs {
     /// Also write the tables as Markdown.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
-    /// Also draw the per-segment deltas as SVG.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Also draw the per-segment deltas as a chart: SVG or PNG by the extension.
+    #[arg(long, value_name = "FILE.svg|png")]
     plot: Option<PathBuf>,
     /// Do not print the tables on stdout.
     #[arg(long)]
@@ -187,7 +187,7 @@ fn outputs(r: &Report, o: &OutArgs) -> Result<()> {
         learnrec_eval::atomic::write(p, r.to_markdown().as_bytes())?;
     }
     if let Some(p) = &o.plot {
-        fusion_eval::plot::deltas_svg(r, p)?;
+        fusion_eval::plot::deltas_plot(r, p)?;
     }
     Ok(())
 }
