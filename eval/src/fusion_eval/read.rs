@@ -595,6 +595,9 @@ fn f64_at(c: &Col, r: usize) -> f64 {
     }
 }
 
+/// How many rows ahead the Parquet reader prefetches item slots.
+const PREFETCH_AHEAD: usize = 16;
+
 fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     if f.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
@@ -657,6 +660,11 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let mut sc = vec![0f32; m];
         for r in 0..rows {
             let line = first + r as u64 + 1;
+            if let Some(v) = &items
+                && let Some(&k) = v.get(r + PREFETCH_AHEAD)
+            {
+                sink.prefetch_item(k);
+            }
             let ukey = users[r];
             if !ctx.keep(ukey) {
                 continue;

@@ -172,21 +172,97 @@ pub(crate) const ITEM_ABSENT: u8 = 1 << 4;
 
 /// Bins of the global-AUC histogram (top 16 bits of the score key).
 pub(crate) const BINS: usize = 1 << 16;
-/// Entries of the per-thread direct-mapped item caches.
-const CACHE: usize = 1 << 14;
+
+/// One slot of an [`ItemTable`] (16 bytes, so a probe touches one cache line).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct ItemSlot {
+    key: u64,
+    /// Bit set noted for the item (see [`ITEM_NOSEG`]).
+    bits: u8,
+    /// 0 = empty slot; else `0x80 | absent << 2 | segment code` of the item's lookup.
+    seg: u8,
+}
+
+/// The items of one reader thread: an open-addressing table (linear probing, load ≤ 1/2) keyed
+/// by item key, holding the bits noted in [`Sink::items`] and the item's segment lookup, so each
+/// row costs one probe (a `HashMap` plus a cache cost two or three cache misses a row).
+#[derive(Debug, Default)]
+pub(crate) struct ItemTable {
+    slots: Vec<ItemSlot>,
+    len: usize,
+}
+
+impl ItemTable {
+    /// The slot of `key`, inserting it with `init()`'s segment code and absence if new.
+    #[inline]
+    fn slot(&mut self, key: u64, init: impl FnOnce() -> (u8, bool)) -> &mut ItemSlot {
+        if self.len * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = key as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s.seg == 0 {
+                let (seg, absent) = init();
+                self.slots[i] = ItemSlot { key, bits: 0, seg: 0x80 | (absent as u8) << 2 | (seg & 3) };
+                self.len += 1;
+                return &mut self.slots[i];
+            }
+            if s.key == key {
+                return &mut self.slots[i];
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let cap = (self.slots.len() * 2).max(1 << 12);
+        let old = std::mem::replace(&mut self.slots, vec![ItemSlot::default(); cap]);
+        let mask = cap - 1;
+        for s in old.into_iter().filter(|s| s.seg != 0) {
+            let mut i = s.key as usize & mask;
+            while self.slots[i].seg != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+
+    /// Starts loading `key`'s home slot into the cache (readers call it a few rows ahead: the
+    /// table outgrows the caches, and a probe is otherwise a wait on memory).
+    #[inline]
+    fn prefetch(&self, key: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if !self.slots.is_empty() {
+            let i = key as usize & (self.slots.len() - 1);
+            // SAFETY: prefetching is a hint; the pointer is in bounds of `slots`.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(i) as *const i8);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
+    }
+
+    /// `(item key, bits)` of every item.
+    fn entries(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
+        self.slots.iter().filter(|s| s.seg != 0).map(|s| (s.key, s.bits))
+    }
+}
 
 /// A per-thread row sink.
 pub(crate) struct Sink {
     pub layout: Layout,
     open: Vec<Option<Block>>,
     pub full: Vec<(usize, Block)>,
-    /// Item key → bit set (see [`ITEM_NOSEG`]); only when there is an item id column.
-    pub items: KeyMap<u8>,
+    /// Items seen, with their bits (see [`ITEM_NOSEG`]); only when there is an item id column.
+    items: ItemTable,
     pub rows: u64,
     /// Per model, rows per top-16-bit score-key bin (`hist[j * BINS + bin]`).
     pub hist: Vec<u64>,
-    /// Direct-mapped cache: (item key, valid | segment | absent, bits noted in `items`).
-    cache: Vec<(u64, u8, u8)>,
 }
 
 impl Sink {
@@ -195,40 +271,29 @@ impl Sink {
             layout,
             open: (0..layout.buckets()).map(|_| None).collect(),
             full: Vec::new(),
-            items: KeyMap::default(),
+            items: ItemTable::default(),
             rows: 0,
             hist: vec![0; layout.m * BINS],
-            cache: Vec::new(),
         }
     }
 
     /// Handles a row's item: its segment code and absence from HISTORY (`col` = the row's
-    /// `item_segment` column, else `lookup()`), and notes the item in [`Sink::items`]. A small
-    /// direct-mapped cache saves most map probes (items are heavy-headed).
+    /// `item_segment` column, else `lookup()`, called once per item), and notes the item.
     #[inline]
     pub fn item_row(&mut self, key: u64, col: Option<u8>, lookup: impl FnOnce() -> (u8, bool)) -> (u8, bool) {
-        if self.cache.is_empty() {
-            self.cache = vec![(0, 0, 0); CACHE];
-        }
-        let e = &mut self.cache[key as usize & (CACHE - 1)];
-        if e.0 != key || e.1 & 0x80 == 0 {
-            let (s, a) = match col {
-                Some(s) => (s, false),
-                None => lookup(),
-            };
-            *e = (key, 0x80 | s | if a { 4 } else { 0 }, 0);
-        }
-        let (s, a) = match col {
-            Some(s) => (s, false),
-            None => (e.1 & 3, e.1 & 4 != 0),
+        let s = self.items.slot(key, || col.map_or_else(lookup, |c| (c, false)));
+        let (seg, absent) = match col {
+            Some(c) => (c, false),
+            None => (s.seg & 3, s.seg & 4 != 0),
         };
-        let bit = if s < 3 { 1 << s } else { ITEM_NOSEG } | if a { ITEM_ABSENT } else { 0 };
-        if e.2 & bit != bit {
-            let v = self.items.entry(key).or_insert(0);
-            *v |= bit;
-            e.2 = *v;
-        }
-        (s, a)
+        s.bits |= if seg < 3 { 1 << seg } else { ITEM_NOSEG } | if absent { ITEM_ABSENT } else { 0 };
+        (seg, absent)
+    }
+
+    /// Prefetches the table slot of an item that a later row will note (see [`ItemTable::prefetch`]).
+    #[inline]
+    pub fn prefetch_item(&self, key: u64) {
+        self.items.prefetch(key);
     }
 
     /// Appends one row (`scores.len() == m`).
@@ -288,10 +353,9 @@ impl Table {
                     buckets[b].push(blk);
                 }
             }
-            if items.is_empty() {
-                items = s.items;
-            } else {
-                for (k, v) in s.items {
+            if has_items {
+                items.reserve(s.items.len);
+                for (k, v) in s.items.entries() {
                     *items.entry(k).or_insert(0) |= v;
                 }
             }
@@ -317,5 +381,31 @@ mod tests {
         assert_eq!((f & LABEL, iseg_of(f), useg_of(f)), (1, 2, 1));
         let f = flags(false, NONE, NONE);
         assert_eq!((f & LABEL, iseg_of(f), useg_of(f)), (0, 3, 3));
+    }
+
+    #[test]
+    fn item_table_notes_every_item_once_with_its_bits() {
+        let l = Layout { m: 1, weight: false, bits: 1 };
+        let mut s = Sink::new(l);
+        let mut lookups = 0;
+        // 10,000 items (enough to grow the table several times), key 0 included, each seen 3x.
+        for round in 0..3u64 {
+            for k in 0..10_000u64 {
+                let key = fmix64(k) & if k == 0 { 0 } else { u64::MAX };
+                let (seg, absent) = s.item_row(key, None, || {
+                    lookups += 1;
+                    ((k % 3) as u8, k % 7 == 0)
+                });
+                assert_eq!((seg, absent), ((k % 3) as u8, k % 7 == 0), "round {round} item {k}");
+            }
+        }
+        assert_eq!(lookups, 10_000, "one HISTORY lookup per item");
+        s.item_row(fmix64(5), Some(NONE), || unreachable!());
+        let t = Table::from_sinks(l, vec![s], true);
+        let items = t.items.unwrap();
+        assert_eq!(items.len(), 10_000);
+        assert_eq!(items[&0], 1 | ITEM_ABSENT);
+        assert_eq!(items[&fmix64(5)], 1 << 2 | ITEM_NOSEG);
+        assert_eq!(items[&fmix64(8)], 1 << 2);
     }
 }
