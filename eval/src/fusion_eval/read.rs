@@ -363,6 +363,28 @@ pub(crate) fn read_pred(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
 }
 
+/// How many rows ahead the readers prefetch item slots.
+const PREFETCH_AHEAD: usize = 16;
+
+/// A parsed CSV row waiting for its item slot to arrive in cache (scores kept beside it).
+struct Pending {
+    ukey: u64,
+    lab: bool,
+    useg: u8,
+    iseg_col: u8,
+    ikey: Option<u64>,
+    w: f32,
+}
+
+impl Pending {
+    /// Notes the row's item and appends the row to the sink.
+    #[inline]
+    fn note(&self, ctx: &RowCtx, sink: &mut Sink, scores: &[f32]) {
+        let (iseg, _) = ctx.item(sink, self.ikey, self.iseg_col);
+        sink.push(self.ukey, flags(self.lab, iseg, self.useg), scores, self.w);
+    }
+}
+
 fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
@@ -383,6 +405,9 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let mut ranges = Vec::with_capacity(nf);
         let mut scratch = Vec::new();
         let mut sc = vec![0f32; m];
+        let mut sc_old = vec![0f32; m];
+        let (mut ring, mut ring_sc, mut head) =
+            (Vec::with_capacity(PREFETCH_AHEAD), Vec::with_capacity(PREFETCH_AHEAD * m), 0usize);
         let mut pos = a;
         let mut n = 0usize;
         let fail = |off: usize, field: &str, message: String| ChunkErr::At { off, field: field.to_owned(), message };
@@ -489,8 +514,27 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 }
                 None => None,
             };
-            let (iseg, _) = ctx.item(sink, ikey, iseg_col);
-            sink.push(ukey, flags(lab, iseg, useg), &sc, w);
+            // Software pipelining: prefetch this row's item slot now and note the row
+            // PREFETCH_AHEAD rows later, when the slot is in cache (the item table outgrows it).
+            if let Some(k) = ikey {
+                sink.prefetch_item(k);
+            }
+            let row = Pending { ukey, lab, useg, iseg_col, ikey, w };
+            if ring.len() < PREFETCH_AHEAD {
+                ring.push(row);
+                ring_sc.extend_from_slice(&sc);
+            } else {
+                let old = std::mem::replace(&mut ring[head], row);
+                let at = head * m..(head + 1) * m;
+                sc_old.copy_from_slice(&ring_sc[at.clone()]);
+                ring_sc[at].copy_from_slice(&sc);
+                old.note(&ctx, sink, &sc_old);
+                head = (head + 1) % PREFETCH_AHEAD;
+            }
+        }
+        for i in 0..ring.len() {
+            let j = (head + i) % ring.len();
+            ring[j].note(&ctx, sink, &ring_sc[j * m..(j + 1) * m]);
         }
         file_rows.fetch_add(n, Ordering::Relaxed);
         release_pages(&map, a, b);
@@ -594,9 +638,6 @@ fn f64_at(c: &Col, r: usize) -> f64 {
         Col::Bytes(_) => f64::NAN,
     }
 }
-
-/// How many rows ahead the Parquet reader prefetches item slots.
-const PREFETCH_AHEAD: usize = 16;
 
 fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
