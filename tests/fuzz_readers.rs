@@ -284,25 +284,39 @@ fn fuzz_gguf() {
     fuzz("gguf", tiny_gguf(), "model.gguf", gguf);
 }
 
-#[test]
-fn fuzz_embedding_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("s.safetensors");
+fn sample_store() -> EmbeddingStore {
     let mut s = EmbeddingStore::new(StoreKind::Content, 3);
     for (k, id) in ["a", "b", "c", "d"].iter().enumerate() {
         s.insert(id, &format!("h{k}"), &[k as f32, 0.5, -1.0]).unwrap();
     }
     s.meta.insert("model".into(), "tiny".into());
-    s.save(&p).unwrap();
-    fuzz("embedding store", std::fs::read(&p).unwrap(), "s.safetensors", |p| names_file(EmbeddingStore::load(p), p));
+    s
+}
+
+/// A store that loads must be the store that was saved (checksums cover rows and metadata).
+fn store(p: &Path) -> Result<bool, String> {
+    let r = EmbeddingStore::load(p);
+    if let Ok(got) = &r {
+        let want = sample_store();
+        let bits = |s: &EmbeddingStore| s.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        if (got.kind, got.dim, &got.ids, &got.hashes, &got.meta, bits(got)) != (want.kind, want.dim, &want.ids, &want.hashes, &want.meta, bits(&want)) {
+            return Err(format!("a corrupted store was read as valid: ids {:?}, meta {:?}", got.ids, got.meta));
+        }
+    }
+    names_file(r, p)
 }
 
 #[test]
-fn fuzz_tower_checkpoint() {
-    use learnrec_model::towers::train::{Checkpoint, CheckpointMeta};
+fn fuzz_embedding_store() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("checkpoint.bin");
-    let ck = Checkpoint {
+    let p = dir.path().join("s.safetensors");
+    sample_store().save(&p).unwrap();
+    fuzz("embedding store", std::fs::read(&p).unwrap(), "s.safetensors", store);
+}
+
+fn sample_checkpoint() -> learnrec_model::towers::train::Checkpoint {
+    use learnrec_model::towers::train::{Checkpoint, CheckpointMeta};
+    Checkpoint {
         meta: CheckpointMeta {
             config: Default::default(),
             epoch: 1,
@@ -313,10 +327,30 @@ fn fuzz_tower_checkpoint() {
         },
         model: (0..200u8).collect(),
         optim: vec![7; 100],
-    };
-    ck.save(&p).unwrap();
+    }
+}
+
+/// A v2 checkpoint that loads must be the checkpoint that was saved (its sha256 covers it all).
+fn checkpoint_v2(p: &Path) -> Result<bool, String> {
+    let r = learnrec_model::towers::train::Checkpoint::load(p);
+    if let Ok(got) = &r {
+        let want = sample_checkpoint();
+        let json = |c: &learnrec_model::towers::train::Checkpoint| serde_json::to_string(&c.meta).unwrap();
+        if (json(got), &got.model, &got.optim) != (json(&want), &want.model, &want.optim) {
+            return Err(format!("a corrupted checkpoint was read as valid: {}", json(got)));
+        }
+    }
+    names_file(r, p)
+}
+
+#[test]
+fn fuzz_tower_checkpoint() {
+    use learnrec_model::towers::train::Checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("checkpoint.bin");
+    sample_checkpoint().save(&p).unwrap();
     let v2 = std::fs::read(&p).unwrap();
-    fuzz("tower checkpoint", v2.clone(), "checkpoint.bin", |p| names_file(Checkpoint::load(p), p));
+    fuzz("tower checkpoint", v2.clone(), "checkpoint.bin", checkpoint_v2);
     // Format v1 (no checksum): only the framing protects it.
     let mut v1 = v2[..v2.len() - 32].to_vec();
     v1[..8].copy_from_slice(b"LRNTWR01");
