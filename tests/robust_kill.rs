@@ -1,8 +1,9 @@
 //! SIGKILL robustness of `learnrec train` and `learnrec demo` (the built binary, end to end).
 //!
 //! Each test runs the command once uninterrupted, then again in a fresh directory killed with
-//! SIGKILL at seeded-random moments and rerun (with `--resume` / plain rerun for the demo) until
-//! it finishes. After every kill each file in the output directory must be absent, a leftover
+//! SIGKILL three times at seeded-random points (after a random number of finished epochs or
+//! stages, plus a random delay, so the kills land inside the run however loaded the machine is)
+//! and rerun (with `--resume` / plain rerun for the demo) until it finishes. After every kill each file in the output directory must be absent, a leftover
 //! temporary file of `learnrec_eval::atomic` (`.NAME.tmpPID`, ignored by every reader), or
 //! complete and valid. The final results must equal the uninterrupted run's: byte for byte for
 //! every file whose bytes do not embed run-specific data, and value for value (bit-exact f32)
@@ -90,25 +91,55 @@ fn run_ok(mut c: Command) {
     assert!(out.status.success(), "{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
 }
 
-/// Spawns `c`, SIGKILLs it after `delay` unless it finished first; returns whether the kill
-/// landed while the process was still running. A run that finished on its own must succeed.
-fn run_and_kill(mut c: Command, delay: Duration) -> bool {
+/// Spawns `c` and SIGKILLs it `extra` after `reached()` first holds (a progress point: so
+/// that the kill lands inside the run however loaded the machine is), unless it finished
+/// first. Returns whether the kill landed while the process was running. A run that finished
+/// on its own must succeed.
+fn run_and_kill(mut c: Command, mut reached: impl FnMut() -> bool, extra: Duration) -> bool {
     c.stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
-    let t = Instant::now();
-    while t.elapsed() < delay {
+    let mut since: Option<Instant> = None;
+    loop {
         if let Some(st) = child.try_wait().unwrap() {
             assert!(st.success(), "{c:?} exited with {st}");
             return false;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        if since.is_none() && reached() {
+            since = Some(Instant::now());
+        }
+        if since.is_some_and(|t| t.elapsed() >= extra) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap(); // SIGKILL on Unix
-    let st = child.wait().unwrap();
-    if st.success() {
-        return false; // it exited between the last poll and the kill
+    !child.wait().unwrap().success()
+}
+
+/// Seeded-random kill points: `n` distinct values in `lo..hi`, increasing.
+fn kill_points(rng: &mut Rng, n: usize, lo: u64, hi: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = Vec::new();
+    while v.len() < n {
+        let x = rng.range(lo, hi);
+        if !v.contains(&x) {
+            v.push(x);
+        }
     }
-    true
+    v.sort();
+    v
+}
+
+/// Completed epochs of the checkpoint in `dir` (0 without one), from its JSON header alone.
+fn checkpoint_epoch(dir: &Path) -> u64 {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(dir.join("checkpoint.bin")) else { return 0 };
+    let mut b = Vec::new();
+    let _ = f.take(1 << 16).read_to_end(&mut b);
+    let Some(n) = b.get(8..16).map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize) else { return 0 };
+    b.get(16..16 + n)
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+        .and_then(|v| v["epoch"].as_u64())
+        .unwrap_or(0)
 }
 
 /// After a kill: every file of a train output directory is a temp file or complete and valid.
@@ -150,19 +181,20 @@ fn train_killed_and_resumed_matches_uninterrupted() {
     let full = t.elapsed();
     let ref_state = checkpoint_state(&reference.join("checkpoint.bin"));
 
+    // Kill after a random number of finished epochs plus a random part of an epoch.
     let mut rng = Rng(0x5EED_7A17);
+    let epoch_ms = full.as_millis() as u64 / TRAIN_EPOCHS as u64;
     let (mut landed, mut last_epochs) = (0, 0);
-    for _ in 0..3 {
+    for at in kill_points(&mut rng, 3, 0, TRAIN_EPOCHS as u64 - 1) {
         let resume = killed.join("checkpoint.bin").exists();
-        // Aim inside what is left of the run, so that most kills land mid-training.
-        let left = full.as_millis() as u64 * (TRAIN_EPOCHS - last_epochs) as u64 / TRAIN_EPOCHS as u64;
-        let delay = Duration::from_millis(rng.range(left / 10, left * 9 / 10).max(20));
-        landed += run_and_kill(train_cmd(&cache, &seq, &killed, resume), delay) as usize;
+        let extra = Duration::from_millis(rng.range(0, epoch_ms.max(1)));
+        let dir = killed.clone();
+        landed += run_and_kill(train_cmd(&cache, &seq, &killed, resume), move || checkpoint_epoch(&dir) >= at, extra) as usize;
         let epochs = check_train_dir(&killed, &reference);
         assert!(epochs >= last_epochs, "the checkpoint went back from epoch {last_epochs} to {epochs}");
         last_epochs = epochs;
     }
-    assert!(landed >= 1, "no kill landed while training ran (uninterrupted run took {full:?})");
+    assert!(landed >= 2, "only {landed} of 3 kills landed while training ran (uninterrupted run took {full:?})");
     // Finish: one uninterrupted rerun (resuming when a checkpoint exists).
     let resume = killed.join("checkpoint.bin").exists();
     run_ok(train_cmd(&cache, &seq, &killed, resume));
@@ -313,15 +345,17 @@ fn demo_killed_and_rerun_matches_uninterrupted() {
     let ref_files = files_under(&reference);
     assert!(ref_files.iter().any(|f| f.ends_with("index.md")));
 
+    // Kill after a random number of finished stages (of 12) plus a few random milliseconds.
     let mut rng = Rng(0xDE30_0001);
     let mut landed = 0;
-    for _ in 0..3 {
-        let ms = full.as_millis() as u64;
-        let delay = Duration::from_millis(rng.range(ms / 20, ms * 9 / 10).max(20));
-        landed += run_and_kill(demo_cmd(&cache, &killed), delay) as usize;
+    let stages = |d: &Path| std::fs::read_dir(d.join(".stages")).map_or(0, |r| r.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".done")).count() as u64);
+    for at in kill_points(&mut rng, 3, 0, 11) {
+        let extra = Duration::from_millis(rng.range(0, 150));
+        let dir = killed.clone();
+        landed += run_and_kill(demo_cmd(&cache, &killed), move || stages(&dir) >= at, extra) as usize;
         check_demo_dir_after_kill(&killed, &reference);
     }
-    assert!(landed >= 1, "no kill landed while the demo ran (uninterrupted run took {full:?})");
+    assert!(landed >= 2, "only {landed} of 3 kills landed while the demo ran (uninterrupted run took {full:?})");
     run_ok(demo_cmd(&cache, &killed));
     let got: Vec<PathBuf> = files_under(&killed).into_iter().filter(|f| !is_atomic_temp(&f.file_name().unwrap().to_string_lossy())).collect();
     assert_eq!(got, ref_files, "the rerun demo left a different set of files");
