@@ -11,7 +11,9 @@
 //! not make it allocate or loop for ever). Each case runs on its own thread; a panic or a
 //! timeout fails the case and proptest shrinks it to a minimal input.
 
-use learnrec_eval::data::reader::{CatalogOptions, InteractionOptions, read_catalog, read_interactions};
+use learnrec_eval::data::reader::{
+    CatalogOptions, InteractionOptions, read_catalog, read_interactions,
+};
 use learnrec_eval::fusion_eval::generate::{GenSpec, generate};
 use learnrec_eval::fusion_eval::{Input, Options, UserActivity, evaluate_file, read_history};
 use learnrec_eval::store::{EmbeddingStore, StoreKind};
@@ -28,7 +30,10 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(20);
 /// Cases per target (`FUZZ_CASES=N` for a longer run).
 fn cases() -> u32 {
-    std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
 }
 
 #[derive(Debug, Clone)]
@@ -48,12 +53,46 @@ enum Mutation {
 }
 
 const FRAGMENTS: &[&[u8]] = &[
-    b"\"", b",", b"\t", b"\n", b"\r\n", b"\"\"", b"\\", b"{", b"}", b"[", b"]", b":", b"null",
-    b"-1", b"1e309", b"NaN", b"inf", b"99999999999999999999999", b"-0", b"\xff\xfe", b"\xc3",
-    b"\0", b"impression", b"conversion", b"rating", b":token", b":float", b"\n\n\n", b"a,b,c,d,e,f,g,h",
+    b"\"",
+    b",",
+    b"\t",
+    b"\n",
+    b"\r\n",
+    b"\"\"",
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b"null",
+    b"-1",
+    b"1e309",
+    b"NaN",
+    b"inf",
+    b"99999999999999999999999",
+    b"-0",
+    b"\xff\xfe",
+    b"\xc3",
+    b"\0",
+    b"impression",
+    b"conversion",
+    b"rating",
+    b":token",
+    b":float",
+    b"\n\n\n",
+    b"a,b,c,d,e,f,g,h",
 ];
 
-const HUGE: &[u64] = &[u64::MAX, u64::MAX / 2, 1 << 40, 1 << 32, u32::MAX as u64, 1 << 31, 0];
+const HUGE: &[u64] = &[
+    u64::MAX,
+    u64::MAX / 2,
+    1 << 40,
+    1 << 32,
+    u32::MAX as u64,
+    1 << 31,
+    0,
+];
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     let pos = any::<usize>();
@@ -77,7 +116,11 @@ fn mutate(base: &[u8], ms: &[Mutation]) -> Vec<u8> {
             Mutation::Byte(p, v) if n > 0 => b[p % n] = v,
             Mutation::Huge(p, v) if n >= 8 => {
                 // Mostly at the start (where binary headers keep their lengths and counts).
-                let at = if p % 2 == 0 { (p / 2) % 64.min(n - 7) } else { (p / 2) % (n - 7) };
+                let at = if p % 2 == 0 {
+                    (p / 2) % 64.min(n - 7)
+                } else {
+                    (p / 2) % (n - 7)
+                };
                 b[at..at + 8].copy_from_slice(&v.to_le_bytes());
             }
             Mutation::Insert(p, f) => {
@@ -108,7 +151,11 @@ fn fuzz(target: &str, base: Vec<u8>, name: &str, read: fn(&Path) -> Result<bool,
     // Sanity: the unmutated file is accepted, so mutations start from a real file.
     let path = dir.path().join(name);
     std::fs::write(&path, &base).unwrap();
-    assert_eq!(read(&path), Ok(true), "{target}: the valid base file is rejected");
+    assert_eq!(
+        read(&path),
+        Ok(true),
+        "{target}: the valid base file is rejected"
+    );
     let t = std::time::Instant::now();
     let mut runner = TestRunner::new(Config {
         cases: cases(),
@@ -134,10 +181,16 @@ fn fuzz(target: &str, base: Vec<u8>, name: &str, read: fn(&Path) -> Result<bool,
             Ok(Ok(false)) => err.set(err.get() + 1),
             Ok(Err(m)) => return Err(TestCaseError::fail(format!("{target}: {m}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                return Err(TestCaseError::fail(format!("{target}: no answer within {LIMIT:?} ({} bytes)", bytes.len())));
+                return Err(TestCaseError::fail(format!(
+                    "{target}: no answer within {LIMIT:?} ({} bytes)",
+                    bytes.len()
+                )));
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(TestCaseError::fail(format!("{target}: the reader panicked ({} bytes)", bytes.len())));
+                return Err(TestCaseError::fail(format!(
+                    "{target}: the reader panicked ({} bytes)",
+                    bytes.len()
+                )));
             }
         }
         Ok(())
@@ -145,11 +198,22 @@ fn fuzz(target: &str, base: Vec<u8>, name: &str, read: fn(&Path) -> Result<bool,
     if let Err(e) = res {
         panic!("{target}: {e}");
     }
-    println!("{target}: {} cases in {:.2}s ({} accepted, {} rejected)", cases(), t.elapsed().as_secs_f64(), ok.get(), err.get());
+    println!(
+        "{target}: {} cases in {:.2}s ({} accepted, {} rejected)",
+        cases(),
+        t.elapsed().as_secs_f64(),
+        ok.get(),
+        err.get()
+    );
 }
 
 fn fixture(p: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/tests/fixtures").join(p)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("eval/tests/fixtures")
+            .join(p),
+    )
+    .unwrap()
 }
 
 /// The error text of a rejected input must name the file (every reader's contract).
@@ -159,7 +223,11 @@ fn names_file<T, E: std::fmt::Display>(r: Result<T, E>, path: &Path) -> Result<b
         Err(e) => {
             let msg = e.to_string();
             let file = path.file_name().unwrap().to_string_lossy();
-            if msg.contains(&*file) { Ok(false) } else { Err(format!("the error does not name the file {file}: {msg}")) }
+            if msg.contains(&*file) {
+                Ok(false)
+            } else {
+                Err(format!("the error does not name the file {file}: {msg}"))
+            }
         }
     }
 }
@@ -169,7 +237,10 @@ fn catalog(p: &Path) -> Result<bool, String> {
 }
 
 fn interactions(p: &Path) -> Result<bool, String> {
-    names_file(read_interactions(p, None, &InteractionOptions::default()), p)
+    names_file(
+        read_interactions(p, None, &InteractionOptions::default()),
+        p,
+    )
 }
 
 const CATALOG_JSONL: &str = "{\"item_id\":\"a\",\"title\":\"T \\\"x\\\"\",\"category\":\"c\",\"brand\":\"b\",\"price\":1.5,\"keywords\":\"k1, k2\",\"attributes\":\"color=red\",\"available_from\":1700000000}\n\
@@ -180,27 +251,71 @@ const INTER_JSONL: &str = "{\"user_id\":\"u1\",\"item_id\":\"a\",\"timestamp\":1
 
 fn to_tsv(csv: &[u8]) -> Vec<u8> {
     // The fixtures' quoted fields hold commas; TSV has no quoting, so drop the quotes.
-    String::from_utf8_lossy(csv).replace('"', "").replace(", ", ";").replace(',', "\t").into_bytes()
+    String::from_utf8_lossy(csv)
+        .replace('"', "")
+        .replace(", ", ";")
+        .replace(',', "\t")
+        .into_bytes()
 }
 
 #[test]
 fn fuzz_catalog_csv() {
-    fuzz("catalog csv", fixture("world/catalog.csv"), "catalog.csv", catalog);
+    fuzz(
+        "catalog csv",
+        fixture("world/catalog.csv"),
+        "catalog.csv",
+        catalog,
+    );
 }
 
 #[test]
 fn fuzz_catalog_tsv_jsonl_atomic() {
-    fuzz("catalog tsv", to_tsv(&fixture("world/catalog.csv")), "catalog.tsv", catalog);
-    fuzz("catalog jsonl", CATALOG_JSONL.as_bytes().to_vec(), "catalog.jsonl", catalog);
-    fuzz("catalog atomic", fixture("ml-mini/ml-mini.item"), "ml.item", catalog);
+    fuzz(
+        "catalog tsv",
+        to_tsv(&fixture("world/catalog.csv")),
+        "catalog.tsv",
+        catalog,
+    );
+    fuzz(
+        "catalog jsonl",
+        CATALOG_JSONL.as_bytes().to_vec(),
+        "catalog.jsonl",
+        catalog,
+    );
+    fuzz(
+        "catalog atomic",
+        fixture("ml-mini/ml-mini.item"),
+        "ml.item",
+        catalog,
+    );
 }
 
 #[test]
 fn fuzz_interactions() {
-    fuzz("interactions csv", fixture("world/interactions.csv"), "inter.csv", interactions);
-    fuzz("interactions tsv", to_tsv(&fixture("world/interactions.csv")), "inter.tsv", interactions);
-    fuzz("interactions jsonl", INTER_JSONL.as_bytes().to_vec(), "inter.jsonl", interactions);
-    fuzz("interactions atomic", fixture("ml-mini/ml-mini.inter"), "ml.inter", interactions);
+    fuzz(
+        "interactions csv",
+        fixture("world/interactions.csv"),
+        "inter.csv",
+        interactions,
+    );
+    fuzz(
+        "interactions tsv",
+        to_tsv(&fixture("world/interactions.csv")),
+        "inter.tsv",
+        interactions,
+    );
+    fuzz(
+        "interactions jsonl",
+        INTER_JSONL.as_bytes().to_vec(),
+        "inter.jsonl",
+        interactions,
+    );
+    fuzz(
+        "interactions atomic",
+        fixture("ml-mini/ml-mini.inter"),
+        "ml.inter",
+        interactions,
+    );
 }
 
 /// Small generated predictions (`pred.csv` or `pred.parquet`) and HISTORY.
@@ -216,19 +331,36 @@ fn predictions(ext: &str) -> (Vec<u8>, Vec<u8>) {
         row_group: 50,
     };
     generate(&spec).unwrap();
-    (std::fs::read(&spec.out).unwrap(), std::fs::read(spec.history.unwrap()).unwrap())
+    (
+        std::fs::read(&spec.out).unwrap(),
+        std::fs::read(spec.history.unwrap()).unwrap(),
+    )
 }
 
 fn pred(p: &Path) -> Result<bool, String> {
-    let input = Input { pred: p.to_path_buf(), ..Default::default() };
-    names_file(evaluate_file(&input, &Options { bootstrap: 0, ..Default::default() }), p)
+    let input = Input {
+        pred: p.to_path_buf(),
+        ..Default::default()
+    };
+    names_file(
+        evaluate_file(
+            &input,
+            &Options {
+                bootstrap: 0,
+                ..Default::default()
+            },
+        ),
+        p,
+    )
 }
 
 #[test]
 fn fuzz_predictions_csv_and_history() {
     let (csv, hist) = predictions("csv");
     fuzz("predictions csv", csv, "pred.csv", pred);
-    fuzz("history csv", hist, "hist.csv", |p| names_file(read_history(p, UserActivity::Engaged), p));
+    fuzz("history csv", hist, "hist.csv", |p| {
+        names_file(read_history(p, UserActivity::Engaged), p)
+    });
 }
 
 #[test]
@@ -238,7 +370,16 @@ fn fuzz_predictions_parquet() {
 }
 
 fn tiny_gguf() -> Vec<u8> {
-    let tokens = ["<unk>", "<s>", "</s>", "\u{2581}a", "\u{2581}b", "a", "b", "c"];
+    let tokens = [
+        "<unk>",
+        "<s>",
+        "</s>",
+        "\u{2581}a",
+        "\u{2581}b",
+        "a",
+        "b",
+        "c",
+    ];
     let s = |x: &str| Value::String(x.into());
     let meta: Vec<(&str, Value)> = vec![
         ("general.architecture", s("llama")),
@@ -252,9 +393,23 @@ fn tiny_gguf() -> Vec<u8> {
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("llama.rope.freq_base", Value::F32(10000.0)),
         ("tokenizer.ggml.model", s("llama")),
-        ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| s(t)).collect())),
-        ("tokenizer.ggml.scores", Value::Array((0..tokens.len()).map(|i| Value::F32(-(i as f32))).collect())),
-        ("tokenizer.ggml.token_type", Value::Array([2, 3, 3, 1, 1, 1, 1, 1].into_iter().map(Value::I32).collect())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.iter().map(|t| s(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.scores",
+            Value::Array((0..tokens.len()).map(|i| Value::F32(-(i as f32))).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(
+                [2, 3, 3, 1, 1, 1, 1, 1]
+                    .into_iter()
+                    .map(Value::I32)
+                    .collect(),
+            ),
+        ),
         ("tokenizer.ggml.bos_token_id", Value::U32(1)),
         ("tokenizer.ggml.eos_token_id", Value::U32(2)),
     ];
@@ -287,7 +442,8 @@ fn fuzz_gguf() {
 fn sample_store() -> EmbeddingStore {
     let mut s = EmbeddingStore::new(StoreKind::Content, 3);
     for (k, id) in ["a", "b", "c", "d"].iter().enumerate() {
-        s.insert(id, &format!("h{k}"), &[k as f32, 0.5, -1.0]).unwrap();
+        s.insert(id, &format!("h{k}"), &[k as f32, 0.5, -1.0])
+            .unwrap();
     }
     s.meta.insert("model".into(), "tiny".into());
     s
@@ -299,8 +455,25 @@ fn store(p: &Path) -> Result<bool, String> {
     if let Ok(got) = &r {
         let want = sample_store();
         let bits = |s: &EmbeddingStore| s.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        if (got.kind, got.dim, &got.ids, &got.hashes, &got.meta, bits(got)) != (want.kind, want.dim, &want.ids, &want.hashes, &want.meta, bits(&want)) {
-            return Err(format!("a corrupted store was read as valid: ids {:?}, meta {:?}", got.ids, got.meta));
+        if (
+            got.kind,
+            got.dim,
+            &got.ids,
+            &got.hashes,
+            &got.meta,
+            bits(got),
+        ) != (
+            want.kind,
+            want.dim,
+            &want.ids,
+            &want.hashes,
+            &want.meta,
+            bits(&want),
+        ) {
+            return Err(format!(
+                "a corrupted store was read as valid: ids {:?}, meta {:?}",
+                got.ids, got.meta
+            ));
         }
     }
     names_file(r, p)
@@ -311,7 +484,12 @@ fn fuzz_embedding_store() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("s.safetensors");
     sample_store().save(&p).unwrap();
-    fuzz("embedding store", std::fs::read(&p).unwrap(), "s.safetensors", store);
+    fuzz(
+        "embedding store",
+        std::fs::read(&p).unwrap(),
+        "s.safetensors",
+        store,
+    );
 }
 
 fn sample_checkpoint() -> learnrec_model::towers::train::Checkpoint {
@@ -335,9 +513,13 @@ fn checkpoint_v2(p: &Path) -> Result<bool, String> {
     let r = learnrec_model::towers::train::Checkpoint::load(p);
     if let Ok(got) = &r {
         let want = sample_checkpoint();
-        let json = |c: &learnrec_model::towers::train::Checkpoint| serde_json::to_string(&c.meta).unwrap();
+        let json =
+            |c: &learnrec_model::towers::train::Checkpoint| serde_json::to_string(&c.meta).unwrap();
         if (json(got), &got.model, &got.optim) != (json(&want), &want.model, &want.optim) {
-            return Err(format!("a corrupted checkpoint was read as valid: {}", json(got)));
+            return Err(format!(
+                "a corrupted checkpoint was read as valid: {}",
+                json(got)
+            ));
         }
     }
     names_file(r, p)
@@ -350,9 +532,16 @@ fn fuzz_tower_checkpoint() {
     let p = dir.path().join("checkpoint.bin");
     sample_checkpoint().save(&p).unwrap();
     let v2 = std::fs::read(&p).unwrap();
-    fuzz("tower checkpoint", v2.clone(), "checkpoint.bin", checkpoint_v2);
+    fuzz(
+        "tower checkpoint",
+        v2.clone(),
+        "checkpoint.bin",
+        checkpoint_v2,
+    );
     // Format v1 (no checksum): only the framing protects it.
     let mut v1 = v2[..v2.len() - 32].to_vec();
     v1[..8].copy_from_slice(b"LRNTWR01");
-    fuzz("tower checkpoint v1", v1, "checkpoint.bin", |p| names_file(Checkpoint::load(p), p));
+    fuzz("tower checkpoint v1", v1, "checkpoint.bin", |p| {
+        names_file(Checkpoint::load(p), p)
+    });
 }

@@ -16,8 +16,12 @@ fn run(mut c: Command) -> Output {
 
 /// The command failed with an error (not a panic) whose text contains every `want`.
 fn assert_clear_error(out: &Output, want: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "expected a failure, got success: {err}");
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success: {err}"
+    );
     assert!(!err.contains("panicked"), "a panic, not an error: {err}");
     for w in want {
         assert!(err.contains(w), "the error does not mention `{w}`: {err}");
@@ -27,9 +31,34 @@ fn assert_clear_error(out: &Output, want: &[&str]) -> String {
 
 fn train(cache: &Path, seq: &Path, out: &Path) -> Command {
     let mut c = learnrec(cache);
-    c.arg("train").arg("--sequences").arg(seq).arg("--out").arg(out);
-    c.args(["--input", "id", "--epochs", "3", "--layers", "1", "--d-model", "32", "--heads", "2"]);
-    c.args(["--batch-size", "32", "--history-len", "8", "--target-len", "4", "--seed", "1", "--quiet"]);
+    c.arg("train")
+        .arg("--sequences")
+        .arg(seq)
+        .arg("--out")
+        .arg(out);
+    c.args([
+        "--input",
+        "id",
+        "--epochs",
+        "3",
+        "--layers",
+        "1",
+        "--d-model",
+        "32",
+        "--heads",
+        "2",
+    ]);
+    c.args([
+        "--batch-size",
+        "32",
+        "--history-len",
+        "8",
+        "--target-len",
+        "4",
+        "--seed",
+        "1",
+        "--quiet",
+    ]);
     c
 }
 
@@ -39,7 +68,10 @@ fn with_fsize_limit(c: &Command, kib: u64) -> Command {
     let mut sh = Command::new("sh");
     // POSIX `ulimit -f` counts 512-byte blocks (dash); bash counts 1 KiB blocks: both are
     // well below what the tests write past the limit.
-    sh.arg("-c").arg(format!("trap '' XFSZ; ulimit -f {} && exec \"$0\" \"$@\"", kib * 2));
+    sh.arg("-c").arg(format!(
+        "trap '' XFSZ; ulimit -f {} && exec \"$0\" \"$@\"",
+        kib * 2
+    ));
     sh.arg(c.get_program()).args(c.get_args());
     for (k, v) in c.get_envs() {
         match v {
@@ -51,7 +83,10 @@ fn with_fsize_limit(c: &Command, kib: u64) -> Command {
 }
 
 fn no_temp_files(dir: &Path) {
-    let tmp: Vec<PathBuf> = files_under(dir).into_iter().filter(|f| is_atomic_temp(&f.file_name().unwrap().to_string_lossy())).collect();
+    let tmp: Vec<PathBuf> = files_under(dir)
+        .into_iter()
+        .filter(|f| is_atomic_temp(&f.file_name().unwrap().to_string_lossy()))
+        .collect();
     assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
 }
 
@@ -65,10 +100,20 @@ fn unwritable_output_is_an_error_naming_the_path() {
     let file = tmp.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let below = file.join("out");
-    let e = assert_clear_error(&run(train(&cache, &seq, &below)), &["a-file/out", "Not a directory"]);
-    println!("train --out under a file: {}", e.lines().next().unwrap_or(""));
+    let e = assert_clear_error(
+        &run(train(&cache, &seq, &below)),
+        &["a-file/out", "Not a directory"],
+    );
+    println!(
+        "train --out under a file: {}",
+        e.lines().next().unwrap_or("")
+    );
     let mut world = learnrec(&cache);
-    world.args(["world", "--users", "20", "--items", "10", "--days", "10", "--out"]).arg(&below);
+    world
+        .args([
+            "world", "--users", "20", "--items", "10", "--days", "10", "--out",
+        ])
+        .arg(&below);
     assert_clear_error(&run(world), &["a-file/out"]);
     let mut demo = learnrec(&cache);
     demo.args(["demo", "--out"]).arg(&below);
@@ -79,13 +124,22 @@ fn unwritable_output_is_an_error_naming_the_path() {
     std::fs::create_dir(&ro).unwrap();
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
     if std::fs::write(ro.join("probe"), "x").is_ok() {
-        println!("skipped (read-only directory part): chmod 0o500 does not stop this user (root?) from writing");
+        println!(
+            "skipped (read-only directory part): chmod 0o500 does not stop this user (root?) from writing"
+        );
         return;
     }
-    let e = assert_clear_error(&run(train(&cache, &seq, &ro)), &["ro/", "Permission denied"]);
+    let e = assert_clear_error(
+        &run(train(&cache, &seq, &ro)),
+        &["ro/", "Permission denied"],
+    );
     println!("train --out read-only: {}", e.lines().next().unwrap_or(""));
     let mut world = learnrec(&cache);
-    world.args(["world", "--users", "20", "--items", "10", "--days", "10", "--out"]).arg(&ro);
+    world
+        .args([
+            "world", "--users", "20", "--items", "10", "--days", "10", "--out",
+        ])
+        .arg(&ro);
     assert_clear_error(&run(world), &["ro/", "Permission denied"]);
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert!(files_under(&ro).is_empty());
@@ -105,13 +159,25 @@ fn full_disk_keeps_the_previous_checkpoint_and_store() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ck = out.join("checkpoint.bin");
     let before = std::fs::read(&ck).unwrap();
-    assert!(before.len() > 64 * 1024, "the checkpoint must be larger than the limit");
+    assert!(
+        before.len() > 64 * 1024,
+        "the checkpoint must be larger than the limit"
+    );
     // Resume under a 32 KiB file-size limit: the epoch-2 checkpoint cannot be written.
     let mut resume = train(&cache, &seq, &out);
     resume.arg("--resume");
-    let e = assert_clear_error(&run(with_fsize_limit(&resume, 32)), &["checkpoint.bin", "File too large"]);
-    println!("train under a full disk: {}", e.lines().last().unwrap_or(""));
-    assert!(std::fs::read(&ck).unwrap() == before, "the previous checkpoint changed");
+    let e = assert_clear_error(
+        &run(with_fsize_limit(&resume, 32)),
+        &["checkpoint.bin", "File too large"],
+    );
+    println!(
+        "train under a full disk: {}",
+        e.lines().last().unwrap_or("")
+    );
+    assert!(
+        std::fs::read(&ck).unwrap() == before,
+        "the previous checkpoint changed"
+    );
     no_temp_files(&out);
     // And the kept checkpoint still resumes to the end.
     let mut resume = train(&cache, &seq, &out);
@@ -137,10 +203,23 @@ fn full_disk_keeps_the_previous_checkpoint_and_store() {
     std::fs::copy(&small, &merged).unwrap();
     let old = std::fs::read(&merged).unwrap();
     let mut m = learnrec(&cache);
-    m.arg("merge-stores").arg("--out").arg(&merged).arg(&big).arg(&small);
-    let e = assert_clear_error(&run(with_fsize_limit(&m, 64)), &["merged.safetensors", "File too large"]);
-    println!("merge-stores under a full disk: {}", e.lines().next().unwrap_or(""));
-    assert!(std::fs::read(&merged).unwrap() == old, "the previous store changed");
+    m.arg("merge-stores")
+        .arg("--out")
+        .arg(&merged)
+        .arg(&big)
+        .arg(&small);
+    let e = assert_clear_error(
+        &run(with_fsize_limit(&m, 64)),
+        &["merged.safetensors", "File too large"],
+    );
+    println!(
+        "merge-stores under a full disk: {}",
+        e.lines().next().unwrap_or("")
+    );
+    assert!(
+        std::fs::read(&merged).unwrap() == old,
+        "the previous store changed"
+    );
     EmbeddingStore::load(&merged).unwrap();
     no_temp_files(merged.parent().unwrap());
 }
@@ -167,24 +246,52 @@ fn missing_asset_without_network_is_a_clear_error() {
     let cat = catalog(tmp.path());
     // embed with an asset name that is not cached.
     let mut c = learnrec(&cache);
-    c.args(["embed", "--model", "minilm", "--items"]).arg(&cat).arg("--out").arg(tmp.path().join("c.safetensors"));
+    c.args(["embed", "--model", "minilm", "--items"])
+        .arg(&cat)
+        .arg("--out")
+        .arg(tmp.path().join("c.safetensors"));
     c.env("PATH", &empty_path);
-    assert_clear_error(&run(c), &["--model minilm", "not fetched yet", "learnrec fetch minilm"]);
+    assert_clear_error(
+        &run(c),
+        &["--model minilm", "not fetched yet", "learnrec fetch minilm"],
+    );
     // fetch with no way to download.
     let mut c = learnrec(&cache);
     c.args(["fetch", "minilm"]).env("PATH", &empty_path);
-    assert_clear_error(&run(c), &["could not fetch minilm", "`python3` not found on PATH"]);
+    assert_clear_error(
+        &run(c),
+        &["could not fetch minilm", "`python3` not found on PATH"],
+    );
     // The demo stops at the fetch stage and names it; what it did before is kept and a rerun
     // (once the asset is there) resumes after it.
     let out = tmp.path().join("demo");
     let demo = |path: &Path| {
         let mut c = learnrec(&cache);
-        c.arg("demo").arg("--out").arg(&out).args(["--users", "320", "--items", "40", "--days", "24", "--epochs", "1"]);
-        c.args(["--layers", "1", "--d-model", "16", "--history-len", "8", "--target-len", "4", "--ab-days", "1"]);
+        c.arg("demo").arg("--out").arg(&out).args([
+            "--users", "320", "--items", "40", "--days", "24", "--epochs", "1",
+        ]);
+        c.args([
+            "--layers",
+            "1",
+            "--d-model",
+            "16",
+            "--history-len",
+            "8",
+            "--target-len",
+            "4",
+            "--ab-days",
+            "1",
+        ]);
         c.env("PATH", path);
         c
     };
-    assert_clear_error(&run(demo(&empty_path)), &["demo stage `fetch-encoder` failed", "could not fetch minilm"]);
+    assert_clear_error(
+        &run(demo(&empty_path)),
+        &[
+            "demo stage `fetch-encoder` failed",
+            "could not fetch minilm",
+        ],
+    );
     assert!(out.join(".stages/world.done").exists() && out.join("world/catalog.csv").exists());
     write_tiny_minilm(&cache);
     let o = run(demo(&empty_path));
@@ -230,19 +337,36 @@ fn corrupted_store_checkpoint_and_asset_are_detected() {
     resume.arg("--resume");
     assert_clear_error(&run(resume), &["checkpoint.bin", "checksum mismatch"]);
     let mut ev = learnrec(&cache);
-    ev.args(["retrieval-eval", "--model"]).arg(&out).arg("--sequences").arg(&seq).arg("--out").arg(tmp.path().join("r.json"));
+    ev.args(["retrieval-eval", "--model"])
+        .arg(&out)
+        .arg("--sequences")
+        .arg(&seq)
+        .arg("--out")
+        .arg(tmp.path().join("r.json"));
     assert_clear_error(&run(ev), &["checkpoint.bin", "checksum mismatch"]);
 
     // A cached asset: one flipped byte in the (tiny) MiniLM weights.
     let dir = write_tiny_minilm(&cache);
-    learnrec_eval::assets::verify_in(&cache.join("assets"), learnrec_eval::assets::Asset::Minilm).unwrap();
+    learnrec_eval::assets::verify_in(&cache.join("assets"), learnrec_eval::assets::Asset::Minilm)
+        .unwrap();
     flip_byte(&dir.join("model.safetensors"), 4000);
-    let e = learnrec_eval::assets::verify_in(&cache.join("assets"), learnrec_eval::assets::Asset::Minilm).unwrap_err().to_string();
-    assert!(e.contains("checksum mismatch") && e.contains("model.safetensors"), "{e}");
+    let e = learnrec_eval::assets::verify_in(
+        &cache.join("assets"),
+        learnrec_eval::assets::Asset::Minilm,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("checksum mismatch") && e.contains("model.safetensors"),
+        "{e}"
+    );
     let no_tools = tmp.path().join("no-tools");
     std::fs::create_dir(&no_tools).unwrap();
     let mut c = learnrec(&cache);
-    c.args(["embed", "--model", "minilm", "--items"]).arg(catalog(tmp.path())).arg("--out").arg(tmp.path().join("c.safetensors"));
+    c.args(["embed", "--model", "minilm", "--items"])
+        .arg(catalog(tmp.path()))
+        .arg("--out")
+        .arg(tmp.path().join("c.safetensors"));
     c.env("PATH", &no_tools);
     assert_clear_error(&run(c), &["model.safetensors", "checksum mismatch"]);
     let mut c = learnrec(&cache);

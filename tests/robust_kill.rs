@@ -41,10 +41,15 @@ fn checkpoint_state(path: &Path) -> CheckpointState {
     let ck = Checkpoint::load(path).unwrap_or_else(|e| panic!("{e}"));
     let dev = Default::default();
     let model: LearnTower<B> = ck.model(&dev, path).unwrap_or_else(|e| panic!("{e}"));
-    let rec = Recorder::<B>::load(&BinBytesRecorder::<FullPrecisionSettings>::default(), ck.optim.clone(), &dev)
-        .unwrap_or_else(|e| panic!("{}: optimizer record: {e}", path.display()));
+    let rec = Recorder::<B>::load(
+        &BinBytesRecorder::<FullPrecisionSettings>::default(),
+        ck.optim.clone(),
+        &dev,
+    )
+    .unwrap_or_else(|e| panic!("{}: optimizer record: {e}", path.display()));
     let optim: OptimizerAdaptor<Adam, LearnTower<B>, B> = AdamConfig::new().init();
-    let records: Vec<(ParamId, AdaptorRecord<Adam, B>)> = optim.load_record(rec).to_record().into_iter().collect();
+    let records: Vec<(ParamId, AdaptorRecord<Adam, B>)> =
+        optim.load_record(rec).to_record().into_iter().collect();
     struct V {
         params: Vec<(Vec<usize>, Vec<u8>)>,
         adam: Vec<(usize, Vec<u8>, Vec<u8>)>,
@@ -53,17 +58,34 @@ fn checkpoint_state(path: &Path) -> CheckpointState {
     impl ModuleVisitor<B> for V {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let t = param.val();
-            self.params.push((t.dims().to_vec(), t.into_data().as_bytes().to_vec()));
+            self.params
+                .push((t.dims().to_vec(), t.into_data().as_bytes().to_vec()));
             if let Some(k) = self.records.iter().position(|(id, _)| *id == param.id) {
                 let m = self.records.swap_remove(k).1.into_state::<D>().momentum;
-                self.adam.push((m.time, m.moment_1.into_data().as_bytes().to_vec(), m.moment_2.into_data().as_bytes().to_vec()));
+                self.adam.push((
+                    m.time,
+                    m.moment_1.into_data().as_bytes().to_vec(),
+                    m.moment_2.into_data().as_bytes().to_vec(),
+                ));
             }
         }
     }
-    let mut v = V { params: Vec::new(), adam: Vec::new(), records };
+    let mut v = V {
+        params: Vec::new(),
+        adam: Vec::new(),
+        records,
+    };
     model.visit(&mut v);
-    assert!(v.records.is_empty(), "{}: optimizer state of unknown parameters", path.display());
-    assert!(!v.params.is_empty() && (ck.meta.step == 0 || !v.adam.is_empty()), "{}: no parameters or no optimizer state", path.display());
+    assert!(
+        v.records.is_empty(),
+        "{}: optimizer state of unknown parameters",
+        path.display()
+    );
+    assert!(
+        !v.params.is_empty() && (ck.meta.step == 0 || !v.adam.is_empty()),
+        "{}: no parameters or no optimizer state",
+        path.display()
+    );
     CheckpointState {
         header: serde_json::to_string(&ck.meta).unwrap(),
         params: v.params,
@@ -75,9 +97,31 @@ const TRAIN_EPOCHS: usize = 12;
 
 fn train_cmd(cache: &Path, seq: &Path, out: &Path, resume: bool) -> Command {
     let mut c = learnrec(cache);
-    c.arg("train").arg("--sequences").arg(seq).arg("--out").arg(out);
-    c.args(["--input", "id", "--epochs", &TRAIN_EPOCHS.to_string(), "--layers", "2", "--d-model", "32"]);
-    c.args(["--heads", "2", "--batch-size", "32", "--history-len", "16", "--target-len", "8"]);
+    c.arg("train")
+        .arg("--sequences")
+        .arg(seq)
+        .arg("--out")
+        .arg(out);
+    c.args([
+        "--input",
+        "id",
+        "--epochs",
+        &TRAIN_EPOCHS.to_string(),
+        "--layers",
+        "2",
+        "--d-model",
+        "32",
+    ]);
+    c.args([
+        "--heads",
+        "2",
+        "--batch-size",
+        "32",
+        "--history-len",
+        "16",
+        "--target-len",
+        "8",
+    ]);
     c.args(["--dropout", "0.1", "--seed", "3", "--quiet"]);
     if resume {
         c.arg("--resume");
@@ -88,7 +132,12 @@ fn train_cmd(cache: &Path, seq: &Path, out: &Path, resume: bool) -> Command {
 
 fn run_ok(mut c: Command) {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        c,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Spawns `c` and SIGKILLs it `extra` after `reached()` first holds (a progress point: so
@@ -132,10 +181,17 @@ fn kill_points(rng: &mut Rng, n: usize, lo: u64, hi: u64) -> Vec<u64> {
 /// Completed epochs of the checkpoint in `dir` (0 without one), from its JSON header alone.
 fn checkpoint_epoch(dir: &Path) -> u64 {
     use std::io::Read;
-    let Ok(f) = std::fs::File::open(dir.join("checkpoint.bin")) else { return 0 };
+    let Ok(f) = std::fs::File::open(dir.join("checkpoint.bin")) else {
+        return 0;
+    };
     let mut b = Vec::new();
     let _ = f.take(1 << 16).read_to_end(&mut b);
-    let Some(n) = b.get(8..16).map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize) else { return 0 };
+    let Some(n) = b
+        .get(8..16)
+        .map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize)
+    else {
+        return 0;
+    };
     b.get(16..16 + n)
         .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
         .and_then(|v| v["epoch"].as_u64())
@@ -155,7 +211,11 @@ fn check_train_dir(dir: &Path, reference: &Path) -> usize {
         match name.as_str() {
             // Written once before training starts; a partial one would differ.
             "config.json" | "items.json" => {
-                assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(reference.join(&f)).unwrap(), "{name} after a kill")
+                assert_eq!(
+                    std::fs::read(&p).unwrap(),
+                    std::fs::read(reference.join(&f)).unwrap(),
+                    "{name} after a kill"
+                )
             }
             "checkpoint.bin" => {
                 let st = checkpoint_state(&p);
@@ -189,25 +249,61 @@ fn train_killed_and_resumed_matches_uninterrupted() {
         let resume = killed.join("checkpoint.bin").exists();
         let extra = Duration::from_millis(rng.range(0, epoch_ms.max(1)));
         let dir = killed.clone();
-        landed += run_and_kill(train_cmd(&cache, &seq, &killed, resume), move || checkpoint_epoch(&dir) >= at, extra) as usize;
+        landed += run_and_kill(
+            train_cmd(&cache, &seq, &killed, resume),
+            move || checkpoint_epoch(&dir) >= at,
+            extra,
+        ) as usize;
         let epochs = check_train_dir(&killed, &reference);
-        assert!(epochs >= last_epochs, "the checkpoint went back from epoch {last_epochs} to {epochs}");
+        assert!(
+            epochs >= last_epochs,
+            "the checkpoint went back from epoch {last_epochs} to {epochs}"
+        );
         last_epochs = epochs;
     }
-    assert!(landed >= 2, "only {landed} of 3 kills landed while training ran (uninterrupted run took {full:?})");
+    assert!(
+        landed >= 2,
+        "only {landed} of 3 kills landed while training ran (uninterrupted run took {full:?})"
+    );
     // Finish: one uninterrupted rerun (resuming when a checkpoint exists).
     let resume = killed.join("checkpoint.bin").exists();
     run_ok(train_cmd(&cache, &seq, &killed, resume));
-    assert_eq!(checkpoint_state(&killed.join("checkpoint.bin")), ref_state, "final checkpoint differs");
+    assert_eq!(
+        checkpoint_state(&killed.join("checkpoint.bin")),
+        ref_state,
+        "final checkpoint differs"
+    );
     for f in ["config.json", "items.json"] {
-        assert_eq!(std::fs::read(killed.join(f)).unwrap(), std::fs::read(reference.join(f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(killed.join(f)).unwrap(),
+            std::fs::read(reference.join(f)).unwrap(),
+            "{f}"
+        );
     }
     println!("train: uninterrupted {full:?}; {landed}/3 kills landed mid-run");
 }
 
 const DEMO_ARGS: &[&str] = &[
-    "--users", "320", "--items", "40", "--days", "24", "--epochs", "6", "--layers", "1", "--d-model", "16",
-    "--history-len", "8", "--target-len", "4", "--ab-days", "2", "--seed", "11",
+    "--users",
+    "320",
+    "--items",
+    "40",
+    "--days",
+    "24",
+    "--epochs",
+    "6",
+    "--layers",
+    "1",
+    "--d-model",
+    "16",
+    "--history-len",
+    "8",
+    "--target-len",
+    "4",
+    "--ab-days",
+    "2",
+    "--seed",
+    "11",
 ];
 
 fn demo_cmd(cache: &Path, out: &Path) -> Command {
@@ -235,8 +331,16 @@ fn json(p: &Path) -> serde_json::Value {
 }
 
 fn store_eq(a: &Path, b: &Path) {
-    let (x, y) = (EmbeddingStore::load(a).unwrap(), EmbeddingStore::load(b).unwrap());
-    assert_eq!((x.kind, x.dim, &x.ids, &x.hashes, &x.meta), (y.kind, y.dim, &y.ids, &y.hashes, &y.meta), "{}", b.display());
+    let (x, y) = (
+        EmbeddingStore::load(a).unwrap(),
+        EmbeddingStore::load(b).unwrap(),
+    );
+    assert_eq!(
+        (x.kind, x.dim, &x.ids, &x.hashes, &x.meta),
+        (y.kind, y.dim, &y.ids, &y.hashes, &y.meta),
+        "{}",
+        b.display()
+    );
     let bits = |s: &EmbeddingStore| s.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert!(bits(&x) == bits(&y), "{}: embeddings differ", b.display());
 }
@@ -274,21 +378,35 @@ fn kind(rel: &str) -> Kind {
 fn text_without_rates(p: &Path) -> Vec<String> {
     let s = std::fs::read_to_string(p).unwrap();
     // The HTML report is one long line per element; split on tags too.
-    s.split(['\n', '<']).filter(|l| !l.contains("/s") && !l.contains(" s (")).map(str::to_owned).collect()
+    s.split(['\n', '<'])
+        .filter(|l| !l.contains("/s") && !l.contains(" s ("))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Checks `rel` of the demo directory `dir` against the reference `reference`.
 fn check_demo_file(dir: &Path, reference: &Path, rel: &str) {
     let (a, b) = (reference.join(rel), dir.join(rel));
-    assert!(a.exists(), "{rel} is not an output of the uninterrupted demo");
+    assert!(
+        a.exists(),
+        "{rel} is not an output of the uninterrupted demo"
+    );
     match kind(rel) {
-        Kind::Bytes => assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "{rel} differs"),
+        Kind::Bytes => assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{rel} differs"
+        ),
         Kind::Marker => {
-            let want = std::fs::read_to_string(&a).unwrap().replace(&reference.display().to_string(), &dir.display().to_string());
+            let want = std::fs::read_to_string(&a)
+                .unwrap()
+                .replace(&reference.display().to_string(), &dir.display().to_string());
             assert_eq!(std::fs::read_to_string(&b).unwrap(), want, "{rel}");
         }
         Kind::Store => store_eq(&a, &b),
-        Kind::Checkpoint => assert!(checkpoint_state(&a) == checkpoint_state(&b), "{rel}: checkpoint state differs"),
+        Kind::Checkpoint => assert!(
+            checkpoint_state(&a) == checkpoint_state(&b),
+            "{rel}: checkpoint state differs"
+        ),
         Kind::JsonTimed => {
             let (mut x, mut y) = (json(&a), json(&b));
             without_timings(&mut x);
@@ -298,8 +416,11 @@ fn check_demo_file(dir: &Path, reference: &Path, rel: &str) {
         Kind::Ranker => {
             let d = b.parent().unwrap();
             if d.join("rankers.json").exists() {
-                learnrec_fusion::io::load_rankers::<learnrec_model::CpuBackend>(d, &Default::default())
-                    .unwrap_or_else(|e| panic!("{rel}: {e}"));
+                learnrec_fusion::io::load_rankers::<learnrec_model::CpuBackend>(
+                    d,
+                    &Default::default(),
+                )
+                .unwrap_or_else(|e| panic!("{rel}: {e}"));
             }
         }
         Kind::TextTimed => assert_eq!(text_without_rates(&a), text_without_rates(&b), "{rel}"),
@@ -321,7 +442,8 @@ fn check_demo_dir_after_kill(dir: &Path, reference: &Path) {
                 checkpoint_state(&dir.join(&f));
             }
             Kind::Store => {
-                EmbeddingStore::load(&dir.join(&f)).unwrap_or_else(|e| panic!("{rel} after a kill: {e}"));
+                EmbeddingStore::load(&dir.join(&f))
+                    .unwrap_or_else(|e| panic!("{rel} after a kill: {e}"));
             }
             Kind::JsonTimed => {
                 json(&dir.join(&f));
@@ -348,21 +470,40 @@ fn demo_killed_and_rerun_matches_uninterrupted() {
     // Kill after a random number of finished stages (of 12) plus a few random milliseconds.
     let mut rng = Rng(0xDE30_0001);
     let mut landed = 0;
-    let stages = |d: &Path| std::fs::read_dir(d.join(".stages")).map_or(0, |r| r.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".done")).count() as u64);
+    let stages = |d: &Path| {
+        std::fs::read_dir(d.join(".stages")).map_or(0, |r| {
+            r.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".done"))
+                .count() as u64
+        })
+    };
     for at in kill_points(&mut rng, 3, 0, 11) {
         let extra = Duration::from_millis(rng.range(0, 150));
         let dir = killed.clone();
-        landed += run_and_kill(demo_cmd(&cache, &killed), move || stages(&dir) >= at, extra) as usize;
+        landed +=
+            run_and_kill(demo_cmd(&cache, &killed), move || stages(&dir) >= at, extra) as usize;
         check_demo_dir_after_kill(&killed, &reference);
     }
-    assert!(landed >= 2, "only {landed} of 3 kills landed while the demo ran (uninterrupted run took {full:?})");
+    assert!(
+        landed >= 2,
+        "only {landed} of 3 kills landed while the demo ran (uninterrupted run took {full:?})"
+    );
     run_ok(demo_cmd(&cache, &killed));
-    let got: Vec<PathBuf> = files_under(&killed).into_iter().filter(|f| !is_atomic_temp(&f.file_name().unwrap().to_string_lossy())).collect();
-    assert_eq!(got, ref_files, "the rerun demo left a different set of files");
+    let got: Vec<PathBuf> = files_under(&killed)
+        .into_iter()
+        .filter(|f| !is_atomic_temp(&f.file_name().unwrap().to_string_lossy()))
+        .collect();
+    assert_eq!(
+        got, ref_files,
+        "the rerun demo left a different set of files"
+    );
     for f in &ref_files {
         check_demo_file(&killed, &reference, &f.to_string_lossy());
     }
     // The report tables themselves, for the record.
-    assert_eq!(std::fs::read_to_string(killed.join("index.md")).unwrap(), std::fs::read_to_string(reference.join("index.md")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(killed.join("index.md")).unwrap(),
+        std::fs::read_to_string(reference.join("index.md")).unwrap()
+    );
     println!("demo: uninterrupted {full:?}; {landed}/3 kills landed mid-run");
 }

@@ -44,9 +44,17 @@ pub fn write_sequences(path: &Path, users: usize, items: u64, seed: u64) {
     let mut r = Rng(seed);
     let mut s = String::new();
     for u in 0..users {
-        let h: Vec<String> = (0..r.range(3, 20)).map(|_| format!("\"i{}\"", r.range(0, items))).collect();
-        let t: Vec<String> = (0..r.range(2, 10)).map(|_| format!("\"i{}\"", r.range(0, items))).collect();
-        s.push_str(&format!("{{\"user\":\"u{u}\",\"history\":[{}],\"target\":[{}]}}\n", h.join(","), t.join(",")));
+        let h: Vec<String> = (0..r.range(3, 20))
+            .map(|_| format!("\"i{}\"", r.range(0, items)))
+            .collect();
+        let t: Vec<String> = (0..r.range(2, 10))
+            .map(|_| format!("\"i{}\"", r.range(0, items)))
+            .collect();
+        s.push_str(&format!(
+            "{{\"user\":\"u{u}\",\"history\":[{}],\"target\":[{}]}}\n",
+            h.join(","),
+            t.join(",")
+        ));
     }
     std::fs::write(path, s).unwrap();
 }
@@ -78,9 +86,16 @@ pub fn write_tiny_minilm(cache: &Path) -> PathBuf {
         .chars()
         .map(|c| c.to_string())
         .collect();
-    let cont: Vec<String> = "abcdefghijklmnopqrstuvwxyz0123456789".chars().map(|c| format!("##{c}")).collect();
-    let vocab: Vec<String> =
-        specials.iter().map(|s| s.to_string()).chain(chars).chain(cont).collect();
+    let cont: Vec<String> = "abcdefghijklmnopqrstuvwxyz0123456789"
+        .chars()
+        .map(|c| format!("##{c}"))
+        .collect();
+    let vocab: Vec<String> = specials
+        .iter()
+        .map(|s| s.to_string())
+        .chain(chars)
+        .chain(cont)
+        .collect();
     let (v, h, i, p) = (vocab.len(), 16usize, 32usize, 512usize);
     let config = serde_json::json!({
         "model_type": "bert", "vocab_size": v, "hidden_size": h, "num_hidden_layers": 1,
@@ -122,7 +137,11 @@ pub fn write_tiny_minilm(cache: &Path) -> PathBuf {
             let k: usize = s.iter().product();
             let vals: Vec<u8> = (0..k)
                 .flat_map(|_| {
-                    let x = if n.ends_with("LayerNorm.weight") { 1.0 } else { r.sym(0.5) };
+                    let x = if n.ends_with("LayerNorm.weight") {
+                        1.0
+                    } else {
+                        r.sym(0.5)
+                    };
                     x.to_le_bytes()
                 })
                 .collect();
@@ -131,7 +150,13 @@ pub fn write_tiny_minilm(cache: &Path) -> PathBuf {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     let added: Vec<serde_json::Value> = specials
@@ -142,8 +167,11 @@ pub fn write_tiny_minilm(cache: &Path) -> PathBuf {
                 "rstrip": false, "normalized": false, "special": true})
         })
         .collect();
-    let vocab_map: serde_json::Map<String, serde_json::Value> =
-        vocab.iter().enumerate().map(|(k, t)| (t.clone(), k.into())).collect();
+    let vocab_map: serde_json::Map<String, serde_json::Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t.clone(), k.into()))
+        .collect();
     let special = |t: &str| serde_json::json!({"SpecialToken": {"id": t, "type_id": 0}});
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
@@ -163,15 +191,27 @@ pub fn write_tiny_minilm(cache: &Path) -> PathBuf {
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         let md = std::fs::metadata(dir.join(f)).unwrap();
-        let mtime = md.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        std::fs::write(dir.join(format!(".{f}.sha256")), format!("{} {} {mtime}\n", minilm_sha(f), md.len())).unwrap();
+        let mtime = md
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::fs::write(
+            dir.join(format!(".{f}.sha256")),
+            format!("{} {} {mtime}\n", minilm_sha(f), md.len()),
+        )
+        .unwrap();
     }
     dir
 }
 
 /// Whether `name` is a temporary file of `learnrec_eval::atomic` (`.NAME.tmpPID`).
 pub fn is_atomic_temp(name: &str) -> bool {
-    name.starts_with('.') && name.rsplit_once(".tmp").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Every regular file under `dir`, relative, sorted.
