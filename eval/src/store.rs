@@ -4,8 +4,10 @@
 //! Layout: one f32 tensor `embeddings` of shape `[n, dim]`; `__metadata__` holds `ids` (a JSON
 //! array of external ids, row order), `kind` (content / user / item), `model`, `pooling`,
 //! `template`, `hashes` (a JSON array: the content hash of each row's input, so an interrupted
-//! `embed` resumes by skipping rows already stored), any extra string keys, and `sha256` of the
-//! tensor bytes, checked on load so a corrupted file is never read as valid.
+//! `embed` resumes by skipping rows already stored), any extra string keys, and `sha256`: the
+//! sha256 of the tensor bytes followed by every other metadata entry in key order
+//! (`key\0value\0`…), checked on load so a corrupted file is never read as valid (stores written
+//! before it covered the metadata hold the sha256 of the tensor bytes alone and are still read).
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -129,7 +131,7 @@ impl EmbeddingStore {
         meta.insert("kind".into(), self.kind.name().into());
         meta.insert("ids".into(), serde_json::to_string(&self.ids).expect("ids serialise"));
         meta.insert("hashes".into(), serde_json::to_string(&self.hashes).expect("hashes serialise"));
-        meta.insert("sha256".into(), hex(&Sha256::digest(&bytes)));
+        meta.insert("sha256".into(), store_sha256(&bytes, &meta));
         let view = safetensors::tensor::TensorView::new(
             safetensors::Dtype::F32,
             vec![self.len(), self.dim],
@@ -161,11 +163,13 @@ impl EmbeddingStore {
             )));
         }
         let (n, dim) = (t.shape()[0], t.shape()[1]);
-        if let Some(want) = meta.get("sha256") {
-            let got = hex(&Sha256::digest(t.data()));
-            if &got != want {
-                return Err(bad("checksum mismatch: the file is corrupted or truncated".into()));
-            }
+        // Stores written before the checksum covered the metadata hold sha256(tensor bytes):
+        // still read, with only their rows protected.
+        let want = meta
+            .get("sha256")
+            .ok_or_else(|| bad("metadata `sha256` missing: not a learnrec store, or a corrupted one".into()))?;
+        if *want != store_sha256(t.data(), &meta) && *want != hex(&Sha256::digest(t.data())) {
+            return Err(bad("checksum mismatch: the file is corrupted or truncated".into()));
         }
         let kind = meta
             .get("kind")
@@ -202,6 +206,22 @@ impl EmbeddingStore {
             .collect();
         Ok(EmbeddingStore { kind, dim, ids, data, hashes, meta, index })
     }
+}
+
+/// The store checksum: sha256 of the tensor bytes, then of every metadata entry but `sha256`
+/// in key order (`key\0value\0`…), so a corrupted id or hash is detected like a corrupted row.
+fn store_sha256(tensor: &[u8], meta: &HashMap<String, String>) -> String {
+    let mut keys: Vec<&String> = meta.keys().filter(|k| k.as_str() != "sha256").collect();
+    keys.sort();
+    let mut h = Sha256::new();
+    h.update(tensor);
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(meta[k].as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
 }
 
 /// Lowercase hex of bytes.
@@ -247,6 +267,39 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
         let e = EmbeddingStore::load(&p).unwrap_err().to_string();
         assert!(e.contains("s.safetensors") && e.contains("not a valid SafeTensors"), "{e}");
+    }
+
+    #[test]
+    fn corrupted_id_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.safetensors");
+        sample().save(&p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        // `["a","b"]` is stored JSON-escaped inside the header: `[\"a\",\"b\"]`.
+        let at = bytes.windows(3).position(|w| w == b"\\\"b").unwrap() + 2;
+        let mut bad = bytes.clone();
+        bad[at] = b'c';
+        std::fs::write(&p, &bad).unwrap();
+        let e = EmbeddingStore::load(&p).unwrap_err().to_string();
+        assert!(e.contains("checksum mismatch"), "{e}");
+    }
+
+    #[test]
+    fn store_with_a_tensor_only_checksum_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.safetensors");
+        let bytes: Vec<u8> = [1f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let meta: HashMap<String, String> = [
+            ("kind", "user"),
+            ("ids", "[\"u\"]"),
+            ("sha256", hex(&Sha256::digest(&bytes)).as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 2], &bytes).unwrap();
+        std::fs::write(&p, safetensors::serialize([(TENSOR, view)], Some(meta)).unwrap()).unwrap();
+        assert_eq!(EmbeddingStore::load(&p).unwrap().get("u"), Some(&[1.0, 2.0][..]));
     }
 
     #[test]

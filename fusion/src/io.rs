@@ -357,17 +357,18 @@ pub fn save_rankers<B: Backend>(
     fused: Option<&FusedRanker<B>>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let p = dir.join("baseline");
-    baseline
-        .clone()
-        .save_file(&p, &rec)
+    // The bytes `NamedMpkFileRecorder` would write, written atomically (temp file + rename) so a
+    // kill or a full disk never leaves a truncated ranker at the final path.
+    let rec = burn::record::NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+    let p = dir.join("baseline.mpk");
+    let bytes = burn::record::Recorder::<B>::record(&rec, baseline.clone().into_record(), ())
         .map_err(|e| Error::file(&p, format!("cannot save: {e}")))?;
+    learnrec_eval::atomic::write(&p, &bytes)?;
     if let Some(f) = fused {
-        let p = dir.join("fused");
-        f.clone()
-            .save_file(&p, &rec)
+        let p = dir.join("fused.mpk");
+        let bytes = burn::record::Recorder::<B>::record(&rec, f.clone().into_record(), ())
             .map_err(|e| Error::file(&p, format!("cannot save: {e}")))?;
+        learnrec_eval::atomic::write(&p, &bytes)?;
     }
     let json = serde_json::to_vec_pretty(meta)
         .map_err(|e| Error::Invalid(format!("rankers.json: {e}")))?;

@@ -127,10 +127,27 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
+/// The rows of `s` in catalog order, then those of items not in `items` in stored order: the
+/// file must not depend on the order in which batches came back.
+fn catalog_order(s: &EmbeddingStore, items: &[Item]) -> Result<EmbeddingStore> {
+    let mut out = EmbeddingStore::new(s.kind, s.dim);
+    out.meta = s.meta.clone();
+    let known: std::collections::HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    let rest = s.ids.iter().map(String::as_str).filter(|id| !known.contains(id));
+    for id in items.iter().map(|i| i.id.as_str()).chain(rest) {
+        if let Some(r) = s.position(id) {
+            out.insert(id, &s.hashes[r], s.row(r))?;
+        }
+    }
+    Ok(out)
+}
+
 /// Cuts length-sorted sequences into batches whose padded size (count × longest) stays within
 /// `budget` tokens (a sequence longer than the budget goes alone). Input order is by length.
 fn cut_batches(mut seqs: Vec<(usize, Vec<u32>)>, budget: usize) -> Vec<Vec<(usize, Vec<u32>)>> {
-    seqs.sort_by_key(|s| s.1.len());
+    // Ties by position, not by which tokenizer thread finished first: the same input gives the
+    // same batches (and so bit-identical embeddings) on every run.
+    seqs.sort_by_key(|s| (s.1.len(), s.0));
     let mut out = Vec::new();
     let mut cur: Vec<(usize, Vec<u32>)> = Vec::new();
     for s in seqs {
@@ -338,7 +355,7 @@ pub fn embed_items(
         Ok(())
     });
     // On error, keep what was embedded so far: a rerun resumes from it.
-    let saved = store.save(out);
+    let saved = catalog_order(&store, items).and_then(|s| Ok(s.save(out)?));
     bar.finish_and_clear();
     result?;
     saved?;
@@ -542,6 +559,8 @@ mod tests {
         let r = embed_items(&cat, &tk, &Fake, &opts, &out).unwrap();
         assert_eq!((r.items, r.resumed, r.embedded), (5, 0, 5));
         let s = EmbeddingStore::load(&out).unwrap();
+        // Rows in catalog order, whichever tokenizer thread finished first.
+        assert_eq!(s.ids, ["i0", "i1", "i2", "i3", "i4"]);
         // "Title: ab" = BOS + 9 chars → 10 tokens; the first token is BOS (1).
         let row = s.get("i0").unwrap();
         assert_eq!((row[0], row[2]), (10.0, 1.0));

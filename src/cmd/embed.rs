@@ -99,6 +99,10 @@ pub fn resolve_model(model: &Path) -> anyhow::Result<PathBuf> {
     if !path.join("config.json").exists() && !path.is_file() {
         bail!("--model {name}: the asset is not fetched yet (expected it in {}); run `learnrec fetch {name}`", dir.display());
     }
+    // A corrupted cache is an error, not a silently different model (cheap: files whose size
+    // and mtime match their verification stamp are not hashed again).
+    learnrec_eval::assets::verify(asset)
+        .with_context(|| format!("--model {name}: the cached asset does not verify; run `learnrec fetch {name}` to fetch it again"))?;
     Ok(path)
 }
 

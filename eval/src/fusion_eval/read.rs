@@ -324,7 +324,8 @@ where
             .collect();
         hs.into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| Err((0, ChunkErr::Other(Error::Invalid("reader thread panicked".into())))))
+                // Re-raised here so that `read_pred` turns it into an error naming the file.
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
             })
             .collect()
     });
@@ -360,7 +361,16 @@ pub(crate) fn read_pred(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let e = e.to_string_lossy().to_ascii_lowercase();
         e == "parquet" || e == "pq"
     });
-    if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
+    // The parquet crate can panic on corrupted pages (seen with fuzzed files: RLE decoding);
+    // that is an error about this file, not a crash.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
+    }));
+    read.unwrap_or_else(|p| {
+        let why = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        let format = if is_parquet { "Parquet" } else { "CSV" };
+        Err(Error::file(path, format!("corrupted {format} data: the decoder failed ({why})")))
+    })
 }
 
 /// How many rows ahead the readers prefetch item slots.

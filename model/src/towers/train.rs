@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const MAGIC: &[u8; 8] = b"LRNTWR01";
+/// Current checkpoint format: framing as v1 plus a trailing sha256 of every preceding byte.
+const MAGIC: &[u8; 8] = b"LRNTWR02";
+/// Format v1 (no checksum; still readable, framing-checked only).
+const MAGIC_V1: &[u8; 8] = b"LRNTWR01";
 
 /// The item embeddings of a batch for the configured item tower variant.
 ///
@@ -81,24 +84,42 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let header = serde_json::to_vec(&self.meta).map_err(|e| Error::Invalid(format!("checkpoint header: {e}")))?;
         learnrec_eval::atomic::write_with(path, |w| {
+            use sha2::Digest;
             use std::io::Write;
-            w.write_all(MAGIC)?;
+            let mut h = sha2::Sha256::new();
+            let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| {
+                h.update(b);
+                w.write_all(b)
+            };
+            put(w, MAGIC)?;
             for part in [&header, &self.model, &self.optim] {
-                w.write_all(&(part.len() as u64).to_le_bytes())?;
-                w.write_all(part)?;
+                put(w, &(part.len() as u64).to_le_bytes())?;
+                put(w, part)?;
             }
-            Ok(())
+            w.write_all(&h.finalize())
         })?;
         Ok(())
     }
 
-    /// Reads a checkpoint, checking its framing.
+    /// Reads a checkpoint, checking its sha256 (format v2) and its framing.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let bad = |m: &str| Error::format(path, "checkpoint", m.to_string());
-        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        let bytes: &[u8] = if bytes.len() >= 8 && &bytes[..8] == MAGIC {
+            use sha2::Digest;
+            let Some(body_len) = bytes.len().checked_sub(32).filter(|&n| n >= 8) else {
+                return Err(bad("truncated (checksum)"));
+            };
+            let (body, sum) = bytes.split_at(body_len);
+            if sha2::Sha256::digest(body).as_slice() != sum {
+                return Err(bad("checksum mismatch: the file is corrupted or truncated"));
+            }
+            body
+        } else if bytes.len() >= 8 && &bytes[..8] == MAGIC_V1 {
+            &bytes
+        } else {
             return Err(bad("not a learnrec tower checkpoint (bad magic)"));
-        }
+        };
         let mut at = 8usize;
         let mut parts: Vec<Vec<u8>> = Vec::with_capacity(3);
         for _ in 0..3 {
