@@ -197,14 +197,17 @@ pub fn run(a: Args) -> Result<()> {
             "--items-out", s(&learn.join("item.safetensors"))
         ],
         outputs: vec![learn.join("user.safetensors"), learn.join("item.safetensors")], resume_from: None });
-    stages.push(Stage {
-        name: "rank-train",
-        argv: argv![
-            "rank-train", "--data", data_kind, "--dir", s(&data_dir), "--user-store", s(&learn.join("user.safetensors")),
-            "--item-store", s(&learn.join("item.safetensors")), "--content-store", s(&content), "--out", s(&rank),
-            "--seed", seed
-        ],
-        outputs: vec![rank.join("predictions.csv")], resume_from: None });
+    let mut rank_train = argv![
+        "rank-train", "--data", data_kind, "--dir", s(&data_dir), "--user-store", s(&learn.join("user.safetensors")),
+        "--item-store", s(&learn.join("item.safetensors")), "--content-store", s(&content), "--out", s(&rank),
+        "--seed", seed
+    ];
+    if a.data == DataArg::Movielens1m {
+        // The towers' cut (`sequences --split leave-last --target-len 10`): the ranker's test rows
+        // are each user's last 10 ratings, which the exported user embeddings never see.
+        rank_train.extend(argv!["--leave-last", "10"]);
+    }
+    stages.push(Stage { name: "rank-train", argv: rank_train, outputs: vec![rank.join("predictions.csv")], resume_from: None });
     let mut ab_argv = argv![
         "ab-sim", "--control", "baseline", "--treatment", "fused", "--rankers", s(&rank.join("rankers")),
         "--user-store", s(&learn.join("user.safetensors")), "--item-store", s(&learn.join("item.safetensors")),
