@@ -34,7 +34,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use learnrec_eval::data::reader::read_dataset_dir;
 use learnrec_eval::data::{InteractionLog, LabelRule};
 use learnrec_eval::segment::{Segment, Thresholds};
-use learnrec_eval::split::{DAY, LeaveLastCuts, Part, SequenceSplit, boundary_before_end, leave_last_cuts};
+use learnrec_eval::split::{
+    DAY, LeaveLastCuts, Part, SequenceSplit, boundary_before_end, leave_last_cuts,
+};
 use learnrec_eval::store::{EmbeddingStore, StoreKind};
 use learnrec_fusion::data::{Batcher, IdVocab, RankingData, Split};
 use learnrec_fusion::io::{self, LabelSpace, RankersMeta, Segments};
@@ -236,7 +238,10 @@ fn split_plan(a: &Args) -> anyhow::Result<SplitPlan> {
         }
         SplitPlan::LeaveLast { n } => {
             anyhow::ensure!(n >= 1, "--leave-last must be at least 1 (got {n})");
-            anyhow::ensure!(a.data != Source::Toy, "--leave-last needs an interaction log (--data world or movielens)");
+            anyhow::ensure!(
+                a.data != Source::Toy,
+                "--leave-last needs an interaction log (--data world or movielens)"
+            );
         }
     }
     Ok(plan)
@@ -263,7 +268,9 @@ fn make_split(
                 }
             }
             if split.train.is_empty() {
-                anyhow::bail!("--leave-last {n} leaves no training data: every user has at most 2×{n} positives");
+                anyhow::bail!(
+                    "--leave-last {n} leaves no training data: every user has at most 2×{n} positives"
+                );
             }
             Ok((split, TestCut::PerUser(cuts)))
         }
@@ -583,13 +590,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 /// The paper's segments counted on the log rows before the test part (per user for leave-last
 /// cuts).
-fn segments_before_test(log: &InteractionLog, rule: &LabelRule, cut: &TestCut, n_users: usize, n_items: usize) -> Segments {
+fn segments_before_test(
+    log: &InteractionLog,
+    rule: &LabelRule,
+    cut: &TestCut,
+    n_users: usize,
+    n_items: usize,
+) -> Segments {
     let th = Thresholds::default();
     match cut {
         TestCut::Global(t) => Segments::before(log, rule, *t, n_users, n_items, &th),
         TestCut::PerUser(c) => {
-            let mut before = InteractionLog { users: log.users.clone(), items: log.items.clone(), rows: Vec::new() };
-            before.rows = log.rows.iter().filter(|r| c.part(r.user, r.ts) != Part::Test).cloned().collect();
+            let mut before = InteractionLog {
+                users: log.users.clone(),
+                items: log.items.clone(),
+                rows: Vec::new(),
+            };
+            before.rows = log
+                .rows
+                .iter()
+                .filter(|r| c.part(r.user, r.ts) != Part::Test)
+                .cloned()
+                .collect();
             Segments::before(&before, rule, i64::MAX, n_users, n_items, &th)
         }
     }
@@ -850,15 +872,29 @@ mod tests {
     fn tiny_movielens(dir: &std::path::Path) {
         use std::fmt::Write as _;
         std::fs::create_dir_all(dir).unwrap();
-        let mut item = String::from("item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n");
+        let mut item =
+            String::from("item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n");
         for i in 0..40 {
-            writeln!(item, "m{i}\tMovie {i}\t{}\t{}", 1990 + i % 10, ["Drama", "Comedy Drama", "Action"][i % 3]).unwrap();
+            writeln!(
+                item,
+                "m{i}\tMovie {i}\t{}\t{}",
+                1990 + i % 10,
+                ["Drama", "Comedy Drama", "Action"][i % 3]
+            )
+            .unwrap();
         }
-        let mut inter = String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
+        let mut inter =
+            String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
         for u in 0..20 {
             for k in 0..12i64 {
                 let ts = 1_000_000 + u * 1000 + if k == 9 { 8 } else { k } * 10;
-                writeln!(inter, "u{u}\tm{}\t{}\t{ts}", (u * 7 + k * 3) % 40, 1 + (u + k) % 5).unwrap();
+                writeln!(
+                    inter,
+                    "u{u}\tm{}\t{}\t{ts}",
+                    (u * 7 + k * 3) % 40,
+                    1 + (u + k) % 5
+                )
+                .unwrap();
             }
         }
         std::fs::write(dir.join("tiny.item"), item).unwrap();
@@ -873,7 +909,13 @@ mod tests {
         for line in std::fs::read_to_string(path).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let u = v["user"].as_str().unwrap().to_string();
-            let items = |k: &str| v[k].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+            let items = |k: &str| {
+                v[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect()
+            };
             h.insert(u.clone(), items("history"));
             t.insert(u, items("target"));
         }
@@ -882,13 +924,28 @@ mod tests {
 
     /// Runs `rank-train` on `dir` with `extra` flags; returns the test rows' items per user.
     fn ranker_test_rows(dir: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> PerUser {
-        let mut v = vec!["--data", "movielens", "--dir", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1"];
+        let mut v = vec![
+            "--data",
+            "movielens",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "1",
+        ];
         v.extend_from_slice(extra);
         run(args(&v)).unwrap();
         let mut rows = PerUser::new();
-        for line in std::fs::read_to_string(out.join("predictions.csv")).unwrap().lines().skip(1) {
+        for line in std::fs::read_to_string(out.join("predictions.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+        {
             let f: Vec<&str> = line.split(',').collect();
-            rows.entry(f[0].to_string()).or_default().insert(f[1].to_string());
+            rows.entry(f[0].to_string())
+                .or_default()
+                .insert(f[1].to_string());
         }
         rows
     }
@@ -904,7 +961,23 @@ mod tests {
         tiny_movielens(&data);
         let seq = tmp.path().join("seq");
         let d = data.to_str().unwrap();
-        crate::run_argv(&["sequences", "--data", d, "--out", seq.to_str().unwrap(), "--split", "leave-last", "--target-len", "3", "--history-len", "50"].map(String::from)).unwrap();
+        crate::run_argv(
+            &[
+                "sequences",
+                "--data",
+                d,
+                "--out",
+                seq.to_str().unwrap(),
+                "--split",
+                "leave-last",
+                "--target-len",
+                "3",
+                "--history-len",
+                "50",
+            ]
+            .map(String::from),
+        )
+        .unwrap();
         let (train_h, train_t) = read_seqs(&seq.join("train.jsonl"));
         let (test_h, test_t) = read_seqs(&seq.join("test.jsonl"));
         assert_eq!(test_t.len(), 20);
@@ -912,42 +985,110 @@ mod tests {
             let ds = read_dataset_dir(&data).unwrap();
             let mut m = PerUser::new();
             for r in &ds.log.rows {
-                m.entry(ds.log.users.name(r.user).to_string()).or_default().insert(ds.catalog.ids.name(r.item).to_string());
+                m.entry(ds.log.users.name(r.user).to_string())
+                    .or_default()
+                    .insert(ds.catalog.ids.name(r.item).to_string());
             }
             m
         };
         let rows = ranker_test_rows(&data, &tmp.path().join("rank"), &["--leave-last", "3"]);
-        let rep: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("rank/train_report.json")).unwrap()).unwrap();
+        let rep: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tmp.path().join("rank/train_report.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(rep["split"]["leave_last"], 3);
         for (u, targets) in &test_t {
-            assert_eq!(targets.len(), 4, "{u}: the last 3 ratings plus the one tied with the 3rd last");
+            assert_eq!(
+                targets.len(),
+                4,
+                "{u}: the last 3 ratings plus the one tied with the 3rd last"
+            );
             let test_rows = &rows[u];
-            let rated_test: std::collections::BTreeSet<String> = test_rows.intersection(&rated[u]).cloned().collect();
-            assert_eq!(&rated_test, targets, "{u}: rated ranker test rows = towers' test targets");
-            assert!(test_rows.len() > targets.len(), "{u}: sampled negatives are test rows too");
-            assert!(test_h[u].is_disjoint(test_rows), "{u}: exported history contains a ranker test row");
-            assert!(train_h[u].is_disjoint(test_rows) && train_t[u].is_disjoint(test_rows), "{u}: towers train on a ranker test row");
-            assert!(train_h[u].is_disjoint(targets) && train_t[u].is_disjoint(targets), "{u}: towers train on a test target");
+            let rated_test: std::collections::BTreeSet<String> =
+                test_rows.intersection(&rated[u]).cloned().collect();
+            assert_eq!(
+                &rated_test, targets,
+                "{u}: rated ranker test rows = towers' test targets"
+            );
+            assert!(
+                test_rows.len() > targets.len(),
+                "{u}: sampled negatives are test rows too"
+            );
+            assert!(
+                test_h[u].is_disjoint(test_rows),
+                "{u}: exported history contains a ranker test row"
+            );
+            assert!(
+                train_h[u].is_disjoint(test_rows) && train_t[u].is_disjoint(test_rows),
+                "{u}: towers train on a ranker test row"
+            );
+            assert!(
+                train_h[u].is_disjoint(targets) && train_t[u].is_disjoint(targets),
+                "{u}: towers train on a test target"
+            );
             assert_eq!(train_t[u].len(), 3);
         }
         // Control: the fraction split takes whole late users as test, whose histories are exactly
         // the test rows — the leak the shared cut removes.
-        let rows = ranker_test_rows(&data, &tmp.path().join("frac"), &["--train-frac", "0.8", "--valid-frac", "0.1"]);
-        assert!(rows.iter().any(|(u, r)| test_h.get(u).is_some_and(|h| !h.is_disjoint(r))), "the control found no leak");
+        let rows = ranker_test_rows(
+            &data,
+            &tmp.path().join("frac"),
+            &["--train-frac", "0.8", "--valid-frac", "0.1"],
+        );
+        assert!(
+            rows.iter()
+                .any(|(u, r)| test_h.get(u).is_some_and(|h| !h.is_disjoint(r))),
+            "the control found no leak"
+        );
     }
 
     #[test]
     fn movielens_defaults_to_leave_last_10() {
         let a = args(&["--data", "movielens", "--dir", "x", "--out", "y"]);
         assert_eq!(split_plan(&a).unwrap(), SplitPlan::LeaveLast { n: 10 });
-        let a = args(&["--data", "movielens", "--dir", "x", "--out", "y", "--train-frac", "0.7"]);
-        assert!(matches!(split_plan(&a).unwrap(), SplitPlan::Fractions { .. }));
+        let a = args(&[
+            "--data",
+            "movielens",
+            "--dir",
+            "x",
+            "--out",
+            "y",
+            "--train-frac",
+            "0.7",
+        ]);
+        assert!(matches!(
+            split_plan(&a).unwrap(),
+            SplitPlan::Fractions { .. }
+        ));
         let a = args(&["--data", "world", "--dir", "x", "--out", "y"]);
-        assert_eq!(split_plan(&a).unwrap(), SplitPlan::Days { test: 7, valid: 7 });
-        let e = split_plan(&args(&["--data", "movielens", "--out", "y", "--leave-last", "0"])).unwrap_err();
+        assert_eq!(
+            split_plan(&a).unwrap(),
+            SplitPlan::Days { test: 7, valid: 7 }
+        );
+        let e = split_plan(&args(&[
+            "--data",
+            "movielens",
+            "--out",
+            "y",
+            "--leave-last",
+            "0",
+        ]))
+        .unwrap_err();
         assert_eq!(e.to_string(), "--leave-last must be at least 1 (got 0)");
-        let e = split_plan(&args(&["--data", "toy", "--out", "y", "--leave-last", "3"])).unwrap_err();
+        let e =
+            split_plan(&args(&["--data", "toy", "--out", "y", "--leave-last", "3"])).unwrap_err();
         assert!(e.to_string().contains("needs an interaction log"), "{e}");
-        assert!(Cli::try_parse_from(["rank-train", "--out", "y", "--leave-last", "3", "--test-days", "2"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "rank-train",
+                "--out",
+                "y",
+                "--leave-last",
+                "3",
+                "--test-days",
+                "2"
+            ])
+            .is_err()
+        );
     }
 }
