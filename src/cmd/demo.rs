@@ -241,9 +241,17 @@ pub fn run(a: Args) -> Result<()> {
         "Pipeline".to_string(),
         format!(
             "Data: **{}**; content encoder: **{}**; towers: {} layers, d = {}, {} epochs, history {} / target {}.\n\n\
+             Split: {}.\n\n\
              Every stage is a `learnrec` command (see `.stages/*.done` for the exact command lines); rerunning `learnrec demo` resumes.",
             match a.data { DataArg::World => "synthetic world", DataArg::Movielens1m => "MovieLens-1M" },
-            a.encoder.name(), a.layers, a.d_model, a.epochs, a.history_len, a.target_len
+            a.encoder.name(), a.layers, a.d_model, a.epochs, a.history_len, a.target_len,
+            match a.data {
+                DataArg::World => "global by time — the towers' test targets and the ranker's test rows are the last 7 days, \
+                                   exported user embeddings come from the history before them",
+                DataArg::Movielens1m => "per user by time (`--split leave-last --target-len 10`, `rank-train --leave-last 10`) — \
+                                         each user's last 10 ratings (plus ties) are both the towers' test targets and the ranker's \
+                                         test rows; exported user embeddings come from the ratings before them",
+            }
         ),
     )];
     sections.push(("Retrieval (paper Table 1 form)".into(), retrieval_table(&out, &rows.iter().map(|r| r.0).collect::<Vec<_>>())?));
