@@ -380,10 +380,13 @@ mod tests {
 }
 
 /// Per-user "leave last" split for logs whose global time window is too sparse (MovieLens-1M's
-/// last month has ~100 active users): each user's positives are ordered by time, the last
-/// `skip_last` are dropped (they belong to a later split, e.g. the test targets), the next
+/// last month has ~100 active users), by count: each user's positives are ordered by time, the
+/// last `skip_last` are dropped (they belong to a later split, e.g. the test targets), the next
 /// `target_len` from the end form the target and up to `history_len` before them the history.
 /// A departure from the paper's global temporal split, used only where that split starves.
+/// Positives sharing a timestamp can fall on both sides of a count cut; [`leave_last_split`]
+/// cuts by time instead and is what `learnrec sequences --split leave-last` and `rank-train
+/// --leave-last` share.
 pub fn leave_last_sequences(log: &InteractionLog, cfg: &SequenceSplit, skip_last: usize) -> Vec<UserSequences> {
     let n_users = log.rows.iter().map(|r| r.user as usize + 1).max().unwrap_or(0).max(log.users.len());
     let mut per_user: Vec<Vec<(i64, u32)>> = vec![Vec::new(); n_users];
@@ -414,6 +417,113 @@ pub fn leave_last_sequences(log: &InteractionLog, cfg: &SequenceSplit, skip_last
     out
 }
 
+/// Which part of a split a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    Train,
+    Valid,
+    Test,
+}
+
+/// Per-user cut times of a time-based leave-last split (see [`leave_last_cuts`]): one split of a
+/// log that the towers' sequences, `export` and the ranker all share.
+///
+/// For a user with cuts `(valid_from, test_from)`: rows with `ts ≥ test_from` are test (the
+/// towers' test targets, the ranker's test rows), rows in `[valid_from, test_from)` validation
+/// (the towers' train targets, the ranker's early-stopping rows), earlier rows train (the
+/// towers' train histories, the ranker's training rows). Test histories, hence exported LEARN
+/// user embeddings, are the positives before `test_from`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeaveLastCuts {
+    /// Per dense user id: `(valid_from, test_from)`, `valid_from ≤ test_from`; `None` for a user
+    /// without positives (all their rows are train).
+    pub cuts: Vec<Option<(i64, i64)>>,
+}
+
+impl LeaveLastCuts {
+    /// The part of `user`'s row at time `ts`.
+    pub fn part(&self, user: u32, ts: i64) -> Part {
+        match self.cuts.get(user as usize).copied().flatten() {
+            Some((_, t)) if ts >= t => Part::Test,
+            Some((v, _)) if ts >= v => Part::Valid,
+            _ => Part::Train,
+        }
+    }
+
+    /// First second of `user`'s test part (`None`: the user has no test part).
+    pub fn test_from(&self, user: u32) -> Option<i64> {
+        self.cuts.get(user as usize).copied().flatten().map(|c| c.1)
+    }
+}
+
+/// Each user's positives ordered by time (ties keep log order), consecutive repeats collapsed
+/// when `cfg.dedup_consecutive`; indexed by dense user id.
+fn positives_by_user(log: &InteractionLog, cfg: &SequenceSplit) -> Vec<Vec<(i64, u32)>> {
+    let n_users = log.rows.iter().map(|r| r.user as usize + 1).max().unwrap_or(0).max(log.users.len());
+    let mut per_user: Vec<Vec<(i64, u32)>> = vec![Vec::new(); n_users];
+    for r in &log.rows {
+        if cfg.positive.accepts(&cfg.label, r) {
+            per_user[r.user as usize].push((r.ts, r.item));
+        }
+    }
+    for events in &mut per_user {
+        events.sort_by_key(|e| e.0);
+        if cfg.dedup_consecutive {
+            events.dedup_by_key(|e| e.1);
+        }
+    }
+    per_user
+}
+
+/// Per-user leave-last cuts by time: `test_from` = the time of a user's `n`-th last positive
+/// (so the test part is the last `n` positives plus any that share that second), `valid_from`
+/// = the time of the `n`-th last positive before `test_from` (`test_from` when there is none).
+/// A user with at most `n` positives is all test (a cold-start test user). `n = 0` is treated
+/// as 1. Windows of `cfg` are ignored; `cfg.positive`, `label` and `dedup_consecutive` apply.
+pub fn leave_last_cuts(log: &InteractionLog, cfg: &SequenceSplit, n: usize) -> LeaveLastCuts {
+    let n = n.max(1);
+    let cuts = positives_by_user(log, cfg)
+        .into_iter()
+        .map(|ev| {
+            if ev.is_empty() {
+                return None;
+            }
+            let test_from = ev[ev.len().saturating_sub(n)].0;
+            let p = ev.partition_point(|e| e.0 < test_from);
+            let valid_from = if p == 0 { test_from } else { ev[p.saturating_sub(n)].0 };
+            Some((valid_from, test_from))
+        })
+        .collect();
+    LeaveLastCuts { cuts }
+}
+
+/// The towers' sequences of a time-based leave-last split (see [`leave_last_cuts`]): train =
+/// history before `valid_from` (the last `cfg.history_len`), target = every positive in
+/// `[valid_from, test_from)`; test = history before `test_from`, target = every positive from
+/// `test_from` on (targets are not capped by `cfg.target_len`, so that the test targets are
+/// exactly the ranker's rated test rows). Users with an empty history or target are left out.
+pub fn leave_last_split(log: &InteractionLog, cfg: &SequenceSplit, cuts: &LeaveLastCuts) -> (Vec<UserSequences>, Vec<UserSequences>) {
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (user, ev) in positives_by_user(log, cfg).into_iter().enumerate() {
+        let Some((v, t)) = cuts.cuts.get(user).copied().flatten() else { continue };
+        let make = |lo: i64, hi: i64| {
+            let p = ev.partition_point(|e| e.0 < lo);
+            let q = ev.partition_point(|e| e.0 < hi);
+            let h = &ev[p.saturating_sub(cfg.history_len)..p];
+            (!h.is_empty() && q > p).then(|| UserSequences {
+                user: user as u32,
+                history: h.iter().map(|e| e.1).collect(),
+                history_ts: h.iter().map(|e| e.0).collect(),
+                target: ev[p..q].iter().map(|e| e.1).collect(),
+            })
+        };
+        train.extend(make(v, t));
+        test.extend(make(t, i64::MAX));
+    }
+    (train, test)
+}
+
 #[cfg(test)]
 mod leave_last_tests {
     use super::*;
@@ -438,5 +548,61 @@ mod leave_last_tests {
         assert_eq!(s[0].history, vec![2, 3, 4, 5]);
         assert_eq!(s[0].target, vec![6, 7]);
         assert!(leave_last_sequences(&log, &cfg, 9).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod leave_last_cut_tests {
+    use super::*;
+    use crate::data::{Action, Interaction, InteractionLog};
+
+    fn rating(user: u32, item: u32, ts: i64, value: f32) -> Interaction {
+        Interaction { user, item, ts, action: Action::Rating, value, revenue: None }
+    }
+
+    #[test]
+    fn cuts_by_time_keep_ties_together() {
+        let mut log = InteractionLog::default();
+        // user 0: items 0..8 at ts 100..108, then items 8 and 9 both at ts 200.
+        for i in 0..8 {
+            log.rows.push(rating(0, i, 100 + i as i64, 3.0));
+        }
+        log.rows.push(rating(0, 8, 200, 5.0));
+        log.rows.push(rating(0, 9, 200, 1.0));
+        // user 1: two ratings, at most n = 3 → all test, no history.
+        log.rows.push(rating(1, 3, 50, 4.0));
+        log.rows.push(rating(1, 4, 60, 4.0));
+        log.sort();
+        let mut cfg = SequenceSplit::paper(0);
+        cfg.history_len = 4;
+        let cuts = leave_last_cuts(&log, &cfg, 3);
+        // the 3rd last positive of user 0 is item 7 at 107; valid = the 3 positives before it.
+        assert_eq!(cuts.cuts[0], Some((104, 107)));
+        assert_eq!(cuts.cuts[1], Some((50, 50)));
+        assert_eq!(cuts.part(0, 200), Part::Test);
+        assert_eq!(cuts.part(0, 106), Part::Valid);
+        assert_eq!(cuts.part(0, 103), Part::Train);
+        assert_eq!(cuts.part(1, 50), Part::Test);
+        assert_eq!(cuts.part(7, 1), Part::Train, "unknown user");
+        assert_eq!(cuts.test_from(0), Some(107));
+        let (train, test) = leave_last_split(&log, &cfg, &cuts);
+        assert_eq!(train.len(), 1);
+        assert_eq!(train[0].history, vec![0, 1, 2, 3]);
+        assert_eq!(train[0].target, vec![4, 5, 6]);
+        assert_eq!(test.len(), 1, "user 1 has no history before its test part");
+        assert_eq!(test[0].history, vec![3, 4, 5, 6]);
+        assert_eq!(test[0].target, vec![7, 8, 9], "both items tied at ts 200 are test targets");
+        // a tie across the cut: user 2's 2nd-last and 3rd-last share a second.
+        let mut log2 = InteractionLog::default();
+        for (i, ts) in [(0, 10), (1, 20), (2, 30), (3, 30), (4, 40)] {
+            log2.rows.push(rating(2, i, ts, 4.0));
+        }
+        log2.sort();
+        let cuts = leave_last_cuts(&log2, &cfg, 2);
+        assert_eq!(cuts.cuts[2], Some((10, 30)), "ts 30 is test as a whole");
+        let (train, test) = leave_last_split(&log2, &cfg, &cuts);
+        assert!(train.is_empty(), "nothing before valid_from = 10: no train history");
+        assert_eq!(test[0].target, vec![2, 3, 4]);
+        assert_eq!(test[0].history, vec![0, 1]);
     }
 }

@@ -197,14 +197,17 @@ pub fn run(a: Args) -> Result<()> {
             "--items-out", s(&learn.join("item.safetensors"))
         ],
         outputs: vec![learn.join("user.safetensors"), learn.join("item.safetensors")], resume_from: None });
-    stages.push(Stage {
-        name: "rank-train",
-        argv: argv![
-            "rank-train", "--data", data_kind, "--dir", s(&data_dir), "--user-store", s(&learn.join("user.safetensors")),
-            "--item-store", s(&learn.join("item.safetensors")), "--content-store", s(&content), "--out", s(&rank),
-            "--seed", seed
-        ],
-        outputs: vec![rank.join("predictions.csv")], resume_from: None });
+    let mut rank_train = argv![
+        "rank-train", "--data", data_kind, "--dir", s(&data_dir), "--user-store", s(&learn.join("user.safetensors")),
+        "--item-store", s(&learn.join("item.safetensors")), "--content-store", s(&content), "--out", s(&rank),
+        "--seed", seed
+    ];
+    if a.data == DataArg::Movielens1m {
+        // The towers' cut (`sequences --split leave-last --target-len 10`): the ranker's test rows
+        // are each user's last 10 ratings, which the exported user embeddings never see.
+        rank_train.extend(argv!["--leave-last", "10"]);
+    }
+    stages.push(Stage { name: "rank-train", argv: rank_train, outputs: vec![rank.join("predictions.csv")], resume_from: None });
     let mut ab_argv = argv![
         "ab-sim", "--control", "baseline", "--treatment", "fused", "--rankers", s(&rank.join("rankers")),
         "--user-store", s(&learn.join("user.safetensors")), "--item-store", s(&learn.join("item.safetensors")),
@@ -238,9 +241,17 @@ pub fn run(a: Args) -> Result<()> {
         "Pipeline".to_string(),
         format!(
             "Data: **{}**; content encoder: **{}**; towers: {} layers, d = {}, {} epochs, history {} / target {}.\n\n\
+             Split: {}.\n\n\
              Every stage is a `learnrec` command (see `.stages/*.done` for the exact command lines); rerunning `learnrec demo` resumes.",
             match a.data { DataArg::World => "synthetic world", DataArg::Movielens1m => "MovieLens-1M" },
-            a.encoder.name(), a.layers, a.d_model, a.epochs, a.history_len, a.target_len
+            a.encoder.name(), a.layers, a.d_model, a.epochs, a.history_len, a.target_len,
+            match a.data {
+                DataArg::World => "global by time — the towers' test targets and the ranker's test rows are the last 7 days, \
+                                   exported user embeddings come from the history before them",
+                DataArg::Movielens1m => "per user by time (`--split leave-last --target-len 10`, `rank-train --leave-last 10`) — \
+                                         each user's last 10 ratings (plus ties) are both the towers' test targets and the ranker's \
+                                         test rows; exported user embeddings come from the ratings before them",
+            }
         ),
     )];
     sections.push(("Retrieval (paper Table 1 form)".into(), retrieval_table(&out, &rows.iter().map(|r| r.0).collect::<Vec<_>>())?));

@@ -4,19 +4,27 @@
 //! Datasets are read with `learnrec_eval::data::reader::read_dataset_dir` (world or RecBole
 //! directory) and turned into examples by `learnrec_fusion::io::from_log`.
 //!
-//! Split: a global time split. With `--test-days N` the test period is the last N days of the
-//! log (`learnrec_eval::split::boundary_before_end`, the boundary of `learnrec sequences --split
-//! temporal --target-days N`), validation the `--valid-days` before it, training everything
-//! earlier — so LEARN user embeddings exported from histories before that boundary never see a
-//! test-period positive. Default: the world uses 7 + 7 days; MovieLens (whose last weeks are
-//! sparse) and the toy use the fractions `--train-frac 0.8 --valid-frac 0.1` of examples by time.
+//! Split, one of:
+//! * a global time split. With `--test-days N` the test period is the last N days of the log
+//!   (`learnrec_eval::split::boundary_before_end`, the boundary of `learnrec sequences --split
+//!   temporal --target-days N`), validation the `--valid-days` before it, training everything
+//!   earlier — so LEARN user embeddings exported from histories before that boundary never see
+//!   a test-period positive. The world's default (7 + 7 days).
+//! * a per-user leave-last split by time, `--leave-last N` (`learnrec_eval::split::
+//!   leave_last_cuts`, the cut of `learnrec sequences --split leave-last --target-len N`): a
+//!   user's test rows are their last N ratings/clicks (plus ties) and the sampled negatives made
+//!   from them, validation the N before, training everything earlier; the towers' test targets
+//!   are exactly the rated test rows and their histories (hence exported user embeddings) end
+//!   before them. MovieLens's default (N = 10): its last weeks are too sparse for a global cut.
+//! * fractions of examples by time, `--train-frac 0.8 --valid-frac 0.1` (the toy's default; on
+//!   a real log it can leak into LEARN stores exported from per-user splits).
 //!
 //! Output in `--out`: `predictions.csv` (`user_id,item_id,label,score_baseline,score_fused`
 //! [`,weight`]`,user_segment,item_segment`), `rankers/` (`baseline.mpk`, `fused.mpk`,
 //! `rankers.json`), `train_report.json`; with `--data toy` also the toy's stores
 //! (`user.safetensors`, `item.safetensors`, `content.safetensors`) so that `bench-serve` can
 //! reuse them. Segments (paper Tables 6, 7, default thresholds) are counted in the training
-//! period — every log row before the test boundary: users by interactions (clicks, conversions,
+//! period — every log row before the test boundary (per user with `--leave-last`): users by interactions (clicks, conversions,
 //! ratings), items by conversions (MovieLens: ratings ≥ 4); see `learnrec_fusion::io::Segments`.
 //! The toy has no interaction log and writes no segment columns.
 
@@ -26,7 +34,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use learnrec_eval::data::reader::read_dataset_dir;
 use learnrec_eval::data::{InteractionLog, LabelRule};
 use learnrec_eval::segment::{Segment, Thresholds};
-use learnrec_eval::split::{DAY, boundary_before_end};
+use learnrec_eval::split::{
+    DAY, LeaveLastCuts, Part, SequenceSplit, boundary_before_end, leave_last_cuts,
+};
 use learnrec_eval::store::{EmbeddingStore, StoreKind};
 use learnrec_fusion::data::{Batcher, IdVocab, RankingData, Split};
 use learnrec_fusion::io::{self, LabelSpace, RankersMeta, Segments};
@@ -153,6 +163,12 @@ pub struct Args {
     /// Weight the losses by sample weights (and write a weight column).
     #[arg(long)]
     pub use_weights: bool,
+    /// Per-user leave-last split by time: test = each user's last N positives (ratings or
+    /// clicks, ties kept together) and their sampled negatives, validation the N before
+    /// (default for MovieLens: 10, matching `learnrec sequences --split leave-last --target-len
+    /// 10`).
+    #[arg(long, conflicts_with_all = ["train_frac", "valid_frac", "test_days", "valid_days"])]
+    pub leave_last: Option<usize>,
     /// Test period: the last N days of the log (global time split; default 7 for the world).
     #[arg(long, conflicts_with_all = ["train_frac", "valid_frac"])]
     pub test_days: Option<i64>,
@@ -179,14 +195,29 @@ enum SplitPlan {
     Days { test: i64, valid: i64 },
     /// Fractions of examples by time.
     Fractions { train: f64, valid: f64 },
+    /// Per-user leave-last cut by time: the last `n` positives of each user are test.
+    LeaveLast { n: usize },
+}
+
+/// Where the test part starts.
+#[derive(Debug, Clone)]
+enum TestCut {
+    /// One global boundary (first second of the test period).
+    Global(i64),
+    /// Per-user cuts.
+    PerUser(LeaveLastCuts),
 }
 
 fn split_plan(a: &Args) -> anyhow::Result<SplitPlan> {
-    let plan = if a.test_days.is_some() || a.valid_days.is_some() {
+    let plan = if let Some(n) = a.leave_last {
+        SplitPlan::LeaveLast { n }
+    } else if a.test_days.is_some() || a.valid_days.is_some() {
         SplitPlan::Days {
             test: a.test_days.unwrap_or(7),
             valid: a.valid_days.unwrap_or(7),
         }
+    } else if a.data == Source::Movielens && a.train_frac.is_none() && a.valid_frac.is_none() {
+        SplitPlan::LeaveLast { n: 10 }
     } else if a.train_frac.is_some() || a.valid_frac.is_some() || a.data != Source::World {
         SplitPlan::Fractions {
             train: a.train_frac.unwrap_or(0.8),
@@ -205,18 +236,44 @@ fn split_plan(a: &Args) -> anyhow::Result<SplitPlan> {
                 anyhow::bail!("--train-frac and --valid-frac must be > 0, ≥ 0 and sum below 1");
             }
         }
+        SplitPlan::LeaveLast { n } => {
+            anyhow::ensure!(n >= 1, "--leave-last must be at least 1 (got {n})");
+            anyhow::ensure!(
+                a.data != Source::Toy,
+                "--leave-last needs an interaction log (--data world or movielens)"
+            );
+        }
     }
     Ok(plan)
 }
 
-/// Splits `data`; returns the split and the test boundary (first second of the test period).
-/// `log` (when the data has one) gives the log's time range for day splits.
+/// Splits `data`; returns the split and where its test part starts. `log` (when the data has
+/// one) gives the log's time range for day splits and the positives for leave-last cuts.
 fn make_split(
     plan: SplitPlan,
     data: &RankingData,
     log: Option<&InteractionLog>,
-) -> anyhow::Result<(Split, i64)> {
+) -> anyhow::Result<(Split, TestCut)> {
     match plan {
+        SplitPlan::LeaveLast { n } => {
+            let log = log.context("--leave-last needs an interaction log")?;
+            // The sequences' default configuration: every click/rating is a positive.
+            let cuts = leave_last_cuts(log, &SequenceSplit::paper(0), n);
+            let mut split = Split::default();
+            for e in &data.examples {
+                match cuts.part(e.user, e.ts) {
+                    Part::Train => split.train.push(*e),
+                    Part::Valid => split.valid.push(*e),
+                    Part::Test => split.test.push(*e),
+                }
+            }
+            if split.train.is_empty() {
+                anyhow::bail!(
+                    "--leave-last {n} leaves no training data: every user has at most 2×{n} positives"
+                );
+            }
+            Ok((split, TestCut::PerUser(cuts)))
+        }
         SplitPlan::Days { test, valid } => {
             let (first, last) = match log.and_then(InteractionLog::time_range) {
                 Some(r) => r,
@@ -243,12 +300,12 @@ fn make_split(
                     (last - first + 1) as f64 / DAY as f64
                 );
             }
-            Ok((split, test_from))
+            Ok((split, TestCut::Global(test_from)))
         }
         SplitPlan::Fractions { train, valid } => {
             let split = data.temporal_split(train, valid);
             let test_from = split.test.first().map_or(i64::MAX, |e| e.ts);
-            Ok((split, test_from))
+            Ok((split, TestCut::Global(test_from)))
         }
     }
 }
@@ -314,7 +371,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ),
     };
 
-    let (split, test_from) = make_split(plan, &data, log.as_ref())?;
+    let (split, cut) = make_split(plan, &data, log.as_ref())?;
     eprintln!(
         "{} examples ({} users, {} items, item features: {}): train {}, valid {}, test {}",
         data.examples.len(),
@@ -328,16 +385,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if split.test.is_empty() {
         anyhow::bail!("the test split is empty: not enough examples");
     }
-    let segments = log.as_ref().map(|l| {
-        Segments::before(
-            l,
-            &rule,
-            test_from,
-            data.users.len(),
-            data.items.len(),
-            &Thresholds::default(),
-        )
-    });
+    let segments = log
+        .as_ref()
+        .map(|l| segments_before_test(l, &rule, &cut, data.users.len(), data.items.len()));
     if let Some(sg) = &segments {
         let count = |f: &dyn Fn(&learnrec_fusion::data::RankingExample) -> Segment, s: Segment| {
             split.test.iter().filter(|e| f(e) == s).count()
@@ -521,7 +571,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     reports.insert(
         "split".into(),
         serde_json::json!({
-            "test_from": test_from,
+            "test_from": match &cut { TestCut::Global(t) => serde_json::json!(t), TestCut::PerUser(_) => serde_json::Value::Null },
+            "leave_last": match plan { SplitPlan::LeaveLast { n } => Some(n), _ => None },
             "train": split.train.len(),
             "valid": split.valid.len(),
             "test": split.test.len(),
@@ -535,6 +586,35 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.out.join("rankers").display()
     );
     Ok(())
+}
+
+/// The paper's segments counted on the log rows before the test part (per user for leave-last
+/// cuts).
+fn segments_before_test(
+    log: &InteractionLog,
+    rule: &LabelRule,
+    cut: &TestCut,
+    n_users: usize,
+    n_items: usize,
+) -> Segments {
+    let th = Thresholds::default();
+    match cut {
+        TestCut::Global(t) => Segments::before(log, rule, *t, n_users, n_items, &th),
+        TestCut::PerUser(c) => {
+            let mut before = InteractionLog {
+                users: log.users.clone(),
+                items: log.items.clone(),
+                rows: Vec::new(),
+            };
+            before.rows = log
+                .rows
+                .iter()
+                .filter(|r| c.part(r.user, r.ts) != Part::Test)
+                .cloned()
+                .collect();
+            Segments::before(&before, rule, i64::MAX, n_users, n_items, &th)
+        }
+    }
 }
 
 fn report_json(r: &TrainReport, test_auc: Option<f64>) -> serde_json::Value {
@@ -676,7 +756,7 @@ mod tests {
         );
         let (split, from) =
             make_split(SplitPlan::Days { test: 3, valid: 2 }, &d, Some(&ds.log)).unwrap();
-        assert_eq!(from, boundary);
+        assert!(matches!(from, TestCut::Global(b) if b == boundary));
         assert!(!split.train.is_empty() && !split.test.is_empty());
         assert!(split.test.iter().all(|e| e.ts >= boundary));
         assert!(split.train.iter().all(|e| e.ts < boundary - 2 * DAY));
@@ -784,5 +864,231 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("--train-frac and --valid-frac"), "{e}");
+    }
+
+    /// A tiny MovieLens-format log in `dir`: 20 users × 12 ratings of distinct items, user `u`
+    /// active after user `u − 1` (so a global time cut takes whole late users), with a tie across
+    /// each user's leave-last cut (the 4th and 3rd last ratings share a second).
+    fn tiny_movielens(dir: &std::path::Path) {
+        use std::fmt::Write as _;
+        std::fs::create_dir_all(dir).unwrap();
+        let mut item =
+            String::from("item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n");
+        for i in 0..40 {
+            writeln!(
+                item,
+                "m{i}\tMovie {i}\t{}\t{}",
+                1990 + i % 10,
+                ["Drama", "Comedy Drama", "Action"][i % 3]
+            )
+            .unwrap();
+        }
+        let mut inter =
+            String::from("user_id:token\titem_id:token\trating:float\ttimestamp:float\n");
+        for u in 0..20 {
+            for k in 0..12i64 {
+                let ts = 1_000_000 + u * 1000 + if k == 9 { 8 } else { k } * 10;
+                writeln!(
+                    inter,
+                    "u{u}\tm{}\t{}\t{ts}",
+                    (u * 7 + k * 3) % 40,
+                    1 + (u + k) % 5
+                )
+                .unwrap();
+            }
+        }
+        std::fs::write(dir.join("tiny.item"), item).unwrap();
+        std::fs::write(dir.join("tiny.inter"), inter).unwrap();
+    }
+
+    type PerUser = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+    /// `(history, target)` item sets per user of a `learnrec sequences` JSON Lines file.
+    fn read_seqs(path: &std::path::Path) -> (PerUser, PerUser) {
+        let (mut h, mut t) = (PerUser::new(), PerUser::new());
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let u = v["user"].as_str().unwrap().to_string();
+            let items = |k: &str| {
+                v[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect()
+            };
+            h.insert(u.clone(), items("history"));
+            t.insert(u, items("target"));
+        }
+        (h, t)
+    }
+
+    /// Runs `rank-train` on `dir` with `extra` flags; returns the test rows' items per user.
+    fn ranker_test_rows(dir: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> PerUser {
+        let mut v = vec![
+            "--data",
+            "movielens",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "1",
+        ];
+        v.extend_from_slice(extra);
+        run(args(&v)).unwrap();
+        let mut rows = PerUser::new();
+        for line in std::fs::read_to_string(out.join("predictions.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split(',').collect();
+            rows.entry(f[0].to_string())
+                .or_default()
+                .insert(f[1].to_string());
+        }
+        rows
+    }
+
+    /// The leak check of the MovieLens pipeline: with the shared leave-last cut, no item of a
+    /// user's test history (what `export` embeds) and no item the towers train on (train
+    /// histories and targets) is one of that user's ranker test rows, and the rated test rows are
+    /// exactly the towers' test targets. The old global fraction split does leak (the control).
+    #[test]
+    fn movielens_leave_last_split_does_not_leak_into_learn_stores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("ml");
+        tiny_movielens(&data);
+        let seq = tmp.path().join("seq");
+        let d = data.to_str().unwrap();
+        crate::run_argv(
+            &[
+                "sequences",
+                "--data",
+                d,
+                "--out",
+                seq.to_str().unwrap(),
+                "--split",
+                "leave-last",
+                "--target-len",
+                "3",
+                "--history-len",
+                "50",
+            ]
+            .map(String::from),
+        )
+        .unwrap();
+        let (train_h, train_t) = read_seqs(&seq.join("train.jsonl"));
+        let (test_h, test_t) = read_seqs(&seq.join("test.jsonl"));
+        assert_eq!(test_t.len(), 20);
+        let rated: PerUser = {
+            let ds = read_dataset_dir(&data).unwrap();
+            let mut m = PerUser::new();
+            for r in &ds.log.rows {
+                m.entry(ds.log.users.name(r.user).to_string())
+                    .or_default()
+                    .insert(ds.catalog.ids.name(r.item).to_string());
+            }
+            m
+        };
+        let rows = ranker_test_rows(&data, &tmp.path().join("rank"), &["--leave-last", "3"]);
+        let rep: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tmp.path().join("rank/train_report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rep["split"]["leave_last"], 3);
+        for (u, targets) in &test_t {
+            assert_eq!(
+                targets.len(),
+                4,
+                "{u}: the last 3 ratings plus the one tied with the 3rd last"
+            );
+            let test_rows = &rows[u];
+            let rated_test: std::collections::BTreeSet<String> =
+                test_rows.intersection(&rated[u]).cloned().collect();
+            assert_eq!(
+                &rated_test, targets,
+                "{u}: rated ranker test rows = towers' test targets"
+            );
+            assert!(
+                test_rows.len() > targets.len(),
+                "{u}: sampled negatives are test rows too"
+            );
+            assert!(
+                test_h[u].is_disjoint(test_rows),
+                "{u}: exported history contains a ranker test row"
+            );
+            assert!(
+                train_h[u].is_disjoint(test_rows) && train_t[u].is_disjoint(test_rows),
+                "{u}: towers train on a ranker test row"
+            );
+            assert!(
+                train_h[u].is_disjoint(targets) && train_t[u].is_disjoint(targets),
+                "{u}: towers train on a test target"
+            );
+            assert_eq!(train_t[u].len(), 3);
+        }
+        // Control: the fraction split takes whole late users as test, whose histories are exactly
+        // the test rows — the leak the shared cut removes.
+        let rows = ranker_test_rows(
+            &data,
+            &tmp.path().join("frac"),
+            &["--train-frac", "0.8", "--valid-frac", "0.1"],
+        );
+        assert!(
+            rows.iter()
+                .any(|(u, r)| test_h.get(u).is_some_and(|h| !h.is_disjoint(r))),
+            "the control found no leak"
+        );
+    }
+
+    #[test]
+    fn movielens_defaults_to_leave_last_10() {
+        let a = args(&["--data", "movielens", "--dir", "x", "--out", "y"]);
+        assert_eq!(split_plan(&a).unwrap(), SplitPlan::LeaveLast { n: 10 });
+        let a = args(&[
+            "--data",
+            "movielens",
+            "--dir",
+            "x",
+            "--out",
+            "y",
+            "--train-frac",
+            "0.7",
+        ]);
+        assert!(matches!(
+            split_plan(&a).unwrap(),
+            SplitPlan::Fractions { .. }
+        ));
+        let a = args(&["--data", "world", "--dir", "x", "--out", "y"]);
+        assert_eq!(
+            split_plan(&a).unwrap(),
+            SplitPlan::Days { test: 7, valid: 7 }
+        );
+        let e = split_plan(&args(&[
+            "--data",
+            "movielens",
+            "--out",
+            "y",
+            "--leave-last",
+            "0",
+        ]))
+        .unwrap_err();
+        assert_eq!(e.to_string(), "--leave-last must be at least 1 (got 0)");
+        let e =
+            split_plan(&args(&["--data", "toy", "--out", "y", "--leave-last", "3"])).unwrap_err();
+        assert!(e.to_string().contains("needs an interaction log"), "{e}");
+        assert!(
+            Cli::try_parse_from([
+                "rank-train",
+                "--out",
+                "y",
+                "--leave-last",
+                "3",
+                "--test-days",
+                "2"
+            ])
+            .is_err()
+        );
     }
 }

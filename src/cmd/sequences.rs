@@ -14,8 +14,12 @@ pub enum SplitArg {
     /// The paper's global temporal split: test targets are the last `--target-days`, train targets
     /// the `--target-days` before them; histories are everything before each target window.
     Temporal,
-    /// Per user: the last `--target-len` positives are the test target, the `--target-len` before
-    /// them the train target (for logs whose last weeks are sparse, e.g. MovieLens-1M).
+    /// Per user, cut by time: the last `--target-len` positives (and any sharing the second of
+    /// the first of them) are the test target, the `--target-len` before them the train target,
+    /// histories everything earlier (for logs whose last weeks are sparse, e.g. MovieLens-1M).
+    /// The same cut as `rank-train --leave-last N` with N = `--target-len`
+    /// (`learnrec_eval::split::leave_last_cuts`), so the ranker's test rows are exactly the test
+    /// targets and exported user embeddings never see them.
     LeaveLast,
 }
 
@@ -44,7 +48,8 @@ pub struct Args {
     /// At most this many history items (paper: 80).
     #[arg(long, default_value_t = split::PAPER_HISTORY_LEN)]
     pub history_len: usize,
-    /// At most this many target items (paper: 40).
+    /// At most this many target items (paper: 40); with `--split leave-last` the number of last
+    /// positives per user in each target (not a cap: ties at the cut stay together).
     #[arg(long, default_value_t = split::PAPER_TARGET_LEN)]
     pub target_len: usize,
     #[arg(long, value_enum, default_value_t = PositiveArg::Clicks)]
@@ -75,9 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (train, test)
         }
         SplitArg::LeaveLast => {
-            let train = split::leave_last_sequences(&ds.log, &cfg, args.target_len);
-            let test = split::leave_last_sequences(&ds.log, &cfg, 0);
-            (train, test)
+            let cuts = split::leave_last_cuts(&ds.log, &cfg, args.target_len);
+            split::leave_last_split(&ds.log, &cfg, &cuts)
         }
     };
     let keep = |v: Vec<UserSequences>| -> Vec<UserSequences> {
