@@ -494,12 +494,16 @@ impl Backward<Flex, 1> for DenseLossOp {
         let g = grads.consume::<Flex>(&ops.node);
         if let Some(node) = parent {
             let g = slice(&g)[0];
-            let shape = ops.state.layout().shape().to_vec();
-            let mut v = slice(&ops.state).into_owned();
-            if g != 1.0 {
+            // The usual root gradient is exactly 1: hand over the kept gradient without a copy.
+            let grad = if g == 1.0 {
+                ops.state
+            } else {
+                let shape = ops.state.layout().shape().to_vec();
+                let mut v = slice(&ops.state).into_owned();
                 v.par_iter_mut().for_each(|x| *x *= g);
-            }
-            grads.register::<Flex>(node.id, flex(v, shape));
+                flex(v, shape)
+            };
+            grads.register::<Flex>(node.id, grad);
         }
     }
 }
@@ -650,6 +654,12 @@ mod tests {
         assert_close(&a.0, &b.0, 1e-5, "loss");
         assert_close(&a.1, &b.1, 1e-4, "d users");
         assert_close(&a.2, &b.2, 1e-4, "d items");
+        // A root gradient other than 1 scales the kept score gradient.
+        let u = l2_normalize(tensor::<B, 3>([4, 4, 8], 11)).detach().require_grad();
+        let it = l2_normalize(tensor::<B, 3>([4, 3, 8], 12)).detach().require_grad();
+        let g = dense_all_action_loss(u.clone(), it, &masks, 20.0).mul_scalar(3.0).backward();
+        let tripled: Vec<f32> = a.1.iter().map(|v| v * 3.0).collect();
+        assert_close(&vec(u.grad(&g).expect("u grad")), &tripled, 1e-5, "3 × d users");
         // Padded history rows get no gradient.
         assert!(a.1[(1 * 4 + 3) * 8..(1 * 4 + 4) * 8].iter().all(|&v| v == 0.0));
         // Inference backend: same value.
