@@ -127,7 +127,12 @@ impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
         let sps = s.batch as f64 / med;
         println!(
             "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps)",
-            s.name, self.label, med * 1e3, sps, self.times[0] * 1e3, self.times.len()
+            s.name,
+            self.label,
+            med * 1e3,
+            sps,
+            self.times[0] * 1e3,
+            self.times.len()
         );
         sps
     }
@@ -235,9 +240,15 @@ fn main() {
         c.output_dim = 64;
         // Steps of the implementations alternate, so that load on a shared machine hits all.
         let user_seq: fn(&LearnTower<B>, Tensor<B, 3>) -> Tensor<B, 3> = |m, x| m.user_sequence(TowerInput::Content(x));
-        let mut nn = impls.contains(&"nn").then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x), true));
-        let mut lean = impls.contains(&"lean").then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), user_seq, true));
-        let mut fused = impls.contains(&"fused").then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), user_seq, false));
+        let mut nn = impls
+            .contains(&"nn")
+            .then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x), true));
+        let mut lean = impls
+            .contains(&"lean")
+            .then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), user_seq, true));
+        let mut fused = impls
+            .contains(&"fused")
+            .then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), user_seq, false));
         let hist = data::<B>(s, 80, 1, &dev);
         let tgt = data::<B>(s, 40, 2, &dev);
         let m = masks(s, 40, 80);

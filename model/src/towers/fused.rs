@@ -235,7 +235,12 @@ impl Backward<Flex, 1> for AttentionOp {
 ///
 /// # Shapes
 /// `qkv`: `[batch·len, 3d]` (Q | K | V, heads contiguous inside each) → `[batch·len, d]`.
-pub fn causal_attention<B: Backend>(qkv: &Tensor<B, 2>, batch: usize, len: usize, heads: usize) -> Option<Tensor<B, 2>> {
+pub fn causal_attention<B: Backend>(
+    qkv: &Tensor<B, 2>,
+    batch: usize,
+    len: usize,
+    heads: usize,
+) -> Option<Tensor<B, 2>> {
     if !active() {
         return None;
     }
@@ -392,7 +397,8 @@ pub fn layer_norm<B: Backend, const D: usize>(
             let nodes = [x.node.clone(), g.node.clone(), bt.node.clone()];
             let res = match LayerNormOp.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let state = LayerNormState { xhat: flex(xhat, vec![n, d]), rstd: flex(rstd, vec![n]), gamma: gs, shape };
+                    let state =
+                        LayerNormState { xhat: flex(xhat, vec![n, d]), rstd: flex(rstd, vec![n]), gamma: gs, shape };
                     prep.finish(state, out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(out),
@@ -705,7 +711,16 @@ mod dispatch_tests {
     use burn::tensor::{Tensor, TensorData};
 
     fn plan() -> DenseLossPlan {
-        DenseLossPlan { b: 2, lh: 1, lt: 1, nh: vec![1, 1], nt: vec![1, 1], neg: vec![false, true, true, false], n_pairs: 2, scale: 1.0 }
+        DenseLossPlan {
+            b: 2,
+            lh: 1,
+            lt: 1,
+            nh: vec![1, 1],
+            nt: vec![1, 1],
+            neg: vec![false, true, true, false],
+            n_pairs: 2,
+            scale: 1.0,
+        }
     }
 
     fn applies<B: Backend>() -> [bool; 3] {
