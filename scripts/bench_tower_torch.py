@@ -6,8 +6,14 @@ One step = Linear(in->d) -> post-LN BERT-like causal transformer (no positions) 
 InfoNCE (logit scale 20, negatives = other users' targets); backward; Adam(eps=1e-8).
 
 Install: pip install torch --index-url https://download.pytorch.org/whl/cpu
-Usage:   python3 scripts/bench_tower_torch.py [small|paper|both] [steps] [threads]
+Usage:   python3 scripts/bench_tower_torch.py [small|paper|both] [steps] [threads] [rounds] [burn-bench]
+         With `burn-bench` (the path of the built `bench_tower` example, e.g.
+         target/release/examples/bench_tower) the two alternate, A,B,A,B for `rounds` rounds, with
+         the same thread count (RAYON_NUM_THREADS for Burn), each round printing the load average:
+         python3 scripts/bench_tower_torch.py small 3 2 3 target/release/examples/bench_tower
 """
+import os
+import subprocess
 import sys
 import time
 
@@ -71,10 +77,19 @@ def main():
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     if len(sys.argv) > 3:
         torch.set_num_threads(int(sys.argv[3]))
-    if which in ("small", "both"):
-        bench("small", 2, 256, 4, 64, 640, steps)
-    if which in ("paper", "both"):
-        bench("paper", 12, 768, 12, 8, 1536, steps)
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    burn = sys.argv[5] if len(sys.argv) > 5 else None
+    env = dict(os.environ, RAYON_NUM_THREADS=str(torch.get_num_threads()))
+    for r in range(rounds):
+        if burn or rounds > 1:
+            load = open("/proc/loadavg").read().split()[:3]
+            print(f"--- round {r + 1} load {' '.join(load)}", flush=True)
+        for name, args in (("small", (2, 256, 4, 64, 640)), ("paper", (12, 768, 12, 8, 1536))):
+            if which not in (name, "both"):
+                continue
+            if burn:
+                subprocess.run([burn, name, str(steps), "lean,fused"], env=env, check=True)
+            bench(name, *args, steps)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 //! Training throughput of the LEARN tower (samples/s), before/after in one run.
 //!
 //! One step = user tower over the history (80) + item tower variant 1 over the target (40) +
-//! dense all-action loss + backward + Adam. Two implementations:
-//! - `burn-nn`: Burn's `TransformerEncoder` (separate Q/K/V, boolean autoregressive mask) — the
-//!   "before" that BURN.md measured;
-//! - `lean`: learnrec's `LearnTower` (linears applied as 2-D matmuls so the weight gradient is one
-//!   GEMM, fused QKV, additive causal bias, own LayerNorm) — "after".
+//! dense all-action loss + backward + Adam. Implementations (pick with the third argument, a
+//! comma-separated list; default `lean,fused`):
+//! - `nn`: Burn's `TransformerEncoder` (separate Q/K/V, boolean autoregressive mask) — what
+//!   BURN.md measured;
+//! - `lean`: learnrec's `LearnTower` on the composite path (linears applied as 2-D matmuls so the
+//!   weight gradient is one GEMM, fused QKV, additive causal bias, own LayerNorm built from tensor
+//!   ops, loss from tensor ops);
+//! - `fused`: the same `LearnTower` with the fused CPU kernels of `towers::fused` (causal
+//!   attention, LayerNorm and the dense loss with hand-written backward passes) — the default.
 //!
 //! Steps of the two alternate, so load on a shared machine hits both; the dev profile already
 //! builds dependencies (Burn, Flex kernels) at opt-level 3.
 //!
-//! Usage: `cargo run --release -p learnrec-model --example bench_tower -- [small|paper|both] [steps]`
+//! Usage: `cargo run --release -p learnrec-model --example bench_tower -- [small|paper|both] [steps] [nn,lean,fused]`
 //! Compare with `scripts/bench_tower_torch.py` (same model and step in PyTorch CPU).
 
 use burn::module::Module;
@@ -21,8 +25,9 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use learnrec_model::CpuAutodiff;
+use learnrec_model::towers::fused::with_composite;
 use learnrec_model::towers::model::l2_normalize;
-use learnrec_model::towers::{InputKind, LossMasks, TowerConfig, TowerInput, dense_all_action_loss};
+use learnrec_model::towers::{InputKind, LearnTower, LossMasks, TowerConfig, TowerInput, dense_all_action_loss};
 use std::time::Instant;
 
 #[derive(Module, Debug)]
@@ -84,19 +89,30 @@ struct Runner<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
     model: Option<M>,
     optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B>,
     fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>,
+    composite: bool,
     times: Vec<f64>,
 }
 
 impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
-    fn new(label: &'static str, model: M, fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>) -> Self {
-        Runner { label, model: Some(model), optim: AdamConfig::new().with_epsilon(1e-8).init::<B, M>(), fwd, times: vec![] }
+    fn new(label: &'static str, model: M, fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>, composite: bool) -> Self {
+        Runner {
+            label,
+            model: Some(model),
+            optim: AdamConfig::new().with_epsilon(1e-8).init::<B, M>(),
+            fwd,
+            composite,
+            times: vec![],
+        }
     }
     fn step(&mut self, hist: &Tensor<B, 3>, tgt: &Tensor<B, 3>, m: &LossMasks, record: bool) {
         let t0 = Instant::now();
         let model = self.model.take().expect("model");
-        let u = (self.fwd)(&model, hist.clone());
-        let it = (self.fwd)(&model, tgt.clone());
-        let loss = dense_all_action_loss(u, it, m, 20.0);
+        let fwd = || {
+            let u = (self.fwd)(&model, hist.clone());
+            let it = (self.fwd)(&model, tgt.clone());
+            dense_all_action_loss(u, it, m, 20.0)
+        };
+        let loss = if self.composite { with_composite(fwd) } else { fwd() };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = self.optim.step(5e-5, model, grads);
         let _ = model.clone().valid(); // settle lazy work
@@ -111,13 +127,19 @@ impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
         let sps = s.batch as f64 / med;
         println!(
             "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps)",
-            s.name, self.label, med * 1e3, sps, self.times[0] * 1e3, self.times.len()
+            s.name,
+            self.label,
+            med * 1e3,
+            sps,
+            self.times[0] * 1e3,
+            self.times.len()
         );
         sps
     }
 }
 
 /// Time of `f` (median of `n` runs after one warm-up), in ms.
+#[allow(dead_code)]
 fn time_ms(n: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut t: Vec<f64> = (0..n)
@@ -131,7 +153,8 @@ fn time_ms(n: usize, mut f: impl FnMut()) -> f64 {
     t[n / 2]
 }
 
-/// Where the time of one step goes (small shape): forward, backward, loss.
+/// Where the time of one step goes (small shape): each part composite (`lean`) vs fused,
+/// interleaved.
 fn parts() {
     type B = CpuAutodiff;
     let dev = Default::default();
@@ -139,56 +162,58 @@ fn parts() {
     let mut c = TowerConfig::tiny(InputKind::LlmContent, s.input);
     (c.n_layers, c.d_model, c.n_heads, c.d_ff, c.output_dim) = (s.layers, s.d, s.heads, 4 * s.d, 64);
     let lean = c.init::<B>(&dev).expect("valid");
-    let nn = BurnNnTower::<B>::new(&c, &dev);
     let hist = data::<B>(&s, 80, 1, &dev);
     let tgt = data::<B>(&s, 40, 2, &dev);
     let m = masks(&s, 40, 80);
-    let sync = |t: Tensor<B, 3>| {
-        let _ = t.sum().into_scalar();
+    let both = |name: &str, f: &dyn Fn()| {
+        let (mut tc, mut tf) = (vec![], vec![]);
+        f();
+        with_composite(f);
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            with_composite(f);
+            tc.push(t0.elapsed().as_secs_f64() * 1e3);
+            let t0 = Instant::now();
+            f();
+            tf.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        tc.sort_by(f64::total_cmp);
+        tf.sort_by(f64::total_cmp);
+        println!("{name:<28} composite {:8.1} ms   fused {:8.1} ms  (medians of 5)", tc[2], tf[2]);
     };
-    println!("fwd user tower lean    {:8.1} ms", time_ms(3, || sync(lean.user_sequence(TowerInput::Content(hist.clone())))));
-    println!("fwd user tower burn-nn {:8.1} ms", time_ms(3, || sync(nn.forward(hist.clone()))));
-    println!("fwd+bwd lean (sum)     {:8.1} ms", time_ms(3, || {
+    both("user tower fwd", &|| {
+        let _ = lean.user_sequence(TowerInput::Content(hist.clone())).sum().into_scalar();
+    });
+    both("user tower fwd+bwd (sum)", &|| {
         let _ = lean.user_sequence(TowerInput::Content(hist.clone())).sum().backward();
-    }));
-    println!("fwd+bwd burn-nn (sum)  {:8.1} ms", time_ms(3, || {
-        let _ = nn.forward(hist.clone()).sum().backward();
-    }));
+    });
     let u = lean.user_sequence(TowerInput::Content(hist.clone())).detach().require_grad();
     let it = lean.user_sequence(TowerInput::Content(tgt.clone())).detach().require_grad();
-    println!("dense loss fwd+bwd     {:8.1} ms", time_ms(3, || {
+    both("dense loss fwd+bwd", &|| {
         let _ = dense_all_action_loss(u.clone(), it.clone(), &m, 20.0).backward();
-    }));
-    let x = Tensor::<B, 3>::from_data(TensorData::new(vec![0.5f32; 64 * 80 * 256], [64, 80, 256]), &dev).require_grad();
+    });
+    let x = data::<B>(&Shape { input: 256, ..s }, 80, 3, &dev).require_grad();
     let ln = &lean.layers[0].norm_attn;
-    println!("layernorm fwd+bwd      {:8.1} ms", time_ms(3, || {
+    both("layernorm fwd+bwd", &|| {
         let _ = ln.forward(x.clone()).sum().backward();
-    }));
+    });
     let at = &lean.layers[0].attention;
-    println!("attention fwd+bwd      {:8.1} ms", time_ms(3, || {
+    both("attention fwd+bwd", &|| {
         let _ = at.forward(x.clone(), learnrec_model::towers::AttentionMask::Causal).sum().backward();
-    }));
-    // Interleaved: lean attention vs Burn's MultiHeadAttention (same shape, causal).
+    });
+    let ff = &lean.layers[0];
+    both("ffn fwd+bwd (not fused)", &|| {
+        let _ = ff.ff_out.forward(burn::tensor::activation::gelu(ff.ff_in.forward(x.clone()))).sum().backward();
+    });
     let mha = burn::nn::attention::MultiHeadAttentionConfig::new(256, 4).with_dropout(0.0).init::<B>(&dev);
     let mask = generate_autoregressive_mask::<B>(64, 80, &dev);
-    let (mut tl, mut tm) = (vec![], vec![]);
-    for _ in 0..4 {
-        let t0 = Instant::now();
-        let _ = at.forward(x.clone(), learnrec_model::towers::AttentionMask::Causal).sum().backward();
-        tl.push(t0.elapsed().as_secs_f64() * 1e3);
-        let t0 = Instant::now();
+    both("Burn MHA fwd+bwd (not fused)", &|| {
         let _ = mha
             .forward(burn::nn::attention::MhaInput::self_attn(x.clone()).mask_attn(mask.clone()))
             .context
             .sum()
             .backward();
-        tm.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    println!("attention fwd+bwd lean {:?} ms\nattention fwd+bwd mha  {:?} ms", tl, tm);
-    let ff = &lean.layers[0];
-    println!("ffn fwd+bwd            {:8.1} ms", time_ms(3, || {
-        let _ = ff.ff_out.forward(burn::tensor::activation::gelu(ff.ff_in.forward(x.clone()))).sum().backward();
-    }));
+    });
 }
 
 fn main() {
@@ -198,6 +223,8 @@ fn main() {
         return parts();
     }
     let steps: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let impls_arg = args.next().unwrap_or_else(|| "lean,fused".into());
+    let impls: Vec<&str> = impls_arg.split(',').collect();
     let shapes = [
         Shape { name: "small", layers: 2, d: 256, heads: 4, batch: 64, input: 640 },
         Shape { name: "paper", layers: 12, d: 768, heads: 12, batch: 8, input: 1536 },
@@ -211,19 +238,39 @@ fn main() {
         c.n_heads = s.heads;
         c.d_ff = 4 * s.d;
         c.output_dim = 64;
-        // Steps of the two implementations alternate, so that load on a shared machine hits both.
-        let mut before = Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x));
-        let mut lean = Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), |m, x| {
-            m.user_sequence(TowerInput::Content(x))
-        });
+        // Steps of the implementations alternate, so that load on a shared machine hits all.
+        let user_seq: fn(&LearnTower<B>, Tensor<B, 3>) -> Tensor<B, 3> = |m, x| m.user_sequence(TowerInput::Content(x));
+        let mut nn = impls
+            .contains(&"nn")
+            .then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x), true));
+        let mut lean = impls
+            .contains(&"lean")
+            .then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), user_seq, true));
+        let mut fused = impls
+            .contains(&"fused")
+            .then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), user_seq, false));
         let hist = data::<B>(s, 80, 1, &dev);
         let tgt = data::<B>(s, 40, 2, &dev);
         let m = masks(s, 40, 80);
         for i in 0..steps + 1 {
-            before.step(&hist, &tgt, &m, i > 0);
-            lean.step(&hist, &tgt, &m, i > 0);
+            if let Some(r) = nn.as_mut() {
+                r.step(&hist, &tgt, &m, i > 0);
+            }
+            if let Some(r) = lean.as_mut() {
+                r.step(&hist, &tgt, &m, i > 0);
+            }
+            if let Some(r) = fused.as_mut() {
+                r.step(&hist, &tgt, &m, i > 0);
+            }
         }
-        let (before, after) = (before.report(s), lean.report(s));
-        println!("{:<6} speed-up lean / burn-nn: {:.2}x", s.name, after / before);
+        let nn = nn.map(|mut r| r.report(s));
+        let lean = lean.map(|mut r| r.report(s));
+        let fused = fused.map(|mut r| r.report(s));
+        if let (Some(a), Some(b)) = (lean, fused) {
+            println!("{:<6} speed-up fused / lean: {:.2}x", s.name, b / a);
+        }
+        if let (Some(a), Some(b)) = (nn, fused) {
+            println!("{:<6} speed-up fused / burn-nn: {:.2}x", s.name, b / a);
+        }
     }
 }

@@ -5,10 +5,13 @@
 //! the causal mask is a constant additive bias (no mask tensor enters the autodiff graph), and
 //! the diagonal mask (item tower variant 2) skips the scores altogether: a position that sees
 //! only itself has softmax weight exactly 1, so its context is its own value vector. All
-//! projections run as 2-D matmuls ([`linear3`](super::model::linear3)).
+//! projections run as 2-D matmuls on `[batch·len, ·]`. On the CPU backends the causal attention
+//! and the LayerNorm run as fused kernels with hand-written backward passes ([`super::fused`]);
+//! the composite code below is the reference they are tested against and the path of any other
+//! backend.
 
 use super::config::AttentionMask;
-use super::model::{bert_init, linear3};
+use super::model::bert_init;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -62,20 +65,25 @@ impl<B: Backend> SelfAttention<B> {
         let [b, l, d] = x.dims();
         let h = self.n_heads;
         let dh = d / h;
-        // [batch, 3·heads, len, head_dim]
-        let qkv = linear3(&self.qkv, x).reshape([b, l, 3 * h, dh]).swap_dims(1, 2);
-        let v = qkv.clone().narrow(1, 2 * h, h); // [batch, heads, len, head_dim]
+        let qkv = self.qkv.forward(x.reshape([b * l, d])); // [batch·len, 3d]
         let ctx = match mask {
-            AttentionMask::Diagonal => v,
-            AttentionMask::Causal => {
-                let q = qkv.clone().narrow(1, 0, h);
-                let k = qkv.narrow(1, h, h);
-                let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt())
-                    + causal_bias::<B>(l, &v.device()); // [batch, heads, len, len]
-                softmax(scores, 3).matmul(v)
-            }
+            // A position that sees only itself has softmax weight exactly 1: its context is V.
+            AttentionMask::Diagonal => qkv.narrow(1, 2 * d, d),
+            AttentionMask::Causal => match super::fused::causal_attention(&qkv, b, l, h) {
+                Some(ctx) => ctx,
+                None => {
+                    // [batch, 3·heads, len, head_dim]
+                    let qkv = qkv.reshape([b, l, 3 * h, dh]).swap_dims(1, 2);
+                    let v = qkv.clone().narrow(1, 2 * h, h); // [batch, heads, len, head_dim]
+                    let q = qkv.clone().narrow(1, 0, h);
+                    let k = qkv.narrow(1, h, h);
+                    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt())
+                        + causal_bias::<B>(l, &v.device()); // [batch, heads, len, len]
+                    softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b * l, d])
+                }
+            },
         };
-        linear3(&self.output, ctx.swap_dims(1, 2).reshape([b, l, d]))
+        self.output.forward(ctx).reshape([b, l, d])
     }
 }
 
@@ -100,6 +108,9 @@ impl<B: Backend> LayerNorm<B> {
     /// # Shapes
     /// `x`: `[.., d]` → same.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if let Some(y) = super::fused::layer_norm(&x, &self.gamma.val(), &self.beta.val(), self.epsilon) {
+            return y;
+        }
         let (var, mean) = x.clone().var_mean_bias(D - 1);
         let xn = (x - mean) / (var + self.epsilon).sqrt();
         xn * self.gamma.val().unsqueeze::<D>() + self.beta.val().unsqueeze::<D>()

@@ -1,5 +1,6 @@
 //! LEARN's dense all-action InfoNCE loss and the official code's simplified loss.
 
+use super::fused::DenseLossPlan;
 use super::model::last_position;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -58,6 +59,24 @@ pub fn dense_all_action_loss<B: Backend>(
                     neg_bias[i * c + z * lt + k] = 0.0;
                 }
             }
+        }
+    }
+    // Fused path (CPU backends): one pass over the score matrix computes the loss and its
+    // gradient (softmax–cross-entropy written by hand), see `fused::dense_loss_from_scores`.
+    if super::fused::active() {
+        let scores = users.clone().reshape([r, dim]).matmul(items.clone().reshape([c, dim]).transpose());
+        let plan = DenseLossPlan {
+            b,
+            lh,
+            lt,
+            nh: (0..b).map(|i| masks.history_lens[i].min(lh)).collect(),
+            nt: (0..b).map(|i| masks.targets[i].len().min(lt)).collect(),
+            neg: neg_bias.iter().map(|&v| v == 0.0).collect(),
+            n_pairs,
+            scale: logit_scale,
+        };
+        if let Some(loss) = super::fused::dense_loss_from_scores(&scores, &plan) {
+            return loss;
         }
     }
     let pos = Tensor::<B, 3>::from_data(TensorData::new(pos, [b, lh, lt]), &device);

@@ -4,6 +4,8 @@
 //! - [`config`]: [`TowerConfig`], [`TrainConfig`], [`InputKind`], [`ItemTowerVariant`], [`LossKind`].
 //! - [`model`]: [`LearnTower`] (content projection → causal transformer → projection → L2 norm).
 //! - [`attention`]: the lean fused-QKV self-attention and LayerNorm used by the tower.
+//! - [`fused`]: fused CPU kernels (causal attention, LayerNorm, dense loss) with hand-written
+//!   backward passes.
 //! - [`loss`]: [`dense_all_action_loss`] and the official code's [`last_position_loss`].
 //! - [`data`]: [`UserSequence`], [`ItemFeatures`], [`SequenceBatch`].
 //! - [`train`]: [`train()`](train::train) with per-epoch checkpoints and `--resume`.
@@ -13,6 +15,7 @@
 pub mod attention;
 pub mod config;
 pub mod data;
+pub mod fused;
 pub mod io;
 pub mod loss;
 pub mod model;

@@ -1,0 +1,762 @@
+//! Fused CPU kernels for the LEARN tower, with hand-written backward passes (custom autodiff ops).
+//!
+//! Burn composes attention, LayerNorm and the loss from many small tensor ops; on Flex each is a
+//! full pass over memory in the forward and two or three more in the backward (softmax alone is
+//! max, sub, exp, sum, div forward and as many backward). The kernels here do each in one or two
+//! passes over contiguous `f32` slices (rayon-parallel), and register their own backward step with
+//! Burn's autodiff graph ([`Backward`]):
+//!
+//! - [`causal_attention`]: `qkv [n = batch·len, 3d]` → context `[n, d]`; scores, causal softmax
+//!   and `P·V` per (batch, head) with no reshapes or transposes; the backward recomputes nothing
+//!   (the probabilities are kept) and writes `dQ | dK | dV` straight into `[n, 3d]`.
+//! - [`layer_norm`]: one pass forward (keeps x̂ and 1/σ), one pass backward plus a reduction for
+//!   the scale and shift gradients.
+//! - [`dense_loss_from_scores`]: the dense all-action InfoNCE over the `[B·Lh, B·Lt]` score matrix
+//!   in one pass that also writes the score gradient (a fused softmax–cross-entropy).
+//!
+//! They run only on learnrec's CPU backends ([`crate::CpuBackend`] = Flex and
+//! [`crate::CpuAutodiff`]); the tensor type is checked at run time (`TypeId`), so the tower stays
+//! generic over `B: Backend` and any other backend (CUDA, LibTorch) takes the composite path.
+//! Setting `LEARNREC_FUSED=0` forces the composite path everywhere (for benchmarks and tests).
+//! The composite and fused paths agree to float rounding (tests below).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, checkpoint::strategy::NoCheckpointing};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+use std::any::{Any, TypeId};
+use std::sync::OnceLock;
+
+type AdFlex = Autodiff<Flex, NoCheckpointing>;
+
+/// Whether the fused kernels are enabled (`LEARNREC_FUSED=0` disables them; read once).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LEARNREC_FUSED").map(|v| v != "0").unwrap_or(true))
+}
+
+thread_local! {
+    static FORCE_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the fused kernels disabled on this thread (tests compare both paths).
+pub fn with_composite<R>(f: impl FnOnce() -> R) -> R {
+    FORCE_OFF.with(|c| {
+        let old = c.replace(true);
+        let r = f();
+        c.set(old);
+        r
+    })
+}
+
+pub(crate) fn active() -> bool {
+    enabled() && !FORCE_OFF.with(|c| c.get())
+}
+
+/// Moves `t` into type `U` when they are the same type.
+fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
+    if TypeId::of::<T>() == TypeId::of::<U>() {
+        let b: Box<dyn Any> = Box::new(t);
+        Ok(*b.downcast::<U>().expect("same TypeId"))
+    } else {
+        Err(t)
+    }
+}
+
+/// A float primitive of backend `B`, seen as one of the two CPU backends when it is one.
+enum Prim<B: Backend> {
+    Ad(FloatTensor<AdFlex>),
+    Flex(FlexTensor),
+    Other(FloatTensor<B>),
+}
+
+fn classify<B: Backend, const D: usize>(t: Tensor<B, D>) -> Prim<B> {
+    let p = t.into_primitive().tensor();
+    match cast::<FloatTensor<B>, FloatTensor<AdFlex>>(p) {
+        Ok(a) => Prim::Ad(a),
+        Err(p) => match cast::<FloatTensor<B>, FlexTensor>(p) {
+            Ok(f) => Prim::Flex(f),
+            Err(p) => Prim::Other(p),
+        },
+    }
+}
+
+fn back<B: Backend, const D: usize, T: 'static>(t: T) -> Tensor<B, D> {
+    let p = cast::<T, FloatTensor<B>>(t).unwrap_or_else(|_| unreachable!("classified as this backend"));
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+fn slice(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
+    }
+}
+
+fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small vector helpers (eight accumulators so the compiler vectorises the reductions).
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (a8.remainder(), b8.remainder());
+    for (x, y) in a8.zip(b8) {
+        for t in 0..8 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+#[inline]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal attention.
+
+/// Forward kernel: returns the context `[n, d]` and the probabilities `[batch, heads, len, len]`.
+fn attention_fwd(qkv: &[f32], b: usize, l: usize, h: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let mut ctx = vec![0f32; b * l * d];
+    let mut p = vec![0f32; b * h * l * l];
+    ctx.par_chunks_mut(l * d).zip(p.par_chunks_mut(h * l * l)).enumerate().for_each(|(bi, (ctx, p))| {
+        let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
+        for hh in 0..h {
+            for i in 0..l {
+                let q = &x[i * 3 * d + hh * dh..][..dh];
+                let row = &mut p[(hh * l + i) * l..][..l];
+                let mut m = f32::NEG_INFINITY;
+                for j in 0..=i {
+                    let s = dot(q, &x[j * 3 * d + d + hh * dh..][..dh]) * scale;
+                    row[j] = s;
+                    m = m.max(s);
+                }
+                let mut sum = 0f32;
+                for r in row[..=i].iter_mut() {
+                    *r = (*r - m).exp();
+                    sum += *r;
+                }
+                let inv = 1.0 / sum;
+                let out = &mut ctx[i * d + hh * dh..][..dh];
+                for (j, r) in row[..=i].iter_mut().enumerate() {
+                    *r *= inv;
+                    axpy(out, *r, &x[j * 3 * d + 2 * d + hh * dh..][..dh]);
+                }
+            }
+        }
+    });
+    (ctx, p)
+}
+
+/// Backward kernel: `dctx [n, d]` → `dqkv [n, 3d]`.
+fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], b: usize, l: usize, h: usize, d: usize) -> Vec<f32> {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let mut dqkv = vec![0f32; b * l * 3 * d];
+    dqkv.par_chunks_mut(l * 3 * d).enumerate().for_each(|(bi, dx)| {
+        let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
+        let dc = &dctx[bi * l * d..(bi + 1) * l * d];
+        let mut ds = vec![0f32; l];
+        for hh in 0..h {
+            for i in 0..l {
+                let row = &p[((bi * h + hh) * l + i) * l..][..l];
+                let dci = &dc[i * d + hh * dh..][..dh];
+                let mut rowdot = 0f32;
+                for j in 0..=i {
+                    let dp = dot(dci, &x[j * 3 * d + 2 * d + hh * dh..][..dh]);
+                    ds[j] = dp;
+                    rowdot += row[j] * dp;
+                }
+                for j in 0..=i {
+                    let pij = row[j];
+                    let g = pij * (ds[j] - rowdot) * scale;
+                    // dQ_i += g·K_j ; dK_j += g·Q_i ; dV_j += p_ij·dC_i
+                    let (qi, kj) = (i * 3 * d + hh * dh, j * 3 * d + d + hh * dh);
+                    axpy_split(dx, qi, g, x, kj, dh);
+                    axpy_split(dx, kj, g, x, qi, dh);
+                    axpy(&mut dx[j * 3 * d + 2 * d + hh * dh..][..dh], pij, dci);
+                }
+            }
+        }
+    });
+    dqkv
+}
+
+#[inline]
+fn axpy_split(dst: &mut [f32], at: usize, a: f32, src: &[f32], from: usize, n: usize) {
+    axpy(&mut dst[at..at + n], a, &src[from..from + n]);
+}
+
+#[derive(Debug)]
+struct AttentionOp;
+
+#[derive(Debug, Clone)]
+struct AttentionState {
+    qkv: FlexTensor,
+    p: FlexTensor,
+    dims: [usize; 4],
+}
+
+impl Backward<Flex, 1> for AttentionOp {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            let AttentionState { qkv, p, dims: [b, l, h, d] } = ops.state;
+            let dq = attention_bwd(&slice(&qkv), &slice(&p), &slice(&grad), b, l, h, d);
+            grads.register::<Flex>(node.id, flex(dq, vec![b * l, 3 * d]));
+        }
+    }
+}
+
+/// Causal multi-head self-attention from a fused QKV projection, or `None` when the fused
+/// kernels do not apply (other backends, or disabled) — then the caller takes the composite path.
+///
+/// # Shapes
+/// `qkv`: `[batch·len, 3d]` (Q | K | V, heads contiguous inside each) → `[batch·len, d]`.
+pub fn causal_attention<B: Backend>(
+    qkv: &Tensor<B, 2>,
+    batch: usize,
+    len: usize,
+    heads: usize,
+) -> Option<Tensor<B, 2>> {
+    if !active() {
+        return None;
+    }
+    let [n, d3] = qkv.dims();
+    let d = d3 / 3;
+    debug_assert_eq!(n, batch * len);
+    match classify(qkv.clone()) {
+        Prim::Ad(t) => {
+            let (ctx, p) = attention_fwd(&slice(&t.primitive), batch, len, heads, d);
+            let out = flex(ctx, vec![n, d]);
+            let res = match AttentionOp.prepare::<NoCheckpointing>([t.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let state = AttentionState {
+                        qkv: t.primitive.clone(),
+                        p: flex(p, vec![batch, heads, len, len]),
+                        dims: [batch, len, heads, d],
+                    };
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Some(back::<B, 2, _>(res))
+        }
+        Prim::Flex(t) => {
+            let (ctx, _) = attention_fwd(&slice(&t), batch, len, heads, d);
+            Some(back::<B, 2, _>(flex(ctx, vec![n, d])))
+        }
+        Prim::Other(_) => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm.
+
+const LN_ROWS: usize = 64;
+
+fn layer_norm_fwd(x: &[f32], gamma: &[f32], beta: &[f32], d: usize, eps: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = x.len() / d;
+    let mut y = vec![0f32; n * d];
+    let mut xhat = vec![0f32; n * d];
+    let mut rstd = vec![0f32; n];
+    y.par_chunks_mut(d * LN_ROWS)
+        .zip(xhat.par_chunks_mut(d * LN_ROWS))
+        .zip(rstd.par_chunks_mut(LN_ROWS))
+        .zip(x.par_chunks(d * LN_ROWS))
+        .for_each(|(((y, xh), rs), x)| {
+            for (r, ((y, xh), x)) in y.chunks_mut(d).zip(xh.chunks_mut(d)).zip(x.chunks(d)).enumerate() {
+                let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                let inv = (1.0 / (var + eps).sqrt()) as f32;
+                let mean = mean as f32;
+                for t in 0..d {
+                    let v = (x[t] - mean) * inv;
+                    xh[t] = v;
+                    y[t] = v * gamma[t] + beta[t];
+                }
+                rs[r] = inv;
+            }
+        });
+    (y, xhat, rstd)
+}
+
+/// Returns `(dx, dgamma, dbeta)`.
+fn layer_norm_bwd(dy: &[f32], xhat: &[f32], rstd: &[f32], gamma: &[f32], d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = dy.len() / d;
+    let mut dx = vec![0f32; n * d];
+    let (dg, db) = dx
+        .par_chunks_mut(d * LN_ROWS)
+        .zip(dy.par_chunks(d * LN_ROWS))
+        .zip(xhat.par_chunks(d * LN_ROWS))
+        .zip(rstd.par_chunks(LN_ROWS))
+        .map(|(((dx, dy), xh), rs)| {
+            let (mut dg, mut db) = (vec![0f32; d], vec![0f32; d]);
+            for (r, ((dx, dy), xh)) in dx.chunks_mut(d).zip(dy.chunks(d)).zip(xh.chunks(d)).enumerate() {
+                let (mut s1, mut s2) = (0f32, 0f32);
+                for t in 0..d {
+                    let g = dy[t] * gamma[t];
+                    s1 += g;
+                    s2 += g * xh[t];
+                    dg[t] += dy[t] * xh[t];
+                    db[t] += dy[t];
+                }
+                let (m1, m2) = (s1 / d as f32, s2 / d as f32);
+                for t in 0..d {
+                    dx[t] = rs[r] * (dy[t] * gamma[t] - m1 - xh[t] * m2);
+                }
+            }
+            (dg, db)
+        })
+        .reduce(
+            || (vec![0f32; d], vec![0f32; d]),
+            |(mut a, mut b), (c, e)| {
+                axpy(&mut a, 1.0, &c);
+                axpy(&mut b, 1.0, &e);
+                (a, b)
+            },
+        );
+    (dx, dg, db)
+}
+
+#[derive(Debug)]
+struct LayerNormOp;
+
+#[derive(Debug, Clone)]
+struct LayerNormState {
+    xhat: FlexTensor,
+    rstd: FlexTensor,
+    gamma: FlexTensor,
+    shape: Vec<usize>,
+}
+
+impl Backward<Flex, 3> for LayerNormOp {
+    type State = LayerNormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pg, pb] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let LayerNormState { xhat, rstd, gamma, shape } = ops.state;
+        let d = *shape.last().expect("rank ≥ 1");
+        let (dx, dg, db) = layer_norm_bwd(&slice(&grad), &slice(&xhat), &slice(&rstd), &slice(&gamma), d);
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, flex(dx, shape));
+        }
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, flex(dg, vec![d]));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, flex(db, vec![d]));
+        }
+    }
+}
+
+/// LayerNorm over the last dimension, or `None` when the fused kernels do not apply.
+///
+/// # Shapes
+/// `x`: `[.., d]`, `gamma`, `beta`: `[d]` → same as `x`.
+pub fn layer_norm<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    gamma: &Tensor<B, 1>,
+    beta: &Tensor<B, 1>,
+    eps: f64,
+) -> Option<Tensor<B, D>> {
+    if !active() {
+        return None;
+    }
+    let shape = x.dims().to_vec();
+    let d = shape[D - 1];
+    match (classify(x.clone()), classify(gamma.clone()), classify(beta.clone())) {
+        (Prim::Ad(x), Prim::Ad(g), Prim::Ad(bt)) => {
+            let gs = g.primitive.clone();
+            let (y, xhat, rstd) = layer_norm_fwd(&slice(&x.primitive), &slice(&gs), &slice(&bt.primitive), d, eps);
+            let n = rstd.len();
+            let out = flex(y, shape.clone());
+            let nodes = [x.node.clone(), g.node.clone(), bt.node.clone()];
+            let res = match LayerNormOp.prepare::<NoCheckpointing>(nodes).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let state =
+                        LayerNormState { xhat: flex(xhat, vec![n, d]), rstd: flex(rstd, vec![n]), gamma: gs, shape };
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Some(back::<B, D, _>(res))
+        }
+        (Prim::Flex(x), Prim::Flex(g), Prim::Flex(bt)) => {
+            let (y, _, _) = layer_norm_fwd(&slice(&x), &slice(&g), &slice(&bt), d, eps);
+            Some(back::<B, D, _>(flex(y, shape)))
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense all-action InfoNCE from the score matrix (fused softmax–cross-entropy).
+
+/// Host description of the dense loss over a `[b·lh, b·lt]` score matrix.
+pub(crate) struct DenseLossPlan {
+    pub b: usize,
+    pub lh: usize,
+    pub lt: usize,
+    /// Valid history positions per user.
+    pub nh: Vec<usize>,
+    /// Valid target positions per user.
+    pub nt: Vec<usize>,
+    /// `neg[i·c + col]`: column `col` is a negative of user i.
+    pub neg: Vec<bool>,
+    pub n_pairs: usize,
+    pub scale: f32,
+}
+
+/// Returns the loss (sum over valid pairs / n_pairs) and the gradient w.r.t. the raw scores.
+fn dense_loss_kernel(s: &[f32], plan: &DenseLossPlan) -> (f64, Vec<f32>) {
+    let (b, lh, lt) = (plan.b, plan.lh, plan.lt);
+    let c = b * lt;
+    let scale = plan.scale;
+    let norm = 1.0 / plan.n_pairs.max(1) as f32;
+    let mut grad = vec![0f32; b * lh * c];
+    let loss: f64 = grad
+        .par_chunks_mut(c)
+        .enumerate()
+        .map(|(r, g)| {
+            let (i, j) = (r / lh, r % lh);
+            if j >= plan.nh[i] || plan.nt[i] == 0 {
+                return 0.0;
+            }
+            let row = &s[r * c..(r + 1) * c];
+            let neg = &plan.neg[i * c..(i + 1) * c];
+            let mut mx = f32::NEG_INFINITY;
+            for (&v, &n) in row.iter().zip(neg) {
+                if n {
+                    mx = mx.max(v * scale);
+                }
+            }
+            let mut negsum = 0f32;
+            if mx > f32::NEG_INFINITY {
+                for ((&v, &n), gg) in row.iter().zip(neg).zip(g.iter_mut()) {
+                    if n {
+                        let e = (v * scale - mx).exp();
+                        *gg = e;
+                        negsum += e;
+                    }
+                }
+            }
+            let mut loss = 0f64;
+            let mut w = 0f32; // Σ_k e^{M − m_k} / D_k
+            for k in 0..plan.nt[i] {
+                let col = i * lt + k;
+                let sp = row[col] * scale;
+                let m = if mx > sp { mx } else { sp };
+                let ep = (sp - m).exp();
+                let en = if mx > f32::NEG_INFINITY { (mx - m).exp() } else { 0.0 };
+                let dk = ep + en * negsum;
+                loss += (dk.ln() + m - sp) as f64;
+                g[col] = (ep / dk - 1.0) * scale * norm;
+                w += en / dk;
+            }
+            let f = w * scale * norm;
+            for (gg, &n) in g.iter_mut().zip(neg) {
+                if n {
+                    *gg *= f;
+                }
+            }
+            loss
+        })
+        .sum();
+    (loss / plan.n_pairs.max(1) as f64, grad)
+}
+
+#[derive(Debug)]
+struct DenseLossOp;
+
+impl Backward<Flex, 1> for DenseLossOp {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            let g = slice(&g)[0];
+            // The usual root gradient is exactly 1: hand over the kept gradient without a copy.
+            let grad = if g == 1.0 {
+                ops.state
+            } else {
+                let shape = ops.state.layout().shape().to_vec();
+                let mut v = slice(&ops.state).into_owned();
+                v.par_iter_mut().for_each(|x| *x *= g);
+                flex(v, shape)
+            };
+            grads.register::<Flex>(node.id, grad);
+        }
+    }
+}
+
+/// The dense loss from the raw (unscaled) score matrix `U·Iᵀ`, or `None` when the fused
+/// kernels do not apply.
+///
+/// # Shapes
+/// `scores`: `[b·lh, b·lt]` → scalar `[1]`.
+pub(crate) fn dense_loss_from_scores<B: Backend>(scores: &Tensor<B, 2>, plan: &DenseLossPlan) -> Option<Tensor<B, 1>> {
+    if !active() {
+        return None;
+    }
+    match classify(scores.clone()) {
+        Prim::Ad(t) => {
+            let (loss, grad) = dense_loss_kernel(&slice(&t.primitive), plan);
+            let out = flex(vec![loss as f32], vec![1]);
+            let shape = t.primitive.layout().shape().to_vec();
+            let res = match DenseLossOp.prepare::<NoCheckpointing>([t.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(flex(grad, shape), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Some(back::<B, 1, _>(res))
+        }
+        Prim::Flex(t) => {
+            let (loss, _) = dense_loss_kernel(&slice(&t), plan);
+            Some(back::<B, 1, _>(flex(vec![loss as f32], vec![1])))
+        }
+        Prim::Other(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_composite;
+    use crate::CpuAutodiff as B;
+    use crate::CpuBackend as I;
+    use crate::towers::attention::{LayerNorm, SelfAttentionConfig};
+    use crate::towers::config::AttentionMask;
+    use crate::towers::loss::{LossMasks, dense_all_action_loss};
+    use crate::towers::model::{TowerInput, l2_normalize};
+    use crate::towers::{InputKind, TowerConfig};
+    use burn::module::AutodiffModule;
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Tensor, TensorData};
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn tensor<BB: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<BB, D> {
+        let n = shape.iter().product();
+        Tensor::from_data(TensorData::new(values(n, seed), shape), &Default::default())
+    }
+
+    fn vec<BB: Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().expect("f32")
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * scale, "{what}[{i}]: fused {x} vs composite {y} (scale {scale})");
+        }
+    }
+
+    #[test]
+    fn fused_attention_matches_composite_values_and_gradients() {
+        let dev = Default::default();
+        let att = SelfAttentionConfig::new(16, 4).init::<B>(&dev);
+        let w = tensor::<B, 3>([3, 7, 16], 9);
+        let run = |fused: bool| {
+            let x = tensor::<B, 3>([3, 7, 16], 1).mul_scalar(3.0).require_grad();
+            let f = || att.forward(x.clone(), AttentionMask::Causal);
+            let y = if fused { f() } else { with_composite(f) };
+            let g = (y.clone() * w.clone()).sum().backward();
+            let gx = x.grad(&g).expect("x grad");
+            let gw = att.qkv.weight.val().grad(&g).expect("qkv weight grad");
+            let gb = att.qkv.bias.as_ref().expect("bias").val().grad(&g).expect("qkv bias grad");
+            (vec(y), vec(gx), vec(gw), vec(gb))
+        };
+        let (a, b) = (run(true), run(false));
+        assert!(a.1.iter().any(|v| v.abs() > 1e-6), "gradient must not vanish");
+        assert_close(&a.0, &b.0, 1e-5, "attention output");
+        assert_close(&a.1, &b.1, 1e-4, "d input");
+        assert_close(&a.2, &b.2, 1e-4, "d qkv weight");
+        assert_close(&a.3, &b.3, 1e-4, "d qkv bias");
+        // Causality: output at position 0 does not depend on later positions.
+        let x = tensor::<I, 3>([1, 5, 16], 3);
+        let inner = att.valid();
+        let y1 = vec(inner.forward(x.clone(), AttentionMask::Causal).narrow(1, 0, 2));
+        let x2 = Tensor::cat(vec![x.clone().narrow(1, 0, 2), tensor::<I, 3>([1, 3, 16], 4)], 1);
+        let y2 = vec(inner.forward(x2, AttentionMask::Causal).narrow(1, 0, 2));
+        assert_close(&y1, &y2, 1e-6, "causal prefix");
+        let y3 = vec(with_composite(|| inner.forward(x, AttentionMask::Causal).narrow(1, 0, 2)));
+        assert_close(&y1, &y3, 1e-5, "inference fused vs composite");
+    }
+
+    #[test]
+    fn fused_layer_norm_matches_composite_values_and_gradients() {
+        let dev = Default::default();
+        let mut ln = LayerNorm::<B>::new(24, 1e-12, &dev);
+        ln.gamma = burn::module::Param::from_tensor(tensor::<B, 1>([24], 5).add_scalar(1.0));
+        ln.beta = burn::module::Param::from_tensor(tensor::<B, 1>([24], 6));
+        let w = tensor::<B, 3>([2, 70, 24], 7);
+        let run = |fused: bool| {
+            let x = tensor::<B, 3>([2, 70, 24], 2).mul_scalar(4.0).add_scalar(1.5).require_grad();
+            let f = || ln.forward(x.clone());
+            let y = if fused { f() } else { with_composite(f) };
+            let g = (y.clone() * w.clone()).sum().backward();
+            let gx = x.grad(&g).expect("x grad");
+            let gg = ln.gamma.val().grad(&g).expect("gamma grad");
+            let gb = ln.beta.val().grad(&g).expect("beta grad");
+            (vec(y), vec(gx), vec(gg), vec(gb))
+        };
+        let (a, b) = (run(true), run(false));
+        assert_close(&a.0, &b.0, 1e-5, "layer norm output");
+        assert_close(&a.1, &b.1, 1e-4, "d x");
+        assert_close(&a.2, &b.2, 1e-4, "d gamma");
+        assert_close(&a.3, &b.3, 1e-4, "d beta");
+    }
+
+    #[test]
+    fn fused_dense_loss_matches_composite_value_and_gradients() {
+        // Padding on both sides, a target item shared by two users, a user without negatives
+        // among duplicates.
+        let masks = LossMasks {
+            history_lens: vec![4, 2, 3, 1],
+            targets: vec![vec![1, 2, 3], vec![3, 4], vec![5], vec![6, 7, 1]],
+        };
+        let run = |fused: bool| {
+            let u = l2_normalize(tensor::<B, 3>([4, 4, 8], 11)).detach().require_grad();
+            let it = l2_normalize(tensor::<B, 3>([4, 3, 8], 12)).detach().require_grad();
+            let f = || dense_all_action_loss(u.clone(), it.clone(), &masks, 20.0);
+            let loss = if fused { f() } else { with_composite(f) };
+            let g = loss.clone().backward();
+            (vec(loss), vec(u.grad(&g).expect("u grad")), vec(it.grad(&g).expect("items grad")))
+        };
+        let (a, b) = (run(true), run(false));
+        assert!(a.0[0].is_finite() && a.0[0] > 0.0, "loss {}", a.0[0]);
+        assert_close(&a.0, &b.0, 1e-5, "loss");
+        assert_close(&a.1, &b.1, 1e-4, "d users");
+        assert_close(&a.2, &b.2, 1e-4, "d items");
+        // A root gradient other than 1 scales the kept score gradient.
+        let u = l2_normalize(tensor::<B, 3>([4, 4, 8], 11)).detach().require_grad();
+        let it = l2_normalize(tensor::<B, 3>([4, 3, 8], 12)).detach().require_grad();
+        let g = dense_all_action_loss(u.clone(), it, &masks, 20.0).mul_scalar(3.0).backward();
+        let tripled: Vec<f32> = a.1.iter().map(|v| v * 3.0).collect();
+        assert_close(&vec(u.grad(&g).expect("u grad")), &tripled, 1e-5, "3 × d users");
+        // Padded history rows get no gradient.
+        assert!(a.1[(1 * 4 + 3) * 8..(1 * 4 + 4) * 8].iter().all(|&v| v == 0.0));
+        // Inference backend: same value.
+        let u = l2_normalize(tensor::<I, 3>([4, 4, 8], 11));
+        let it = l2_normalize(tensor::<I, 3>([4, 3, 8], 12));
+        let v = vec(dense_all_action_loss(u, it, &masks, 20.0));
+        assert_close(&v, &b.0, 1e-5, "inference loss");
+    }
+
+    #[test]
+    fn fused_tower_step_matches_composite() {
+        let dev = Default::default();
+        let mut c = TowerConfig::tiny(InputKind::LlmContent, 12);
+        c.n_layers = 2;
+        let tower = c.init::<B>(&dev).expect("valid config");
+        let x = tensor::<B, 3>([3, 6, 12], 21);
+        let masks = LossMasks { history_lens: vec![6, 4, 2], targets: vec![vec![1, 2], vec![3, 4], vec![5, 6]] };
+        let run = |fused: bool| {
+            let f = || {
+                let u = tower.user_sequence(TowerInput::Content(x.clone()));
+                let it = tower.user_sequence(TowerInput::Content(x.clone().narrow(1, 0, 2)));
+                dense_all_action_loss(u, it, &masks, 20.0)
+            };
+            let loss = if fused { f() } else { with_composite(f) };
+            let g = loss.clone().backward();
+            let gw = tower.layers[0].attention.qkv.weight.val().grad(&g).expect("qkv grad");
+            let gn = tower.layers[1].norm_ff.gamma.val().grad(&g).expect("gamma grad");
+            let gp = tower.content_proj.weight.val().grad(&g).expect("proj grad");
+            (vec(loss), vec(gw), vec(gn), vec(gp))
+        };
+        let (a, b) = (run(true), run(false));
+        assert_close(&a.0, &b.0, 1e-5, "loss");
+        assert_close(&a.1, &b.1, 1e-3, "d qkv (layer 0)");
+        assert_close(&a.2, &b.2, 1e-3, "d gamma (layer 1)");
+        assert_close(&a.3, &b.3, 1e-3, "d content projection");
+    }
+}
+
+#[cfg(test)]
+mod dispatch_tests {
+    use super::{DenseLossPlan, causal_attention, dense_loss_from_scores, layer_norm, with_composite};
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Tensor, TensorData};
+
+    fn plan() -> DenseLossPlan {
+        DenseLossPlan {
+            b: 2,
+            lh: 1,
+            lt: 1,
+            nh: vec![1, 1],
+            nt: vec![1, 1],
+            neg: vec![false, true, true, false],
+            n_pairs: 2,
+            scale: 1.0,
+        }
+    }
+
+    fn applies<B: Backend>() -> [bool; 3] {
+        let dev = Default::default();
+        let qkv = Tensor::<B, 2>::from_data(TensorData::new(vec![0.1f32; 6 * 24], [6, 24]), &dev);
+        let g = Tensor::<B, 1>::ones([24], &dev);
+        let s = Tensor::<B, 2>::from_data(TensorData::new(vec![0.5f32, 0.1, 0.2, 0.3], [2, 2]), &dev);
+        [
+            causal_attention(&qkv, 2, 3, 4).is_some(),
+            layer_norm(&qkv.clone().narrow(1, 0, 24), &g, &g.clone().zeros_like(), 1e-5).is_some(),
+            dense_loss_from_scores(&s, &plan()).is_some(),
+        ]
+    }
+
+    #[test]
+    fn fused_kernels_apply_on_both_cpu_backends_and_can_be_switched_off() {
+        if !super::enabled() {
+            println!("skipped: LEARNREC_FUSED=0");
+            return;
+        }
+        assert_eq!(applies::<crate::CpuAutodiff>(), [true; 3]);
+        assert_eq!(applies::<crate::CpuBackend>(), [true; 3]);
+        assert_eq!(with_composite(applies::<crate::CpuAutodiff>), [false; 3]);
+    }
+
+    #[test]
+    fn dense_loss_kernel_matches_hand_computation() {
+        // Two users, one position, one target each; each has the other's target as negative.
+        // loss_i = log(e^{s_ii} + e^{s_iz}) − s_ii.
+        let s = [0.5f32, 0.1, 0.2, 0.3];
+        let (loss, grad) = super::dense_loss_kernel(&s, &plan());
+        let l0 = ((0.5f64).exp() + (0.1f64).exp()).ln() - 0.5;
+        let l1 = ((0.3f64).exp() + (0.2f64).exp()).ln() - 0.3;
+        assert!((loss - (l0 + l1) / 2.0).abs() < 1e-6, "{loss}");
+        let p0 = (0.5f64).exp() / ((0.5f64).exp() + (0.1f64).exp());
+        assert!((grad[0] as f64 - (p0 - 1.0) / 2.0).abs() < 1e-6, "{grad:?}");
+        assert!((grad[1] as f64 - (1.0 - p0) / 2.0).abs() < 1e-6, "{grad:?}");
+    }
+}
