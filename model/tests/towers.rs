@@ -281,6 +281,19 @@ fn training_lowers_the_loss() {
 }
 
 #[test]
+fn fewer_users_than_the_batch_size_still_train() {
+    let _g = rng_lock();
+    let data = synthetic_users(5, 40, 11);
+    let f = content_features(40, 8, 12);
+    let mut cfg = tiny_learn(2);
+    cfg.train.batch_size = 128;
+    let d = tempfile::tempdir().unwrap();
+    let (_, r) = train::<CpuAutodiff>(&cfg, &data, &f, &TrainOptions { out_dir: d.path().into(), ..Default::default() }, &dev()).unwrap();
+    assert_eq!(r.steps, 2, "one step per epoch over all 5 users");
+    assert!(r.epoch_losses.iter().all(|&l| l > 0.0 && l.is_finite()), "epoch losses {:?}", r.epoch_losses);
+}
+
+#[test]
 fn nan_input_stops_with_diverged() {
     let _g = rng_lock();
     let data = synthetic_users(16, 40, 9);

@@ -234,7 +234,9 @@ pub fn train<B: AutodiffBackend>(
     }
     let users: Vec<&UserSequence> = data.iter().filter(|s| !s.history.is_empty() && !s.target.is_empty()).collect();
     let skipped_users = data.len() - users.len();
-    let bs = cfg.train.batch_size;
+    // With fewer users than `batch_size` the batch is all users (a batch of `batch_size` would
+    // be empty: no step at all, and a reported loss of 0).
+    let bs = cfg.train.batch_size.min(users.len());
     if users.len() < 2 {
         return Err(Error::Invalid(format!(
             "need at least 2 users with a non-empty history and target, found {} ({skipped_users} skipped)",
