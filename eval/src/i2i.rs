@@ -219,7 +219,10 @@ pub fn field_share(
         _ => (0..n).collect(),
     };
     let without = rows.iter().filter(|&&r| values[r].is_empty()).count();
-    let rows: Vec<usize> = rows.into_iter().filter(|&r| !values[r].is_empty()).collect();
+    let rows: Vec<usize> = rows
+        .into_iter()
+        .filter(|&r| !values[r].is_empty())
+        .collect();
     if rows.is_empty() {
         return Err(Error::Invalid(format!(
             "--share-field `{}`: no queried item has a value in {catalog_name}",
@@ -236,7 +239,10 @@ pub fn field_share(
         .par_iter()
         .map(|&q| {
             let top = top_k_rows(&unit, dim, q, k);
-            let hits = top.iter().filter(|&&r| share(&values[q], &values[r])).count();
+            let hits = top
+                .iter()
+                .filter(|&&r| share(&values[q], &values[r]))
+                .count();
             let top1 = top.first().is_some_and(|&r| share(&values[q], &values[r]));
             let sharing = (0..n)
                 .filter(|&r| r != q && share(&values[q], &values[r]))
@@ -272,7 +278,13 @@ pub fn field_share(
 impl ShareReport {
     /// A small text table: neighbours vs random, share@k and top-1, and their ratio (lift).
     pub fn table(&self) -> String {
-        let lift = |a: f64, b: f64| if b > 0.0 { format!("{:.2}x", a / b) } else { "-".into() };
+        let lift = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}x", a / b)
+            } else {
+                "-".into()
+            }
+        };
         let mut s = format!(
             "{} queries of {} items, field `{}` ({} distinct values{}), k = {}\n",
             self.queries,
@@ -280,13 +292,21 @@ impl ShareReport {
             self.field,
             self.distinct_values,
             if self.queries_without_value > 0 {
-                format!(", {} queries without a value left out", self.queries_without_value)
+                format!(
+                    ", {} queries without a value left out",
+                    self.queries_without_value
+                )
             } else {
                 String::new()
             },
             self.k
         );
-        s.push_str(&format!("{:<22} {:>10} {:>10}\n", "neighbours", format!("share@{}", self.k), "top-1"));
+        s.push_str(&format!(
+            "{:<22} {:>10} {:>10}\n",
+            "neighbours",
+            format!("share@{}", self.k),
+            "top-1"
+        ));
         s.push_str(&format!(
             "{:<22} {:>10.4} {:>10.4}\n",
             "cosine top-k", self.neighbours.share_at_k, self.neighbours.top1
@@ -365,7 +385,10 @@ mod tests {
         assert!((r.random.share_at_k - chance).abs() < 1e-12, "{r:?}");
         assert_eq!(r.random.top1, r.random.share_at_k);
         let t = r.table();
-        assert!(t.contains("cosine top-k") && t.contains("random (expected)") && t.contains("share@2"), "{t}");
+        assert!(
+            t.contains("cosine top-k") && t.contains("random (expected)") && t.contains("share@2"),
+            "{t}"
+        );
 
         // The reader's comma-joined genres split the same way.
         let comma: Vec<Item> = cat
@@ -408,13 +431,18 @@ mod tests {
 
     #[test]
     fn unknown_field_is_an_error_naming_the_fields() {
-        let mut cat: Vec<Item> = ["a0", "a1", "a2", "b0", "b1", "b2"].iter().map(|i| item(i, "X")).collect();
+        let mut cat: Vec<Item> = ["a0", "a1", "a2", "b0", "b1", "b2"]
+            .iter()
+            .map(|i| item(i, "X"))
+            .collect();
         cat[0].extra.insert("release_year".into(), "1995".into());
         let opts = ShareOptions {
             field: "genre".into(),
             ..Default::default()
         };
-        let e = field_share(&store(), &cat, "ml.item", &opts).unwrap_err().to_string();
+        let e = field_share(&store(), &cat, "ml.item", &opts)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("--share-field `genre`: no such field in ml.item")
                 && e.contains("category")
@@ -444,8 +472,13 @@ mod tests {
 
     #[test]
     fn degenerate_inputs_are_errors() {
-        let cat: Vec<Item> = ["a0", "a1", "a2", "b0", "b1", "b2"].iter().map(|i| item(i, "")).collect();
-        let e = field_share(&store(), &cat, "c", &ShareOptions::default()).unwrap_err().to_string();
+        let cat: Vec<Item> = ["a0", "a1", "a2", "b0", "b1", "b2"]
+            .iter()
+            .map(|i| item(i, ""))
+            .collect();
+        let e = field_share(&store(), &cat, "c", &ShareOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no queried item has a value in c"), "{e}");
         let e = field_share(
             &store(),
@@ -461,7 +494,9 @@ mod tests {
         assert!(e.contains("-k must be at least 1"), "{e}");
         let mut one = EmbeddingStore::new(StoreKind::Content, 2);
         one.insert("a0", "h", &[1.0, 0.0]).unwrap();
-        let e = field_share(&one, &cat, "c", &ShareOptions::default()).unwrap_err().to_string();
+        let e = field_share(&one, &cat, "c", &ShareOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 2"), "{e}");
     }
 }

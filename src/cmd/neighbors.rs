@@ -17,7 +17,11 @@ pub struct Args {
     #[arg(long)]
     pub store: PathBuf,
     /// Query item id (prints its top-k neighbours).
-    #[arg(long, required_unless_present = "share_field", conflicts_with = "share_field")]
+    #[arg(
+        long,
+        required_unless_present = "share_field",
+        conflicts_with = "share_field"
+    )]
     pub item: Option<String>,
     /// Number of neighbours.
     #[arg(short, long, default_value_t = 10)]
@@ -65,7 +69,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut v = serde_json::to_value(&report)?;
             v["store"] = args.store.display().to_string().into();
             v["model"] = store.meta.get("model").cloned().unwrap_or_default().into();
-            v["template"] = store.meta.get("template").cloned().unwrap_or_default().into();
+            v["template"] = store
+                .meta
+                .get("template")
+                .cloned()
+                .unwrap_or_default()
+                .into();
             let bytes = serde_json::to_vec_pretty(&v)?;
             learnrec_eval::atomic::write(path, &bytes)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -103,7 +112,12 @@ mod tests {
     /// A store of four items in two clusters and a CSV catalog whose categories follow them.
     fn fixture(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
         let mut s = EmbeddingStore::new(StoreKind::Content, 2);
-        for (id, v) in [("a", [1.0, 0.0]), ("b", [0.9, 0.1]), ("c", [0.0, 1.0]), ("d", [0.1, 0.9])] {
+        for (id, v) in [
+            ("a", [1.0, 0.0]),
+            ("b", [0.9, 0.1]),
+            ("c", [0.0, 1.0]),
+            ("d", [0.1, 0.9]),
+        ] {
             s.insert(id, "h", &v).unwrap();
         }
         let store = dir.join("s.safetensors");
@@ -161,14 +175,25 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("--share-field `genre`: no such field in") && e.contains("catalog.csv"), "{e}");
+        assert!(
+            e.contains("--share-field `genre`: no such field in") && e.contains("catalog.csv"),
+            "{e}"
+        );
         let other = dir.path().join("other.csv");
         std::fs::write(
             &other,
             "item_id,title,category,brand,price,keywords,attributes,available_from\na,A,X,,,,,\n",
         )
         .unwrap();
-        let e = super::run(super::Args { catalog: Some(other), ..base() }).unwrap_err().to_string();
-        assert!(e.contains("3 of 4 store ids are not in the catalog") && e.contains("other.csv"), "{e}");
+        let e = super::run(super::Args {
+            catalog: Some(other),
+            ..base()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("3 of 4 store ids are not in the catalog") && e.contains("other.csv"),
+            "{e}"
+        );
     }
 }

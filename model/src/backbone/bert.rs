@@ -314,7 +314,8 @@ impl<B: Backend> Bert<B> {
             packed.extend_from_slice(&ids_host[r * s..r * s + len]);
             positions.extend((0..len as i64).map(|p| p));
         }
-        let int = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), &device);
+        let int =
+            |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), &device);
         let emb = self.word.clone().select(0, int(packed))
             + self.position.clone().select(0, int(positions))
             + self.token_type.clone().narrow(0, 0, 1); // [tokens, hidden]
@@ -322,7 +323,12 @@ impl<B: Backend> Bert<B> {
         let bias = |d: &Dense<B>, n: usize| d.bias.as_ref().map_or_else(|| vec![0.0; n], vec1);
         let eps = self.embed_norm.eps as f32;
         let mut x = host::to_vec(emb);
-        host::layer_norm(&mut x, &vec1(&self.embed_norm.gamma), &vec1(&self.embed_norm.beta), eps);
+        host::layer_norm(
+            &mut x,
+            &vec1(&self.embed_norm.gamma),
+            &vec1(&self.embed_norm.beta),
+            eps,
+        );
         let d = h / self.heads;
         let scale = 1.0 / (d as f32).sqrt();
         for layer in &self.layers {
@@ -333,9 +339,18 @@ impl<B: Backend> Bert<B> {
                 .for_each(|row| row.iter_mut().zip(&qkv_bias).for_each(|(v, b)| *v += b));
             let ctx = host::packed_attention(&qkv, &lengths, self.heads, d, scale); // [tokens, hidden]
             drop(qkv);
-            let o = host::to_vec(host::tensor::<B>(ctx, total, h, &device).matmul(layer.attn_out.weight.val()));
+            let o = host::to_vec(
+                host::tensor::<B>(ctx, total, h, &device).matmul(layer.attn_out.weight.val()),
+            );
             let n = &layer.attn_norm;
-            host::residual_layer_norm(&mut x, &o, &bias(&layer.attn_out, h), &vec1(&n.gamma), &vec1(&n.beta), n.eps as f32);
+            host::residual_layer_norm(
+                &mut x,
+                &o,
+                &bias(&layer.attn_out, h),
+                &vec1(&n.gamma),
+                &vec1(&n.beta),
+                n.eps as f32,
+            );
             let xt = host::tensor::<B>(x.clone(), total, h, &device);
             let inner_w = layer.inter.weight.val();
             let i = inner_w.dims()[1];
@@ -348,7 +363,14 @@ impl<B: Backend> Bert<B> {
             };
             let o = host::to_vec(inner.matmul(layer.out.weight.val()));
             let n = &layer.out_norm;
-            host::residual_layer_norm(&mut x, &o, &bias(&layer.out, h), &vec1(&n.gamma), &vec1(&n.beta), n.eps as f32);
+            host::residual_layer_norm(
+                &mut x,
+                &o,
+                &bias(&layer.out, h),
+                &vec1(&n.gamma),
+                &vec1(&n.beta),
+                n.eps as f32,
+            );
         }
         // Back to the padded layout, zeros at padding.
         let mut out = vec![0f32; b * s * h];
@@ -417,16 +439,31 @@ mod tests {
                 mask[b * s + p] = 1;
             }
         }
-        let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev);
-        let packed: Vec<f32> = model.forward(t(ids.clone()), t(mask.clone())).to_data().to_vec().unwrap();
-        let padded: Vec<f32> = model.forward_padded(t(ids), t(mask)).to_data().to_vec().unwrap();
+        let t = |v: Vec<i64>| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev)
+        };
+        let packed: Vec<f32> = model
+            .forward(t(ids.clone()), t(mask.clone()))
+            .to_data()
+            .to_vec()
+            .unwrap();
+        let padded: Vec<f32> = model
+            .forward_padded(t(ids), t(mask))
+            .to_data()
+            .to_vec()
+            .unwrap();
         let h = model.hidden_size();
         for (b, &len) in lengths.iter().enumerate() {
             for p in 0..s {
                 for c in 0..h {
                     let i = (b * s + p) * h + c;
                     if p < len {
-                        assert!((packed[i] - padded[i]).abs() < 1e-4, "seq {b} pos {p} dim {c}: {} vs {}", packed[i], padded[i]);
+                        assert!(
+                            (packed[i] - padded[i]).abs() < 1e-4,
+                            "seq {b} pos {p} dim {c}: {} vs {}",
+                            packed[i],
+                            padded[i]
+                        );
                     } else {
                         assert_eq!(packed[i], 0.0, "padding is zero");
                     }

@@ -617,7 +617,12 @@ pub mod host {
     }
 
     /// A `[rows, cols]` tensor over `v` (moved, not copied, on Flex).
-    pub fn tensor<B: Backend>(v: Vec<f32>, rows: usize, cols: usize, device: &B::Device) -> Tensor<B, 2> {
+    pub fn tensor<B: Backend>(
+        v: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 2> {
         Tensor::from_data(TensorData::new(v, [rows, cols]), device)
     }
 
@@ -643,7 +648,12 @@ pub mod host {
         let (a, b) = (&a[..n], &b[..n]);
         let mut acc = [0f32; 8];
         let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
         for (x, y) in ca.zip(cb) {
             for i in 0..8 {
                 acc[i] += x[i] * y[i];
@@ -692,7 +702,8 @@ pub mod host {
     /// row by row over a `[rows, bias.len()]` matrix, rows split across threads.
     pub fn bias_gelu(x: &mut [f32], bias: &[f32]) {
         let d = bias.len().max(1);
-        x.par_chunks_mut(rows_per_task(d) * d).for_each(|block| bias_gelu_block(block, bias));
+        x.par_chunks_mut(rows_per_task(d) * d)
+            .for_each(|block| bias_gelu_block(block, bias));
     }
 
     #[inline(always)]
@@ -720,7 +731,14 @@ pub mod host {
 
     /// `x ← LayerNorm(x + y + bias)` row by row (post-LN residual), `[rows, gamma.len()]`,
     /// biased variance as PyTorch; rows split across threads.
-    pub fn residual_layer_norm(x: &mut [f32], y: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    pub fn residual_layer_norm(
+        x: &mut [f32],
+        y: &[f32],
+        bias: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
         let d = gamma.len().max(1);
         let n = rows_per_task(d) * d;
         x.par_chunks_mut(n)
@@ -821,7 +839,13 @@ pub mod host {
     /// - `qkv`: `[sum(lengths), 3 · heads · head_dim]`
     /// - output: `[sum(lengths), heads · head_dim]`, heads concatenated as before the output
     ///   projection
-    pub fn packed_attention(qkv: &[f32], lengths: &[usize], heads: usize, head_dim: usize, scale: f32) -> Vec<f32> {
+    pub fn packed_attention(
+        qkv: &[f32],
+        lengths: &[usize],
+        heads: usize,
+        head_dim: usize,
+        scale: f32,
+    ) -> Vec<f32> {
         let h = heads * head_dim;
         let total: usize = lengths.iter().sum();
         let mut ctx = vec![0f32; total * h];
@@ -834,9 +858,9 @@ pub mod host {
             rest = tail;
             t0 += len;
         }
-        spans
-            .into_par_iter()
-            .for_each(|(t0, len, out)| sequence_attention(qkv, t0, len, heads, head_dim, scale, out));
+        spans.into_par_iter().for_each(|(t0, len, out)| {
+            sequence_attention(qkv, t0, len, heads, head_dim, scale, out)
+        });
         ctx
     }
 }
@@ -938,7 +962,11 @@ mod tests {
         let mut worst: f64 = 0.0;
         for i in -6000..=6000 {
             let x = i as f64 / 1000.0;
-            let want = if x.abs() <= 2.5 { series(x) } else { x.signum() * (1.0 - erfc_cf(x.abs())) };
+            let want = if x.abs() <= 2.5 {
+                series(x)
+            } else {
+                x.signum() * (1.0 - erfc_cf(x.abs()))
+            };
             worst = worst.max((host::erf(x as f32) as f64 - want).abs());
         }
         assert!(worst < 1e-6, "max |erf error| {worst}");
@@ -948,8 +976,12 @@ mod tests {
     fn host_kernels_match_burn_ops() {
         let dev = Default::default();
         let (rows, d) = (5, 12);
-        let x: Vec<f32> = (0..rows * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
-        let y: Vec<f32> = (0..rows * d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+        let x: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+            .collect();
+        let y: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+            .collect();
         let bias: Vec<f32> = (0..d).map(|i| i as f32 / 10.0 - 0.5).collect();
         let gamma: Vec<f32> = (0..d).map(|i| 1.0 + i as f32 / 20.0).collect();
         let beta: Vec<f32> = (0..d).map(|i| 0.1 - i as f32 / 50.0).collect();
@@ -963,7 +995,14 @@ mod tests {
         // gelu(x + b)
         let mut g = x.clone();
         host::bias_gelu(&mut g, &bias);
-        close(&g, Activation::Gelu.apply(t(&x) + v1(&bias).unsqueeze_dim(0)).to_data().to_vec().unwrap());
+        close(
+            &g,
+            Activation::Gelu
+                .apply(t(&x) + v1(&bias).unsqueeze_dim(0))
+                .to_data()
+                .to_vec()
+                .unwrap(),
+        );
         // LN(x + y + b)
         let ln = LayerNorm::<B> {
             gamma: Param::from_tensor(v1(&gamma)),
@@ -972,7 +1011,13 @@ mod tests {
         };
         let mut r = x.clone();
         host::residual_layer_norm(&mut r, &y, &bias, &gamma, &beta, 1e-12);
-        close(&r, ln.forward(t(&x) + t(&y) + v1(&bias).unsqueeze_dim(0)).to_data().to_vec().unwrap());
+        close(
+            &r,
+            ln.forward(t(&x) + t(&y) + v1(&bias).unsqueeze_dim(0))
+                .to_data()
+                .to_vec()
+                .unwrap(),
+        );
         let mut l = x.clone();
         host::layer_norm(&mut l, &gamma, &beta, 1e-12);
         close(&l, ln.forward(t(&x)).to_data().to_vec().unwrap());
@@ -986,13 +1031,16 @@ mod tests {
         let lengths = [3usize, 1, 5];
         let s = 5;
         let total: usize = lengths.iter().sum();
-        let qkv: Vec<f32> = (0..total * 3 * h).map(|i| (((i * 31) % 17) as f32 - 8.0) / 7.0).collect();
+        let qkv: Vec<f32> = (0..total * 3 * h)
+            .map(|i| (((i * 31) % 17) as f32 - 8.0) / 7.0)
+            .collect();
         let ctx = host::packed_attention(&qkv, &lengths, heads, hd, 0.5);
         // Padded reference: [batch, seq, 3h] with zero rows past each length.
         let mut padded = vec![0f32; lengths.len() * s * 3 * h];
         let mut t0 = 0;
         for (b, &len) in lengths.iter().enumerate() {
-            padded[b * s * 3 * h..(b * s + len) * 3 * h].copy_from_slice(&qkv[t0 * 3 * h..(t0 + len) * 3 * h]);
+            padded[b * s * 3 * h..(b * s + len) * 3 * h]
+                .copy_from_slice(&qkv[t0 * 3 * h..(t0 + len) * 3 * h]);
             t0 += len;
         }
         let x = Tensor::<B, 3>::from_data(TensorData::new(padded, [lengths.len(), s, 3 * h]), &dev);
@@ -1000,13 +1048,19 @@ mod tests {
         let k = split_heads(x.clone().narrow(2, h, h), heads, hd);
         let v = split_heads(x.narrow(2, 2 * h, h), heads, hd);
         let mask = attention_mask::<B>(&lengths, s, AttentionKind::Bidirectional, &dev);
-        let want: Vec<f32> = merge_heads(sdpa(q, k, v, mask, 0.5)).to_data().to_vec().unwrap();
+        let want: Vec<f32> = merge_heads(sdpa(q, k, v, mask, 0.5))
+            .to_data()
+            .to_vec()
+            .unwrap();
         let mut t0 = 0;
         for (b, &len) in lengths.iter().enumerate() {
             for i in 0..len {
                 for c in 0..h {
                     let (got, exp) = (ctx[(t0 + i) * h + c], want[(b * s + i) * h + c]);
-                    assert!((got - exp).abs() < 1e-5, "seq {b} token {i} col {c}: {got} vs {exp}");
+                    assert!(
+                        (got - exp).abs() < 1e-5,
+                        "seq {b} token {i} col {c}: {got} vs {exp}"
+                    );
                 }
             }
             t0 += len;
