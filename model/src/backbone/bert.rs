@@ -312,7 +312,7 @@ impl<B: Backend> Bert<B> {
         let mut positions = Vec::with_capacity(total);
         for (r, &len) in lengths.iter().enumerate() {
             packed.extend_from_slice(&ids_host[r * s..r * s + len]);
-            positions.extend((0..len as i64).map(|p| p));
+            positions.extend(0..len as i64);
         }
         let int =
             |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), &device);
