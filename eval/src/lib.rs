@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod data;
 pub mod error;
 pub mod fusion_eval;
+pub mod i2i;
 pub mod metrics;
 pub mod segment;
 pub mod split;

@@ -1,7 +1,9 @@
 //! Throughput of CEG content embedding (tokens/s of real, non-padding tokens) for one backbone,
 //! on the token ids of a golden file (`/work/shared/golden/*.json`), cycled to `--n` sequences and
-//! embedded in batches of `--batch` in file order (mean pooling, L2-normalised). The PyTorch
-//! counterpart is `scripts/bench_embed_torch.py` with the same arguments.
+//! embedded in batches of `--batch` in file order (mean pooling, L2-normalised); with
+//! `--sort-by-length` the sequences are sorted by length first (little padding, as `embed`'s
+//! length-bucketed batches). The PyTorch counterpart is `scripts/bench_embed_torch.py` with the
+//! same arguments.
 //!
 //! ```text
 //! cargo run --release -p learnrec-model --example bench_embed -- \
@@ -22,6 +24,7 @@ struct Args {
     batch: usize,
     n: usize,
     repeats: usize,
+    sort_by_length: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -31,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         batch: 16,
         n: 96,
         repeats: 3,
+        sort_by_length: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,12 +45,13 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => a.batch = val()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--n" => a.n = val()?.parse().map_err(|e| format!("--n: {e}"))?,
             "--repeats" => a.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
+            "--sort-by-length" => a.sort_by_length = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
     if a.model.is_empty() || a.golden.is_empty() {
         return Err(
-            "usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3]"
+            "usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3] [--sort-by-length]"
                 .into(),
         );
     }
@@ -81,7 +86,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect::<Option<_>>()
         .ok_or("an item has no `ids`")?;
-    let seqs: Vec<Vec<u32>> = texts.iter().cycle().take(args.n).cloned().collect();
+    let mut seqs: Vec<Vec<u32>> = texts.iter().cycle().take(args.n).cloned().collect();
+    if args.sort_by_length {
+        seqs.sort_by_key(Vec::len); // stable, like Python's sorted(key=len)
+    }
+    let padded: usize = seqs
+        .chunks(args.batch.max(1))
+        .map(|c| c.len() * c.iter().map(Vec::len).max().unwrap_or(0))
+        .sum();
     let tokens: usize = seqs.iter().map(Vec::len).sum();
 
     let t0 = Instant::now();
@@ -110,9 +122,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "burn: best {:.0} tokens/s (batch {}, threads {}), RSS {:.0} MiB",
+        "burn: best {:.0} tokens/s (batch {}, {:.0}% padding, threads {}), RSS {:.0} MiB",
         tokens as f64 / best,
         args.batch,
+        100.0 * (padded - tokens) as f64 / padded.max(1) as f64,
         rayon::current_num_threads(),
         rss_mib()
     );

@@ -57,16 +57,16 @@ mod tests {
         assert_eq!(m.get("z"), Some(&[1.0, 0.1][..]));
         let args = crate::cmd::neighbors::Args {
             store: out.clone(),
-            item: "x".into(),
+            item: Some("x".into()),
             k: 1,
-            catalog: None,
+            ..Default::default()
         };
         crate::cmd::neighbors::run(args).unwrap();
         let args = crate::cmd::neighbors::Args {
             store: out,
-            item: "nope".into(),
+            item: Some("nope".into()),
             k: 1,
-            catalog: None,
+            ..Default::default()
         };
         let e = crate::cmd::neighbors::run(args).unwrap_err().to_string();
         assert!(e.contains("`nope` is not in the store"), "{e}");

@@ -7,7 +7,7 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{
@@ -285,11 +285,111 @@ impl<B: Backend> Bert<B> {
 
     /// Last hidden states (after the last block's LayerNorm).
     ///
+    /// Runs packed: the real tokens of all sequences are concatenated into one `[tokens,
+    /// hidden]` matrix, so no matmul, activation or norm is spent on padding, and each token
+    /// attends only within its own sequence (the same result as the padded, masked computation
+    /// at every real position; [`Bert::forward_padded`] is that reference). Everything between
+    /// the matmuls runs as fused host kernels ([`super::layers::host`]). Padding positions of
+    /// the output are zero.
+    ///
     /// # Shapes
     /// - `ids`: `[batch, seq]` token ids, right-padded, `seq ≤ max_position_embeddings`
     /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        use super::layers::host;
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let lengths = mask_lengths(&mask);
+        let h = self.hidden_size();
+        let ids_host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().unwrap_or_default();
+        if ids_host.len() != b * s {
+            return self.forward_padded(ids, mask);
+        }
+        // Packed token ids and their positions inside their sequence.
+        let total: usize = lengths.iter().sum();
+        let mut packed = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        for (r, &len) in lengths.iter().enumerate() {
+            packed.extend_from_slice(&ids_host[r * s..r * s + len]);
+            positions.extend(0..len as i64);
+        }
+        let int =
+            |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), &device);
+        let emb = self.word.clone().select(0, int(packed))
+            + self.position.clone().select(0, int(positions))
+            + self.token_type.clone().narrow(0, 0, 1); // [tokens, hidden]
+        let vec1 = |t: &burn::module::Param<Tensor<B, 1>>| host::to_vec(t.val());
+        let bias = |d: &Dense<B>, n: usize| d.bias.as_ref().map_or_else(|| vec![0.0; n], vec1);
+        let eps = self.embed_norm.eps as f32;
+        let mut x = host::to_vec(emb);
+        host::layer_norm(
+            &mut x,
+            &vec1(&self.embed_norm.gamma),
+            &vec1(&self.embed_norm.beta),
+            eps,
+        );
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        for layer in &self.layers {
+            let xt = host::tensor::<B>(x.clone(), total, h, &device);
+            let mut qkv = host::to_vec(xt.matmul(layer.qkv.weight.val())); // [tokens, 3 hidden]
+            let qkv_bias = bias(&layer.qkv, 3 * h);
+            qkv.chunks_exact_mut(3 * h)
+                .for_each(|row| row.iter_mut().zip(&qkv_bias).for_each(|(v, b)| *v += b));
+            let ctx = host::packed_attention(&qkv, &lengths, self.heads, d, scale); // [tokens, hidden]
+            drop(qkv);
+            let o = host::to_vec(
+                host::tensor::<B>(ctx, total, h, &device).matmul(layer.attn_out.weight.val()),
+            );
+            let n = &layer.attn_norm;
+            host::residual_layer_norm(
+                &mut x,
+                &o,
+                &bias(&layer.attn_out, h),
+                &vec1(&n.gamma),
+                &vec1(&n.beta),
+                n.eps as f32,
+            );
+            let xt = host::tensor::<B>(x.clone(), total, h, &device);
+            let inner_w = layer.inter.weight.val();
+            let i = inner_w.dims()[1];
+            let inner = if self.act == Activation::Gelu {
+                let mut v = host::to_vec(xt.matmul(inner_w)); // [tokens, inter]
+                host::bias_gelu(&mut v, &bias(&layer.inter, i));
+                host::tensor::<B>(v, total, i, &device)
+            } else {
+                self.act.apply(layer.inter.forward2(xt))
+            };
+            let o = host::to_vec(inner.matmul(layer.out.weight.val()));
+            let n = &layer.out_norm;
+            host::residual_layer_norm(
+                &mut x,
+                &o,
+                &bias(&layer.out, h),
+                &vec1(&n.gamma),
+                &vec1(&n.beta),
+                n.eps as f32,
+            );
+        }
+        // Back to the padded layout, zeros at padding.
+        let mut out = vec![0f32; b * s * h];
+        let mut t0 = 0;
+        for (r, &len) in lengths.iter().enumerate() {
+            out[r * s * h..(r * s + len) * h].copy_from_slice(&x[t0 * h..(t0 + len) * h]);
+            t0 += len;
+        }
+        Tensor::from_data(TensorData::new(out, [b, s, h]), &device)
+    }
+
+    /// The padded reference computation with Burn tensor ops (masked attention over
+    /// `[batch, seq]`); [`Bert::forward`] gives the same values at real positions.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` token ids, right-padded, `seq ≤ max_position_embeddings`
+    /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward_padded(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
         let device = ids.device();
         let lengths = mask_lengths(&mask);
@@ -317,5 +417,58 @@ impl<B: Backend> Bert<B> {
             x = layer.out_norm.forward(x + layer.out.forward(inner));
         }
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend as B;
+
+    #[test]
+    fn packed_forward_equals_padded_forward_at_real_positions() {
+        let dev = Default::default();
+        let model = BertConfig::tiny().init::<B>(&dev);
+        let lengths = [5usize, 2, 7, 1];
+        let s = 7;
+        let mut ids = vec![0i64; lengths.len() * s];
+        let mut mask = vec![0i64; lengths.len() * s];
+        for (b, &len) in lengths.iter().enumerate() {
+            for p in 0..len {
+                ids[b * s + p] = ((b * 11 + p * 7) % 64) as i64;
+                mask[b * s + p] = 1;
+            }
+        }
+        let t = |v: Vec<i64>| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev)
+        };
+        let packed: Vec<f32> = model
+            .forward(t(ids.clone()), t(mask.clone()))
+            .to_data()
+            .to_vec()
+            .unwrap();
+        let padded: Vec<f32> = model
+            .forward_padded(t(ids), t(mask))
+            .to_data()
+            .to_vec()
+            .unwrap();
+        let h = model.hidden_size();
+        for (b, &len) in lengths.iter().enumerate() {
+            for p in 0..s {
+                for c in 0..h {
+                    let i = (b * s + p) * h + c;
+                    if p < len {
+                        assert!(
+                            (packed[i] - padded[i]).abs() < 1e-4,
+                            "seq {b} pos {p} dim {c}: {} vs {}",
+                            packed[i],
+                            padded[i]
+                        );
+                    } else {
+                        assert_eq!(packed[i], 0.0, "padding is zero");
+                    }
+                }
+            }
+        }
     }
 }
