@@ -49,6 +49,9 @@ use learnrec_fusion::train::{
 use learnrec_fusion::{
     CpuAutodiff, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup, RankerConfig,
 };
+use learnrec_fusion::RankModel;
+use learnrec_fusion::burn::module::AutodiffModule;
+use learnrec_fusion::burn::tensor::backend::{AutodiffBackend, Backend};
 use std::path::PathBuf;
 
 /// Which dataset to rank.
@@ -454,57 +457,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .with_max_steps_per_epoch(a.max_steps);
     let device = Default::default();
     let labels: Vec<f32> = split.test.iter().map(|e| e.label).collect();
-    let steps = split.train.len().div_ceil(a.batch_size.max(1));
-    let bar = |name: &str| {
-        let pb = ProgressBar::new((steps * a.epochs) as u64);
-        pb.set_style(
-            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} steps {msg} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb.set_prefix(name.to_owned());
-        pb
-    };
-    let show = |name: &str, r: &TrainReport, test_auc: Option<f64>| {
-        let best = r.epochs.get(r.best_epoch.saturating_sub(1));
-        eprintln!(
-            "{name}: {} epochs (best {}), valid AUC {}, test AUC {}, {:.0} train samples/s",
-            r.epochs.len(),
-            r.best_epoch,
-            best.and_then(|b| b.valid_auc)
-                .map_or("undefined".into(), |v| format!("{v:.4}")),
-            test_auc.map_or("undefined".into(), |v| format!("{v:.4}")),
-            r.samples_per_sec
-        );
-    };
+    let steps = (split.train.len().div_ceil(a.batch_size.max(1)) * a.epochs) as u64;
 
-    use learnrec_fusion::burn::module::AutodiffModule as _;
-    use learnrec_fusion::burn::tensor::backend::Backend as _;
     // Seed Burn's initialisers so that a run is reproducible.
     CpuAutodiff::seed(&device, a.seed);
     let mut names = vec!["baseline"];
-    let mut scores = Vec::new();
+    let mut fused_scores = None;
     let mut reports = serde_json::Map::new();
     let b_batcher = Batcher::new(&data, &users, &items, None);
-    let pb = bar("baseline");
-    let (base, rb) = train::<CpuAutodiff, _>(
-        "baseline",
-        rc.init::<CpuAutodiff>(&device),
-        &b_batcher,
-        &split,
-        &tc,
-        &device,
-        |_, l| {
-            pb.inc(1);
-            pb.set_message(format!("loss {l:.4}"));
-        },
-    )?;
-    pb.finish_and_clear();
-    let base = base.valid();
-    let sb = predict(&base, &b_batcher, &split.test, 4096, &device)?;
-    let auc_b = auc(&sb, &labels);
-    show("baseline", &rb, auc_b);
-    reports.insert("baseline".into(), report_json(&rb, auc_b));
-    scores.push(sb);
+    let run = Run { split: &split, tc: &tc, steps, labels: &labels, device: &device };
+    let base = run.fit("baseline", rc.init::<CpuAutodiff>(&device), &b_batcher)?;
+    reports.insert("baseline".into(), report_json(&base.report, base.auc));
 
     let mut fused_cfg = None;
     let mut fused_model = None;
@@ -519,34 +482,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
         let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
         CpuAutodiff::seed(&device, a.seed);
-        let pb = bar("fused");
-        let (fused, rf) = train::<CpuAutodiff, _>(
-            "fused",
-            fc.init::<CpuAutodiff>(&device),
-            &f_batcher,
-            &split,
-            &tc,
-            &device,
-            |_, l| {
-                pb.inc(1);
-                pb.set_message(format!("loss {l:.4}"));
-            },
-        )?;
-        pb.finish_and_clear();
-        let fused = fused.valid();
-        let sf = predict(&fused, &f_batcher, &split.test, 4096, &device)?;
-        let auc_f = auc(&sf, &labels);
-        show("fused", &rf, auc_f);
+        let fused = run.fit("fused", fc.init::<CpuAutodiff>(&device), &f_batcher)?;
         eprintln!(
             "fused/baseline training throughput: {:.2}x",
-            rf.samples_per_sec / rb.samples_per_sec.max(1e-9)
+            fused.report.samples_per_sec / base.report.samples_per_sec.max(1e-9)
         );
-        reports.insert("fused".into(), report_json(&rf, auc_f));
+        reports.insert("fused".into(), report_json(&fused.report, fused.auc));
         names.push("fused");
-        scores.push(sf);
+        fused_scores = Some(fused.scores);
         fused_cfg = Some(fc);
-        fused_model = Some(fused);
+        fused_model = Some(fused.model);
     }
+    let mut scores = vec![base.scores];
+    scores.extend(fused_scores);
 
     let pred = a.out.join("predictions.csv");
     io::write_predictions_segmented(
@@ -567,7 +515,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         dataset_items: data.items.clone(),
         features: data.features.clone(),
     };
-    io::save_rankers(&a.out.join("rankers"), &meta, &base, fused_model.as_ref())?;
+    io::save_rankers(&a.out.join("rankers"), &meta, &base.model, fused_model.as_ref())?;
     reports.insert(
         "split".into(),
         serde_json::json!({
@@ -614,6 +562,60 @@ fn segments_before_test(
                 .collect();
             Segments::before(&before, rule, i64::MAX, n_users, n_items, &th)
         }
+    }
+}
+
+/// What one training run shares between the baseline and the fused ranker.
+struct Run<'a> {
+    split: &'a Split,
+    tc: &'a TrainConfig,
+    /// Steps of the whole run (progress bar length).
+    steps: u64,
+    /// Test labels, in `split.test` order.
+    labels: &'a [f32],
+    device: &'a learnrec_fusion::burn::tensor::Device<CpuAutodiff>,
+}
+
+/// A trained ranker: its inference model, training report, test scores and test AUC.
+struct Fitted<M> {
+    model: M,
+    report: TrainReport,
+    scores: Vec<f32>,
+    auc: Option<f64>,
+}
+
+impl Run<'_> {
+    /// Trains `model` (initialised by the caller right after seeding Burn) with a progress bar,
+    /// scores the test split and prints a one-line summary.
+    fn fit<M>(&self, name: &str, model: M, batcher: &Batcher<'_>) -> anyhow::Result<Fitted<M::InnerModule>>
+    where
+        M: RankModel<CpuAutodiff> + AutodiffModule<CpuAutodiff> + Clone,
+        M::InnerModule: RankModel<<CpuAutodiff as AutodiffBackend>::InnerBackend>,
+    {
+        let pb = ProgressBar::new(self.steps);
+        pb.set_style(
+            ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} steps {msg} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(name.to_owned());
+        let (model, report) = train::<CpuAutodiff, _>(name, model, batcher, self.split, self.tc, self.device, |_, l| {
+            pb.inc(1);
+            pb.set_message(format!("loss {l:.4}"));
+        })?;
+        pb.finish_and_clear();
+        let model = model.valid();
+        let scores = predict(&model, batcher, &self.split.test, 4096, self.device)?;
+        let auc = auc(&scores, self.labels);
+        let best = report.epochs.get(report.best_epoch.saturating_sub(1));
+        eprintln!(
+            "{name}: {} epochs (best {}), valid AUC {}, test AUC {}, {:.0} train samples/s",
+            report.epochs.len(),
+            report.best_epoch,
+            best.and_then(|b| b.valid_auc).map_or("undefined".into(), |v| format!("{v:.4}")),
+            auc.map_or("undefined".into(), |v| format!("{v:.4}")),
+            report.samples_per_sec
+        );
+        Ok(Fitted { model, report, scores, auc })
     }
 }
 
