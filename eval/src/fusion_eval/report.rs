@@ -467,6 +467,17 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+impl Delta {
+    /// Δ UAUC in pp with its CI (when there is one), as the tables print it.
+    fn uauc_cell(&self) -> String {
+        format!("{}{}", pp(self.uauc_pp), ci(self.uauc_ci))
+    }
+    /// Δ WUAUC in pp with its CI (when there is one).
+    fn wuauc_cell(&self) -> String {
+        format!("{}{}", pp(self.wuauc_pp), ci(self.wuauc_ci))
+    }
+}
+
 impl Report {
     fn header_line(&self) -> String {
         let mut s = format!("{} rows, {} users", self.rows, self.users);
@@ -502,14 +513,12 @@ impl Report {
         for d in &self.overall.deltas {
             let _ = writeln!(
                 o,
-                "Δ {} − {} (pp): AUC {}, UAUC {}{}, WUAUC {}{}",
+                "Δ {} − {} (pp): AUC {}, UAUC {}, WUAUC {}",
                 d.model,
                 d.baseline,
                 pp(d.auc_pp),
-                pp(d.uauc_pp),
-                ci(d.uauc_ci),
-                pp(d.wuauc_pp),
-                ci(d.wuauc_ci)
+                d.uauc_cell(),
+                d.wuauc_cell()
             );
         }
         if !self.segments.is_empty() {
@@ -546,14 +555,12 @@ impl Report {
                 for d in &g.deltas {
                     let _ = writeln!(
                         o,
-                        "{:<18}   Δ {} − {} (pp): UAUC {}{}, WUAUC {}{}",
+                        "{:<18}   Δ {} − {} (pp): UAUC {}, WUAUC {}",
                         "",
                         d.model,
                         d.baseline,
-                        pp(d.uauc_pp),
-                        ci(d.uauc_ci),
-                        pp(d.wuauc_pp),
-                        ci(d.wuauc_ci)
+                        d.uauc_cell(),
+                        d.wuauc_cell()
                     );
                 }
             }
@@ -590,14 +597,12 @@ impl Report {
         for d in &self.overall.deltas {
             let _ = writeln!(
                 o,
-                "| Δ {} − {} (pp) | {} | {}{} | {}{} | | |",
+                "| Δ {} − {} (pp) | {} | {} | {} | | |",
                 d.model,
                 d.baseline,
                 pp(d.auc_pp),
-                pp(d.uauc_pp),
-                ci(d.uauc_ci),
-                pp(d.wuauc_pp),
-                ci(d.wuauc_ci)
+                d.uauc_cell(),
+                d.wuauc_cell()
             );
         }
         if !self.segments.is_empty() {
@@ -627,7 +632,7 @@ impl Report {
                     row += &format!(" {} | {} |", f4(mm.uauc), f4(mm.wuauc));
                 }
                 for d in &g.deltas {
-                    row += &format!(" {}{} | {}{} |", pp(d.uauc_pp), ci(d.uauc_ci), pp(d.wuauc_pp), ci(d.wuauc_ci));
+                    row += &format!(" {} | {} |", d.uauc_cell(), d.wuauc_cell());
                 }
                 let _ = writeln!(o, "{row}");
             }
