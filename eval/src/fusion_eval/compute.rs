@@ -1,6 +1,6 @@
 //! The heavy part: per-user AUC statistics (per bucket, in parallel) and the exact global AUC.
 
-use super::table::{BINS, Block, KeyMap, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
+use super::table::{BINS, Block, CountTable, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
 use crate::metrics::{AucCounts, f32_key};
 use crate::segment::Thresholds;
 use crate::{Error, Result};
@@ -64,7 +64,7 @@ pub(crate) enum UserSegments<'a> {
     Column,
     /// Interaction counts from HISTORY, keyed by user key.
     History {
-        counts: &'a KeyMap<u64>,
+        counts: &'a CountTable,
         thresholds: Thresholds,
     },
 }
@@ -136,7 +136,7 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
             UserSegments::None => useg = NONE,
             UserSegments::Column => {}
             UserSegments::History { counts, thresholds } => {
-                let c = counts.get(&key).copied();
+                let c = counts.get(key);
                 if c.is_none() {
                     uflags |= U_ABSENT;
                 }
@@ -228,10 +228,12 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
         cuts.push(c.max(*cuts.last().unwrap_or(&0)));
     }
     cuts.push(BINS);
-    let mut lo = vec![0u32; total as usize];
+    // Huge pages: the scatter below writes at 2^16 places of this array at once.
+    let mut lo_buf = super::table::HugeBuf::<u32>::zeroed(total as usize);
+    let lo = lo_buf.as_mut_slice();
     {
         let mut slices: Vec<(usize, usize, &mut [u32])> = Vec::new();
-        let mut rest: &mut [u32] = &mut lo;
+        let mut rest: &mut [u32] = &mut *lo;
         for w in cuts.windows(2) {
             let (b0, b1) = (w[0], w[1]);
             let len = start[b1] - start[b0];
@@ -257,7 +259,7 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
     }
     // Per bin: exact counts per low key.
     let mut bins: Vec<(usize, &mut [u32])> = Vec::new();
-    let mut rest: &mut [u32] = &mut lo;
+    let mut rest: &mut [u32] = lo;
     for (b, &h) in hist.iter().enumerate() {
         let len = h as usize;
         if len == 0 {

@@ -4,7 +4,7 @@
 //! supported, but a quoted field may not contain a newline). Parquet row groups are decoded in
 //! parallel with the `parquet` crate's column readers (no Arrow).
 
-use super::table::{self, KeyMap, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
+use super::table::{self, CountTable, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
 use crate::data::Action;
 use crate::segment::{Segment, Thresholds};
 use crate::{Error, Result};
@@ -18,7 +18,7 @@ pub(crate) struct ReadSpec<'a> {
     /// Keep only users of shard `i` of `n`.
     pub shard: Option<(u32, u32)>,
     /// Item conversion counts from HISTORY (used when there is no `item_segment` column).
-    pub item_history: Option<&'a KeyMap<u64>>,
+    pub item_history: Option<&'a CountTable>,
     pub thresholds: Thresholds,
 }
 
@@ -103,8 +103,8 @@ impl RowCtx<'_> {
         let col = self.cols.iseg.is_some().then_some(iseg_col);
         let Some(k) = ikey else { return (col.unwrap_or(NONE), false) };
         sink.item_row(k, col, || match self.spec.item_history {
-            Some(h) => match h.get(&k) {
-                Some(&c) => (seg_code(self.spec.thresholds.item(c)), false),
+            Some(h) => match h.get(k) {
+                Some(c) => (seg_code(self.spec.thresholds.item(c)), false),
                 None => (seg_code(Segment::ColdStart), true),
             },
             None => (NONE, false),
@@ -298,13 +298,26 @@ fn run_parallel<F>(n: usize, layout: Layout, work: F) -> Result<Vec<Sink>, (usiz
 where
     F: Fn(usize, &mut Sink) -> std::result::Result<(), ChunkErr> + Sync,
 {
+    run_chunks(n, || Sink::new(layout), work)
+}
+
+/// Runs `work(chunk_index, state)` over `n` chunks on all threads, one `init()` state per
+/// thread; stops claiming chunks at the first error and returns the error of the lowest failing
+/// chunk (chunks are claimed in order and every claimed chunk runs to its end, so this is the
+/// first error in the file).
+fn run_chunks<S, I, F>(n: usize, init: I, work: F) -> Result<Vec<S>, (usize, ChunkErr)>
+where
+    S: Send,
+    I: Fn() -> S + Sync,
+    F: Fn(usize, &mut S) -> std::result::Result<(), ChunkErr> + Sync,
+{
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Vec<std::result::Result<Sink, (usize, ChunkErr)>> = std::thread::scope(|s| {
+    let results: Vec<std::result::Result<S, (usize, ChunkErr)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads().min(n.max(1)))
             .map(|_| {
                 s.spawn(|| {
-                    let mut sink = Sink::new(layout);
+                    let mut st = init();
                     loop {
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -313,12 +326,12 @@ where
                         if c >= n {
                             break;
                         }
-                        if let Err(e) = work(c, &mut sink) {
+                        if let Err(e) = work(c, &mut st) {
                             stop.store(true, Ordering::Relaxed);
                             return Err((c, e));
                         }
                     }
-                    Ok(sink)
+                    Ok(st)
                 })
             })
             .collect();
@@ -329,11 +342,11 @@ where
             })
             .collect()
     });
-    let mut sinks = Vec::new();
+    let mut states = Vec::new();
     let mut first: Option<(usize, ChunkErr)> = None;
     for r in results {
         match r {
-            Ok(s) => sinks.push(s),
+            Ok(s) => states.push(s),
             Err((c, e)) => {
                 if first.as_ref().is_none_or(|f| c < f.0) {
                     first = Some((c, e));
@@ -343,7 +356,7 @@ where
     }
     match first {
         Some(e) => Err(e),
-        None => Ok(sinks),
+        None => Ok(states),
     }
 }
 
@@ -672,7 +685,10 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let m = cols.scores.len();
     let layout = Layout { m, weight: cols.weight.is_some(), bits: Layout::bits_for(total) };
     let ctx = RowCtx { spec, cols: &cols };
+    let mut tm = super::Stages::new();
+    let (t_dec, t_rows) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
     let res = run_parallel(nrg, layout, |g, sink| {
+        let t0 = std::time::Instant::now();
         let e = ChunkErr::Other;
         // One reader per row group: `File` readers share the descriptor's offset across
         // clones, so concurrent row groups must not share a reader.
@@ -709,6 +725,8 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             }
         };
         let mut sc = vec![0f32; m];
+        let t1 = std::time::Instant::now();
+        t_dec.fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
         for r in 0..rows {
             let line = first + r as u64 + 1;
             if let Some(v) = &items
@@ -767,13 +785,20 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             let (is, _) = ctx.item(sink, ikey, isc);
             sink.push(ukey, flags(lab, is, us), &sc, w);
         }
+        t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
     });
+    tm.mark(&format!(
+        "  PRED Parquet threads (decode {:.3} s + rows {:.3} s thread time)",
+        t_dec.load(Ordering::Relaxed) as f64 * 1e-9,
+        t_rows.load(Ordering::Relaxed) as f64 * 1e-9
+    ));
     let sinks = res.map_err(|(_, e)| match e {
         ChunkErr::At { field, message, .. } => Error::file(path, format!("{field}: {message}")),
         ChunkErr::Other(e) => e,
     })?;
     let table = Table::from_sinks(layout, sinks, cols.item.is_some());
+    tm.mark("  PRED merge of sinks");
     Ok(ReadOut { table, cols, file_rows: total })
 }
 
@@ -794,8 +819,8 @@ pub enum UserActivity {
 /// Interaction counts per user key and conversion counts per item key from a HISTORY file.
 #[derive(Debug, Default)]
 pub struct HistoryCounts {
-    pub(crate) users: KeyMap<u64>,
-    pub(crate) items: KeyMap<u64>,
+    pub(crate) users: CountTable,
+    pub(crate) items: CountTable,
     /// Data rows read.
     pub rows: u64,
 }
@@ -811,10 +836,70 @@ impl HistoryCounts {
     }
 }
 
+/// Rows between an item's prefetch and its count in the HISTORY scanner.
+const HIST_AHEAD: usize = 16;
+
+/// One HISTORY reader thread's counts. Users: HISTORY files are usually grouped by user, so a
+/// run of rows of the same user is summed first and added to the table once.
+#[derive(Default)]
+struct HistPart {
+    users: CountTable,
+    items: CountTable,
+    rows: u64,
+    /// The current user run: byte range of its id in the file, key, counted interactions.
+    run: Option<((usize, usize), u64, u64)>,
+    /// Items waiting for their prefetched slot: (key, conversion).
+    ring: Vec<(u64, bool)>,
+    head: usize,
+}
+
+impl HistPart {
+    #[inline]
+    fn user(&mut self, data: &[u8], r: (usize, usize), counted: bool) {
+        if let Some((lr, _, c)) = &mut self.run
+            && data[lr.0..lr.1] == data[r.0..r.1]
+        {
+            *c += counted as u64;
+            return;
+        }
+        self.flush_user();
+        let k = id_key(&data[r.0..r.1]);
+        self.users.prefetch(k);
+        self.run = Some((r, k, counted as u64));
+    }
+    fn flush_user(&mut self) {
+        if let Some((_, k, c)) = self.run.take() {
+            self.users.add(k, c);
+        }
+    }
+    #[inline]
+    fn item(&mut self, key: u64, conv: bool) {
+        self.items.prefetch(key);
+        if self.ring.len() < HIST_AHEAD {
+            self.ring.push((key, conv));
+        } else {
+            let (k, c) = std::mem::replace(&mut self.ring[self.head], (key, conv));
+            self.items.add(k, c as u64);
+            self.head = (self.head + 1) % HIST_AHEAD;
+        }
+    }
+    fn flush(&mut self) {
+        self.flush_user();
+        for (k, c) in std::mem::take(&mut self.ring) {
+            self.items.add(k, c as u64);
+        }
+        self.head = 0;
+    }
+}
+
 /// Counts HISTORY (`user_id,item_id,timestamp,action,value,revenue`; only `user_id`, `item_id`,
 /// `action` and, for ratings, `value` are read). A rating counts as a conversion at ≥ 4
 /// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
 /// but known); every user that appears is known, even with 0 counted interactions.
+///
+/// The file is memory-mapped and scanned in parallel chunks split at newlines, each thread
+/// counting into its own tables (merged at the end); lines with quotes go through the full CSV
+/// field splitter.
 pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
@@ -831,81 +916,134 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     let nf = hdr.len();
     let parts = chunks(data, start, 4 << 20);
     let rule = crate::data::LabelRule::default();
-    type Part = (KeyMap<u64>, KeyMap<u64>, u64);
-    let results: Vec<std::result::Result<Part, ChunkErr>> = {
-        use rayon::prelude::*;
-        parts
-            .par_iter()
-            .map(|&(a, b)| {
-                let (mut us, mut it, mut n): Part = Default::default();
-                let mut ranges = Vec::with_capacity(nf);
-                let mut scratch = Vec::new();
-                let mut pos = a;
-                while pos < b {
-                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-                    let mut line = &data[pos..end];
-                    let off = pos;
-                    pos = end + 1;
-                    if line.last() == Some(&b'\r') {
-                        line = &line[..line.len() - 1];
-                    }
-                    if line.is_empty() {
-                        continue;
-                    }
-                    n += 1;
-                    let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
-                    let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
-                    if ranges.len() != nf {
-                        return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
-                    }
-                    let f = |i: usize| &buf[ranges[i].0..ranges[i].1];
-                    let act = match f(ca) {
-                        b"impression" => Action::Impression,
-                        b"click" => Action::Click,
-                        b"conversion" => Action::Conversion,
-                        v => std::str::from_utf8(v).ok().and_then(Action::parse).ok_or_else(|| {
-                            fail("action", format!("unknown action `{}`", String::from_utf8_lossy(v)))
-                        })?,
-                    };
-                    let conv = match act {
-                        Action::Conversion => true,
-                        Action::Rating => {
-                            let v = cv.map(f).unwrap_or(b"");
-                            let x: f32 =
-                                std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-                                    fail(
-                                        "value",
-                                        format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)),
-                                    )
-                                })?;
-                            x >= rule.convert_min_rating
-                        }
-                        _ => false,
-                    };
-                    let counted = match activity {
-                        UserActivity::All => true,
-                        UserActivity::Engaged => act != Action::Impression,
-                    };
-                    *us.entry(id_key(f(cu))).or_insert(0) += counted as u64;
-                    *it.entry(id_key(f(ci))).or_insert(0) += conv as u64;
-                }
-                Ok((us, it, n))
-            })
-            .collect()
+    // One row: field ranges into `buf` (the file, or the unquoted copy of a quoted line).
+    let row = |st: &mut HistPart,
+               buf: &[u8],
+               fields: [(usize, usize); 4],
+               has_value: bool,
+               off: usize|
+     -> std::result::Result<(), ChunkErr> {
+        let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+        let f = |i: usize| &buf[fields[i].0..fields[i].1];
+        let act = match f(2) {
+            b"click" => Action::Click,
+            b"conversion" => Action::Conversion,
+            b"impression" => Action::Impression,
+            v => std::str::from_utf8(v)
+                .ok()
+                .and_then(Action::parse)
+                .ok_or_else(|| fail("action", format!("unknown action `{}`", String::from_utf8_lossy(v))))?,
+        };
+        let conv = match act {
+            Action::Conversion => true,
+            Action::Rating => {
+                let v = if has_value { f(3) } else { b"" };
+                let x: f32 = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                    fail("value", format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)))
+                })?;
+                x >= rule.convert_min_rating
+            }
+            _ => false,
+        };
+        let counted = match activity {
+            UserActivity::All => true,
+            UserActivity::Engaged => act != Action::Impression,
+        };
+        st.rows += 1;
+        if std::ptr::eq(buf, data) {
+            st.user(data, fields[0], counted);
+        } else {
+            // A quoted line: its unquoted copy does not outlive the line.
+            st.flush_user();
+            st.users.add(id_key(f(0)), counted as u64);
+        }
+        st.item(id_key(f(1)), conv);
+        Ok(())
     };
+    let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
+    let res = run_chunks(parts.len(), HistPart::default, |c, st| {
+        let (a, b) = parts[c];
+        let mut ranges = Vec::with_capacity(nf);
+        let mut scratch = Vec::new();
+        let mut pos = a;
+        while pos < b {
+            let off = pos;
+            // Fast path: one pass over the line, noting the wanted fields; stops at a quote.
+            let mut got = [(0usize, 0usize); 4];
+            let mut field = 0usize;
+            let mut s = pos;
+            let mut i = pos;
+            let mut quoted = false;
+            while i < b {
+                let ch = data[i];
+                if ch == delim {
+                    for (w, g) in want.iter().zip(got.iter_mut()) {
+                        if *w == field {
+                            *g = (s, i);
+                        }
+                    }
+                    field += 1;
+                    s = i + 1;
+                } else if ch == b'\n' {
+                    break;
+                } else if ch == b'"' {
+                    quoted = true;
+                    break;
+                }
+                i += 1;
+            }
+            if quoted {
+                let end = data[i..b].iter().position(|&c| c == b'\n').map_or(b, |p| i + p);
+                let mut line = &data[pos..end];
+                pos = end + 1;
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+                let buf =
+                    split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
+                if ranges.len() != nf {
+                    return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
+                }
+                let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
+                row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
+                continue;
+            }
+            let mut e = i;
+            pos = i + 1;
+            if e > s && data[e - 1] == b'\r' {
+                e -= 1;
+            }
+            if e == off {
+                continue; // empty line
+            }
+            for (w, g) in want.iter().zip(got.iter_mut()) {
+                if *w == field {
+                    *g = (s, e);
+                }
+            }
+            if field + 1 != nf {
+                return Err(ChunkErr::At {
+                    off,
+                    field: "line".into(),
+                    message: format!("{} fields, the header has {nf}", field + 1),
+                });
+            }
+            row(st, data, got, cv.is_some(), off)?;
+        }
+        st.flush();
+        release_pages(&map, a, b);
+        Ok(())
+    });
+    let parts = res.map_err(|(_, e)| match e {
+        ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
+        ChunkErr::Other(e) => e,
+    })?;
     let mut out = HistoryCounts::default();
-    for r in results {
-        let (us, it, n) = r.map_err(|e| match e {
-            ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
-            ChunkErr::Other(e) => e,
-        })?;
-        out.rows += n;
-        for (k, v) in us {
-            *out.users.entry(k).or_insert(0) += v;
-        }
-        for (k, v) in it {
-            *out.items.entry(k).or_insert(0) += v;
-        }
+    for p in parts {
+        out.rows += p.rows;
+        out.users.absorb(p.users);
+        out.items.absorb(p.items);
     }
     Ok(out)
 }
