@@ -86,7 +86,17 @@ impl Stages {
     pub(crate) fn mark(&mut self, name: &str) {
         if self.on {
             let c = cpu_seconds();
-            eprintln!("stage {name}: {:.3} s wall, {:.2} s CPU", self.t.elapsed().as_secs_f64(), c - self.cpu);
+            let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let kb = |k: &str| {
+                st.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_owned()
+            };
+            eprintln!(
+                "stage {name}: {:.3} s wall, {:.2} s CPU; RSS {} KB, peak {} KB",
+                self.t.elapsed().as_secs_f64(),
+                c - self.cpu,
+                kb("VmRSS:"),
+                kb("VmHWM:")
+            );
             self.cpu = c;
         }
         self.t = Instant::now();

@@ -97,6 +97,17 @@ impl RowCtx<'_> {
     fn keep(&self, ukey: u64) -> bool {
         self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
     }
+    /// Prefetches the item's slots (this thread's item table and HISTORY's counts) for a row
+    /// that is noted a few rows later.
+    #[inline]
+    fn prefetch_item(&self, sink: &Sink, k: u64) {
+        sink.prefetch_item(k);
+        if self.cols.iseg.is_none()
+            && let Some(h) = self.spec.item_history
+        {
+            h.prefetch(k);
+        }
+    }
     /// Item segment code and absence from HISTORY; notes the item in the sink.
     #[inline]
     fn item(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
@@ -540,7 +551,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             // Software pipelining: prefetch this row's item slot now and note the row
             // PREFETCH_AHEAD rows later, when the slot is in cache (the item table outgrows it).
             if let Some(k) = ikey {
-                sink.prefetch_item(k);
+                ctx.prefetch_item(sink, k);
             }
             let row = Pending { ukey, lab, useg, iseg_col, ikey, w };
             if ring.len() < PREFETCH_AHEAD {
@@ -732,7 +743,7 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             if let Some(v) = &items
                 && let Some(&k) = v.get(r + PREFETCH_AHEAD)
             {
-                sink.prefetch_item(k);
+                ctx.prefetch_item(sink, k);
             }
             let ukey = users[r];
             if !ctx.keep(ukey) {
