@@ -71,10 +71,19 @@ pub(crate) enum UserSegments<'a> {
 
 /// Per-user statistics of all buckets (consumes the rows), sorted by user key.
 pub(crate) fn users(buckets: Vec<Vec<Block>>, layout: Layout, seg: &UserSegments) -> Result<Users> {
-    let parts: Vec<Result<Users>> = buckets.into_par_iter().map(|b| bucket_users(b, layout, seg)).collect();
+    let parts: Vec<Users> = buckets.into_par_iter().map(|b| bucket_users(b, layout, seg)).collect::<Result<_>>()?;
+    // Exact capacities: appending into doubling vectors would hold up to twice the users at once.
+    let n: usize = parts.iter().map(|p| p.len()).sum();
     let mut all = Users::new(layout.m);
+    all.key.reserve_exact(n);
+    all.useg.reserve_exact(n);
+    all.uflags.reserve_exact(n);
+    all.rows.reserve_exact(n);
+    all.pos.reserve_exact(n);
+    all.wsum.reserve_exact(if layout.weight { n } else { 0 });
+    all.u2.reserve_exact(n * G * layout.m);
     for p in parts {
-        all.append(p?);
+        all.append(p);
     }
     Ok(all)
 }

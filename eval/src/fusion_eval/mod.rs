@@ -69,7 +69,9 @@ pub(crate) struct Stages {
 
 /// CPU seconds (user + system) of this process so far (0 where `/proc` is missing).
 fn cpu_seconds() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // Fields after the `(comm)`: state is field 3; utime, stime are fields 14, 15 (clock ticks).
     let rest = s.rsplit_once(')').map_or("", |x| x.1);
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -88,7 +90,11 @@ impl Stages {
             let c = cpu_seconds();
             let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             let kb = |k: &str| {
-                st.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_owned()
+                st.lines()
+                    .find(|l| l.starts_with(k))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("?")
+                    .to_owned()
             };
             eprintln!(
                 "stage {name}: {:.3} s wall, {:.2} s CPU; RSS {} KB, peak {} KB",
@@ -231,7 +237,9 @@ pub fn evaluate(p: &Predictions, opt: &Options) -> Result<Report> {
         sink.push(u64_key(p.users[r]), flags(p.labels[r], is, us), &sc, w);
     }
     let table = Table::from_sinks(layout, vec![sink], p.items.is_some());
-    let src = |b: bool| if b { SegmentSource::Column } else { SegmentSource::None };
+    let src = |b: bool| {
+        if b { SegmentSource::Column } else { SegmentSource::None }
+    };
     let (st, _) = state(
         table,
         names,
@@ -282,7 +290,7 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
         return Err(Error::Invalid(format!("--shard {i}/{n}: need 0 ≤ I < N")));
     }
     let mut tm = Stages::new();
-    let history = match &input.history {
+    let mut history = match &input.history {
         Some(h) => Some(read_history(h, input.user_activity)?),
         None => None,
     };
@@ -294,6 +302,10 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
         thresholds: input.thresholds,
     };
     let out = read::read_pred(&input.pred, &spec)?;
+    // HISTORY's item counts are only needed while reading PRED.
+    if let Some(h) = history.as_mut() {
+        h.items = Default::default();
+    }
     tm.mark("PRED read (decode + item bookkeeping + bucketing + merge of sinks)");
     let user_src = if out.cols.useg.is_some() {
         SegmentSource::Column

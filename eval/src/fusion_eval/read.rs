@@ -112,7 +112,9 @@ impl RowCtx<'_> {
     #[inline]
     fn item(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
         let col = self.cols.iseg.is_some().then_some(iseg_col);
-        let Some(k) = ikey else { return (col.unwrap_or(NONE), false) };
+        let Some(k) = ikey else {
+            return (col.unwrap_or(NONE), false);
+        };
         sink.item_row(k, col, || match self.spec.item_history {
             Some(h) => match h.get(k) {
                 Some(c) => (seg_code(self.spec.thresholds.item(c)), false),
@@ -391,7 +393,11 @@ pub(crate) fn read_pred(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
     }));
     read.unwrap_or_else(|p| {
-        let why = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         let format = if is_parquet { "Parquet" } else { "CSV" };
         Err(Error::file(path, format!("corrupted {format} data: the decoder failed ({why})")))
     })
@@ -603,50 +609,98 @@ enum Col {
     Bool(Vec<bool>),
 }
 
-fn read_col(path: &Path, rg: &dyn RowGroupReader, i: usize, name: &str, rows: usize, first_row: u64) -> Result<Col> {
-    let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("column `{name}`: {e}"));
-    let max_def = rg.metadata().column(i).column_descr().max_def_level();
-    let mut defs: Vec<i16> = Vec::new();
-    macro_rules! read {
-        ($r:expr, $v:ident, $t:ty) => {{
-            let mut vals: Vec<$t> = Vec::with_capacity(rows);
-            let mut got = 0;
-            while got < rows {
-                let d = if max_def > 0 { Some(&mut defs) } else { None };
-                let (recs, _, _) = $r.read_records(rows - got, d, None, &mut vals).map_err(pq)?;
-                if recs == 0 {
-                    break;
-                }
-                got += recs;
-            }
-            if vals.len() != rows {
-                let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
-                return Err(Error::parse(
-                    path,
-                    first_row + at as u64 + 1,
-                    name,
-                    "null value (row number within the file)",
-                ));
-            }
-            Col::$v(vals)
-        }};
-    }
-    let r = rg.get_column_reader(i).map_err(pq)?;
-    Ok(match r {
-        ColumnReader::ByteArrayColumnReader(mut r) => read!(r, Bytes, ByteArray),
-        ColumnReader::Int64ColumnReader(mut r) => read!(r, I64, i64),
-        ColumnReader::Int32ColumnReader(mut r) => read!(r, I32, i32),
-        ColumnReader::FloatColumnReader(mut r) => read!(r, F32, f32),
-        ColumnReader::DoubleColumnReader(mut r) => read!(r, F64, f64),
-        ColumnReader::BoolColumnReader(mut r) => read!(r, Bool, bool),
-        _ => return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type"))),
-    })
+/// Rows decoded at a time from each column of a row group (bounds the decode buffers).
+const PQ_BATCH: usize = 1 << 16;
+
+/// A column of one row group, read in batches.
+struct ColIn<'a> {
+    reader: ColumnReader,
+    name: &'a str,
+    max_def: i16,
+    defs: Vec<i16>,
 }
 
-fn id_keys(path: &Path, c: &Col, name: &str, first: u64) -> Result<Vec<u64>> {
-    Ok(match c {
+impl<'a> ColIn<'a> {
+    fn open(path: &Path, rg: &dyn RowGroupReader, i: usize, name: &'a str) -> Result<ColIn<'a>> {
+        let max_def = rg.metadata().column(i).column_descr().max_def_level();
+        let reader = rg.get_column_reader(i).map_err(|e| Error::file(path, format!("column `{name}`: {e}")))?;
+        match reader {
+            ColumnReader::ByteArrayColumnReader(_)
+            | ColumnReader::Int64ColumnReader(_)
+            | ColumnReader::Int32ColumnReader(_)
+            | ColumnReader::FloatColumnReader(_)
+            | ColumnReader::DoubleColumnReader(_)
+            | ColumnReader::BoolColumnReader(_) => {}
+            _ => {
+                return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type")));
+            }
+        }
+        Ok(ColIn { reader, name, max_def, defs: Vec::new() })
+    }
+
+    /// An empty buffer of this column's type.
+    fn buffer(&self) -> Col {
+        match self.reader {
+            ColumnReader::ByteArrayColumnReader(_) => Col::Bytes(Vec::new()),
+            ColumnReader::Int64ColumnReader(_) => Col::I64(Vec::new()),
+            ColumnReader::Int32ColumnReader(_) => Col::I32(Vec::new()),
+            ColumnReader::FloatColumnReader(_) => Col::F32(Vec::new()),
+            ColumnReader::DoubleColumnReader(_) => Col::F64(Vec::new()),
+            _ => Col::Bool(Vec::new()),
+        }
+    }
+
+    /// Reads the next `rows` values into `out` (a [`ColIn::buffer`]); `first_row` = the file's
+    /// 0-based row index of the first of them (for errors).
+    fn next(&mut self, path: &Path, rows: usize, first_row: u64, out: &mut Col) -> Result<()> {
+        let name = self.name;
+        let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("column `{name}`: {e}"));
+        let max_def = self.max_def;
+        let defs = &mut self.defs;
+        defs.clear();
+        macro_rules! read {
+            ($r:expr, $vals:expr) => {{
+                let vals = $vals;
+                vals.clear();
+                let mut got = 0;
+                while got < rows {
+                    let d = if max_def > 0 { Some(&mut *defs) } else { None };
+                    let (recs, _, _) = $r.read_records(rows - got, d, None, vals).map_err(pq)?;
+                    if recs == 0 {
+                        break;
+                    }
+                    got += recs;
+                }
+                if vals.len() != rows {
+                    let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
+                    return Err(Error::parse(
+                        path,
+                        first_row + at as u64 + 1,
+                        name,
+                        "null value (row number within the file)",
+                    ));
+                }
+            }};
+        }
+        match (&mut self.reader, out) {
+            (ColumnReader::ByteArrayColumnReader(r), Col::Bytes(v)) => read!(r, v),
+            (ColumnReader::Int64ColumnReader(r), Col::I64(v)) => read!(r, v),
+            (ColumnReader::Int32ColumnReader(r), Col::I32(v)) => read!(r, v),
+            (ColumnReader::FloatColumnReader(r), Col::F32(v)) => read!(r, v),
+            (ColumnReader::DoubleColumnReader(r), Col::F64(v)) => read!(r, v),
+            (ColumnReader::BoolColumnReader(r), Col::Bool(v)) => read!(r, v),
+            _ => {
+                return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn id_keys(path: &Path, c: &Col, name: &str, first: u64, out: &mut Vec<u64>) -> Result<()> {
+    out.clear();
+    match c {
         Col::Bytes(v) => {
-            let mut out = Vec::with_capacity(v.len());
             for (r, b) in v.iter().enumerate() {
                 let d = b.data();
                 if d.is_empty() {
@@ -654,12 +708,14 @@ fn id_keys(path: &Path, c: &Col, name: &str, first: u64) -> Result<Vec<u64>> {
                 }
                 out.push(id_key(d));
             }
-            out
         }
-        Col::I64(v) => v.iter().map(|&x| int_key(x)).collect(),
-        Col::I32(v) => v.iter().map(|&x| int_key(x as i64)).collect(),
-        _ => return Err(Error::file(path, format!("column `{name}`: ids must be strings or integers"))),
-    })
+        Col::I64(v) => out.extend(v.iter().map(|&x| int_key(x))),
+        Col::I32(v) => out.extend(v.iter().map(|&x| int_key(x as i64))),
+        _ => {
+            return Err(Error::file(path, format!("column `{name}`: ids must be strings or integers")));
+        }
+    }
+    Ok(())
 }
 
 fn f64_at(c: &Col, r: usize) -> f64 {
@@ -706,97 +762,129 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
         let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
         let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
-        let rows = rg.metadata().num_rows() as usize;
-        let first = first_rows[g];
-        let rd = |i: usize, name: &str| read_col(path, rg.as_ref(), i, name, rows, first).map_err(ChunkErr::Other);
-        let users = id_keys(path, &rd(cols.user, "user_id")?, "user_id", first).map_err(e)?;
-        let labels = rd(cols.label, "label")?;
-        let scores: Vec<Col> =
-            cols.scores.iter().zip(&cols.score_names).map(|(&i, n)| rd(i, n)).collect::<std::result::Result<_, _>>()?;
-        let items = match cols.item {
-            Some(i) => Some(id_keys(path, &rd(i, "item_id")?, "item_id", first).map_err(e)?),
-            None => None,
-        };
-        let weights = match cols.weight {
-            Some(i) => Some(rd(i, "weight")?),
-            None => None,
-        };
-        let useg = match cols.useg {
-            Some(i) => Some(rd(i, "user_segment")?),
-            None => None,
-        };
-        let iseg = match cols.iseg {
-            Some(i) => Some(rd(i, "item_segment")?),
-            None => None,
-        };
-        let seg_at = |c: &Col, r: usize, name: &str| -> Result<u8> {
-            match c {
-                Col::Bytes(v) => seg_field(path, first + r as u64 + 1, name, v[r].data()),
-                _ => Err(Error::file(path, format!("column `{name}` must be a string column"))),
-            }
-        };
+        let rg_rows = rg.metadata().num_rows() as usize;
+        let opn = |i: usize, name: &'static str| ColIn::open(path, rg.as_ref(), i, name).map_err(ChunkErr::Other);
+        let mut c_user = opn(cols.user, "user_id")?;
+        let mut c_label = opn(cols.label, "label")?;
+        let mut c_scores: Vec<ColIn> = cols
+            .scores
+            .iter()
+            .zip(&cols.score_names)
+            .map(|(&i, n)| ColIn::open(path, rg.as_ref(), i, n).map_err(ChunkErr::Other))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut c_item = cols.item.map(|i| opn(i, "item_id")).transpose()?;
+        let mut c_weight = cols.weight.map(|i| opn(i, "weight")).transpose()?;
+        let mut c_useg = cols.useg.map(|i| opn(i, "user_segment")).transpose()?;
+        let mut c_iseg = cols.iseg.map(|i| opn(i, "item_segment")).transpose()?;
+        let mut b_user = c_user.buffer();
+        let mut labels = c_label.buffer();
+        let mut scores: Vec<Col> = c_scores.iter().map(|c| c.buffer()).collect();
+        let mut b_item = c_item.as_ref().map(|c| c.buffer());
+        let mut weights = c_weight.as_ref().map(|c| c.buffer());
+        let mut useg = c_useg.as_ref().map(|c| c.buffer());
+        let mut iseg = c_iseg.as_ref().map(|c| c.buffer());
+        let (mut users, mut items_v): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
         let mut sc = vec![0f32; m];
-        let t1 = std::time::Instant::now();
-        t_dec.fetch_add((t1 - t0).as_nanos() as u64, Ordering::Relaxed);
-        for r in 0..rows {
-            let line = first + r as u64 + 1;
-            if let Some(v) = &items
-                && let Some(&k) = v.get(r + PREFETCH_AHEAD)
-            {
-                ctx.prefetch_item(sink, k);
+        let mut done = 0usize;
+        while done < rg_rows {
+            let t0b = std::time::Instant::now();
+            let rows = (rg_rows - done).min(PQ_BATCH);
+            let first = first_rows[g] + done as u64;
+            done += rows;
+            let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
+            nx(&mut c_user, &mut b_user)?;
+            id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
+            nx(&mut c_label, &mut labels)?;
+            for (c, out) in c_scores.iter_mut().zip(scores.iter_mut()) {
+                nx(c, out)?;
             }
-            let ukey = users[r];
-            if !ctx.keep(ukey) {
-                continue;
+            let items = match (&mut c_item, &mut b_item) {
+                (Some(c), Some(out)) => {
+                    nx(c, out)?;
+                    id_keys(path, out, "item_id", first, &mut items_v).map_err(e)?;
+                    Some(&items_v)
+                }
+                _ => None,
+            };
+            for (c, out) in [(&mut c_weight, &mut weights), (&mut c_useg, &mut useg), (&mut c_iseg, &mut iseg)] {
+                if let (Some(c), Some(out)) = (c, out.as_mut()) {
+                    nx(c, out)?;
+                }
             }
-            let lab = match &labels {
-                Col::Bool(v) => v[r],
-                Col::Bytes(v) => label_field(path, line, v[r].data()).map_err(e)?,
-                c => {
-                    let x = f64_at(c, r);
-                    if x == 1.0 {
-                        true
-                    } else if x == 0.0 {
-                        false
-                    } else {
-                        return Err(e(Error::parse(path, line, "label", format!("label must be 0 or 1, got `{x}`"))));
+            let seg_at = |c: &Col, r: usize, name: &str| -> Result<u8> {
+                match c {
+                    Col::Bytes(v) => seg_field(path, first + r as u64 + 1, name, v[r].data()),
+                    _ => Err(Error::file(path, format!("column `{name}` must be a string column"))),
+                }
+            };
+            let t1 = std::time::Instant::now();
+            t_dec.fetch_add((t1 - t0b).as_nanos() as u64, Ordering::Relaxed);
+            for r in 0..rows {
+                let line = first + r as u64 + 1;
+                if let Some(v) = &items
+                    && let Some(&k) = v.get(r + PREFETCH_AHEAD)
+                {
+                    ctx.prefetch_item(sink, k);
+                }
+                let ukey = users[r];
+                if !ctx.keep(ukey) {
+                    continue;
+                }
+                let lab = match &labels {
+                    Col::Bool(v) => v[r],
+                    Col::Bytes(v) => label_field(path, line, v[r].data()).map_err(e)?,
+                    c => {
+                        let x = f64_at(c, r);
+                        if x == 1.0 {
+                            true
+                        } else if x == 0.0 {
+                            false
+                        } else {
+                            return Err(e(Error::parse(
+                                path,
+                                line,
+                                "label",
+                                format!("label must be 0 or 1, got `{x}`"),
+                            )));
+                        }
                     }
-                }
-            };
-            for j in 0..m {
-                let x = match &scores[j] {
-                    Col::F32(v) => v[r],
-                    Col::F64(v) => v[r] as f32,
-                    Col::Bytes(v) => score_field(path, line, &cols.score_names[j], v[r].data()).map_err(e)?,
-                    c => f64_at(c, r) as f32,
                 };
-                if !x.is_finite() {
-                    return Err(e(Error::parse(
-                        path,
-                        line,
-                        &cols.score_names[j],
-                        format!("score is NaN or Inf: `{x}`"),
-                    )));
+                for j in 0..m {
+                    let x = match &scores[j] {
+                        Col::F32(v) => v[r],
+                        Col::F64(v) => v[r] as f32,
+                        Col::Bytes(v) => score_field(path, line, &cols.score_names[j], v[r].data()).map_err(e)?,
+                        c => f64_at(c, r) as f32,
+                    };
+                    if !x.is_finite() {
+                        return Err(e(Error::parse(
+                            path,
+                            line,
+                            &cols.score_names[j],
+                            format!("score is NaN or Inf: `{x}`"),
+                        )));
+                    }
+                    sc[j] = x;
                 }
-                sc[j] = x;
+                let w = match &weights {
+                    Some(c) => weight_value(path, line, f64_at(c, r)).map_err(e)?,
+                    None => 0.0,
+                };
+                let us = match &useg {
+                    Some(c) => seg_at(c, r, "user_segment").map_err(e)?,
+                    None => NONE,
+                };
+                let isc = match &iseg {
+                    Some(c) => seg_at(c, r, "item_segment").map_err(e)?,
+                    None => NONE,
+                };
+                let ikey = items.as_ref().map(|v| v[r]);
+                let (is, _) = ctx.item(sink, ikey, isc);
+                sink.push(ukey, flags(lab, is, us), &sc, w);
             }
-            let w = match &weights {
-                Some(c) => weight_value(path, line, f64_at(c, r)).map_err(e)?,
-                None => 0.0,
-            };
-            let us = match &useg {
-                Some(c) => seg_at(c, r, "user_segment").map_err(e)?,
-                None => NONE,
-            };
-            let isc = match &iseg {
-                Some(c) => seg_at(c, r, "item_segment").map_err(e)?,
-                None => NONE,
-            };
-            let ikey = items.as_ref().map(|v| v[r]);
-            let (is, _) = ctx.item(sink, ikey, isc);
-            sink.push(ukey, flags(lab, is, us), &sc, w);
+            t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let _ = t0;
         Ok(())
     });
     tm.mark(&format!(
@@ -1011,8 +1099,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
                     line = &line[..line.len() - 1];
                 }
                 let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
-                let buf =
-                    split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
+                let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
                 if ranges.len() != nf {
                     return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
                 }
