@@ -285,7 +285,25 @@ pub(crate) type Run = (u32, u64, u64);
 
 /// Exact global AUC of model `j` over all rows of `table` (counting sort on the top 16 key bits,
 /// then exact counts within each bin), optionally with the sorted runs (for partial files).
-pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts, Option<Vec<Run>>) {
+/// Global AUC of every model. With several models and threads, models run side by side (at
+/// most one per thread, so at most that many scatter buffers of 4 bytes a row exist at once),
+/// each scattering its rows in one pass; a single model splits its bins among the threads.
+pub(crate) fn global_aucs(table: &Table, want_runs: bool) -> Vec<(AucCounts, Option<Vec<Run>>)> {
+    let m = table.layout.m;
+    let t = rayon::current_num_threads().max(1);
+    if m == 1 || t == 1 {
+        return (0..m).map(|j| global_auc(table, j, want_runs, t.clamp(1, 4))).collect();
+    }
+    let mut out = Vec::with_capacity(m);
+    let models: Vec<usize> = (0..m).collect();
+    for group in models.chunks(t) {
+        let parts = (t / group.len()).clamp(1, 4);
+        out.extend(group.par_iter().map(|&j| global_auc(table, j, want_runs, parts)).collect::<Vec<_>>());
+    }
+    out
+}
+
+fn global_auc(table: &Table, j: usize, want_runs: bool, parts: usize) -> (AucCounts, Option<Vec<Run>>) {
     let m = table.layout.m;
     let blocks: Vec<&Block> = table.buckets.iter().flatten().collect();
     let hist = &table.hist[j * BINS..(j + 1) * BINS];
@@ -296,7 +314,6 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
     }
     // Split the bins into a few contiguous parts of similar size; each part scans all rows and
     // keeps those of its bins (safe disjoint writes; a few extra reads of memory).
-    let parts = rayon::current_num_threads().clamp(1, 4);
     let mut cuts = vec![0usize];
     for p in 1..parts {
         let target = total as usize * p / parts;

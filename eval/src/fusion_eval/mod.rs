@@ -265,8 +265,7 @@ fn state(
     let mut tm = Stages::new();
     let mut auc = Vec::with_capacity(m);
     let mut runs = Vec::new();
-    for j in 0..m {
-        let (c, r) = compute::global_auc(&table, j, want_runs);
+    for (c, r) in compute::global_aucs(&table, want_runs) {
         auc.push(c);
         runs.push(r.unwrap_or_default());
     }

@@ -559,6 +559,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             if let Some(k) = ikey {
                 ctx.prefetch_item(sink, k);
             }
+            sink.prefetch_push(ukey);
             let row = Pending { ukey, lab, useg, iseg_col, ikey, w };
             if ring.len() < PREFETCH_AHEAD {
                 ring.push(row);
@@ -825,6 +826,9 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                     && let Some(&k) = v.get(r + PREFETCH_AHEAD)
                 {
                     ctx.prefetch_item(sink, k);
+                }
+                if let Some(&k) = users.get(r + PREFETCH_AHEAD) {
+                    sink.prefetch_push(k);
                 }
                 let ukey = users[r];
                 if !ctx.keep(ukey) {
@@ -1172,5 +1176,67 @@ mod tests {
             assert_eq!(w[0].1, w[1].0);
             assert_eq!(d[w[0].1 - 1], b'\n');
         }
+    }
+
+    /// A HISTORY with quoted lines, CRLF, blank lines, ratings, users in and out of runs and
+    /// columns in another order, against counts done by hand.
+    #[test]
+    fn history_scanner_counts_like_the_definition() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.csv");
+        let mut text = String::from("revenue,action,item_id,user_id,value,timestamp\r\n");
+        let mut want_u: std::collections::HashMap<String, u64> = Default::default();
+        let mut want_i: std::collections::HashMap<String, u64> = Default::default();
+        let acts = ["click", "impression", "conversion", "rating", "Purchase"];
+        for r in 0..3000u64 {
+            // Users mostly in runs, sometimes interleaved; some ids quoted (with a comma).
+            let u = if r % 17 == 0 { format!("u{}", r % 5) } else { format!("u{}", r / 7) };
+            let it = format!("i{}", (r * 7919) % 101);
+            let a = acts[(r % 5) as usize];
+            let v = if a == "rating" { format!("{}", r % 6) } else { String::new() };
+            let quoted = r % 23 == 0;
+            let uf = if quoted { format!("\"{u},x\"") } else { u.clone() };
+            let uk = if quoted { format!("{u},x") } else { u.clone() };
+            text += &format!("9.9,{a},{it},{uf},{v},{r}");
+            text += if r % 3 == 0 { "\r\n" } else { "\n" };
+            if r % 101 == 0 {
+                text += "\n";
+            }
+            let counted = a != "impression";
+            *want_u.entry(uk).or_insert(0) += counted as u64;
+            let conv = a == "conversion" || a == "Purchase" || (a == "rating" && r % 6 >= 4);
+            *want_i.entry(it).or_insert(0) += conv as u64;
+        }
+        std::fs::write(&p, text).unwrap();
+        let h = read_history(&p, UserActivity::Engaged).unwrap();
+        assert_eq!(h.rows, 3000);
+        assert_eq!(h.users.len(), want_u.len());
+        assert_eq!(h.items.len(), want_i.len());
+        for (k, &v) in &want_u {
+            assert_eq!(h.users.get(id_key(k.as_bytes())), Some(v), "user {k}");
+        }
+        for (k, &v) in &want_i {
+            assert_eq!(h.items.get(id_key(k.as_bytes())), Some(v), "item {k}");
+        }
+        let all = read_history(&p, UserActivity::All).unwrap();
+        assert_eq!(all.users.iter().map(|x| x.1).sum::<u64>(), 3000);
+    }
+
+    #[test]
+    fn history_bad_lines_name_file_line_and_field() {
+        let d = tempfile::tempdir().unwrap();
+        let run = |name: &str, body: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, format!("user_id,item_id,timestamp,action,value,revenue\n{body}")).unwrap();
+            read_history(&p, UserActivity::Engaged).map(|_| ()).unwrap_err().to_string()
+        };
+        let e = run("f.csv", "u1,i1,1,click,,\nu1,i1,2,click,\n");
+        assert!(e.contains("f.csv:3: field `line`: 5 fields, the header has 6"), "{e}");
+        let e = run("q.csv", "u1,i1,1,click,,\n\"u1,i1,2,click,,\n");
+        assert!(e.contains("q.csv:3: field `line`: unterminated quoted field"), "{e}");
+        let e = run("r.csv", "u1,i1,1,click,,\nu2,i1,1,rating,x,\n");
+        assert!(e.contains("r.csv:3: field `value`: rating value is not a number: `x`"), "{e}");
+        let e = run("a.csv", "\"u1\",i1,1,like,,\n");
+        assert!(e.contains("a.csv:2: field `action`: unknown action `like`"), "{e}");
     }
 }
