@@ -1,6 +1,6 @@
 //! The heavy part: per-user AUC statistics (per bucket, in parallel) and the exact global AUC.
 
-use super::table::{BINS, Block, CountTable, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
+use super::table::{BINS, Block, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
 use crate::metrics::{AucCounts, f32_key};
 use crate::segment::Thresholds;
 use crate::{Error, Result};
@@ -64,26 +64,27 @@ pub(crate) enum UserSegments<'a> {
     Column,
     /// Interaction counts from HISTORY, keyed by user key.
     History {
-        counts: &'a CountTable,
+        counts: &'a super::read::PartCounts,
         thresholds: Thresholds,
     },
 }
 
 /// Per-user statistics of all buckets (consumes the rows), sorted by user key.
 pub(crate) fn users(buckets: Vec<Vec<Block>>, layout: Layout, seg: &UserSegments) -> Result<Users> {
-    let parts: Vec<Users> = buckets.into_par_iter().map(|b| bucket_users(b, layout, seg)).collect::<Result<_>>()?;
-    // Exact capacities: appending into doubling vectors would hold up to twice the users at once.
-    let n: usize = parts.iter().map(|p| p.len()).sum();
+    // Buckets in windows of a few per thread, each window appended before the next starts: the
+    // per-bucket results of all buckets never exist beside the merged arrays (memory).
+    let window = rayon::current_num_threads().max(1) * 4;
     let mut all = Users::new(layout.m);
-    all.key.reserve_exact(n);
-    all.useg.reserve_exact(n);
-    all.uflags.reserve_exact(n);
-    all.rows.reserve_exact(n);
-    all.pos.reserve_exact(n);
-    all.wsum.reserve_exact(if layout.weight { n } else { 0 });
-    all.u2.reserve_exact(n * G * layout.m);
-    for p in parts {
-        all.append(p);
+    let mut buckets = buckets.into_iter();
+    loop {
+        let w: Vec<Vec<Block>> = buckets.by_ref().take(window).collect();
+        if w.is_empty() {
+            break;
+        }
+        let parts: Vec<Users> = w.into_par_iter().map(|b| bucket_users(b, layout, seg)).collect::<Result<_>>()?;
+        for p in parts {
+            all.append(p);
+        }
     }
     Ok(all)
 }

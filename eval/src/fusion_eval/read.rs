@@ -18,7 +18,7 @@ pub(crate) struct ReadSpec<'a> {
     /// Keep only users of shard `i` of `n`.
     pub shard: Option<(u32, u32)>,
     /// Item conversion counts from HISTORY (used when there is no `item_segment` column).
-    pub item_history: Option<&'a CountTable>,
+    pub item_history: Option<&'a PartCounts>,
     pub thresholds: Thresholds,
 }
 
@@ -97,16 +97,11 @@ impl RowCtx<'_> {
     fn keep(&self, ukey: u64) -> bool {
         self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
     }
-    /// Prefetches the item's slots (this thread's item table and HISTORY's counts) for a row
-    /// that is noted a few rows later.
+    /// Prefetches the item's slot in this thread's item table for a row noted a few rows later
+    /// (not HISTORY's: it is read once per item and thread, not once per row).
     #[inline]
     fn prefetch_item(&self, sink: &Sink, k: u64) {
         sink.prefetch_item(k);
-        if self.cols.iseg.is_none()
-            && let Some(h) = self.spec.item_history
-        {
-            h.prefetch(k);
-        }
     }
     /// Item segment code and absence from HISTORY; notes the item in the sink.
     #[inline]
@@ -922,8 +917,8 @@ pub enum UserActivity {
 /// Interaction counts per user key and conversion counts per item key from a HISTORY file.
 #[derive(Debug, Default)]
 pub struct HistoryCounts {
-    pub(crate) users: CountTable,
-    pub(crate) items: CountTable,
+    pub(crate) users: PartCounts,
+    pub(crate) items: PartCounts,
     /// Data rows read.
     pub rows: u64,
 }
@@ -939,24 +934,65 @@ impl HistoryCounts {
     }
 }
 
-/// Rows between an item's prefetch and its count in the HISTORY scanner.
-const HIST_AHEAD: usize = 16;
+/// HISTORY counts are gathered in `2^HIST_BITS` partitions by the top bits of the key: each
+/// reader thread appends to per-partition buffers (sequential writes), then each partition is
+/// counted in its own small table (cache-resident; a single table of millions of keys would
+/// miss the caches on nearly every row).
+const HIST_BITS: u32 = 6;
 
-/// One HISTORY reader thread's counts. Users: HISTORY files are usually grouped by user, so a
-/// run of rows of the same user is summed first and added to the table once.
+#[inline]
+fn hist_part(key: u64) -> usize {
+    (key >> (64 - HIST_BITS)) as usize
+}
+
+/// Counts per key, partitioned by [`hist_part`].
+#[derive(Debug, Default)]
+pub(crate) struct PartCounts {
+    parts: Vec<CountTable>,
+}
+
+impl PartCounts {
+    /// The count of `key`, if the key was seen.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u64> {
+        self.parts.get(hist_part(key))?.get(key)
+    }
+    /// Starts loading `key`'s slot into the cache.
+    #[inline]
+    pub fn prefetch(&self, key: u64) {
+        if let Some(t) = self.parts.get(hist_part(key)) {
+            t.prefetch(key);
+        }
+    }
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|t| t.len()).sum()
+    }
+    /// `(key, count)` of every key.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.parts.iter().flat_map(|t| t.iter())
+    }
+}
+
+/// One HISTORY reader thread's buffers. Users: HISTORY files are usually grouped by user, so a
+/// run of rows of the same user is summed first and buffered once.
 #[derive(Default)]
 struct HistPart {
-    users: CountTable,
-    items: CountTable,
+    /// Per partition: (user key, counted interactions).
+    users: Vec<Vec<(u64, u64)>>,
+    /// Per partition: `key << HIST_BITS | conversion` (the partition holds the top bits).
+    items: Vec<Vec<u64>>,
     rows: u64,
     /// The current user run: byte range of its id in the file, key, counted interactions.
     run: Option<((usize, usize), u64, u64)>,
-    /// Items waiting for their prefetched slot: (key, conversion).
-    ring: Vec<(u64, bool)>,
-    head: usize,
 }
 
 impl HistPart {
+    fn new() -> HistPart {
+        let n = 1 << HIST_BITS;
+        HistPart { users: vec![Vec::new(); n], items: vec![Vec::new(); n], ..Default::default() }
+    }
     #[inline]
     fn user(&mut self, data: &[u8], r: (usize, usize), counted: bool) {
         if let Some((lr, _, c)) = &mut self.run
@@ -966,33 +1002,34 @@ impl HistPart {
             return;
         }
         self.flush_user();
-        let k = id_key(&data[r.0..r.1]);
-        self.users.prefetch(k);
-        self.run = Some((r, k, counted as u64));
+        self.run = Some((r, id_key(&data[r.0..r.1]), counted as u64));
     }
     fn flush_user(&mut self) {
         if let Some((_, k, c)) = self.run.take() {
-            self.users.add(k, c);
+            self.users[hist_part(k)].push((k, c));
         }
     }
     #[inline]
     fn item(&mut self, key: u64, conv: bool) {
-        self.items.prefetch(key);
-        if self.ring.len() < HIST_AHEAD {
-            self.ring.push((key, conv));
-        } else {
-            let (k, c) = std::mem::replace(&mut self.ring[self.head], (key, conv));
-            self.items.add(k, c as u64);
-            self.head = (self.head + 1) % HIST_AHEAD;
+        self.items[hist_part(key)].push(key << HIST_BITS | conv as u64);
+    }
+}
+
+/// Counts the buffers of partition `p` of every thread (consuming them).
+fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<Vec<u64>>) -> (CountTable, CountTable) {
+    let (mut u, mut it) = (CountTable::default(), CountTable::default());
+    for b in users {
+        for (k, c) in b {
+            u.add(k, c);
         }
     }
-    fn flush(&mut self) {
-        self.flush_user();
-        for (k, c) in std::mem::take(&mut self.ring) {
-            self.items.add(k, c as u64);
+    let top = (p as u64) << (64 - HIST_BITS);
+    for b in items {
+        for v in b {
+            it.add(top | v >> HIST_BITS, v & 1);
         }
-        self.head = 0;
     }
+    (u, it)
 }
 
 /// Counts HISTORY (`user_id,item_id,timestamp,action,value,revenue`; only `user_id`, `item_id`,
@@ -1000,9 +1037,8 @@ impl HistPart {
 /// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
 /// but known); every user that appears is known, even with 0 counted interactions.
 ///
-/// The file is memory-mapped and scanned in parallel chunks split at newlines, each thread
-/// counting into its own tables (merged at the end); lines with quotes go through the full CSV
-/// field splitter.
+/// The file is memory-mapped and scanned in parallel chunks split at newlines (lines with
+/// quotes go through the full CSV field splitter); see [`HIST_BITS`] for the counting.
 pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
@@ -1058,13 +1094,14 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         } else {
             // A quoted line: its unquoted copy does not outlive the line.
             st.flush_user();
-            st.users.add(id_key(f(0)), counted as u64);
+            let k = id_key(f(0));
+            st.users[hist_part(k)].push((k, counted as u64));
         }
         st.item(id_key(f(1)), conv);
         Ok(())
     };
     let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
-    let res = run_chunks(parts.len(), HistPart::default, |c, st| {
+    let res = run_chunks(parts.len(), HistPart::new, |c, st| {
         let (a, b) = parts[c];
         let mut ranges = Vec::with_capacity(nf);
         let mut scratch = Vec::new();
@@ -1133,7 +1170,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
             }
             row(st, data, got, cv.is_some(), off)?;
         }
-        st.flush();
+        st.flush_user();
         release_pages(&map, a, b);
         Ok(())
     });
@@ -1142,11 +1179,22 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         ChunkErr::Other(e) => e,
     })?;
     let mut out = HistoryCounts::default();
-    for p in parts {
-        out.rows += p.rows;
-        out.users.absorb(p.users);
-        out.items.absorb(p.items);
+    // Transpose: partition -> the buffers of every thread.
+    let np = 1usize << HIST_BITS;
+    let mut by_part: Vec<(usize, Vec<Vec<(u64, u64)>>, Vec<Vec<u64>>)> =
+        (0..np).map(|p| (p, Vec::new(), Vec::new())).collect();
+    for t in parts {
+        out.rows += t.rows;
+        for (p, (u, i)) in t.users.into_iter().zip(t.items).enumerate() {
+            by_part[p].1.push(u);
+            by_part[p].2.push(i);
+        }
     }
+    use rayon::prelude::*;
+    let tables: Vec<(CountTable, CountTable)> = by_part.into_par_iter().map(|(p, u, i)| count_part(p, u, i)).collect();
+    let (u, i): (Vec<CountTable>, Vec<CountTable>) = tables.into_iter().unzip();
+    out.users = PartCounts { parts: u };
+    out.items = PartCounts { parts: i };
     Ok(out)
 }
 
