@@ -468,3 +468,33 @@ pub(crate) fn poisson1_cdf() -> Vec<u64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_by_key_sorts_keys_and_groups_rows() {
+        // 20,000 rows of 3,000 keys (the table grows several times), key 0 included.
+        let keys: Vec<u64> =
+            (0..20_000u64).map(|i| fmix64(i * 7 % 3000) & if i % 3000 == 0 { 0 } else { !0 }).collect();
+        let (uk, first, perm) = group_by_key(&keys);
+        let mut want: Vec<u64> = keys.clone();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(uk, want);
+        assert_eq!(first.len(), uk.len() + 1);
+        assert_eq!(*first.last().unwrap() as usize, keys.len());
+        let mut seen = vec![false; keys.len()];
+        for (u, &k) in uk.iter().enumerate() {
+            let rows = &perm[first[u] as usize..first[u + 1] as usize];
+            assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows of a key in file order");
+            for &r in rows {
+                assert_eq!(keys[r as usize], k);
+                assert!(!seen[r as usize]);
+                seen[r as usize] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+}
