@@ -219,6 +219,94 @@ fn split_line<'l>(
     Ok(scratch)
 }
 
+/// One pass over the line that starts at `pos` (up to a newline or `b`): field ranges relative
+/// to `pos` into `out`. Returns `(newline position or b, end of the line without a final \r)`,
+/// or `None` if the line has a quote (then [`split_line`] handles it). A line without quotes
+/// splits exactly as [`split_line`] splits it.
+#[inline]
+fn split_fast(data: &[u8], pos: usize, b: usize, delim: u8, out: &mut Vec<(usize, usize)>) -> Option<(usize, usize)> {
+    out.clear();
+    let mut s = pos;
+    let mut i = pos;
+    while i < b {
+        let c = data[i];
+        if c == delim {
+            out.push((s - pos, i - pos));
+            s = i + 1;
+        } else if c == b'\n' {
+            break;
+        } else if c == b'"' {
+            return None;
+        }
+        i += 1;
+    }
+    let mut e = i;
+    if e > s && data[e - 1] == b'\r' {
+        e -= 1;
+    }
+    out.push((s - pos, e - pos));
+    Some((i, e))
+}
+
+/// `v` as `f32`, exactly as `str::parse::<f32>` gives it (correctly rounded), for plain
+/// decimals `[-]digits[.digits]`; `None` for anything else (the caller then uses `str::parse`).
+///
+/// Digits forming an integer `m` ≤ 2^24 with at most 10 after the point: `m` and the power of
+/// ten are exact `f32`s, so one division rounds the exact quotient once (Clinger's fast path).
+/// Else, `m` ≤ 2^53 with at most 22 after the point: the `f64` quotient is correctly rounded
+/// (the same fast path in `f64`) and within half an `f64` ulp of the exact value, so rounding it
+/// to `f32` gives the correctly rounded `f32` unless it sits on an `f32` rounding midpoint (its
+/// low 29 mantissa bits = 2^28, checked with a margin) or in the subnormal range: then `None`.
+#[inline]
+fn fast_f32(v: &[u8]) -> Option<f32> {
+    const POW10: [f32; 11] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+    const POW10_64: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    let (neg, d) = match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        _ => (false, v),
+    };
+    let (mut m, mut frac, mut dot, mut digits) = (0u64, 0usize, false, 0usize);
+    for &c in d {
+        if c == b'.' {
+            if dot {
+                return None;
+            }
+            dot = true;
+            continue;
+        }
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        m = m * 10 + x as u64;
+        if m > 1 << 53 {
+            return None;
+        }
+        frac += dot as usize;
+        digits += 1;
+    }
+    if digits == 0 || frac > 22 {
+        return None;
+    }
+    let x = if m <= 1 << 24 && frac <= 10 {
+        m as f32 / POW10[frac]
+    } else {
+        let y = m as f64 / POW10_64[frac];
+        if m != 0 && y < f64::from(f32::MIN_POSITIVE) * 2.0 {
+            return None;
+        }
+        let low = y.to_bits() & ((1 << 29) - 1);
+        if low.abs_diff(1 << 28) <= 2 {
+            return None;
+        }
+        y as f32
+    };
+    Some(if neg { -x } else { x })
+}
+
 fn map_file(path: &Path) -> Result<Option<memmap2::Mmap>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -447,19 +535,27 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let mut n = 0usize;
         let fail = |off: usize, field: &str, message: String| ChunkErr::At { off, field: field.to_owned(), message };
         while pos < b {
-            let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-            let mut line = &data[pos..end];
             let off = pos;
-            pos = end + 1;
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            if line.is_empty() {
-                continue;
-            }
+            let buf = match split_fast(data, pos, b, delim, &mut ranges) {
+                Some((nl, e)) => {
+                    pos = nl + 1;
+                    if e == off {
+                        continue; // empty line
+                    }
+                    &data[off..e]
+                }
+                None => {
+                    // A quoted line: the full splitter.
+                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
+                    let mut line = &data[pos..end];
+                    pos = end + 1;
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?
+                }
+            };
             n += 1;
-            let buf =
-                split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?;
             if ranges.len() != nf {
                 return Err(fail(off, "line", format!("{} fields, the header has {nf}", ranges.len())));
             }
@@ -485,7 +581,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             };
             for (j, &ci) in cols.scores.iter().enumerate() {
                 let v = f(ci);
-                let s = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f32>().ok());
+                let s = fast_f32(v).or_else(|| std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f32>().ok()));
                 match s {
                     Some(x) if x.is_finite() => sc[j] = x,
                     Some(_) => {
@@ -1286,5 +1382,65 @@ mod tests {
         assert!(e.contains("r.csv:3: field `value`: rating value is not a number: `x`"), "{e}");
         let e = run("a.csv", "\"u1\",i1,1,like,,\n");
         assert!(e.contains("a.csv:2: field `action`: unknown action `like`"), "{e}");
+    }
+
+    #[test]
+    fn fast_f32_equals_std_parse() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "1",
+            "5.",
+            ".5",
+            "0.793",
+            "0.8885948",
+            "16777216",
+            "16777217",
+            "-3.25",
+            "0.0000000001",
+            "0.00000000001",
+            "1.5e3",
+            "+1",
+            "",
+            ".",
+            "-",
+            "1.2.3",
+            " 1",
+            "nan",
+            "inf",
+            "12345678.9",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            x = super::table::fmix64(x.wrapping_add(1));
+            let digits = (x % 18) as usize + 1;
+            let point = (x >> 8) as usize % (digits + 1);
+            let y = super::table::fmix64(x);
+            let mut t: String = (0..digits).map(|k| char::from(b'0' + ((y >> (3 * k)) % 10) as u8)).collect();
+            t.insert(point, '.');
+            if x >> 63 == 1 {
+                t.insert(0, '-');
+            }
+            cases.push(t);
+        }
+        for c in &cases {
+            let want = c.trim().parse::<f32>().ok();
+            if let Some(got) = fast_f32(c.as_bytes()) {
+                assert_eq!(Some(got.to_bits()), want.map(f32::to_bits), "`{c}`");
+            }
+        }
+        assert!(fast_f32(b"0.8885948").is_some() && fast_f32(b"1.5e3").is_none());
+        // f32 rounding midpoints (and just beside them) in the f64 path: 16777217 = 2^24 + 1 is
+        // halfway between two f32s; the result must still equal the std parse.
+        for c in ["16777217", "16777217.0000001", "16777216.9999999", "0.44768378", "1e-45", "0.0000000000000000000001"]
+        {
+            if let Some(g) = fast_f32(c.as_bytes()) {
+                assert_eq!(g.to_bits(), c.parse::<f32>().unwrap().to_bits(), "`{c}`");
+            }
+        }
+        assert!(fast_f32(b"0.44768378").is_some(), "8 digits after the point take the f64 path");
     }
 }
