@@ -22,10 +22,15 @@
 //!
 //! # Speed
 //!
-//! Rows are read in parallel (CSV: memory-mapped chunks; Parquet: row groups) straight into
-//! blocks bucketed by the top bits of the user hash, so every bucket holds complete users; each
-//! bucket is sorted by (user, score) and walked once for all groups; the global AUC is exact via
-//! a counting sort on the top 16 bits of the score key and exact counts within each bin.
+//! Rows are read in parallel (CSV: memory-mapped chunks, a one-pass splitter and an exact fast
+//! decimal parser; Parquet: row groups decoded in 64k-row batches) straight into blocks
+//! bucketed by the top bits of the user hash (≤ 512 buckets), so every bucket holds complete
+//! users; each bucket's rows are grouped by user with a small hash table and a counting sort,
+//! each user's rows sorted by score once per model and walked once for all groups; the global
+//! AUC is exact via a counting sort on the top 16 bits of the score key and exact counts within
+//! each bin (models side by side). HISTORY is scanned in parallel chunks, only the needed
+//! fields, and counted in 64 key partitions. Big hash tables use transparent huge pages.
+//! `LEARNREC_FE_STAGES=1` prints each stage's wall time, CPU time and RSS on stderr.
 //!
 //! # Shards
 //!
