@@ -1,6 +1,6 @@
 //! The heavy part: per-user AUC statistics (per bucket, in parallel) and the exact global AUC.
 
-use super::table::{BINS, Block, KeyMap, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
+use super::table::{BINS, Block, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
 use crate::metrics::{AucCounts, f32_key};
 use crate::segment::Thresholds;
 use crate::{Error, Result};
@@ -64,17 +64,27 @@ pub(crate) enum UserSegments<'a> {
     Column,
     /// Interaction counts from HISTORY, keyed by user key.
     History {
-        counts: &'a KeyMap<u64>,
+        counts: &'a super::read::PartCounts,
         thresholds: Thresholds,
     },
 }
 
 /// Per-user statistics of all buckets (consumes the rows), sorted by user key.
 pub(crate) fn users(buckets: Vec<Vec<Block>>, layout: Layout, seg: &UserSegments) -> Result<Users> {
-    let parts: Vec<Result<Users>> = buckets.into_par_iter().map(|b| bucket_users(b, layout, seg)).collect();
+    // Buckets in windows of a few per thread, each window appended before the next starts: the
+    // per-bucket results of all buckets never exist beside the merged arrays (memory).
+    let window = rayon::current_num_threads().max(1) * 4;
     let mut all = Users::new(layout.m);
-    for p in parts {
-        all.append(p?);
+    let mut buckets = buckets.into_iter();
+    loop {
+        let w: Vec<Vec<Block>> = buckets.by_ref().take(window).collect();
+        if w.is_empty() {
+            break;
+        }
+        let parts: Vec<Users> = w.into_par_iter().map(|b| bucket_users(b, layout, seg)).collect::<Result<_>>()?;
+        for p in parts {
+            all.append(p);
+        }
     }
     Ok(all)
 }
@@ -95,28 +105,27 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
         sc.extend_from_slice(&b.scores);
         wt.extend_from_slice(&b.weights);
     }
-    let mut order: Vec<(u64, u32)> = keys.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect();
+    // Group rows by user: a small open-addressing table gives each distinct key a dense id, the
+    // few distinct keys are sorted, and a counting sort puts the rows in user-key order
+    // (O(rows) instead of sorting every row by key).
+    let (ukeys, first, perm) = group_by_key(&keys);
     drop(keys);
-    order.sort_unstable();
     let mut out = Users::new(m);
-    let mut tmp: Vec<(u32, u8)> = Vec::new();
+    out.key.reserve(ukeys.len());
+    let mut tmp: Vec<u64> = Vec::new();
     let mut wtmp: Vec<(u32, u8)> = Vec::new();
-    let mut a = 0;
-    while a < order.len() {
-        let key = order[a].0;
-        let mut b = a;
-        while b < order.len() && order[b].0 == key {
-            b += 1;
+    for (ui, &key) in ukeys.iter().enumerate() {
+        if let UserSegments::History { counts, .. } = seg
+            && let Some(&k) = ukeys.get(ui + 4)
+        {
+            counts.prefetch(k); // a random probe of a table bigger than the caches
         }
-        let rows_ix = &order[a..b];
-        if rows_ix.len() > u32::MAX as usize {
-            return Err(Error::Invalid("a user with more than 2^32 rows".into()));
-        }
+        let rows_ix = &perm[first[ui] as usize..first[ui + 1] as usize];
         let mut rows = [0u32; G];
         let mut pos = [0u32; G];
         let mut useg = NONE;
         let mut uflags = 0u8;
-        for &(_, i) in rows_ix {
+        for &i in rows_ix {
             let f = fl[i as usize];
             let lab = (f & LABEL) as u32;
             rows[0] += 1;
@@ -136,7 +145,7 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
             UserSegments::None => useg = NONE,
             UserSegments::Column => {}
             UserSegments::History { counts, thresholds } => {
-                let c = counts.get(&key).copied();
+                let c = counts.get(key);
                 if c.is_none() {
                     uflags |= U_ABSENT;
                 }
@@ -145,7 +154,7 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
         }
         if l.weight {
             wtmp.clear();
-            wtmp.extend(rows_ix.iter().map(|&(_, i)| (wt[i as usize].to_bits(), iseg_of(fl[i as usize]))));
+            wtmp.extend(rows_ix.iter().map(|&i| (wt[i as usize].to_bits(), iseg_of(fl[i as usize]))));
             // Canonical order, so the sum does not depend on the order rows were read in.
             wtmp.sort_unstable();
             let mut ws = [0f64; G];
@@ -161,18 +170,20 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
         let base = out.u2.len();
         out.u2.resize(base + G * m, 0);
         for j in 0..m {
+            // (score key, flags) packed in one u64: one integer sort (equal keys are one run,
+            // whatever the order of their flags).
             tmp.clear();
-            tmp.extend(rows_ix.iter().map(|&(_, i)| (f32_key(sc[i as usize * m + j]), fl[i as usize])));
-            tmp.sort_unstable_by_key(|t| t.0);
+            tmp.extend(rows_ix.iter().map(|&i| (f32_key(sc[i as usize * m + j]) as u64) << 8 | fl[i as usize] as u64));
+            tmp.sort_unstable();
             let mut negb = [0u64; G];
             let mut u2 = [0u64; G];
             let mut r = 0;
             while r < tmp.len() {
-                let k = tmp[r].0;
+                let k = tmp[r] >> 8;
                 let mut p = [0u64; G];
                 let mut q = [0u64; G];
-                while r < tmp.len() && tmp[r].0 == k {
-                    let f = tmp[r].1;
+                while r < tmp.len() && tmp[r] >> 8 == k {
+                    let f = tmp[r] as u8;
                     let lab = (f & LABEL) != 0;
                     let s = iseg_of(f);
                     if lab {
@@ -199,9 +210,75 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments) -> Result<Use
         out.uflags.push(uflags);
         out.rows.push(rows);
         out.pos.push(pos);
-        a = b;
     }
     Ok(out)
+}
+
+/// Groups row keys: the distinct keys in increasing order, the start of each key's rows in
+/// `perm` (`first[u]..first[u + 1]`, with a final end entry), and `perm` = row indices grouped
+/// by key (increasing row index within a key).
+pub(crate) fn group_by_key(keys: &[u64]) -> (Vec<u64>, Vec<u32>, Vec<u32>) {
+    // Open addressing over slot -> dense id + 1 (0 = empty); load ≤ 1/2, grown on demand.
+    let mut cap = (keys.len() / 8).next_power_of_two().max(64);
+    let mut slots: Vec<u32> = vec![0; cap];
+    let mut uk: Vec<u64> = Vec::new();
+    let mut row_id: Vec<u32> = Vec::with_capacity(keys.len());
+    for &k in keys {
+        // Keys are fmix64 hashes; the low bits index the table (the top bits chose the bucket).
+        let mut mask = cap - 1;
+        let mut i = k as usize & mask;
+        let id = loop {
+            let s = slots[i];
+            if s == 0 {
+                if (uk.len() + 1) * 2 > cap {
+                    cap *= 2;
+                    slots = vec![0; cap];
+                    mask = cap - 1;
+                    for (d, &kk) in uk.iter().enumerate() {
+                        let mut j = kk as usize & mask;
+                        while slots[j] != 0 {
+                            j = (j + 1) & mask;
+                        }
+                        slots[j] = d as u32 + 1;
+                    }
+                    i = k as usize & mask;
+                    continue;
+                }
+                uk.push(k);
+                slots[i] = uk.len() as u32;
+                break uk.len() as u32 - 1;
+            }
+            if uk[s as usize - 1] == k {
+                break s - 1;
+            }
+            i = (i + 1) & mask;
+        };
+        row_id.push(id);
+    }
+    drop(slots);
+    let nu = uk.len();
+    let mut by_key: Vec<u32> = (0..nu as u32).collect();
+    by_key.sort_unstable_by_key(|&d| uk[d as usize]);
+    let mut rank = vec![0u32; nu];
+    for (r, &d) in by_key.iter().enumerate() {
+        rank[d as usize] = r as u32;
+    }
+    let mut first = vec![0u32; nu + 1];
+    for &d in &row_id {
+        first[rank[d as usize] as usize + 1] += 1;
+    }
+    for r in 0..nu {
+        first[r + 1] += first[r];
+    }
+    let mut next: Vec<u32> = first[..nu].to_vec();
+    let mut perm = vec![0u32; keys.len()];
+    for (i, &d) in row_id.iter().enumerate() {
+        let r = rank[d as usize] as usize;
+        perm[next[r] as usize] = i as u32;
+        next[r] += 1;
+    }
+    let ukeys = by_key.iter().map(|&d| uk[d as usize]).collect();
+    (ukeys, first, perm)
 }
 
 /// A run of the global score distribution: `(score key, positives, negatives)`.
@@ -209,7 +286,25 @@ pub(crate) type Run = (u32, u64, u64);
 
 /// Exact global AUC of model `j` over all rows of `table` (counting sort on the top 16 key bits,
 /// then exact counts within each bin), optionally with the sorted runs (for partial files).
-pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts, Option<Vec<Run>>) {
+/// Global AUC of every model. With several models and threads, models run side by side (at
+/// most one per thread, so at most that many scatter buffers of 4 bytes a row exist at once),
+/// each scattering its rows in one pass; a single model splits its bins among the threads.
+pub(crate) fn global_aucs(table: &Table, want_runs: bool) -> Vec<(AucCounts, Option<Vec<Run>>)> {
+    let m = table.layout.m;
+    let t = rayon::current_num_threads().max(1);
+    if m == 1 || t == 1 {
+        return (0..m).map(|j| global_auc(table, j, want_runs, t.clamp(1, 4))).collect();
+    }
+    let mut out = Vec::with_capacity(m);
+    let models: Vec<usize> = (0..m).collect();
+    for group in models.chunks(t) {
+        let parts = (t / group.len()).clamp(1, 4);
+        out.extend(group.par_iter().map(|&j| global_auc(table, j, want_runs, parts)).collect::<Vec<_>>());
+    }
+    out
+}
+
+fn global_auc(table: &Table, j: usize, want_runs: bool, parts: usize) -> (AucCounts, Option<Vec<Run>>) {
     let m = table.layout.m;
     let blocks: Vec<&Block> = table.buckets.iter().flatten().collect();
     let hist = &table.hist[j * BINS..(j + 1) * BINS];
@@ -220,7 +315,6 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
     }
     // Split the bins into a few contiguous parts of similar size; each part scans all rows and
     // keeps those of its bins (safe disjoint writes; a few extra reads of memory).
-    let parts = rayon::current_num_threads().clamp(1, 4);
     let mut cuts = vec![0usize];
     for p in 1..parts {
         let target = total as usize * p / parts;
@@ -228,10 +322,12 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
         cuts.push(c.max(*cuts.last().unwrap_or(&0)));
     }
     cuts.push(BINS);
-    let mut lo = vec![0u32; total as usize];
+    // Huge pages: the scatter below writes at 2^16 places of this array at once.
+    let mut lo_buf = super::table::HugeBuf::<u32>::zeroed(total as usize);
+    let lo = lo_buf.as_mut_slice();
     {
         let mut slices: Vec<(usize, usize, &mut [u32])> = Vec::new();
-        let mut rest: &mut [u32] = &mut lo;
+        let mut rest: &mut [u32] = &mut *lo;
         for w in cuts.windows(2) {
             let (b0, b1) = (w[0], w[1]);
             let len = start[b1] - start[b0];
@@ -257,7 +353,7 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
     }
     // Per bin: exact counts per low key.
     let mut bins: Vec<(usize, &mut [u32])> = Vec::new();
-    let mut rest: &mut [u32] = &mut lo;
+    let mut rest: &mut [u32] = lo;
     for (b, &h) in hist.iter().enumerate() {
         let len = h as usize;
         if len == 0 {
@@ -269,7 +365,7 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
     }
     let per: Vec<(u64, u64, u128, Vec<Run>)> = bins
         .into_par_iter()
-        .map(|(bin, xs)| {
+        .map_init(Vec::new, |c: &mut Vec<u32>, (bin, xs)| {
             let mut runs: Vec<Run> = Vec::new();
             let (mut p, mut n, mut u2) = (0u64, 0u64, 0u128);
             let mut emit = |low: u32, rp: u64, rn: u64| {
@@ -280,15 +376,18 @@ pub(crate) fn global_auc(table: &Table, j: usize, want_runs: bool) -> (AucCounts
                     runs.push((((bin as u32) << 16) | low, rp, rn));
                 }
             };
-            if xs.len() > 1 << 15 {
-                let mut c = vec![0u32; 1 << 17];
+            if xs.len() > 1 << 13 {
+                // Counting (the buffer is reused across bins and left zeroed).
+                c.resize(1 << 17, 0);
                 for &x in xs.iter() {
                     c[x as usize] += 1;
                 }
-                for low in 0..(1u32 << 16) {
-                    let (rn, rp) = (c[(low << 1) as usize] as u64, c[((low << 1) | 1) as usize] as u64);
+                for low in 0..(1usize << 16) {
+                    let (rn, rp) = (c[low << 1] as u64, c[(low << 1) | 1] as u64);
                     if rn + rp > 0 {
-                        emit(low, rp, rn);
+                        c[low << 1] = 0;
+                        c[(low << 1) | 1] = 0;
+                        emit(low as u32, rp, rn);
                     }
                 }
             } else {
@@ -368,4 +467,34 @@ pub(crate) fn poisson1_cdf() -> Vec<u64> {
         out.push(if v >= 18446744073709551615.0 { u64::MAX } else { v as u64 });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_by_key_sorts_keys_and_groups_rows() {
+        // 20,000 rows of 3,000 keys (the table grows several times), key 0 included.
+        let keys: Vec<u64> =
+            (0..20_000u64).map(|i| fmix64(i * 7 % 3000) & if i % 3000 == 0 { 0 } else { !0 }).collect();
+        let (uk, first, perm) = group_by_key(&keys);
+        let mut want: Vec<u64> = keys.clone();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(uk, want);
+        assert_eq!(first.len(), uk.len() + 1);
+        assert_eq!(*first.last().unwrap() as usize, keys.len());
+        let mut seen = vec![false; keys.len()];
+        for (u, &k) in uk.iter().enumerate() {
+            let rows = &perm[first[u] as usize..first[u + 1] as usize];
+            assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows of a key in file order");
+            for &r in rows {
+                assert_eq!(keys[r as usize], k);
+                assert!(!seen[r as usize]);
+                seen[r as usize] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
 }

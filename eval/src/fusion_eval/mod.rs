@@ -22,10 +22,15 @@
 //!
 //! # Speed
 //!
-//! Rows are read in parallel (CSV: memory-mapped chunks; Parquet: row groups) straight into
-//! blocks bucketed by the top bits of the user hash, so every bucket holds complete users; each
-//! bucket is sorted by (user, score) and walked once for all groups; the global AUC is exact via
-//! a counting sort on the top 16 bits of the score key and exact counts within each bin.
+//! Rows are read in parallel (CSV: memory-mapped chunks, a one-pass splitter and an exact fast
+//! decimal parser; Parquet: row groups decoded in 64k-row batches) straight into blocks
+//! bucketed by the top bits of the user hash (≤ 512 buckets), so every bucket holds complete
+//! users; each bucket's rows are grouped by user with a small hash table and a counting sort,
+//! each user's rows sorted by score once per model and walked once for all groups; the global
+//! AUC is exact via a counting sort on the top 16 bits of the score key and exact counts within
+//! each bin (models side by side). HISTORY is scanned in parallel chunks, only the needed
+//! fields, and counted in 64 key partitions. Big hash tables use transparent huge pages.
+//! `LEARNREC_FE_STAGES=1` prints each stage's wall time, CPU time and RSS on stderr.
 //!
 //! # Shards
 //!
@@ -55,7 +60,59 @@ use crate::{Error, Result};
 use compute::UserSegments;
 use report::State;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 use table::{Layout, NONE, Sink, Table, flags, seg_code};
+
+/// Stage timer for benchmarks: with `LEARNREC_FE_STAGES=1` in the environment, each stage's wall
+/// time and the process's CPU time (user + system, from `/proc/self/stat`, Linux only) are
+/// printed on stderr (`stage NAME: W s wall, C s CPU`).
+pub(crate) struct Stages {
+    on: bool,
+    t: Instant,
+    cpu: f64,
+}
+
+/// CPU seconds (user + system) of this process so far (0 where `/proc` is missing).
+fn cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the `(comm)`: state is field 3; utime, stime are fields 14, 15 (clock ticks).
+    let rest = s.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+impl Stages {
+    pub(crate) fn new() -> Stages {
+        let on = std::env::var_os("LEARNREC_FE_STAGES").is_some_and(|v| v == "1");
+        Stages { on, t: Instant::now(), cpu: if on { cpu_seconds() } else { 0.0 } }
+    }
+    /// Prints the time since the previous mark under `name` (if enabled) and restarts the clock.
+    pub(crate) fn mark(&mut self, name: &str) {
+        if self.on {
+            let c = cpu_seconds();
+            let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let kb = |k: &str| {
+                st.lines()
+                    .find(|l| l.starts_with(k))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("?")
+                    .to_owned()
+            };
+            eprintln!(
+                "stage {name}: {:.3} s wall, {:.2} s CPU; RSS {} KB, peak {} KB",
+                self.t.elapsed().as_secs_f64(),
+                c - self.cpu,
+                kb("VmRSS:"),
+                kb("VmHWM:")
+            );
+            self.cpu = c;
+        }
+        self.t = Instant::now();
+    }
+}
 
 /// How metrics are computed (independent of where the rows come from).
 #[derive(Debug, Clone, PartialEq)]
@@ -185,7 +242,9 @@ pub fn evaluate(p: &Predictions, opt: &Options) -> Result<Report> {
         sink.push(u64_key(p.users[r]), flags(p.labels[r], is, us), &sc, w);
     }
     let table = Table::from_sinks(layout, vec![sink], p.items.is_some());
-    let src = |b: bool| if b { SegmentSource::Column } else { SegmentSource::None };
+    let src = |b: bool| {
+        if b { SegmentSource::Column } else { SegmentSource::None }
+    };
     let (st, _) = state(
         table,
         names,
@@ -208,13 +267,14 @@ fn state(
     want_runs: bool,
 ) -> Result<(State, Vec<Vec<compute::Run>>)> {
     let m = models.len();
+    let mut tm = Stages::new();
     let mut auc = Vec::with_capacity(m);
     let mut runs = Vec::new();
-    for j in 0..m {
-        let (c, r) = compute::global_auc(&table, j, want_runs);
+    for (c, r) in compute::global_aucs(&table, want_runs) {
         auc.push(c);
         runs.push(r.unwrap_or_default());
     }
+    tm.mark("global AUC");
     let seg = match (user_src, history) {
         (SegmentSource::Column, _) => UserSegments::Column,
         (SegmentSource::History, Some(h)) => UserSegments::History { counts: &h.users, thresholds },
@@ -223,6 +283,7 @@ fn state(
     let has_weight = table.layout.weight;
     let items = table.items;
     let users = compute::users(table.buckets, table.layout, &seg)?;
+    tm.mark("per-user sort + AUC");
     Ok((State { models, users, auc, items, user_src, item_src, has_weight, thresholds }, runs))
 }
 
@@ -232,10 +293,12 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
     {
         return Err(Error::Invalid(format!("--shard {i}/{n}: need 0 ≤ I < N")));
     }
-    let history = match &input.history {
+    let mut tm = Stages::new();
+    let mut history = match &input.history {
         Some(h) => Some(read_history(h, input.user_activity)?),
         None => None,
     };
+    tm.mark("HISTORY read + count");
     let spec = read::ReadSpec {
         scores: &input.scores,
         shard: input.shard,
@@ -243,6 +306,11 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
         thresholds: input.thresholds,
     };
     let out = read::read_pred(&input.pred, &spec)?;
+    // HISTORY's item counts are only needed while reading PRED.
+    if let Some(h) = history.as_mut() {
+        h.items = Default::default();
+    }
+    tm.mark("PRED read (decode + item bookkeeping + bucketing + merge of sinks)");
     let user_src = if out.cols.useg.is_some() {
         SegmentSource::Column
     } else if history.is_some() {
@@ -268,7 +336,10 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
 /// Evaluates a predictions file.
 pub fn evaluate_file(input: &Input, opt: &Options) -> Result<Report> {
     let (st, _, _) = load(input, false)?;
-    report::finish(&st, opt)
+    let mut tm = Stages::new();
+    let r = report::finish(&st, opt);
+    tm.mark("report");
+    r
 }
 
 /// Writes the partial (sufficient statistics) of `input` (usually with `shard`) to `out`.

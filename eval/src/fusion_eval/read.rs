@@ -4,7 +4,7 @@
 //! supported, but a quoted field may not contain a newline). Parquet row groups are decoded in
 //! parallel with the `parquet` crate's column readers (no Arrow).
 
-use super::table::{self, KeyMap, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
+use super::table::{self, CountTable, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
 use crate::data::Action;
 use crate::segment::{Segment, Thresholds};
 use crate::{Error, Result};
@@ -18,7 +18,7 @@ pub(crate) struct ReadSpec<'a> {
     /// Keep only users of shard `i` of `n`.
     pub shard: Option<(u32, u32)>,
     /// Item conversion counts from HISTORY (used when there is no `item_segment` column).
-    pub item_history: Option<&'a KeyMap<u64>>,
+    pub item_history: Option<&'a PartCounts>,
     pub thresholds: Thresholds,
 }
 
@@ -97,14 +97,22 @@ impl RowCtx<'_> {
     fn keep(&self, ukey: u64) -> bool {
         self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
     }
+    /// Prefetches the item's slot in this thread's item table for a row noted a few rows later
+    /// (not HISTORY's: it is read once per item and thread, not once per row).
+    #[inline]
+    fn prefetch_item(&self, sink: &Sink, k: u64) {
+        sink.prefetch_item(k);
+    }
     /// Item segment code and absence from HISTORY; notes the item in the sink.
     #[inline]
     fn item(&self, sink: &mut Sink, ikey: Option<u64>, iseg_col: u8) -> (u8, bool) {
         let col = self.cols.iseg.is_some().then_some(iseg_col);
-        let Some(k) = ikey else { return (col.unwrap_or(NONE), false) };
+        let Some(k) = ikey else {
+            return (col.unwrap_or(NONE), false);
+        };
         sink.item_row(k, col, || match self.spec.item_history {
-            Some(h) => match h.get(&k) {
-                Some(&c) => (seg_code(self.spec.thresholds.item(c)), false),
+            Some(h) => match h.get(k) {
+                Some(c) => (seg_code(self.spec.thresholds.item(c)), false),
                 None => (seg_code(Segment::ColdStart), true),
             },
             None => (NONE, false),
@@ -211,6 +219,94 @@ fn split_line<'l>(
     Ok(scratch)
 }
 
+/// One pass over the line that starts at `pos` (up to a newline or `b`): field ranges relative
+/// to `pos` into `out`. Returns `(newline position or b, end of the line without a final \r)`,
+/// or `None` if the line has a quote (then [`split_line`] handles it). A line without quotes
+/// splits exactly as [`split_line`] splits it.
+#[inline]
+fn split_fast(data: &[u8], pos: usize, b: usize, delim: u8, out: &mut Vec<(usize, usize)>) -> Option<(usize, usize)> {
+    out.clear();
+    let mut s = pos;
+    let mut i = pos;
+    while i < b {
+        let c = data[i];
+        if c == delim {
+            out.push((s - pos, i - pos));
+            s = i + 1;
+        } else if c == b'\n' {
+            break;
+        } else if c == b'"' {
+            return None;
+        }
+        i += 1;
+    }
+    let mut e = i;
+    if e > s && data[e - 1] == b'\r' {
+        e -= 1;
+    }
+    out.push((s - pos, e - pos));
+    Some((i, e))
+}
+
+/// `v` as `f32`, exactly as `str::parse::<f32>` gives it (correctly rounded), for plain
+/// decimals `[-]digits[.digits]`; `None` for anything else (the caller then uses `str::parse`).
+///
+/// Digits forming an integer `m` ≤ 2^24 with at most 10 after the point: `m` and the power of
+/// ten are exact `f32`s, so one division rounds the exact quotient once (Clinger's fast path).
+/// Else, `m` ≤ 2^53 with at most 22 after the point: the `f64` quotient is correctly rounded
+/// (the same fast path in `f64`) and within half an `f64` ulp of the exact value, so rounding it
+/// to `f32` gives the correctly rounded `f32` unless it sits on an `f32` rounding midpoint (its
+/// low 29 mantissa bits = 2^28, checked with a margin) or in the subnormal range: then `None`.
+#[inline]
+fn fast_f32(v: &[u8]) -> Option<f32> {
+    const POW10: [f32; 11] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+    const POW10_64: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    let (neg, d) = match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        _ => (false, v),
+    };
+    let (mut m, mut frac, mut dot, mut digits) = (0u64, 0usize, false, 0usize);
+    for &c in d {
+        if c == b'.' {
+            if dot {
+                return None;
+            }
+            dot = true;
+            continue;
+        }
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        m = m * 10 + x as u64;
+        if m > 1 << 53 {
+            return None;
+        }
+        frac += dot as usize;
+        digits += 1;
+    }
+    if digits == 0 || frac > 22 {
+        return None;
+    }
+    let x = if m <= 1 << 24 && frac <= 10 {
+        m as f32 / POW10[frac]
+    } else {
+        let y = m as f64 / POW10_64[frac];
+        if m != 0 && y < f64::from(f32::MIN_POSITIVE) * 2.0 {
+            return None;
+        }
+        let low = y.to_bits() & ((1 << 29) - 1);
+        if low.abs_diff(1 << 28) <= 2 {
+            return None;
+        }
+        y as f32
+    };
+    Some(if neg { -x } else { x })
+}
+
 fn map_file(path: &Path) -> Result<Option<memmap2::Mmap>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -298,13 +394,26 @@ fn run_parallel<F>(n: usize, layout: Layout, work: F) -> Result<Vec<Sink>, (usiz
 where
     F: Fn(usize, &mut Sink) -> std::result::Result<(), ChunkErr> + Sync,
 {
+    run_chunks(n, || Sink::new(layout), work)
+}
+
+/// Runs `work(chunk_index, state)` over `n` chunks on all threads, one `init()` state per
+/// thread; stops claiming chunks at the first error and returns the error of the lowest failing
+/// chunk (chunks are claimed in order and every claimed chunk runs to its end, so this is the
+/// first error in the file).
+fn run_chunks<S, I, F>(n: usize, init: I, work: F) -> Result<Vec<S>, (usize, ChunkErr)>
+where
+    S: Send,
+    I: Fn() -> S + Sync,
+    F: Fn(usize, &mut S) -> std::result::Result<(), ChunkErr> + Sync,
+{
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Vec<std::result::Result<Sink, (usize, ChunkErr)>> = std::thread::scope(|s| {
+    let results: Vec<std::result::Result<S, (usize, ChunkErr)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads().min(n.max(1)))
             .map(|_| {
                 s.spawn(|| {
-                    let mut sink = Sink::new(layout);
+                    let mut st = init();
                     loop {
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -313,12 +422,12 @@ where
                         if c >= n {
                             break;
                         }
-                        if let Err(e) = work(c, &mut sink) {
+                        if let Err(e) = work(c, &mut st) {
                             stop.store(true, Ordering::Relaxed);
                             return Err((c, e));
                         }
                     }
-                    Ok(sink)
+                    Ok(st)
                 })
             })
             .collect();
@@ -329,11 +438,11 @@ where
             })
             .collect()
     });
-    let mut sinks = Vec::new();
+    let mut states = Vec::new();
     let mut first: Option<(usize, ChunkErr)> = None;
     for r in results {
         match r {
-            Ok(s) => sinks.push(s),
+            Ok(s) => states.push(s),
             Err((c, e)) => {
                 if first.as_ref().is_none_or(|f| c < f.0) {
                     first = Some((c, e));
@@ -343,7 +452,7 @@ where
     }
     match first {
         Some(e) => Err(e),
-        None => Ok(sinks),
+        None => Ok(states),
     }
 }
 
@@ -367,7 +476,11 @@ pub(crate) fn read_pred(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
     }));
     read.unwrap_or_else(|p| {
-        let why = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         let format = if is_parquet { "Parquet" } else { "CSV" };
         Err(Error::file(path, format!("corrupted {format} data: the decoder failed ({why})")))
     })
@@ -422,19 +535,27 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let mut n = 0usize;
         let fail = |off: usize, field: &str, message: String| ChunkErr::At { off, field: field.to_owned(), message };
         while pos < b {
-            let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-            let mut line = &data[pos..end];
             let off = pos;
-            pos = end + 1;
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            if line.is_empty() {
-                continue;
-            }
+            let buf = match split_fast(data, pos, b, delim, &mut ranges) {
+                Some((nl, e)) => {
+                    pos = nl + 1;
+                    if e == off {
+                        continue; // empty line
+                    }
+                    &data[off..e]
+                }
+                None => {
+                    // A quoted line: the full splitter.
+                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
+                    let mut line = &data[pos..end];
+                    pos = end + 1;
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?
+                }
+            };
             n += 1;
-            let buf =
-                split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail(off, "line", m.to_owned()))?;
             if ranges.len() != nf {
                 return Err(fail(off, "line", format!("{} fields, the header has {nf}", ranges.len())));
             }
@@ -460,7 +581,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             };
             for (j, &ci) in cols.scores.iter().enumerate() {
                 let v = f(ci);
-                let s = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f32>().ok());
+                let s = fast_f32(v).or_else(|| std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<f32>().ok()));
                 match s {
                     Some(x) if x.is_finite() => sc[j] = x,
                     Some(_) => {
@@ -527,8 +648,9 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             // Software pipelining: prefetch this row's item slot now and note the row
             // PREFETCH_AHEAD rows later, when the slot is in cache (the item table outgrows it).
             if let Some(k) = ikey {
-                sink.prefetch_item(k);
+                ctx.prefetch_item(sink, k);
             }
+            sink.prefetch_push(ukey);
             let row = Pending { ukey, lab, useg, iseg_col, ikey, w };
             if ring.len() < PREFETCH_AHEAD {
                 ring.push(row);
@@ -579,50 +701,98 @@ enum Col {
     Bool(Vec<bool>),
 }
 
-fn read_col(path: &Path, rg: &dyn RowGroupReader, i: usize, name: &str, rows: usize, first_row: u64) -> Result<Col> {
-    let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("column `{name}`: {e}"));
-    let max_def = rg.metadata().column(i).column_descr().max_def_level();
-    let mut defs: Vec<i16> = Vec::new();
-    macro_rules! read {
-        ($r:expr, $v:ident, $t:ty) => {{
-            let mut vals: Vec<$t> = Vec::with_capacity(rows);
-            let mut got = 0;
-            while got < rows {
-                let d = if max_def > 0 { Some(&mut defs) } else { None };
-                let (recs, _, _) = $r.read_records(rows - got, d, None, &mut vals).map_err(pq)?;
-                if recs == 0 {
-                    break;
-                }
-                got += recs;
-            }
-            if vals.len() != rows {
-                let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
-                return Err(Error::parse(
-                    path,
-                    first_row + at as u64 + 1,
-                    name,
-                    "null value (row number within the file)",
-                ));
-            }
-            Col::$v(vals)
-        }};
-    }
-    let r = rg.get_column_reader(i).map_err(pq)?;
-    Ok(match r {
-        ColumnReader::ByteArrayColumnReader(mut r) => read!(r, Bytes, ByteArray),
-        ColumnReader::Int64ColumnReader(mut r) => read!(r, I64, i64),
-        ColumnReader::Int32ColumnReader(mut r) => read!(r, I32, i32),
-        ColumnReader::FloatColumnReader(mut r) => read!(r, F32, f32),
-        ColumnReader::DoubleColumnReader(mut r) => read!(r, F64, f64),
-        ColumnReader::BoolColumnReader(mut r) => read!(r, Bool, bool),
-        _ => return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type"))),
-    })
+/// Rows decoded at a time from each column of a row group (bounds the decode buffers).
+const PQ_BATCH: usize = 1 << 16;
+
+/// A column of one row group, read in batches.
+struct ColIn<'a> {
+    reader: ColumnReader,
+    name: &'a str,
+    max_def: i16,
+    defs: Vec<i16>,
 }
 
-fn id_keys(path: &Path, c: &Col, name: &str, first: u64) -> Result<Vec<u64>> {
-    Ok(match c {
+impl<'a> ColIn<'a> {
+    fn open(path: &Path, rg: &dyn RowGroupReader, i: usize, name: &'a str) -> Result<ColIn<'a>> {
+        let max_def = rg.metadata().column(i).column_descr().max_def_level();
+        let reader = rg.get_column_reader(i).map_err(|e| Error::file(path, format!("column `{name}`: {e}")))?;
+        match reader {
+            ColumnReader::ByteArrayColumnReader(_)
+            | ColumnReader::Int64ColumnReader(_)
+            | ColumnReader::Int32ColumnReader(_)
+            | ColumnReader::FloatColumnReader(_)
+            | ColumnReader::DoubleColumnReader(_)
+            | ColumnReader::BoolColumnReader(_) => {}
+            _ => {
+                return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type")));
+            }
+        }
+        Ok(ColIn { reader, name, max_def, defs: Vec::new() })
+    }
+
+    /// An empty buffer of this column's type.
+    fn buffer(&self) -> Col {
+        match self.reader {
+            ColumnReader::ByteArrayColumnReader(_) => Col::Bytes(Vec::new()),
+            ColumnReader::Int64ColumnReader(_) => Col::I64(Vec::new()),
+            ColumnReader::Int32ColumnReader(_) => Col::I32(Vec::new()),
+            ColumnReader::FloatColumnReader(_) => Col::F32(Vec::new()),
+            ColumnReader::DoubleColumnReader(_) => Col::F64(Vec::new()),
+            _ => Col::Bool(Vec::new()),
+        }
+    }
+
+    /// Reads the next `rows` values into `out` (a [`ColIn::buffer`]); `first_row` = the file's
+    /// 0-based row index of the first of them (for errors).
+    fn next(&mut self, path: &Path, rows: usize, first_row: u64, out: &mut Col) -> Result<()> {
+        let name = self.name;
+        let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("column `{name}`: {e}"));
+        let max_def = self.max_def;
+        let defs = &mut self.defs;
+        defs.clear();
+        macro_rules! read {
+            ($r:expr, $vals:expr) => {{
+                let vals = $vals;
+                vals.clear();
+                let mut got = 0;
+                while got < rows {
+                    let d = if max_def > 0 { Some(&mut *defs) } else { None };
+                    let (recs, _, _) = $r.read_records(rows - got, d, None, vals).map_err(pq)?;
+                    if recs == 0 {
+                        break;
+                    }
+                    got += recs;
+                }
+                if vals.len() != rows {
+                    let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
+                    return Err(Error::parse(
+                        path,
+                        first_row + at as u64 + 1,
+                        name,
+                        "null value (row number within the file)",
+                    ));
+                }
+            }};
+        }
+        match (&mut self.reader, out) {
+            (ColumnReader::ByteArrayColumnReader(r), Col::Bytes(v)) => read!(r, v),
+            (ColumnReader::Int64ColumnReader(r), Col::I64(v)) => read!(r, v),
+            (ColumnReader::Int32ColumnReader(r), Col::I32(v)) => read!(r, v),
+            (ColumnReader::FloatColumnReader(r), Col::F32(v)) => read!(r, v),
+            (ColumnReader::DoubleColumnReader(r), Col::F64(v)) => read!(r, v),
+            (ColumnReader::BoolColumnReader(r), Col::Bool(v)) => read!(r, v),
+            _ => {
+                return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn id_keys(path: &Path, c: &Col, name: &str, first: u64, out: &mut Vec<u64>) -> Result<()> {
+    out.clear();
+    match c {
         Col::Bytes(v) => {
-            let mut out = Vec::with_capacity(v.len());
             for (r, b) in v.iter().enumerate() {
                 let d = b.data();
                 if d.is_empty() {
@@ -630,12 +800,14 @@ fn id_keys(path: &Path, c: &Col, name: &str, first: u64) -> Result<Vec<u64>> {
                 }
                 out.push(id_key(d));
             }
-            out
         }
-        Col::I64(v) => v.iter().map(|&x| int_key(x)).collect(),
-        Col::I32(v) => v.iter().map(|&x| int_key(x as i64)).collect(),
-        _ => return Err(Error::file(path, format!("column `{name}`: ids must be strings or integers"))),
-    })
+        Col::I64(v) => out.extend(v.iter().map(|&x| int_key(x))),
+        Col::I32(v) => out.extend(v.iter().map(|&x| int_key(x as i64))),
+        _ => {
+            return Err(Error::file(path, format!("column `{name}`: ids must be strings or integers")));
+        }
+    }
+    Ok(())
 }
 
 fn f64_at(c: &Col, r: usize) -> f64 {
@@ -672,108 +844,155 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let m = cols.scores.len();
     let layout = Layout { m, weight: cols.weight.is_some(), bits: Layout::bits_for(total) };
     let ctx = RowCtx { spec, cols: &cols };
+    let mut tm = super::Stages::new();
+    let (t_dec, t_rows) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
     let res = run_parallel(nrg, layout, |g, sink| {
+        let t0 = std::time::Instant::now();
         let e = ChunkErr::Other;
         // One reader per row group: `File` readers share the descriptor's offset across
         // clones, so concurrent row groups must not share a reader.
         let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
         let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
         let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
-        let rows = rg.metadata().num_rows() as usize;
-        let first = first_rows[g];
-        let rd = |i: usize, name: &str| read_col(path, rg.as_ref(), i, name, rows, first).map_err(ChunkErr::Other);
-        let users = id_keys(path, &rd(cols.user, "user_id")?, "user_id", first).map_err(e)?;
-        let labels = rd(cols.label, "label")?;
-        let scores: Vec<Col> =
-            cols.scores.iter().zip(&cols.score_names).map(|(&i, n)| rd(i, n)).collect::<std::result::Result<_, _>>()?;
-        let items = match cols.item {
-            Some(i) => Some(id_keys(path, &rd(i, "item_id")?, "item_id", first).map_err(e)?),
-            None => None,
-        };
-        let weights = match cols.weight {
-            Some(i) => Some(rd(i, "weight")?),
-            None => None,
-        };
-        let useg = match cols.useg {
-            Some(i) => Some(rd(i, "user_segment")?),
-            None => None,
-        };
-        let iseg = match cols.iseg {
-            Some(i) => Some(rd(i, "item_segment")?),
-            None => None,
-        };
-        let seg_at = |c: &Col, r: usize, name: &str| -> Result<u8> {
-            match c {
-                Col::Bytes(v) => seg_field(path, first + r as u64 + 1, name, v[r].data()),
-                _ => Err(Error::file(path, format!("column `{name}` must be a string column"))),
-            }
-        };
+        let rg_rows = rg.metadata().num_rows() as usize;
+        let opn = |i: usize, name: &'static str| ColIn::open(path, rg.as_ref(), i, name).map_err(ChunkErr::Other);
+        let mut c_user = opn(cols.user, "user_id")?;
+        let mut c_label = opn(cols.label, "label")?;
+        let mut c_scores: Vec<ColIn> = cols
+            .scores
+            .iter()
+            .zip(&cols.score_names)
+            .map(|(&i, n)| ColIn::open(path, rg.as_ref(), i, n).map_err(ChunkErr::Other))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut c_item = cols.item.map(|i| opn(i, "item_id")).transpose()?;
+        let mut c_weight = cols.weight.map(|i| opn(i, "weight")).transpose()?;
+        let mut c_useg = cols.useg.map(|i| opn(i, "user_segment")).transpose()?;
+        let mut c_iseg = cols.iseg.map(|i| opn(i, "item_segment")).transpose()?;
+        let mut b_user = c_user.buffer();
+        let mut labels = c_label.buffer();
+        let mut scores: Vec<Col> = c_scores.iter().map(|c| c.buffer()).collect();
+        let mut b_item = c_item.as_ref().map(|c| c.buffer());
+        let mut weights = c_weight.as_ref().map(|c| c.buffer());
+        let mut useg = c_useg.as_ref().map(|c| c.buffer());
+        let mut iseg = c_iseg.as_ref().map(|c| c.buffer());
+        let (mut users, mut items_v): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
         let mut sc = vec![0f32; m];
-        for r in 0..rows {
-            let line = first + r as u64 + 1;
-            if let Some(v) = &items
-                && let Some(&k) = v.get(r + PREFETCH_AHEAD)
-            {
-                sink.prefetch_item(k);
+        let mut done = 0usize;
+        while done < rg_rows {
+            let t0b = std::time::Instant::now();
+            let rows = (rg_rows - done).min(PQ_BATCH);
+            let first = first_rows[g] + done as u64;
+            done += rows;
+            let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
+            nx(&mut c_user, &mut b_user)?;
+            id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
+            nx(&mut c_label, &mut labels)?;
+            for (c, out) in c_scores.iter_mut().zip(scores.iter_mut()) {
+                nx(c, out)?;
             }
-            let ukey = users[r];
-            if !ctx.keep(ukey) {
-                continue;
+            let items = match (&mut c_item, &mut b_item) {
+                (Some(c), Some(out)) => {
+                    nx(c, out)?;
+                    id_keys(path, out, "item_id", first, &mut items_v).map_err(e)?;
+                    Some(&items_v)
+                }
+                _ => None,
+            };
+            for (c, out) in [(&mut c_weight, &mut weights), (&mut c_useg, &mut useg), (&mut c_iseg, &mut iseg)] {
+                if let (Some(c), Some(out)) = (c, out.as_mut()) {
+                    nx(c, out)?;
+                }
             }
-            let lab = match &labels {
-                Col::Bool(v) => v[r],
-                Col::Bytes(v) => label_field(path, line, v[r].data()).map_err(e)?,
-                c => {
-                    let x = f64_at(c, r);
-                    if x == 1.0 {
-                        true
-                    } else if x == 0.0 {
-                        false
-                    } else {
-                        return Err(e(Error::parse(path, line, "label", format!("label must be 0 or 1, got `{x}`"))));
+            let seg_at = |c: &Col, r: usize, name: &str| -> Result<u8> {
+                match c {
+                    Col::Bytes(v) => seg_field(path, first + r as u64 + 1, name, v[r].data()),
+                    _ => Err(Error::file(path, format!("column `{name}` must be a string column"))),
+                }
+            };
+            let t1 = std::time::Instant::now();
+            t_dec.fetch_add((t1 - t0b).as_nanos() as u64, Ordering::Relaxed);
+            for r in 0..rows {
+                let line = first + r as u64 + 1;
+                if let Some(v) = &items
+                    && let Some(&k) = v.get(r + PREFETCH_AHEAD)
+                {
+                    ctx.prefetch_item(sink, k);
+                }
+                if let Some(&k) = users.get(r + PREFETCH_AHEAD) {
+                    sink.prefetch_push(k);
+                }
+                let ukey = users[r];
+                if !ctx.keep(ukey) {
+                    continue;
+                }
+                let lab = match &labels {
+                    Col::Bool(v) => v[r],
+                    Col::Bytes(v) => label_field(path, line, v[r].data()).map_err(e)?,
+                    c => {
+                        let x = f64_at(c, r);
+                        if x == 1.0 {
+                            true
+                        } else if x == 0.0 {
+                            false
+                        } else {
+                            return Err(e(Error::parse(
+                                path,
+                                line,
+                                "label",
+                                format!("label must be 0 or 1, got `{x}`"),
+                            )));
+                        }
                     }
-                }
-            };
-            for j in 0..m {
-                let x = match &scores[j] {
-                    Col::F32(v) => v[r],
-                    Col::F64(v) => v[r] as f32,
-                    Col::Bytes(v) => score_field(path, line, &cols.score_names[j], v[r].data()).map_err(e)?,
-                    c => f64_at(c, r) as f32,
                 };
-                if !x.is_finite() {
-                    return Err(e(Error::parse(
-                        path,
-                        line,
-                        &cols.score_names[j],
-                        format!("score is NaN or Inf: `{x}`"),
-                    )));
+                for j in 0..m {
+                    let x = match &scores[j] {
+                        Col::F32(v) => v[r],
+                        Col::F64(v) => v[r] as f32,
+                        Col::Bytes(v) => score_field(path, line, &cols.score_names[j], v[r].data()).map_err(e)?,
+                        c => f64_at(c, r) as f32,
+                    };
+                    if !x.is_finite() {
+                        return Err(e(Error::parse(
+                            path,
+                            line,
+                            &cols.score_names[j],
+                            format!("score is NaN or Inf: `{x}`"),
+                        )));
+                    }
+                    sc[j] = x;
                 }
-                sc[j] = x;
+                let w = match &weights {
+                    Some(c) => weight_value(path, line, f64_at(c, r)).map_err(e)?,
+                    None => 0.0,
+                };
+                let us = match &useg {
+                    Some(c) => seg_at(c, r, "user_segment").map_err(e)?,
+                    None => NONE,
+                };
+                let isc = match &iseg {
+                    Some(c) => seg_at(c, r, "item_segment").map_err(e)?,
+                    None => NONE,
+                };
+                let ikey = items.as_ref().map(|v| v[r]);
+                let (is, _) = ctx.item(sink, ikey, isc);
+                sink.push(ukey, flags(lab, is, us), &sc, w);
             }
-            let w = match &weights {
-                Some(c) => weight_value(path, line, f64_at(c, r)).map_err(e)?,
-                None => 0.0,
-            };
-            let us = match &useg {
-                Some(c) => seg_at(c, r, "user_segment").map_err(e)?,
-                None => NONE,
-            };
-            let isc = match &iseg {
-                Some(c) => seg_at(c, r, "item_segment").map_err(e)?,
-                None => NONE,
-            };
-            let ikey = items.as_ref().map(|v| v[r]);
-            let (is, _) = ctx.item(sink, ikey, isc);
-            sink.push(ukey, flags(lab, is, us), &sc, w);
+            t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
+        let _ = t0;
         Ok(())
     });
+    tm.mark(&format!(
+        "  PRED Parquet threads (decode {:.3} s + rows {:.3} s thread time)",
+        t_dec.load(Ordering::Relaxed) as f64 * 1e-9,
+        t_rows.load(Ordering::Relaxed) as f64 * 1e-9
+    ));
     let sinks = res.map_err(|(_, e)| match e {
         ChunkErr::At { field, message, .. } => Error::file(path, format!("{field}: {message}")),
         ChunkErr::Other(e) => e,
     })?;
     let table = Table::from_sinks(layout, sinks, cols.item.is_some());
+    tm.mark("  PRED merge of sinks");
     Ok(ReadOut { table, cols, file_rows: total })
 }
 
@@ -794,8 +1013,8 @@ pub enum UserActivity {
 /// Interaction counts per user key and conversion counts per item key from a HISTORY file.
 #[derive(Debug, Default)]
 pub struct HistoryCounts {
-    pub(crate) users: KeyMap<u64>,
-    pub(crate) items: KeyMap<u64>,
+    pub(crate) users: PartCounts,
+    pub(crate) items: PartCounts,
     /// Data rows read.
     pub rows: u64,
 }
@@ -811,10 +1030,111 @@ impl HistoryCounts {
     }
 }
 
+/// HISTORY counts are gathered in `2^HIST_BITS` partitions by the top bits of the key: each
+/// reader thread appends to per-partition buffers (sequential writes), then each partition is
+/// counted in its own small table (cache-resident; a single table of millions of keys would
+/// miss the caches on nearly every row).
+const HIST_BITS: u32 = 6;
+
+#[inline]
+fn hist_part(key: u64) -> usize {
+    (key >> (64 - HIST_BITS)) as usize
+}
+
+/// Counts per key, partitioned by [`hist_part`].
+#[derive(Debug, Default)]
+pub(crate) struct PartCounts {
+    parts: Vec<CountTable>,
+}
+
+impl PartCounts {
+    /// The count of `key`, if the key was seen.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u64> {
+        self.parts.get(hist_part(key))?.get(key)
+    }
+    /// Starts loading `key`'s slot into the cache.
+    #[inline]
+    pub fn prefetch(&self, key: u64) {
+        if let Some(t) = self.parts.get(hist_part(key)) {
+            t.prefetch(key);
+        }
+    }
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|t| t.len()).sum()
+    }
+    /// `(key, count)` of every key.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.parts.iter().flat_map(|t| t.iter())
+    }
+}
+
+/// One HISTORY reader thread's buffers. Users: HISTORY files are usually grouped by user, so a
+/// run of rows of the same user is summed first and buffered once.
+#[derive(Default)]
+struct HistPart {
+    /// Per partition: (user key, counted interactions).
+    users: Vec<Vec<(u64, u64)>>,
+    /// Per partition: `key << HIST_BITS | conversion` (the partition holds the top bits).
+    items: Vec<Vec<u64>>,
+    rows: u64,
+    /// The current user run: byte range of its id in the file, key, counted interactions.
+    run: Option<((usize, usize), u64, u64)>,
+}
+
+impl HistPart {
+    fn new() -> HistPart {
+        let n = 1 << HIST_BITS;
+        HistPart { users: vec![Vec::new(); n], items: vec![Vec::new(); n], ..Default::default() }
+    }
+    #[inline]
+    fn user(&mut self, data: &[u8], r: (usize, usize), counted: bool) {
+        if let Some((lr, _, c)) = &mut self.run
+            && data[lr.0..lr.1] == data[r.0..r.1]
+        {
+            *c += counted as u64;
+            return;
+        }
+        self.flush_user();
+        self.run = Some((r, id_key(&data[r.0..r.1]), counted as u64));
+    }
+    fn flush_user(&mut self) {
+        if let Some((_, k, c)) = self.run.take() {
+            self.users[hist_part(k)].push((k, c));
+        }
+    }
+    #[inline]
+    fn item(&mut self, key: u64, conv: bool) {
+        self.items[hist_part(key)].push(key << HIST_BITS | conv as u64);
+    }
+}
+
+/// Counts the buffers of partition `p` of every thread (consuming them).
+fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<Vec<u64>>) -> (CountTable, CountTable) {
+    let (mut u, mut it) = (CountTable::default(), CountTable::default());
+    for b in users {
+        for (k, c) in b {
+            u.add(k, c);
+        }
+    }
+    let top = (p as u64) << (64 - HIST_BITS);
+    for b in items {
+        for v in b {
+            it.add(top | v >> HIST_BITS, v & 1);
+        }
+    }
+    (u, it)
+}
+
 /// Counts HISTORY (`user_id,item_id,timestamp,action,value,revenue`; only `user_id`, `item_id`,
 /// `action` and, for ratings, `value` are read). A rating counts as a conversion at ≥ 4
 /// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
 /// but known); every user that appears is known, even with 0 counted interactions.
+///
+/// The file is memory-mapped and scanned in parallel chunks split at newlines (lines with
+/// quotes go through the full CSV field splitter); see [`HIST_BITS`] for the counting.
 pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
@@ -831,82 +1151,146 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     let nf = hdr.len();
     let parts = chunks(data, start, 4 << 20);
     let rule = crate::data::LabelRule::default();
-    type Part = (KeyMap<u64>, KeyMap<u64>, u64);
-    let results: Vec<std::result::Result<Part, ChunkErr>> = {
-        use rayon::prelude::*;
-        parts
-            .par_iter()
-            .map(|&(a, b)| {
-                let (mut us, mut it, mut n): Part = Default::default();
-                let mut ranges = Vec::with_capacity(nf);
-                let mut scratch = Vec::new();
-                let mut pos = a;
-                while pos < b {
-                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-                    let mut line = &data[pos..end];
-                    let off = pos;
-                    pos = end + 1;
-                    if line.last() == Some(&b'\r') {
-                        line = &line[..line.len() - 1];
-                    }
-                    if line.is_empty() {
-                        continue;
-                    }
-                    n += 1;
-                    let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
-                    let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
-                    if ranges.len() != nf {
-                        return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
-                    }
-                    let f = |i: usize| &buf[ranges[i].0..ranges[i].1];
-                    let act = match f(ca) {
-                        b"impression" => Action::Impression,
-                        b"click" => Action::Click,
-                        b"conversion" => Action::Conversion,
-                        v => std::str::from_utf8(v).ok().and_then(Action::parse).ok_or_else(|| {
-                            fail("action", format!("unknown action `{}`", String::from_utf8_lossy(v)))
-                        })?,
-                    };
-                    let conv = match act {
-                        Action::Conversion => true,
-                        Action::Rating => {
-                            let v = cv.map(f).unwrap_or(b"");
-                            let x: f32 =
-                                std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-                                    fail(
-                                        "value",
-                                        format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)),
-                                    )
-                                })?;
-                            x >= rule.convert_min_rating
-                        }
-                        _ => false,
-                    };
-                    let counted = match activity {
-                        UserActivity::All => true,
-                        UserActivity::Engaged => act != Action::Impression,
-                    };
-                    *us.entry(id_key(f(cu))).or_insert(0) += counted as u64;
-                    *it.entry(id_key(f(ci))).or_insert(0) += conv as u64;
-                }
-                Ok((us, it, n))
-            })
-            .collect()
-    };
-    let mut out = HistoryCounts::default();
-    for r in results {
-        let (us, it, n) = r.map_err(|e| match e {
-            ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
-            ChunkErr::Other(e) => e,
-        })?;
-        out.rows += n;
-        for (k, v) in us {
-            *out.users.entry(k).or_insert(0) += v;
+    // One row: field ranges into `buf` (the file, or the unquoted copy of a quoted line).
+    let row = |st: &mut HistPart,
+               buf: &[u8],
+               fields: [(usize, usize); 4],
+               has_value: bool,
+               off: usize|
+     -> std::result::Result<(), ChunkErr> {
+        let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+        let f = |i: usize| &buf[fields[i].0..fields[i].1];
+        let act = match f(2) {
+            b"click" => Action::Click,
+            b"conversion" => Action::Conversion,
+            b"impression" => Action::Impression,
+            v => std::str::from_utf8(v)
+                .ok()
+                .and_then(Action::parse)
+                .ok_or_else(|| fail("action", format!("unknown action `{}`", String::from_utf8_lossy(v))))?,
+        };
+        let conv = match act {
+            Action::Conversion => true,
+            Action::Rating => {
+                let v = if has_value { f(3) } else { b"" };
+                let x: f32 = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                    fail("value", format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)))
+                })?;
+                x >= rule.convert_min_rating
+            }
+            _ => false,
+        };
+        let counted = match activity {
+            UserActivity::All => true,
+            UserActivity::Engaged => act != Action::Impression,
+        };
+        st.rows += 1;
+        if std::ptr::eq(buf, data) {
+            st.user(data, fields[0], counted);
+        } else {
+            // A quoted line: its unquoted copy does not outlive the line.
+            st.flush_user();
+            let k = id_key(f(0));
+            st.users[hist_part(k)].push((k, counted as u64));
         }
-        for (k, v) in it {
-            *out.items.entry(k).or_insert(0) += v;
+        st.item(id_key(f(1)), conv);
+        Ok(())
+    };
+    let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
+    let res = run_chunks(parts.len(), HistPart::new, |c, st| {
+        let (a, b) = parts[c];
+        let mut ranges = Vec::with_capacity(nf);
+        let mut scratch = Vec::new();
+        let mut pos = a;
+        while pos < b {
+            let off = pos;
+            // Fast path: one pass over the line, noting the wanted fields; stops at a quote.
+            let mut got = [(0usize, 0usize); 4];
+            let mut field = 0usize;
+            let mut s = pos;
+            let mut i = pos;
+            let mut quoted = false;
+            while i < b {
+                let ch = data[i];
+                if ch == delim {
+                    for (w, g) in want.iter().zip(got.iter_mut()) {
+                        if *w == field {
+                            *g = (s, i);
+                        }
+                    }
+                    field += 1;
+                    s = i + 1;
+                } else if ch == b'\n' {
+                    break;
+                } else if ch == b'"' {
+                    quoted = true;
+                    break;
+                }
+                i += 1;
+            }
+            if quoted {
+                let end = data[i..b].iter().position(|&c| c == b'\n').map_or(b, |p| i + p);
+                let mut line = &data[pos..end];
+                pos = end + 1;
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+                let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
+                if ranges.len() != nf {
+                    return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
+                }
+                let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
+                row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
+                continue;
+            }
+            let mut e = i;
+            pos = i + 1;
+            if e > s && data[e - 1] == b'\r' {
+                e -= 1;
+            }
+            if e == off {
+                continue; // empty line
+            }
+            for (w, g) in want.iter().zip(got.iter_mut()) {
+                if *w == field {
+                    *g = (s, e);
+                }
+            }
+            if field + 1 != nf {
+                return Err(ChunkErr::At {
+                    off,
+                    field: "line".into(),
+                    message: format!("{} fields, the header has {nf}", field + 1),
+                });
+            }
+            row(st, data, got, cv.is_some(), off)?;
+        }
+        st.flush_user();
+        release_pages(&map, a, b);
+        Ok(())
+    });
+    let parts = res.map_err(|(_, e)| match e {
+        ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
+        ChunkErr::Other(e) => e,
+    })?;
+    let mut out = HistoryCounts::default();
+    // Transpose: partition -> the buffers of every thread.
+    let np = 1usize << HIST_BITS;
+    let mut by_part: Vec<(usize, Vec<Vec<(u64, u64)>>, Vec<Vec<u64>>)> =
+        (0..np).map(|p| (p, Vec::new(), Vec::new())).collect();
+    for t in parts {
+        out.rows += t.rows;
+        for (p, (u, i)) in t.users.into_iter().zip(t.items).enumerate() {
+            by_part[p].1.push(u);
+            by_part[p].2.push(i);
         }
     }
+    use rayon::prelude::*;
+    let tables: Vec<(CountTable, CountTable)> = by_part.into_par_iter().map(|(p, u, i)| count_part(p, u, i)).collect();
+    let (u, i): (Vec<CountTable>, Vec<CountTable>) = tables.into_iter().unzip();
+    out.users = PartCounts { parts: u };
+    out.items = PartCounts { parts: i };
     Ok(out)
 }
 
@@ -936,5 +1320,127 @@ mod tests {
             assert_eq!(w[0].1, w[1].0);
             assert_eq!(d[w[0].1 - 1], b'\n');
         }
+    }
+
+    /// A HISTORY with quoted lines, CRLF, blank lines, ratings, users in and out of runs and
+    /// columns in another order, against counts done by hand.
+    #[test]
+    fn history_scanner_counts_like_the_definition() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.csv");
+        let mut text = String::from("revenue,action,item_id,user_id,value,timestamp\r\n");
+        let mut want_u: std::collections::HashMap<String, u64> = Default::default();
+        let mut want_i: std::collections::HashMap<String, u64> = Default::default();
+        let acts = ["click", "impression", "conversion", "rating", "Purchase"];
+        for r in 0..3000u64 {
+            // Users mostly in runs, sometimes interleaved; some ids quoted (with a comma).
+            let u = if r % 17 == 0 { format!("u{}", r % 5) } else { format!("u{}", r / 7) };
+            let it = format!("i{}", (r * 7919) % 101);
+            let a = acts[(r % 5) as usize];
+            let v = if a == "rating" { format!("{}", r % 6) } else { String::new() };
+            let quoted = r % 23 == 0;
+            let uf = if quoted { format!("\"{u},x\"") } else { u.clone() };
+            let uk = if quoted { format!("{u},x") } else { u.clone() };
+            text += &format!("9.9,{a},{it},{uf},{v},{r}");
+            text += if r % 3 == 0 { "\r\n" } else { "\n" };
+            if r % 101 == 0 {
+                text += "\n";
+            }
+            let counted = a != "impression";
+            *want_u.entry(uk).or_insert(0) += counted as u64;
+            let conv = a == "conversion" || a == "Purchase" || (a == "rating" && r % 6 >= 4);
+            *want_i.entry(it).or_insert(0) += conv as u64;
+        }
+        std::fs::write(&p, text).unwrap();
+        let h = read_history(&p, UserActivity::Engaged).unwrap();
+        assert_eq!(h.rows, 3000);
+        assert_eq!(h.users.len(), want_u.len());
+        assert_eq!(h.items.len(), want_i.len());
+        for (k, &v) in &want_u {
+            assert_eq!(h.users.get(id_key(k.as_bytes())), Some(v), "user {k}");
+        }
+        for (k, &v) in &want_i {
+            assert_eq!(h.items.get(id_key(k.as_bytes())), Some(v), "item {k}");
+        }
+        let all = read_history(&p, UserActivity::All).unwrap();
+        assert_eq!(all.users.iter().map(|x| x.1).sum::<u64>(), 3000);
+    }
+
+    #[test]
+    fn history_bad_lines_name_file_line_and_field() {
+        let d = tempfile::tempdir().unwrap();
+        let run = |name: &str, body: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, format!("user_id,item_id,timestamp,action,value,revenue\n{body}")).unwrap();
+            read_history(&p, UserActivity::Engaged).map(|_| ()).unwrap_err().to_string()
+        };
+        let e = run("f.csv", "u1,i1,1,click,,\nu1,i1,2,click,\n");
+        assert!(e.contains("f.csv:3: field `line`: 5 fields, the header has 6"), "{e}");
+        let e = run("q.csv", "u1,i1,1,click,,\n\"u1,i1,2,click,,\n");
+        assert!(e.contains("q.csv:3: field `line`: unterminated quoted field"), "{e}");
+        let e = run("r.csv", "u1,i1,1,click,,\nu2,i1,1,rating,x,\n");
+        assert!(e.contains("r.csv:3: field `value`: rating value is not a number: `x`"), "{e}");
+        let e = run("a.csv", "\"u1\",i1,1,like,,\n");
+        assert!(e.contains("a.csv:2: field `action`: unknown action `like`"), "{e}");
+    }
+
+    #[test]
+    fn fast_f32_equals_std_parse() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "1",
+            "5.",
+            ".5",
+            "0.793",
+            "0.8885948",
+            "16777216",
+            "16777217",
+            "-3.25",
+            "0.0000000001",
+            "0.00000000001",
+            "1.5e3",
+            "+1",
+            "",
+            ".",
+            "-",
+            "1.2.3",
+            " 1",
+            "nan",
+            "inf",
+            "12345678.9",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            x = super::table::fmix64(x.wrapping_add(1));
+            let digits = (x % 18) as usize + 1;
+            let point = (x >> 8) as usize % (digits + 1);
+            let y = super::table::fmix64(x);
+            let mut t: String = (0..digits).map(|k| char::from(b'0' + ((y >> (3 * k)) % 10) as u8)).collect();
+            t.insert(point, '.');
+            if x >> 63 == 1 {
+                t.insert(0, '-');
+            }
+            cases.push(t);
+        }
+        for c in &cases {
+            let want = c.trim().parse::<f32>().ok();
+            if let Some(got) = fast_f32(c.as_bytes()) {
+                assert_eq!(Some(got.to_bits()), want.map(f32::to_bits), "`{c}`");
+            }
+        }
+        assert!(fast_f32(b"0.8885948").is_some() && fast_f32(b"1.5e3").is_none());
+        // f32 rounding midpoints (and just beside them) in the f64 path: 16777217 = 2^24 + 1 is
+        // halfway between two f32s; the result must still equal the std parse.
+        for c in ["16777217", "16777217.0000001", "16777216.9999999", "0.44768378", "1e-45", "0.0000000000000000000001"]
+        {
+            if let Some(g) = fast_f32(c.as_bytes()) {
+                assert_eq!(g.to_bits(), c.parse::<f32>().unwrap().to_bits(), "`{c}`");
+            }
+        }
+        assert!(fast_f32(b"0.44768378").is_some(), "8 digits after the point take the f64 path");
     }
 }

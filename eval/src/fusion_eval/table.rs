@@ -60,17 +60,27 @@ pub fn id_key(bytes: &[u8]) -> u64 {
 /// [`id_key`] of the decimal text of an integer id.
 #[inline]
 pub fn int_key(v: i64) -> u64 {
+    // Two digits at a time (ids are hashed on every row of a Parquet file).
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let neg = v < 0;
     let mut x = v.unsigned_abs();
-    loop {
+    while x >= 100 {
+        let d = (x % 100) as usize * 2;
+        x /= 100;
+        i -= 2;
+        buf[i] = PAIRS[d];
+        buf[i + 1] = PAIRS[d + 1];
+    }
+    if x >= 10 {
+        let d = x as usize * 2;
+        i -= 2;
+        buf[i] = PAIRS[d];
+        buf[i + 1] = PAIRS[d + 1];
+    } else {
         i -= 1;
-        buf[i] = b'0' + (x % 10) as u8;
-        x /= 10;
-        if x == 0 {
-            break;
-        }
+        buf[i] = b'0' + x as u8;
     }
     if neg {
         // 20 digits of u64 max fit; i64's magnitude has at most 19, so there is room for '-'.
@@ -134,10 +144,12 @@ impl Layout {
     pub fn bucket(&self, key: u64) -> usize {
         if self.bits == 0 { 0 } else { (key >> (64 - self.bits)) as usize }
     }
-    /// Bucket bits for about `rows` rows (≈16k rows a bucket, 1..=2^16 buckets).
+    /// Bucket bits for about `rows` rows (≈64k rows a bucket, 2..=512 buckets). Few buckets keep
+    /// the readers' open blocks (one write stream per bucket) in the caches; a bucket of 64k to
+    /// a few 100k rows is still grouped by user within the L2 cache.
     pub fn bits_for(rows: u64) -> u32 {
-        let b = (rows / 16384).max(1);
-        (64 - b.leading_zeros()).clamp(1, 16)
+        let b = (rows / 65536).max(1);
+        (64 - b.leading_zeros()).clamp(1, 9)
     }
 }
 
@@ -184,12 +196,12 @@ struct ItemSlot {
     seg: u8,
 }
 
-/// The items of one reader thread: an open-addressing table (linear probing, load ≤ 1/2) keyed
+/// The items of one reader thread: an open-addressing table (linear probing, load ≤ 0.7) keyed
 /// by item key, holding the bits noted in [`Sink::items`] and the item's segment lookup, so each
 /// row costs one probe (a `HashMap` plus a cache cost two or three cache misses a row).
 #[derive(Debug, Default)]
 pub(crate) struct ItemTable {
-    slots: Vec<ItemSlot>,
+    slots: HugeBuf<ItemSlot>,
     len: usize,
 }
 
@@ -197,21 +209,23 @@ impl ItemTable {
     /// The slot of `key`, inserting it with `init()`'s segment code and absence if new.
     #[inline]
     fn slot(&mut self, key: u64, init: impl FnOnce() -> (u8, bool)) -> &mut ItemSlot {
-        if self.len * 2 >= self.slots.len() {
+        // Load ≤ 0.7: at millions of items the table is memory-bound either way, and smaller.
+        if self.len * 10 >= self.slots.len() * 7 {
             self.grow();
         }
-        let mask = self.slots.len() - 1;
+        let slots = self.slots.as_mut_slice();
+        let mask = slots.len() - 1;
         let mut i = key as usize & mask;
         loop {
-            let s = self.slots[i];
+            let s = slots[i];
             if s.seg == 0 {
                 let (seg, absent) = init();
-                self.slots[i] = ItemSlot { key, bits: 0, seg: 0x80 | (absent as u8) << 2 | (seg & 3) };
+                slots[i] = ItemSlot { key, bits: 0, seg: 0x80 | (absent as u8) << 2 | (seg & 3) };
                 self.len += 1;
-                return &mut self.slots[i];
+                return &mut slots[i];
             }
             if s.key == key {
-                return &mut self.slots[i];
+                return &mut slots[i];
             }
             i = (i + 1) & mask;
         }
@@ -219,14 +233,15 @@ impl ItemTable {
 
     fn grow(&mut self) {
         let cap = (self.slots.len() * 2).max(1 << 12);
-        let old = std::mem::replace(&mut self.slots, vec![ItemSlot::default(); cap]);
+        let old = std::mem::replace(&mut self.slots, HugeBuf::zeroed(cap));
+        let slots = self.slots.as_mut_slice();
         let mask = cap - 1;
-        for s in old.into_iter().filter(|s| s.seg != 0) {
+        for &s in old.as_slice().iter().filter(|s| s.seg != 0) {
             let mut i = s.key as usize & mask;
-            while self.slots[i].seg != 0 {
+            while slots[i].seg != 0 {
                 i = (i + 1) & mask;
             }
-            self.slots[i] = s;
+            slots[i] = s;
         }
     }
 
@@ -240,7 +255,7 @@ impl ItemTable {
             // SAFETY: prefetching is a hint; the pointer is in bounds of `slots`.
             unsafe {
                 use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(i) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(self.slots.as_slice().as_ptr().add(i) as *const i8);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -249,7 +264,172 @@ impl ItemTable {
 
     /// `(item key, bits)` of every item.
     fn entries(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
-        self.slots.iter().filter(|s| s.seg != 0).map(|s| (s.key, s.bits))
+        self.slots.as_slice().iter().filter(|s| s.seg != 0).map(|s| (s.key, s.bits))
+    }
+}
+
+/// A zero-initialised array of `T` in an anonymous memory map advised to use transparent huge
+/// pages (when ≥ 2 MiB): the hash tables here are probed at random, and with 4 KiB pages most
+/// probes of a table bigger than the caches also miss the TLB.
+///
+/// `T` must be a plain-old-data type for which all-zero bytes are a valid value (the tables'
+/// slot types: integers and tuples of integers).
+pub(crate) struct HugeBuf<T: Copy> {
+    map: Option<memmap2::MmapMut>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Copy> std::fmt::Debug for HugeBuf<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HugeBuf(len {})", self.len)
+    }
+}
+
+impl<T: Copy> Default for HugeBuf<T> {
+    fn default() -> Self {
+        HugeBuf { map: None, len: 0, _t: std::marker::PhantomData }
+    }
+}
+
+impl<T: Copy> HugeBuf<T> {
+    /// `len` zeroed elements. Panics only if the system is out of address space (as `Vec`).
+    pub fn zeroed(len: usize) -> HugeBuf<T> {
+        if len == 0 {
+            return HugeBuf::default();
+        }
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).unwrap_or(usize::MAX);
+        let map = memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
+        #[cfg(target_os = "linux")]
+        if bytes >= 2 << 20 {
+            // Advice only: without huge pages the table still works, a little slower.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        HugeBuf { map: Some(map), len, _t: std::marker::PhantomData }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    #[inline]
+    pub fn as_slice(&self) -> &[T] {
+        match &self.map {
+            // SAFETY: the map is page-aligned (≥ align_of::<T>() for the slot types used here),
+            // holds `len * size_of::<T>()` bytes, starts zeroed (a valid `T`, see the type docs)
+            // and is only written through `as_mut_slice` with valid `T`s.
+            Some(m) => unsafe { std::slice::from_raw_parts(m.as_ptr() as *const T, self.len) },
+            None => &[],
+        }
+    }
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match &mut self.map {
+            // SAFETY: as in `as_slice`; `&mut self` makes the access unique.
+            Some(m) => unsafe { std::slice::from_raw_parts_mut(m.as_mut_ptr() as *mut T, self.len) },
+            None => &mut [],
+        }
+    }
+}
+
+/// Counts per 64-bit key: an open-addressing table (linear probing, load ≤ 1/2, 16-byte slots),
+/// used for the HISTORY counts (one probe per row; a `HashMap` entry costs more, and many
+/// per-chunk maps cost a merge). Key 0 marks an empty slot, so its count is kept aside.
+#[derive(Debug, Default)]
+pub(crate) struct CountTable {
+    slots: HugeBuf<(u64, u64)>,
+    len: usize,
+    zero: Option<u64>,
+}
+
+impl CountTable {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len + self.zero.is_some() as usize
+    }
+    /// The count of `key`, if the key was added.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u64> {
+        if key == 0 {
+            return self.zero;
+        }
+        if self.slots.is_empty() {
+            return None;
+        }
+        let slots = self.slots.as_slice();
+        let mask = slots.len() - 1;
+        let mut i = key as usize & mask;
+        loop {
+            let (k, v) = slots[i];
+            if k == key {
+                return Some(v);
+            }
+            if k == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+    /// Adds `v` to the count of `key` (inserting the key with `v` if new).
+    #[inline]
+    pub fn add(&mut self, key: u64, v: u64) {
+        if key == 0 {
+            *self.zero.get_or_insert(0) += v;
+            return;
+        }
+        if self.len * 2 >= self.slots.len() {
+            self.grow();
+        }
+        let slots = self.slots.as_mut_slice();
+        let mask = slots.len() - 1;
+        let mut i = key as usize & mask;
+        loop {
+            let s = &mut slots[i];
+            if s.0 == key {
+                s.1 += v;
+                return;
+            }
+            if s.0 == 0 {
+                *s = (key, v);
+                self.len += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+    fn grow(&mut self) {
+        let cap = (self.slots.len() * 2).max(1 << 12);
+        let old = std::mem::replace(&mut self.slots, HugeBuf::zeroed(cap));
+        let slots = self.slots.as_mut_slice();
+        let mask = cap - 1;
+        for &s in old.as_slice().iter().filter(|s| s.0 != 0) {
+            let mut i = s.0 as usize & mask;
+            while slots[i].0 != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = s;
+        }
+    }
+    /// Starts loading `key`'s home slot into the cache (see [`ItemTable::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, key: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if !self.slots.is_empty() {
+            let i = key as usize & (self.slots.len() - 1);
+            // SAFETY: prefetching is a hint; the pointer is in bounds of `slots`.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(self.slots.as_slice().as_ptr().add(i) as *const i8);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
+    }
+    /// `(key, count)` of every key, in no particular order.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.zero.map(|v| (0, v)).into_iter().chain(self.slots.as_slice().iter().filter(|s| s.0 != 0).copied())
     }
 }
 
@@ -294,6 +474,26 @@ impl Sink {
     #[inline]
     pub fn prefetch_item(&self, key: u64) {
         self.items.prefetch(key);
+    }
+
+    /// Prefetches where a later row of user `key` will be appended (its bucket's open block):
+    /// rows go to thousands of blocks, too many write streams for the hardware prefetcher.
+    #[inline]
+    pub fn prefetch_push(&self, key: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(blk) = &self.open[self.layout.bucket(key)] {
+            let n = blk.keys.len();
+            // SAFETY: prefetching is a hint; the pointers are within (or one past) the blocks'
+            // allocations (capacity BLOCK rows), computed with `wrapping_add`, never dereferenced.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(blk.keys.as_ptr().wrapping_add(n) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(blk.scores.as_ptr().wrapping_add(n * self.layout.m) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(blk.flags.as_ptr().wrapping_add(n) as *const i8);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
     }
 
     /// Appends one row (`scores.len() == m`).
@@ -370,9 +570,28 @@ mod tests {
 
     #[test]
     fn int_key_matches_text_key() {
-        for v in [0i64, 7, 42, -3, i64::MAX, i64::MIN, 1234567890123] {
+        for v in [0i64, 7, 9, 10, 42, 99, 100, 101, -3, -10, -100, i64::MAX, i64::MIN, 1234567890123, 10_000_000] {
             assert_eq!(int_key(v), id_key(v.to_string().as_bytes()), "{v}");
         }
+    }
+
+    #[test]
+    fn count_table_adds_like_a_map() {
+        let mut t = CountTable::default();
+        let mut m: std::collections::HashMap<u64, u64> = Default::default();
+        for i in 0..50_000u64 {
+            // Key 0 and colliding low bits included.
+            let k = if i % 97 == 0 { 0 } else { (i % 20_000) << 20 | (i % 3) };
+            t.add(k, i % 5);
+            *m.entry(k).or_insert(0) += i % 5;
+        }
+        assert_eq!(t.len(), m.len());
+        for (&k, &v) in &m {
+            assert_eq!(t.get(k), Some(v), "key {k}");
+        }
+        assert_eq!(t.get(7 << 40), None);
+        assert_eq!(t.iter().count(), t.len());
+        assert_eq!(t.iter().map(|x| x.1).sum::<u64>(), m.values().sum::<u64>());
     }
 
     #[test]
