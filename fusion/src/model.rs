@@ -1,6 +1,7 @@
 //! The two rankers the project compares, behind one trait the trainer and the server drive.
 
-use crate::data::Batch;
+use crate::data::{Batch, Batcher};
+use crate::serve::ServePlan;
 use crate::fusion::{FusionOutput, LearnFusion, LearnFusionConfig};
 use crate::ranker::{Ranker, RankerConfig};
 use crate::{Error, Result};
@@ -30,6 +31,14 @@ pub trait RankModel<B: Backend>: Module<B> {
     fn ranker(&self) -> &Ranker<B>;
     /// Replaces the underlying ranker's ID tables.
     fn with_id_tables(self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self;
+    /// The serving fast path of this model over the dense items `0..n_items` of `batcher`'s
+    /// dataset (`None` when it has none: serve with [`RankModel::score_batch`]).
+    fn serve_plan(
+        &self,
+        batcher: &Batcher<'_>,
+        n_items: usize,
+        device: &B::Device,
+    ) -> Result<Option<ServePlan<B>>>;
     /// The λ-weighted auxiliary loss of a fusion output (`None` for models without one).
     fn aux_loss(
         &self,
@@ -44,6 +53,14 @@ pub trait RankModel<B: Backend>: Module<B> {
 impl<B: Backend> RankModel<B> for Ranker<B> {
     fn ranker(&self) -> &Ranker<B> {
         self
+    }
+    fn serve_plan(
+        &self,
+        batcher: &Batcher<'_>,
+        n_items: usize,
+        device: &B::Device,
+    ) -> Result<Option<ServePlan<B>>> {
+        ServePlan::new(self, None, batcher, n_items, device)
     }
     fn with_id_tables(self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self {
         Ranker::with_id_tables(self, user, item)
@@ -102,9 +119,50 @@ pub struct FusedRanker<B: Backend> {
     pub fusion: LearnFusion<B>,
 }
 
+fn learn_of<B: Backend>(batch: &Batch<B>) -> Result<crate::fusion::LearnInputs<B>> {
+    batch.learn.clone().ok_or_else(|| {
+        Error::Invalid(
+            "the fused ranker needs LEARN inputs: build its batches with a LearnLookup".into(),
+        )
+    })
+}
+
+impl<B: Backend> FusedRanker<B> {
+    /// The reference forward pass: the fused features concatenated into the ranker's input,
+    /// as the plug-in API describes. [`RankModel::forward_batch_with`] computes the same
+    /// block-wise for plain MLP rankers.
+    ///
+    /// # Shapes
+    /// - as [`RankModel::forward_batch_with`]: `[batch]` logits
+    pub fn forward_batch_reference(
+        &self,
+        batch: &Batch<B>,
+        id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+    ) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)> {
+        let out = self.fusion.forward(learn_of(batch)?);
+        let x = self.ranker.input(
+            batch.users.clone(),
+            batch.items.clone(),
+            batch.fields.clone(),
+            Some(out.features.clone()),
+            id_rows,
+        );
+        let logits = self.ranker.forward_features(x);
+        Ok((logits, Some(out)))
+    }
+}
+
 impl<B: Backend> RankModel<B> for FusedRanker<B> {
     fn ranker(&self) -> &Ranker<B> {
         &self.ranker
+    }
+    fn serve_plan(
+        &self,
+        batcher: &Batcher<'_>,
+        n_items: usize,
+        device: &B::Device,
+    ) -> Result<Option<ServePlan<B>>> {
+        ServePlan::new(&self.ranker, Some(&self.fusion), batcher, n_items, device)
     }
     fn with_id_tables(mut self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self {
         self.ranker = self.ranker.with_id_tables(user, item);
@@ -115,21 +173,37 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
         batch: &Batch<B>,
         id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     ) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)> {
-        let learn = batch.learn.clone().ok_or_else(|| {
-            Error::Invalid(
-                "the fused ranker needs LEARN inputs: build its batches with a LearnLookup".into(),
-            )
-        })?;
-        let out = self.fusion.forward(learn);
+        if !self.ranker.is_plain_mlp() {
+            return self.forward_batch_reference(batch, id_rows);
+        }
+        // Block-wise first layer: the frozen LEARN embeddings enter through their own rows of
+        // the weight (no concatenation into the ranker's input, no input gradient for them).
+        // Equal to `forward_batch_reference` up to float rounding (tests/fast_paths.rs).
+        let p = self.fusion.forward_parts(learn_of(batch)?);
         let x = self.ranker.input(
             batch.users.clone(),
             batch.items.clone(),
             batch.fields.clone(),
-            Some(out.features.clone()),
+            Some(p.hidden.clone()),
             id_rows,
         );
-        let logits = self.ranker.forward_features(x);
-        Ok((logits, Some(out)))
+        let tail = self
+            .fusion
+            .includes_embeddings()
+            .then(|| Tensor::cat(vec![p.user.clone(), p.item.clone()], 1));
+        let logits = self.ranker.forward_split(x, tail);
+        let features = if self.fusion.includes_embeddings() {
+            Tensor::cat(vec![p.hidden, p.user, p.item], 1)
+        } else {
+            p.hidden
+        };
+        Ok((
+            logits,
+            Some(FusionOutput {
+                features,
+                aux_logit: p.aux_logit,
+            }),
+        ))
     }
 
     fn score_batch(&self, batch: &Batch<B>) -> Result<Tensor<B, 1>> {

@@ -76,9 +76,9 @@ pub struct Ranker<B: Backend> {
     /// Categorical features of all fields in one table.
     pub field_emb: Embedding<B>,
     cross: Vec<CrossLayer<B>>,
-    mlp: Vec<Linear<B>>,
-    head: Linear<B>,
-    n_fields: usize,
+    pub(crate) mlp: Vec<Linear<B>>,
+    pub(crate) head: Linear<B>,
+    pub(crate) n_fields: usize,
     extra_dim: usize,
 }
 
@@ -214,8 +214,43 @@ impl<B: Backend> Ranker<B> {
         self.head.forward(h).reshape([batch])
     }
 
+    /// As [`Ranker::forward_features`] for a plain MLP ranker ([`Ranker::is_plain_mlp`]) whose
+    /// input is given in two column blocks, `x = [head, tail]`: the first layer computes
+    /// `head·W[..k] + tail·W[k..] + b` (the same sum, without concatenating; when `tail` needs no
+    /// gradient, neither is its input gradient computed). Falls back to concatenating otherwise.
+    ///
+    /// # Shapes
+    /// - `head`: `[batch, k]`, `tail`: `[batch, input_dim − k]` → `[batch]` logits
+    pub fn forward_split(&self, head: Tensor<B, 2>, tail: Option<Tensor<B, 2>>) -> Tensor<B, 1> {
+        let Some(tail) = tail else {
+            return self.forward_features(head);
+        };
+        if !self.is_plain_mlp() {
+            return self.forward_features(Tensor::cat(vec![head, tail], 1));
+        }
+        let [batch, k] = head.dims();
+        let first = &self.mlp[0];
+        let w = first.weight.val();
+        let [d_in, _] = w.dims();
+        let mut z = head.matmul(w.clone().slice([0..k])) + tail.matmul(w.slice([k..d_in]));
+        if let Some(b) = &first.bias {
+            z = z + b.val().unsqueeze_dim(0);
+        }
+        let mut h = relu(z);
+        for l in &self.mlp[1..] {
+            h = relu(l.forward(h));
+        }
+        self.head.forward(h).reshape([batch])
+    }
+
     /// Width of the extra dense features this ranker expects.
     pub fn extra_dim(&self) -> usize {
         self.extra_dim
+    }
+
+    /// Whether the ranker is a plain MLP (no cross layers) with at least one hidden layer: its
+    /// first layer is then a sum of per-feature-block matmuls ([`crate::serve::ServePlan`]).
+    pub fn is_plain_mlp(&self) -> bool {
+        self.cross.is_empty() && !self.mlp.is_empty()
     }
 }
