@@ -31,11 +31,12 @@ pub trait RankModel<B: Backend>: Module<B> {
     fn ranker(&self) -> &Ranker<B>;
     /// Replaces the underlying ranker's ID tables.
     fn with_id_tables(self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self;
-    /// The serving fast path of this model over the dense items `0..n_items` of `batcher`'s
-    /// dataset (`None` when it has none: serve with [`RankModel::score_batch`]).
+    /// The serving fast path of this model over the dense users `0..n_users` and items
+    /// `0..n_items` of `batcher`'s dataset (`None` when it has none: serve with [`RankModel::score_batch`]).
     fn serve_plan(
         &self,
         batcher: &Batcher<'_>,
+        n_users: usize,
         n_items: usize,
         device: &B::Device,
     ) -> Result<Option<ServePlan<B>>>;
@@ -57,10 +58,11 @@ impl<B: Backend> RankModel<B> for Ranker<B> {
     fn serve_plan(
         &self,
         batcher: &Batcher<'_>,
+        n_users: usize,
         n_items: usize,
         device: &B::Device,
     ) -> Result<Option<ServePlan<B>>> {
-        ServePlan::new(self, None, batcher, n_items, device)
+        ServePlan::new(self, None, batcher, n_users, n_items, device)
     }
     fn with_id_tables(self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self {
         Ranker::with_id_tables(self, user, item)
@@ -159,10 +161,11 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
     fn serve_plan(
         &self,
         batcher: &Batcher<'_>,
+        n_users: usize,
         n_items: usize,
         device: &B::Device,
     ) -> Result<Option<ServePlan<B>>> {
-        ServePlan::new(&self.ranker, Some(&self.fusion), batcher, n_items, device)
+        ServePlan::new(&self.ranker, Some(&self.fusion), batcher, n_users, n_items, device)
     }
     fn with_id_tables(mut self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self {
         self.ranker = self.ranker.with_id_tables(user, item);

@@ -90,54 +90,45 @@ pub fn bench_latency<B: Backend, M: RankModel<B>>(
 ///
 /// The ranker's first layer is a sum of matmuls over its input blocks
 /// (`z = b + u_id·W_u + i_id·W_i + fields·W_f [+ h·W_h + u·W_lu + i·W_li]`), and the aux
-/// network's first layer likewise (`b + u·A_u + i·A_i + (u⊙i)·A_p`). At serving time the model
-/// is frozen, so
-/// - the item-side blocks (`i_id·W_i + fields·W_f + i·W_li` and `i·A_i`) are precomputed once
-///   per item when the plan is built;
-/// - the user-side blocks (`b + u_id·W_u + u·W_lu`, `b + u·A_u`, and `diag(u)·A_p` for the
-///   product feature) are computed once per request, not once per candidate;
-/// - per candidate remain a row gather, the product feature's matmul, the aux network's later
-///   layers, `h·W_h` and the ranker's later layers.
+/// network's first layer likewise (`a = b' + u·A_u + i·A_i + (u⊙i)·A_p`). At serving time the
+/// model and the LEARN embeddings are frozen, so the plan precomputes
+/// - per item: `[i_id·W_i + fields·W_f + i·W_li | i·A_i | i]` (one row gather per candidate);
+/// - per user: `[b + u_id·W_u + u·W_lu | b' + u·A_u | 0 | u]` (one row per request, not one per
+///   candidate);
 ///
-/// Both rankers get the same treatment, so comparing their latencies stays fair.
+/// and per candidate remain the product feature's `(i⊙u)·A_p`, the aux network's later layers,
+/// `h·W_h` and the ranker's later layers. Both rankers get the same treatment (the baseline's
+/// tables hold only its ID and categorical blocks), so comparing their latencies stays fair.
 #[derive(Debug, Clone)]
 pub struct ServePlan<B: Backend> {
-    /// `[id_dim, H]` rows of the first layer for the user ID embedding.
-    w_user_id: Tensor<B, 2>,
-    /// `[1, H]` first-layer bias.
-    bias: Tensor<B, 2>,
-    /// `[n_items, H]` precomputed item-side first-layer sums.
-    item_side: Tensor<B, 2>,
-    /// The user ID table `[n_user_rows, id_dim]`.
-    user_emb: Tensor<B, 2>,
+    /// `[n_items, H (+ A + item_dim)]` precomputed item-side blocks.
+    item_table: Tensor<B, 2>,
+    /// `[n_users, H (+ A + item_dim + user_dim)]` precomputed user-side blocks (the bias
+    /// included), zeros under the item table's LEARN item columns.
+    user_table: Tensor<B, 2>,
     /// Ranker layers after the first, and the head.
     rest: Vec<burn::nn::Linear<B>>,
     head: burn::nn::Linear<B>,
     aux: Option<AuxPlan<B>>,
+    /// `H`, the ranker's first hidden width.
+    h: usize,
+    n_users: usize,
     n_items: usize,
 }
 
 /// The fused ranker's extra parts of a [`ServePlan`].
 #[derive(Debug, Clone)]
 struct AuxPlan<B: Backend> {
-    /// `[user_dim, H]` ranker rows of the LEARN user embedding (`None` without
-    /// `include_embeddings`).
-    w_learn_user: Option<Tensor<B, 2>>,
+    /// `A`, the aux network's first hidden width; LEARN widths.
+    a: usize,
+    item_dim: usize,
+    user_dim: usize,
     /// `[h_dim, H]` ranker rows of the aux network's last hidden layer.
     w_h: Tensor<B, 2>,
-    /// `[user_dim, A]` aux first-layer rows of the user embedding, `[1, A]` its bias.
-    a_user: Tensor<B, 2>,
-    a_bias: Tensor<B, 2>,
     /// `[user_dim, A]` aux first-layer rows of `u ⊙ i` (product feature).
     a_prod: Option<Tensor<B, 2>>,
-    /// `[n_items, A]` precomputed `i·A_i`.
-    aux_item: Tensor<B, 2>,
-    /// `[n_items, item_dim]` default-filled LEARN item embeddings (for the product feature).
-    learn_item: Tensor<B, 2>,
     /// Aux layers after the first.
     rest: Vec<burn::nn::Linear<B>>,
-    /// `[1, user_dim]` learned default user.
-    default_user: Tensor<B, 2>,
 }
 
 fn first_layer<B: Backend>(l: &burn::nn::Linear<B>) -> (Tensor<B, 2>, Tensor<B, 2>) {
@@ -166,19 +157,46 @@ fn rows<B: Backend>(w: &Tensor<B, 2>, from: usize, to: usize) -> Tensor<B, 2> {
     w.clone().slice([from..to])
 }
 
+fn fill<B: Backend>(x: Tensor<B, 2>, missing: Option<Tensor<B, 2>>, default: Tensor<B, 2>) -> Tensor<B, 2> {
+    match missing {
+        Some(m) => x + default * m,
+        None => x,
+    }
+}
+
+fn examples(n: usize, f: impl Fn(u32) -> (u32, u32)) -> Vec<RankingExample> {
+    (0..n as u32)
+        .map(|k| {
+            let (user, item) = f(k);
+            RankingExample {
+                user,
+                item,
+                ts: 0,
+                label: 0.0,
+                weight: 1.0,
+            }
+        })
+        .collect()
+}
+
 impl<B: Backend> ServePlan<B> {
     /// Builds the plan of `ranker` (with the fusion `fusion` for the fused ranker) over the dense
-    /// items `0..n_items` of `batcher`'s dataset; `None` when the model is not a plain MLP
-    /// ranker (cross layers, no hidden layer, an aux network without hidden layers): serve it
-    /// with [`RankModel::score_batch`].
+    /// users `0..n_users` and items `0..n_items` of `batcher`'s dataset; `None` when the model is
+    /// not a plain MLP ranker (cross layers, no hidden layer, an aux network without hidden
+    /// layers): serve it with [`RankModel::score_batch`].
     pub fn new(
         ranker: &crate::ranker::Ranker<B>,
         fusion: Option<&crate::fusion::LearnFusion<B>>,
         batcher: &Batcher<'_>,
+        n_users: usize,
         n_items: usize,
         device: &B::Device,
     ) -> Result<Option<Self>> {
-        if !ranker.is_plain_mlp() || fusion.is_some_and(|f| f.mlp.is_empty()) || n_items == 0 {
+        if !ranker.is_plain_mlp()
+            || fusion.is_some_and(|f| f.mlp.is_empty())
+            || n_items == 0
+            || n_users == 0
+        {
             return Ok(None);
         }
         if fusion.is_none() && ranker.extra_dim() > 0 {
@@ -187,145 +205,131 @@ impl<B: Backend> ServePlan<B> {
             ));
         }
         let (w1, bias) = first_layer(&ranker.mlp[0]);
+        let h = w1.dims()[1];
         let id = ranker.user_emb.weight.dims()[1];
         let fd = ranker.field_emb.weight.dims()[1];
         let nf = ranker.n_fields;
-        let examples: Vec<RankingExample> = (0..n_items as u32)
-            .map(|item| RankingExample {
-                user: 0,
-                item,
-                ts: 0,
-                label: 0.0,
-                weight: 1.0,
-            })
-            .collect();
-        let host = batcher.batch(&examples);
-        let batch = host.to_device::<B>(device);
-        let n = n_items as i32;
-        let item_id = ranker
-            .item_emb
-            .forward(batch.items.clone().unsqueeze_dim(1))
-            .reshape([n, -1]);
-        let mut item_side = item_id.matmul(rows(&w1, id, 2 * id));
+        let ib = batcher
+            .batch(&examples(n_items, |k| (0, k)))
+            .to_device::<B>(device);
+        let ub = batcher
+            .batch(&examples(n_users, |k| (k, 0)))
+            .to_device::<B>(device);
+        let emb = |e: &burn::nn::Embedding<B>, ids: Tensor<B, 1, Int>, n: usize| {
+            e.forward(ids.unsqueeze_dim(1)).reshape([n as i32, -1])
+        };
+        let mut item_side =
+            emb(&ranker.item_emb, ib.items.clone(), n_items).matmul(rows(&w1, id, 2 * id));
+        let mut user_side =
+            emb(&ranker.user_emb, ub.users.clone(), n_users).matmul(rows(&w1, 0, id)) + bias;
         let mut at = 2 * id;
         if nf > 0 {
-            let f = ranker.field_emb.forward(batch.fields.clone()).reshape([n, -1]);
+            let f = ranker
+                .field_emb
+                .forward(ib.fields.clone())
+                .reshape([n_items as i32, -1]);
             item_side = item_side + f.matmul(rows(&w1, at, at + nf * fd));
             at += nf * fd;
         }
-        let aux = match fusion {
-            None => None,
-            Some(fu) => {
-                let learn = batch.learn.clone().ok_or_else(|| {
-                    Error::Invalid(
-                        "the fused ranker's plan needs a batcher with a LearnLookup".into(),
-                    )
-                })?;
-                let du = learn.user.dims()[1];
-                let di = learn.item.dims()[1];
-                let i = match learn.item_missing {
-                    Some(m) => learn.item + fu.default_item.val() * m,
-                    None => learn.item,
-                };
-                let (a1, a_bias) = first_layer(&fu.mlp[0]);
-                let hd = fu.mlp.last().map_or(0, |l| l.weight.dims()[1]);
-                let w_h = rows(&w1, at, at + hd);
-                at += hd;
-                let w_learn_user = if fu.include_embeddings {
-                    let w = rows(&w1, at, at + du);
-                    item_side = item_side + i.clone().matmul(rows(&w1, at + du, at + du + di));
-                    Some(w)
-                } else {
-                    None
-                };
-                Some(AuxPlan {
-                    w_learn_user,
-                    w_h,
-                    a_user: rows(&a1, 0, du),
-                    a_bias,
-                    a_prod: fu
-                        .product_feature
-                        .then(|| rows(&a1, du + di, du + di + du)),
-                    aux_item: i.clone().matmul(rows(&a1, du, du + di)),
-                    learn_item: i,
-                    rest: fu.mlp[1..].iter().map(frozen).collect(),
-                    default_user: fu.default_user.val(),
-                })
-            }
+        let Some(fu) = fusion else {
+            return Ok(Some(ServePlan {
+                item_table: item_side,
+                user_table: user_side,
+                rest: ranker.mlp[1..].iter().map(frozen).collect(),
+                head: frozen(&ranker.head),
+                aux: None,
+                h,
+                n_users,
+                n_items,
+            }));
         };
+        let no_learn = || {
+            Error::Invalid("the fused ranker's plan needs a batcher with a LearnLookup".into())
+        };
+        let il = ib.learn.ok_or_else(no_learn)?;
+        let ul = ub.learn.ok_or_else(no_learn)?;
+        let (du, di) = (ul.user.dims()[1], il.item.dims()[1]);
+        let i = fill(il.item, il.item_missing, fu.default_item.val());
+        let u = fill(ul.user, ul.user_missing, fu.default_user.val());
+        let (a1, a_bias) = first_layer(&fu.mlp[0]);
+        let a = a1.dims()[1];
+        let hd = fu.mlp.last().map_or(0, |l| l.weight.dims()[1]);
+        let w_h = rows(&w1, at, at + hd);
+        at += hd;
+        if fu.include_embeddings {
+            user_side = user_side + u.clone().matmul(rows(&w1, at, at + du));
+            item_side = item_side + i.clone().matmul(rows(&w1, at + du, at + du + di));
+        }
+        let aux_user = u.clone().matmul(rows(&a1, 0, du)) + a_bias;
+        let aux_item = i.clone().matmul(rows(&a1, du, du + di));
+        let zeros = Tensor::zeros([n_users, di], device);
         Ok(Some(ServePlan {
-            w_user_id: rows(&w1, 0, id),
-            bias,
-            item_side,
-            user_emb: ranker.user_emb.weight.val(),
+            item_table: Tensor::cat(vec![item_side, aux_item, i], 1),
+            user_table: Tensor::cat(vec![user_side, aux_user, zeros, u], 1),
             rest: ranker.mlp[1..].iter().map(frozen).collect(),
             head: frozen(&ranker.head),
-            aux,
+            aux: Some(AuxPlan {
+                a,
+                item_dim: di,
+                user_dim: du,
+                w_h,
+                a_prod: fu
+                    .product_feature
+                    .then(|| rows(&a1, du + di, du + di + du)),
+                rest: fu.mlp[1..].iter().map(frozen).collect(),
+            }),
+            h,
+            n_users,
             n_items,
         }))
     }
 
-    /// Logits of one request: `user` (dense id) and its candidate `items` (dense ids below the
-    /// plan's `n_items`). `batcher` supplies the user's ID row and LEARN embedding.
+    /// Logits of one request: `user` (dense id below the plan's `n_users`) and its candidate
+    /// `items` (dense ids below the plan's `n_items`).
     ///
     /// # Shapes
     /// - output `[items.len()]` logits
-    pub fn score(
-        &self,
-        batcher: &Batcher<'_>,
-        user: u32,
-        items: &[u32],
-        device: &B::Device,
-    ) -> Result<Tensor<B, 1>> {
+    pub fn score(&self, user: u32, items: &[u32], device: &B::Device) -> Result<Tensor<B, 1>> {
         if let Some(&bad) = items.iter().find(|&&i| i as usize >= self.n_items) {
             return Err(Error::Invalid(format!(
                 "item {bad} is beyond the plan's {} items",
                 self.n_items
             )));
         }
+        if user as usize >= self.n_users {
+            return Err(Error::Invalid(format!(
+                "user {user} is beyond the plan's {} users",
+                self.n_users
+            )));
+        }
         let n = items.len();
-        let host = batcher.batch(&[RankingExample {
-            user,
-            item: 0,
-            ts: 0,
-            label: 0.0,
-            weight: 1.0,
-        }]);
         let idx: Vec<i64> = items.iter().map(|&i| i64::from(i)).collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), device);
-        let urow = Tensor::<B, 1, Int>::from_data(TensorData::new(host.users.clone(), [1]), device);
-        let uid = self.user_emb.clone().select(0, urow);
-        let mut zu = self.bias.clone() + uid.matmul(self.w_user_id.clone());
-        let mut z = self.item_side.clone().select(0, idx.clone());
-        if let Some(a) = &self.aux {
-            let learn = host.learn.as_ref().ok_or_else(|| {
-                Error::Invalid("the fused ranker's plan needs a batcher with a LearnLookup".into())
-            })?;
-            let u = if learn.user_known.first().copied().unwrap_or(0.0) > 0.5 {
-                Tensor::<B, 2>::from_data(
-                    TensorData::new(learn.user.clone(), [1, learn.user_dim]),
-                    device,
-                )
-            } else {
-                a.default_user.clone()
-            };
-            if let Some(w) = &a.w_learn_user {
-                zu = zu + u.clone().matmul(w.clone());
+        let urow =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(vec![i64::from(user)], [1]), device);
+        let urow = self.user_table.clone().select(0, urow);
+        let h = self.h;
+        let z = match &self.aux {
+            None => self.item_table.clone().select(0, idx) + urow,
+            Some(a) => {
+                let w = h + a.a + a.item_dim;
+                let u = urow.clone().slice([0..1, w..w + a.user_dim]);
+                // [z | aux pre-activation | i] in one gather and one add.
+                let all = self.item_table.clone().select(0, idx) + urow.slice([0..1, 0..w]);
+                let z = all.clone().slice([0..n, 0..h]);
+                let mut x = all.clone().slice([0..n, h..h + a.a]);
+                if let Some(p) = &a.a_prod {
+                    let i = all.slice([0..n, h + a.a..w]);
+                    x = x + (i * u).matmul(p.clone());
+                }
+                let mut x = relu(x);
+                for l in &a.rest {
+                    x = relu(l.forward(x));
+                }
+                z + x.matmul(a.w_h.clone())
             }
-            let mut h = a.aux_item.clone().select(0, idx.clone())
-                + (a.a_bias.clone() + u.clone().matmul(a.a_user.clone()));
-            if let Some(p) = &a.a_prod {
-                // (u ⊙ i)·A_p = i·(diag(u)·A_p): one [du, A] matrix per request.
-                let m = p.clone() * u.transpose();
-                h = h + a.learn_item.clone().select(0, idx).matmul(m);
-            }
-            h = relu(h);
-            for l in &a.rest {
-                h = relu(l.forward(h));
-            }
-            z = z + h.matmul(a.w_h.clone());
-        }
-        let mut x = relu(z + zu);
+        };
+        let mut x = relu(z);
         for l in &self.rest {
             x = relu(l.forward(x));
         }
@@ -336,7 +340,6 @@ impl<B: Backend> ServePlan<B> {
 /// As [`bench_latency`], through a [`ServePlan`] (each request is one user's candidates).
 pub fn bench_latency_plan<B: Backend>(
     plan: &ServePlan<B>,
-    batcher: &Batcher<'_>,
     requests: &[Vec<RankingExample>],
     warmup: usize,
     device: &B::Device,
@@ -354,7 +357,7 @@ pub fn bench_latency_plan<B: Backend>(
         let t = Instant::now();
         items.clear();
         items.extend(req.iter().map(|e| e.item));
-        let logits = plan.score(batcher, first.user, &items, device)?;
+        let logits = plan.score(first.user, &items, device)?;
         let p: Vec<f32> = sigmoid(logits)
             .into_data()
             .convert::<f32>()

@@ -84,7 +84,7 @@ fn max_plan_error<M: RankModel<B>>(s: &Setup, model: &M, batcher: &Batcher<'_>) 
     let device = Default::default();
     let n_items = s.toy.data.items.len();
     let plan = model
-        .serve_plan(batcher, n_items, &device)
+        .serve_plan(batcher, s.toy.data.users.len(), n_items, &device)
         .unwrap()
         .expect("a plain-MLP ranker has a plan");
     let reqs = make_requests(s.toy.data.users.len(), n_items, 30, 25, 5);
@@ -92,7 +92,7 @@ fn max_plan_error<M: RankModel<B>>(s: &Setup, model: &M, batcher: &Batcher<'_>) 
     for req in &reqs {
         let reference = to_vec(model.score_batch(&batcher.batch(req).to_device(&device)).unwrap());
         let items: Vec<u32> = req.iter().map(|e| e.item).collect();
-        let fast = to_vec(plan.score(batcher, req[0].user, &items, &device).unwrap());
+        let fast = to_vec(plan.score(req[0].user, &items, &device).unwrap());
         assert_eq!(reference.len(), fast.len());
         for (a, b) in reference.iter().zip(&fast) {
             assert!(a.is_finite() && b.is_finite());
@@ -138,12 +138,17 @@ fn serve_plan_declines_cross_layers_and_rejects_unknown_items() {
     let dcn = ranker_config(&s)
         .with_interaction(Interaction::DcnV2 { layers: 1 })
         .init::<B>(&device);
-    assert!(dcn.serve_plan(&batcher, 10, &device).unwrap().is_none());
+    assert!(dcn.serve_plan(&batcher, 5, 10, &device).unwrap().is_none());
     let base = ranker_config(&s).init::<B>(&device);
-    let plan = base.serve_plan(&batcher, 10, &device).unwrap().unwrap();
-    let err = plan.score(&batcher, 0, &[3, 10], &device).unwrap_err();
+    let plan = base.serve_plan(&batcher, 5, 10, &device).unwrap().unwrap();
+    let err = plan.score(0, &[3, 10], &device).unwrap_err();
     assert!(
         err.to_string().contains("item 10 is beyond the plan's 10 items"),
+        "{err}"
+    );
+    let err = plan.score(5, &[3], &device).unwrap_err();
+    assert!(
+        err.to_string().contains("user 5 is beyond the plan's 5 users"),
         "{err}"
     );
 }

@@ -74,7 +74,7 @@ impl<M: RankModel<CpuBackend>> Served<'_, M> {
     fn bench(&self, reqs: &[Vec<RankingExample>], warmup: usize) -> anyhow::Result<LatencyReport> {
         let device = Default::default();
         Ok(match &self.plan {
-            Some(p) => bench_latency_plan(p, &self.batcher, reqs, warmup, &device)?,
+            Some(p) => bench_latency_plan(p, reqs, warmup, &device)?,
             None => bench_latency(self.model, &self.batcher, reqs, warmup, &device)?,
         })
     }
@@ -105,7 +105,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let base = Served {
         model: &saved.baseline,
-        plan: plan_of(&|| Ok(saved.baseline.serve_plan(&base_batcher, data.items.len(), &device)?))?,
+        plan: plan_of(&|| Ok(saved.baseline.serve_plan(&base_batcher, data.users.len(), data.items.len(), &device)?))?,
         batcher: base_batcher.clone(),
     };
     let path = |p: &Option<ServePlan<CpuBackend>>| if p.is_some() { "serving plan" } else { "full forward" };
@@ -145,7 +145,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let fused_batcher = Batcher::new(&data, &saved.meta.users, &saved.meta.items, Some(&lookup));
     let fused = Served {
         model: fused_model,
-        plan: plan_of(&|| Ok(fused_model.serve_plan(&fused_batcher, data.items.len(), &device)?))?,
+        plan: plan_of(&|| Ok(fused_model.serve_plan(&fused_batcher, data.users.len(), data.items.len(), &device)?))?,
         batcher: fused_batcher.clone(),
     };
     let pct = |f: u64, b: u64| 100.0 * (f as f64 - b as f64) / (b.max(1) as f64);
