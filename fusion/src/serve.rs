@@ -92,26 +92,24 @@ pub fn bench_latency<B: Backend, M: RankModel<B>>(
 /// (`z = b + u_id·W_u + i_id·W_i + fields·W_f [+ h·W_h + u·W_lu + i·W_li]`), and the aux
 /// network's first layer likewise (`a = b' + u·A_u + i·A_i + (u⊙i)·A_p`). At serving time the
 /// model and the LEARN embeddings are frozen, so the plan precomputes
-/// - per item: `[i_id·W_i + fields·W_f + i·W_li | i·A_i | i]` (one row gather per candidate);
-/// - per user: `[b + u_id·W_u + u·W_lu | b' + u·A_u | 0 | u]` (one row per request, not one per
-///   candidate);
+/// - per item: `i_id·W_i + fields·W_f + i·W_li`, `i·A_i` and the default-filled `i` (row
+///   gathers per candidate);
+/// - per user: `b + u_id·W_u + u·W_lu`, `b' + u·A_u` and `u` (one row each per request, not one
+///   per candidate);
 ///
 /// and per candidate remain the product feature's `(i⊙u)·A_p`, the aux network's later layers,
 /// `h·W_h` and the ranker's later layers. Both rankers get the same treatment (the baseline's
 /// tables hold only its ID and categorical blocks), so comparing their latencies stays fair.
 #[derive(Debug, Clone)]
 pub struct ServePlan<B: Backend> {
-    /// `[n_items, H (+ A + item_dim)]` precomputed item-side blocks.
+    /// `[n_items, H]` precomputed item-side blocks of the ranker's first layer.
     item_table: Tensor<B, 2>,
-    /// `[n_users, H (+ A + item_dim + user_dim)]` precomputed user-side blocks (the bias
-    /// included), zeros under the item table's LEARN item columns.
+    /// `[n_users, H]` precomputed user-side blocks (with the bias).
     user_table: Tensor<B, 2>,
     /// Ranker layers after the first, and the head.
     rest: Vec<burn::nn::Linear<B>>,
     head: burn::nn::Linear<B>,
     aux: Option<AuxPlan<B>>,
-    /// `H`, the ranker's first hidden width.
-    h: usize,
     n_users: usize,
     n_items: usize,
 }
@@ -119,10 +117,12 @@ pub struct ServePlan<B: Backend> {
 /// The fused ranker's extra parts of a [`ServePlan`].
 #[derive(Debug, Clone)]
 struct AuxPlan<B: Backend> {
-    /// `A`, the aux network's first hidden width; LEARN widths.
-    a: usize,
-    item_dim: usize,
-    user_dim: usize,
+    /// `[n_items, A]` `i·A_i`; `[n_users, A]` `b' + u·A_u`.
+    aux_item: Tensor<B, 2>,
+    aux_user: Tensor<B, 2>,
+    /// `[n_items, item_dim]`, `[n_users, user_dim]` default-filled LEARN embeddings.
+    learn_item: Tensor<B, 2>,
+    learn_user: Tensor<B, 2>,
     /// `[h_dim, H]` ranker rows of the aux network's last hidden layer.
     w_h: Tensor<B, 2>,
     /// `[user_dim, A]` aux first-layer rows of `u ⊙ i` (product feature).
@@ -205,7 +205,6 @@ impl<B: Backend> ServePlan<B> {
             ));
         }
         let (w1, bias) = first_layer(&ranker.mlp[0]);
-        let h = w1.dims()[1];
         let id = ranker.user_emb.weight.dims()[1];
         let fd = ranker.field_emb.weight.dims()[1];
         let nf = ranker.n_fields;
@@ -238,7 +237,6 @@ impl<B: Backend> ServePlan<B> {
                 rest: ranker.mlp[1..].iter().map(frozen).collect(),
                 head: frozen(&ranker.head),
                 aux: None,
-                h,
                 n_users,
                 n_items,
             }));
@@ -252,7 +250,6 @@ impl<B: Backend> ServePlan<B> {
         let i = fill(il.item, il.item_missing, fu.default_item.val());
         let u = fill(ul.user, ul.user_missing, fu.default_user.val());
         let (a1, a_bias) = first_layer(&fu.mlp[0]);
-        let a = a1.dims()[1];
         let hd = fu.mlp.last().map_or(0, |l| l.weight.dims()[1]);
         let w_h = rows(&w1, at, at + hd);
         at += hd;
@@ -260,25 +257,22 @@ impl<B: Backend> ServePlan<B> {
             user_side = user_side + u.clone().matmul(rows(&w1, at, at + du));
             item_side = item_side + i.clone().matmul(rows(&w1, at + du, at + du + di));
         }
-        let aux_user = u.clone().matmul(rows(&a1, 0, du)) + a_bias;
-        let aux_item = i.clone().matmul(rows(&a1, du, du + di));
-        let zeros = Tensor::zeros([n_users, di], device);
         Ok(Some(ServePlan {
-            item_table: Tensor::cat(vec![item_side, aux_item, i], 1),
-            user_table: Tensor::cat(vec![user_side, aux_user, zeros, u], 1),
+            item_table: item_side,
+            user_table: user_side,
             rest: ranker.mlp[1..].iter().map(frozen).collect(),
             head: frozen(&ranker.head),
             aux: Some(AuxPlan {
-                a,
-                item_dim: di,
-                user_dim: du,
+                aux_user: u.clone().matmul(rows(&a1, 0, du)) + a_bias,
+                aux_item: i.clone().matmul(rows(&a1, du, du + di)),
+                learn_item: i,
+                learn_user: u,
                 w_h,
                 a_prod: fu
                     .product_feature
                     .then(|| rows(&a1, du + di, du + di + du)),
                 rest: fu.mlp[1..].iter().map(frozen).collect(),
             }),
-            h,
             n_users,
             n_items,
         }))
@@ -307,19 +301,16 @@ impl<B: Backend> ServePlan<B> {
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), device);
         let urow =
             Tensor::<B, 1, Int>::from_data(TensorData::new(vec![i64::from(user)], [1]), device);
-        let urow = self.user_table.clone().select(0, urow);
-        let h = self.h;
+        let z = self.item_table.clone().select(0, idx.clone())
+            + self.user_table.clone().select(0, urow.clone());
         let z = match &self.aux {
-            None => self.item_table.clone().select(0, idx) + urow,
+            None => z,
             Some(a) => {
-                let w = h + a.a + a.item_dim;
-                let u = urow.clone().slice([0..1, w..w + a.user_dim]);
-                // [z | aux pre-activation | i] in one gather and one add.
-                let all = self.item_table.clone().select(0, idx) + urow.slice([0..1, 0..w]);
-                let z = all.clone().slice([0..n, 0..h]);
-                let mut x = all.clone().slice([0..n, h..h + a.a]);
+                let mut x = a.aux_item.clone().select(0, idx.clone())
+                    + a.aux_user.clone().select(0, urow.clone());
                 if let Some(p) = &a.a_prod {
-                    let i = all.slice([0..n, h + a.a..w]);
+                    let u = a.learn_user.clone().select(0, urow);
+                    let i = a.learn_item.clone().select(0, idx);
                     x = x + (i * u).matmul(p.clone());
                 }
                 let mut x = relu(x);
