@@ -85,19 +85,6 @@ pub struct FusionOutput<B: Backend> {
     pub aux_logit: Tensor<B, 1>,
 }
 
-/// What [`LearnFusion::forward_parts`] returns: the fused features' blocks and the aux logit.
-#[derive(Debug, Clone)]
-pub struct FusionParts<B: Backend> {
-    /// `[batch, h_dim]` the aux network's last hidden layer.
-    pub hidden: Tensor<B, 2>,
-    /// `[batch, user_dim]` default-filled LEARN user embeddings.
-    pub user: Tensor<B, 2>,
-    /// `[batch, item_dim]` default-filled LEARN item embeddings.
-    pub item: Tensor<B, 2>,
-    /// `[batch]` the aux network's own CVR logit.
-    pub aux_logit: Tensor<B, 1>,
-}
-
 /// The LEARN auxiliary network, a Burn module to embed in any ranking model.
 #[derive(Module, Debug)]
 pub struct LearnFusion<B: Backend> {
@@ -110,7 +97,7 @@ pub struct LearnFusion<B: Backend> {
     /// Learned embedding of items with neither a LEARN nor a content embedding, `[1, item_dim]`.
     pub default_item: Param<Tensor<B, 2>>,
     aux_weight: f64,
-    stop_gradient: bool,
+    pub(crate) stop_gradient: bool,
     pub(crate) include_embeddings: bool,
     pub(crate) product_feature: bool,
 }
@@ -203,29 +190,6 @@ impl<B: Backend> LearnFusion<B> {
         let aux_logit = self.head.forward(h.clone()).reshape([batch]);
         FusionOutput {
             features: self.fuse(h, u, i),
-            aux_logit,
-        }
-    }
-
-    /// As [`LearnFusion::forward`], with the fused features left in their three blocks instead
-    /// of concatenated: the aux network's last hidden layer `h` and the default-filled LEARN
-    /// embeddings `u`, `i` (each detached when `stop_gradient`). A ranking model whose first
-    /// layer is linear can multiply each block by its rows of the weight and sum, which equals
-    /// the layer applied to `features` and skips the concatenation and, for the frozen `u`, `i`,
-    /// the input gradient ([`crate::FusedRanker`] does).
-    ///
-    /// # Shapes
-    /// - as [`LearnFusion::forward`]; `hidden`: `[batch, h_dim]`, `user`: `[batch, user_dim]`,
-    ///   `item`: `[batch, item_dim]`, `aux_logit`: `[batch]`
-    pub fn forward_parts(&self, learn: LearnInputs<B>) -> FusionParts<B> {
-        let [batch, _] = learn.user.dims();
-        let (h, u, i) = self.hidden(learn);
-        let aux_logit = self.head.forward(h.clone()).reshape([batch]);
-        let d = |x: Tensor<B, 2>| if self.stop_gradient { x.detach() } else { x };
-        FusionParts {
-            hidden: d(h),
-            user: d(u),
-            item: d(i),
             aux_logit,
         }
     }

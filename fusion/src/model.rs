@@ -8,6 +8,7 @@ use crate::{Error, Result};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 
 /// A ranking model: logits of a batch, and optionally an auxiliary loss.
@@ -154,6 +155,111 @@ impl<B: Backend> FusedRanker<B> {
     }
 }
 
+impl<B: Backend> FusedRanker<B> {
+    /// The training forward pass with block-wise first layers (plain MLP rankers), equal to
+    /// [`FusedRanker::forward_batch_reference`] up to float rounding (tests/fast_paths.rs):
+    /// - the ranker's first layer multiplies each input block by its rows of the weight and sums
+    ///   (no concatenation of the fused features into the ranker's input);
+    /// - the LEARN embeddings are frozen inputs: `u = x + m·d` (x the looked-up embedding, zero
+    ///   where missing, m the missing mask, d the learned default) enters every linear layer as
+    ///   `x·W + m·(d·W)`, so only the `[1, dim]` default carries a gradient, not a
+    ///   `[batch, dim]` input; only the product feature `(u ⊙ i)·A_p` needs the filled rows.
+    fn forward_blocks(
+        &self,
+        batch: &Batch<B>,
+        id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+        learn: crate::fusion::LearnInputs<B>,
+    ) -> (Tensor<B, 1>, Option<FusionOutput<B>>) {
+        let f = &self.fusion;
+        let [n, du] = learn.user.dims();
+        let di = learn.item.dims()[1];
+        let sg = |x: Tensor<B, 2>| if f.stop_gradient { x.detach() } else { x };
+        let (du_val, di_val) = (f.default_user.val(), f.default_item.val());
+        // `m·(d·W)` for each missing mask, `[n, out]`.
+        let defaults = |w: &Tensor<B, 2>, at: usize, du_d: Tensor<B, 2>, di_d: Tensor<B, 2>| {
+            let mut acc: Option<Tensor<B, 2>> = None;
+            for (m, d, from, to) in [
+                (&learn.user_missing, du_d, at, at + du),
+                (&learn.item_missing, di_d, at + du, at + du + di),
+            ] {
+                if let Some(m) = m {
+                    let t = m.clone() * d.matmul(w.clone().slice([from..to]));
+                    acc = Some(match acc {
+                        Some(a) => a + t,
+                        None => t,
+                    });
+                }
+            }
+            acc
+        };
+        let raw = Tensor::cat(vec![learn.user.clone(), learn.item.clone()], 1);
+        let filled = |x: Tensor<B, 2>, m: &Option<Tensor<B, 2>>, d: Tensor<B, 2>| match m {
+            Some(m) => x + d * m.clone(),
+            None => x,
+        };
+        // aux network, first layer block-wise
+        let first = &f.mlp[0];
+        let a1 = first.weight.val();
+        let mut pre = raw.clone().matmul(a1.clone().slice([0..du + di]));
+        if let Some(b) = &first.bias {
+            pre = pre + b.val().unsqueeze_dim(0);
+        }
+        if let Some(t) = defaults(&a1, 0, du_val.clone(), di_val.clone()) {
+            pre = pre + t;
+        }
+        let (u, i) = (
+            filled(learn.user.clone(), &learn.user_missing, du_val.clone()),
+            filled(learn.item.clone(), &learn.item_missing, di_val.clone()),
+        );
+        if f.product_feature {
+            pre = pre + (u.clone() * i.clone()).matmul(a1.slice([du + di..du + di + du]));
+        }
+        let mut h = relu(pre);
+        for l in &f.mlp[1..] {
+            h = relu(l.forward(h));
+        }
+        let aux_logit = f.head.forward(h.clone()).reshape([n]);
+        // ranker, first layer block-wise
+        let r = &self.ranker;
+        let x = r.input(
+            batch.users.clone(),
+            batch.items.clone(),
+            batch.fields.clone(),
+            Some(sg(h.clone())),
+            id_rows,
+        );
+        let k = x.dims()[1];
+        let w = r.mlp[0].weight.val();
+        let mut z = x.matmul(w.clone().slice([0..k]));
+        if f.include_embeddings {
+            z = z + raw.matmul(w.clone().slice([k..k + du + di]));
+            if let Some(t) = defaults(&w, k, sg(du_val), sg(di_val)) {
+                z = z + t;
+            }
+        }
+        if let Some(b) = &r.mlp[0].bias {
+            z = z + b.val().unsqueeze_dim(0);
+        }
+        let mut y = relu(z);
+        for l in &r.mlp[1..] {
+            y = relu(l.forward(y));
+        }
+        let logits = r.head.forward(y).reshape([n]);
+        let features = if f.include_embeddings {
+            Tensor::cat(vec![h, u, i], 1)
+        } else {
+            h
+        };
+        (
+            logits,
+            Some(FusionOutput {
+                features: sg(features),
+                aux_logit,
+            }),
+        )
+    }
+}
+
 impl<B: Backend> RankModel<B> for FusedRanker<B> {
     fn ranker(&self) -> &Ranker<B> {
         &self.ranker
@@ -176,37 +282,10 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
         batch: &Batch<B>,
         id_rows: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
     ) -> Result<(Tensor<B, 1>, Option<FusionOutput<B>>)> {
-        if !self.ranker.is_plain_mlp() {
+        if !self.ranker.is_plain_mlp() || self.fusion.mlp.is_empty() {
             return self.forward_batch_reference(batch, id_rows);
         }
-        // Block-wise first layer: the frozen LEARN embeddings enter through their own rows of
-        // the weight (no concatenation into the ranker's input, no input gradient for them).
-        // Equal to `forward_batch_reference` up to float rounding (tests/fast_paths.rs).
-        let p = self.fusion.forward_parts(learn_of(batch)?);
-        let x = self.ranker.input(
-            batch.users.clone(),
-            batch.items.clone(),
-            batch.fields.clone(),
-            Some(p.hidden.clone()),
-            id_rows,
-        );
-        let tail = self
-            .fusion
-            .includes_embeddings()
-            .then(|| Tensor::cat(vec![p.user.clone(), p.item.clone()], 1));
-        let logits = self.ranker.forward_split(x, tail);
-        let features = if self.fusion.includes_embeddings() {
-            Tensor::cat(vec![p.hidden, p.user, p.item], 1)
-        } else {
-            p.hidden
-        };
-        Ok((
-            logits,
-            Some(FusionOutput {
-                features,
-                aux_logit: p.aux_logit,
-            }),
-        ))
+        Ok(self.forward_blocks(batch, id_rows, learn_of(batch)?))
     }
 
     fn score_batch(&self, batch: &Batch<B>) -> Result<Tensor<B, 1>> {

@@ -214,35 +214,6 @@ impl<B: Backend> Ranker<B> {
         self.head.forward(h).reshape([batch])
     }
 
-    /// As [`Ranker::forward_features`] for a plain MLP ranker ([`Ranker::is_plain_mlp`]) whose
-    /// input is given in two column blocks, `x = [head, tail]`: the first layer computes
-    /// `head·W[..k] + tail·W[k..] + b` (the same sum, without concatenating; when `tail` needs no
-    /// gradient, neither is its input gradient computed). Falls back to concatenating otherwise.
-    ///
-    /// # Shapes
-    /// - `head`: `[batch, k]`, `tail`: `[batch, input_dim − k]` → `[batch]` logits
-    pub fn forward_split(&self, head: Tensor<B, 2>, tail: Option<Tensor<B, 2>>) -> Tensor<B, 1> {
-        let Some(tail) = tail else {
-            return self.forward_features(head);
-        };
-        if !self.is_plain_mlp() {
-            return self.forward_features(Tensor::cat(vec![head, tail], 1));
-        }
-        let [batch, k] = head.dims();
-        let first = &self.mlp[0];
-        let w = first.weight.val();
-        let [d_in, _] = w.dims();
-        let mut z = head.matmul(w.clone().slice([0..k])) + tail.matmul(w.slice([k..d_in]));
-        if let Some(b) = &first.bias {
-            z = z + b.val().unsqueeze_dim(0);
-        }
-        let mut h = relu(z);
-        for l in &self.mlp[1..] {
-            h = relu(l.forward(h));
-        }
-        self.head.forward(h).reshape([batch])
-    }
-
     /// Width of the extra dense features this ranker expects.
     pub fn extra_dim(&self) -> usize {
         self.extra_dim
