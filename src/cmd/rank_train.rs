@@ -191,7 +191,7 @@ pub struct Args {
     pub seed: u64,
     /// Benchmark instead of training: N steps of the baseline and of the fused ranker on the
     /// same shuffled batches, alternating (so both see the same machine load), then the median
-    /// time of each phase and samples/s of both; writes nothing.
+    /// time of each phase and samples/s of both; writes no predictions or rankers.
     #[arg(long, default_value_t = 0)]
     pub bench_steps: usize,
 }
@@ -775,8 +775,42 @@ mod tests {
             requests: 10,
             warmup: 2,
             seed: 1,
+            rounds: 2,
+            reference: false,
         };
         crate::cmd::bench_serve::run(b).unwrap();
+    }
+
+    #[test]
+    fn toy_mlp_serve_plan_and_bench_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let toy = ["--data", "toy", "--toy-users", "60", "--toy-items", "80", "--out", out];
+        let mut v = toy.to_vec();
+        v.extend(["--epochs", "1"]);
+        run(args(&v)).unwrap();
+        for reference in [false, true] {
+            let b = crate::cmd::bench_serve::Args {
+                rankers: dir.path().join("rankers"),
+                user_store: None,
+                item_store: None,
+                content_store: None,
+                candidates: 20,
+                requests: 9,
+                warmup: 2,
+                seed: 1,
+                rounds: 3,
+                reference,
+            };
+            crate::cmd::bench_serve::run(b).unwrap();
+        }
+        // benchmark mode trains nothing to disk
+        let bench = tempfile::tempdir().unwrap();
+        let mut v = toy.to_vec();
+        v[7] = bench.path().to_str().unwrap();
+        v.extend(["--bench-steps", "3", "--batch-size", "32"]);
+        run(args(&v)).unwrap();
+        assert!(!bench.path().join("predictions.csv").exists());
     }
 
     /// A tiny world (generated here) in `dir`; returns its log's last timestamp.
