@@ -1,9 +1,9 @@
 //! The two rankers the project compares, behind one trait the trainer and the server drive.
 
 use crate::data::{Batch, Batcher};
-use crate::serve::ServePlan;
 use crate::fusion::{FusionOutput, LearnFusion, LearnFusionConfig};
 use crate::ranker::{Ranker, RankerConfig};
+use crate::serve::ServePlan;
 use crate::{Error, Result};
 use burn::config::Config;
 use burn::module::Module;
@@ -271,7 +271,14 @@ impl<B: Backend> RankModel<B> for FusedRanker<B> {
         n_items: usize,
         device: &B::Device,
     ) -> Result<Option<ServePlan<B>>> {
-        ServePlan::new(&self.ranker, Some(&self.fusion), batcher, n_users, n_items, device)
+        ServePlan::new(
+            &self.ranker,
+            Some(&self.fusion),
+            batcher,
+            n_users,
+            n_items,
+            device,
+        )
     }
     fn with_id_tables(mut self, user: Tensor<B, 2>, item: Tensor<B, 2>) -> Self {
         self.ranker = self.ranker.with_id_tables(user, item);

@@ -4,8 +4,8 @@
 use crate::data::{Batcher, RankingExample};
 use crate::model::RankModel;
 use crate::{Error, Result};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::activation::relu;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use hdrhistogram::Histogram;
@@ -157,7 +157,11 @@ fn rows<B: Backend>(w: &Tensor<B, 2>, from: usize, to: usize) -> Tensor<B, 2> {
     w.clone().slice([from..to])
 }
 
-fn fill<B: Backend>(x: Tensor<B, 2>, missing: Option<Tensor<B, 2>>, default: Tensor<B, 2>) -> Tensor<B, 2> {
+fn fill<B: Backend>(
+    x: Tensor<B, 2>,
+    missing: Option<Tensor<B, 2>>,
+    default: Tensor<B, 2>,
+) -> Tensor<B, 2> {
     match missing {
         Some(m) => x + default * m,
         None => x,
@@ -241,9 +245,8 @@ impl<B: Backend> ServePlan<B> {
                 n_items,
             }));
         };
-        let no_learn = || {
-            Error::Invalid("the fused ranker's plan needs a batcher with a LearnLookup".into())
-        };
+        let no_learn =
+            || Error::Invalid("the fused ranker's plan needs a batcher with a LearnLookup".into());
         let il = ib.learn.ok_or_else(no_learn)?;
         let ul = ub.learn.ok_or_else(no_learn)?;
         let (du, di) = (ul.user.dims()[1], il.item.dims()[1]);
@@ -268,9 +271,7 @@ impl<B: Backend> ServePlan<B> {
                 learn_item: i,
                 learn_user: u,
                 w_h,
-                a_prod: fu
-                    .product_feature
-                    .then(|| rows(&a1, du + di, du + di + du)),
+                a_prod: fu.product_feature.then(|| rows(&a1, du + di, du + di + du)),
                 rest: fu.mlp[1..].iter().map(frozen).collect(),
             }),
             n_users,

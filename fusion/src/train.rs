@@ -168,12 +168,12 @@ where
         mut times: Option<&mut StepTimes>,
     ) -> Result<f32> {
         let device = &self.device;
-        let model = self
-            .model
-            .take()
-            .ok_or_else(|| Error::Invalid(format!("`{name}`: no model (an earlier step failed)")))?;
+        let model = self.model.take().ok_or_else(|| {
+            Error::Invalid(format!("`{name}`: no model (an earlier step failed)"))
+        })?;
         let mut mark = Instant::now();
-        let mut lap = |field: fn(&mut StepTimes) -> &mut Duration, t: &mut Option<&mut StepTimes>| {
+        let mut lap = |field: fn(&mut StepTimes) -> &mut Duration,
+                       t: &mut Option<&mut StepTimes>| {
             let now = Instant::now();
             if let Some(t) = t.as_deref_mut() {
                 *field(t) += now - mark;

@@ -90,7 +90,11 @@ fn max_plan_error<M: RankModel<B>>(s: &Setup, model: &M, batcher: &Batcher<'_>) 
     let reqs = make_requests(s.toy.data.users.len(), n_items, 30, 25, 5);
     let mut worst = 0f32;
     for req in &reqs {
-        let reference = to_vec(model.score_batch(&batcher.batch(req).to_device(&device)).unwrap());
+        let reference = to_vec(
+            model
+                .score_batch(&batcher.batch(req).to_device(&device))
+                .unwrap(),
+        );
         let items: Vec<u32> = req.iter().map(|e| e.item).collect();
         let fast = to_vec(plan.score(req[0].user, &items, &device).unwrap());
         assert_eq!(reference.len(), fast.len());
@@ -143,12 +147,14 @@ fn serve_plan_declines_cross_layers_and_rejects_unknown_items() {
     let plan = base.serve_plan(&batcher, 5, 10, &device).unwrap().unwrap();
     let err = plan.score(0, &[3, 10], &device).unwrap_err();
     assert!(
-        err.to_string().contains("item 10 is beyond the plan's 10 items"),
+        err.to_string()
+            .contains("item 10 is beyond the plan's 10 items"),
         "{err}"
     );
     let err = plan.score(5, &[3], &device).unwrap_err();
     assert!(
-        err.to_string().contains("user 5 is beyond the plan's 5 users"),
+        err.to_string()
+            .contains("user 5 is beyond the plan's 5 users"),
         "{err}"
     );
 }
@@ -183,9 +189,13 @@ fn loss_grads(
     use burn::module::Module as _;
     let leaves = (ids.0.require_grad(), ids.1.require_grad());
     let (logits, out) = if fast {
-        model.forward_batch_with(batch, Some(leaves.clone())).unwrap()
+        model
+            .forward_batch_with(batch, Some(leaves.clone()))
+            .unwrap()
     } else {
-        model.forward_batch_reference(batch, Some(leaves.clone())).unwrap()
+        model
+            .forward_batch_reference(batch, Some(leaves.clone()))
+            .unwrap()
     };
     let out = out.unwrap();
     let loss = learnrec_fusion::loss::weighted_bce_with_logits(
@@ -201,7 +211,14 @@ fn loss_grads(
     model.visit(&mut c);
     let ids = [leaves.0, leaves.1]
         .iter()
-        .map(|l| l.grad(&grads).unwrap().into_data().convert::<f32>().into_vec().unwrap())
+        .map(|l| {
+            l.grad(&grads)
+                .unwrap()
+                .into_data()
+                .convert::<f32>()
+                .into_vec()
+                .unwrap()
+        })
         .collect();
     let logits = logits.into_data().convert::<f32>().into_vec().unwrap();
     (logits, c.out, ids)
@@ -252,7 +269,11 @@ fn fused_block_first_layer_matches_concatenation_in_logits_and_gradients() {
         assert_eq!(gf.len(), gr.len());
         let mut compared = 0;
         for (k, (f, r)) in gf.iter().zip(&gr).enumerate() {
-            assert_eq!(f.is_some(), r.is_some(), "param {k} ({tag}): gradient presence");
+            assert_eq!(
+                f.is_some(),
+                r.is_some(),
+                "param {k} ({tag}): gradient presence"
+            );
             if let (Some(f), Some(r)) = (f, r) {
                 assert_close(&format!("param {k} grad ({tag})"), r, f);
                 compared += 1;

@@ -12,9 +12,9 @@
 use anyhow::Context as _;
 use learnrec_eval::store::StoreKind;
 use learnrec_fusion::data::Batcher;
+use learnrec_fusion::data::RankingExample;
 use learnrec_fusion::io::load_rankers;
 use learnrec_fusion::lookup::load_store;
-use learnrec_fusion::data::RankingExample;
 use learnrec_fusion::serve::{
     LatencyReport, ServePlan, bench_latency, bench_latency_plan, make_requests,
 };
@@ -105,10 +105,23 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let base = Served {
         model: &saved.baseline,
-        plan: plan_of(&|| Ok(saved.baseline.serve_plan(&base_batcher, data.users.len(), data.items.len(), &device)?))?,
+        plan: plan_of(&|| {
+            Ok(saved.baseline.serve_plan(
+                &base_batcher,
+                data.users.len(),
+                data.items.len(),
+                &device,
+            )?)
+        })?,
         batcher: base_batcher.clone(),
     };
-    let path = |p: &Option<ServePlan<CpuBackend>>| if p.is_some() { "serving plan" } else { "full forward" };
+    let path = |p: &Option<ServePlan<CpuBackend>>| {
+        if p.is_some() {
+            "serving plan"
+        } else {
+            "full forward"
+        }
+    };
     println!(
         "{} requests × {} candidates (+{} warm-up), {} interleaved rounds",
         a.requests, a.candidates, a.warmup, a.rounds
@@ -145,7 +158,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let fused_batcher = Batcher::new(&data, &saved.meta.users, &saved.meta.items, Some(&lookup));
     let fused = Served {
         model: fused_model,
-        plan: plan_of(&|| Ok(fused_model.serve_plan(&fused_batcher, data.users.len(), data.items.len(), &device)?))?,
+        plan: plan_of(&|| {
+            Ok(fused_model.serve_plan(
+                &fused_batcher,
+                data.users.len(),
+                data.items.len(),
+                &device,
+            )?)
+        })?,
         batcher: fused_batcher.clone(),
     };
     let pct = |f: u64, b: u64| 100.0 * (f as f64 - b as f64) / (b.max(1) as f64);
