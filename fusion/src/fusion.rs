@@ -97,9 +97,9 @@ pub struct LearnFusion<B: Backend> {
     /// Learned embedding of items with neither a LEARN nor a content embedding, `[1, item_dim]`.
     pub default_item: Param<Tensor<B, 2>>,
     aux_weight: f64,
-    stop_gradient: bool,
-    include_embeddings: bool,
-    product_feature: bool,
+    pub(crate) stop_gradient: bool,
+    pub(crate) include_embeddings: bool,
+    pub(crate) product_feature: bool,
 }
 
 impl LearnFusionConfig {
@@ -192,6 +192,11 @@ impl<B: Backend> LearnFusion<B> {
             features: self.fuse(h, u, i),
             aux_logit,
         }
+    }
+
+    /// Whether the fused features include the LEARN embeddings beside the hidden layer.
+    pub fn includes_embeddings(&self) -> bool {
+        self.include_embeddings
     }
 
     /// The fused features only, without the aux CVR head (serving).

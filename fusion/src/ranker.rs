@@ -76,9 +76,9 @@ pub struct Ranker<B: Backend> {
     /// Categorical features of all fields in one table.
     pub field_emb: Embedding<B>,
     cross: Vec<CrossLayer<B>>,
-    mlp: Vec<Linear<B>>,
-    head: Linear<B>,
-    n_fields: usize,
+    pub(crate) mlp: Vec<Linear<B>>,
+    pub(crate) head: Linear<B>,
+    pub(crate) n_fields: usize,
     extra_dim: usize,
 }
 
@@ -217,5 +217,11 @@ impl<B: Backend> Ranker<B> {
     /// Width of the extra dense features this ranker expects.
     pub fn extra_dim(&self) -> usize {
         self.extra_dim
+    }
+
+    /// Whether the ranker is a plain MLP (no cross layers) with at least one hidden layer: its
+    /// first layer is then a sum of per-feature-block matmuls ([`crate::serve::ServePlan`]).
+    pub fn is_plain_mlp(&self) -> bool {
+        self.cross.is_empty() && !self.mlp.is_empty()
     }
 }

@@ -12,7 +12,6 @@
 use crate::{Error, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use std::collections::HashMap;
 
 /// A host-side embedding table with row-wise Adam state.
 #[derive(Debug, Clone)]
@@ -70,21 +69,32 @@ impl SparseTable {
     pub fn step(&mut self, rows: &[i64], grad: &[f32], lr: f64) {
         let d = self.dim;
         let n_rows = self.w.len() / d.max(1);
-        let mut acc: HashMap<usize, Vec<f32>> = HashMap::with_capacity(rows.len());
-        for (k, &r) in rows.iter().enumerate() {
-            let r = if (r as usize) < n_rows { r as usize } else { 0 };
-            let g = acc.entry(r).or_insert_with(|| vec![0.0; d]);
-            for (a, b) in g.iter_mut().zip(&grad[k * d..(k + 1) * d]) {
-                *a += b;
-            }
-        }
+        // (row, position) sorted: each row's gradients are summed in the order they occur (as
+        // a per-row accumulator would), without a hash map or per-row allocations.
+        let mut order: Vec<(usize, usize)> = rows
+            .iter()
+            .enumerate()
+            .map(|(k, &r)| (if (r as usize) < n_rows { r as usize } else { 0 }, k))
+            .collect();
+        order.sort_unstable();
         self.t += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t);
         let c2 = 1.0 - b2.powi(self.t);
         let lr = lr as f32;
-        for (r, g) in acc {
-            for (j, gj) in g.into_iter().enumerate() {
+        let mut g = vec![0.0f32; d];
+        let mut at = 0;
+        while at < order.len() {
+            let r = order[at].0;
+            g.fill(0.0);
+            while at < order.len() && order[at].0 == r {
+                let k = order[at].1;
+                for (a, b) in g.iter_mut().zip(&grad[k * d..(k + 1) * d]) {
+                    *a += b;
+                }
+                at += 1;
+            }
+            for (j, &gj) in g.iter().enumerate() {
                 let i = r * d + j;
                 self.m[i] = b1 * self.m[i] + (1.0 - b1) * gj;
                 self.v[i] = b2 * self.v[i] + (1.0 - b2) * gj * gj;
@@ -127,5 +137,57 @@ mod tests {
             (w[6] - 1.0).abs() < 1e-6 && (w[7] - 0.9).abs() < 1e-4,
             "{w:?}"
         );
+    }
+
+    /// The reference: a per-row accumulator in occurrence order, then Adam on each row.
+    fn reference_step(s: &mut SparseTable, rows: &[i64], grad: &[f32], lr: f32) {
+        let d = s.dim;
+        let n_rows = s.w.len() / d;
+        let mut acc: Vec<(usize, Vec<f32>)> = Vec::new();
+        for (k, &r) in rows.iter().enumerate() {
+            let r = if (r as usize) < n_rows { r as usize } else { 0 };
+            let pos = match acc.iter().position(|(x, _)| *x == r) {
+                Some(p) => p,
+                None => {
+                    acc.push((r, vec![0.0; d]));
+                    acc.len() - 1
+                }
+            };
+            for (a, b) in acc[pos].1.iter_mut().zip(&grad[k * d..(k + 1) * d]) {
+                *a += b;
+            }
+        }
+        s.t += 1;
+        let (b1, b2) = (s.beta1, s.beta2);
+        let (c1, c2) = (1.0 - b1.powi(s.t), 1.0 - b2.powi(s.t));
+        for (r, g) in acc {
+            for (j, gj) in g.into_iter().enumerate() {
+                let i = r * d + j;
+                s.m[i] = b1 * s.m[i] + (1.0 - b1) * gj;
+                s.v[i] = b2 * s.v[i] + (1.0 - b2) * gj * gj;
+                s.w[i] -= lr * (s.m[i] / c1) / ((s.v[i] / c2).sqrt() + s.eps);
+            }
+        }
+    }
+
+    #[test]
+    fn step_equals_the_per_row_reference_bit_for_bit() {
+        let device = Default::default();
+        let init: Vec<f32> = (0..40).map(|k| (k as f32 * 0.37).sin()).collect();
+        let t = Tensor::<B, 2>::from_data(TensorData::new(init, [10, 4]), &device);
+        let mut fast = SparseTable::from_tensor(t).unwrap();
+        let mut slow = fast.clone();
+        for step in 0..5 {
+            // duplicates, out-of-range rows (→ row 0) and untouched rows
+            let rows: Vec<i64> = vec![3, 7, 3, 12, 0, 7, 3, 5 + step];
+            let grad: Vec<f32> = (0..rows.len() * 4)
+                .map(|k| ((k + step as usize * 13) as f32 * 0.91).cos())
+                .collect();
+            fast.step(&rows, &grad, 0.01);
+            reference_step(&mut slow, &rows, &grad, 0.01);
+        }
+        assert_eq!(fast.w, slow.w);
+        assert_eq!(fast.m, slow.m);
+        assert_eq!(fast.v, slow.v);
     }
 }

@@ -1,15 +1,24 @@
 //! `learnrec bench-serve`: serving latency of the baseline and fused rankers saved by
-//! `rank-train`. Each request scores N candidates of one user (host batching, LEARN lookup,
+//! `rank-train`. Each request scores N candidates of one user (user-side inputs, LEARN lookup,
 //! forward, read-back); per-request latency goes into an HDR histogram and p50/p90/p99/p99.9 are
-//! printed per model, with the aux network's added latency.
+//! printed per model, with the aux network's added latency. The requests are split into
+//! `--rounds` parts and the two rankers alternate part by part (baseline, fused, baseline, …),
+//! so both see the same machine load.
+//!
+//! By default both rankers serve through their [`ServePlan`] (item-side first-layer blocks
+//! precomputed per item, user-side blocks once per request; the same for both rankers);
+//! `--reference` scores every candidate with the full forward pass instead.
 
 use anyhow::Context as _;
 use learnrec_eval::store::StoreKind;
 use learnrec_fusion::data::Batcher;
+use learnrec_fusion::data::RankingExample;
 use learnrec_fusion::io::load_rankers;
 use learnrec_fusion::lookup::load_store;
-use learnrec_fusion::serve::{LatencyReport, bench_latency, make_requests};
-use learnrec_fusion::{CpuBackend, LearnLookup};
+use learnrec_fusion::serve::{
+    LatencyReport, ServePlan, bench_latency, bench_latency_plan, make_requests,
+};
+use learnrec_fusion::{CpuBackend, LearnLookup, RankModel};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +47,13 @@ pub struct Args {
     pub warmup: usize,
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
+    /// Alternate the two rankers over this many parts of the requests.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Score every candidate with the full forward pass (`score_batch`) instead of the serving
+    /// plan.
+    #[arg(long)]
+    pub reference: bool,
 }
 
 fn line(name: &str, r: &LatencyReport) {
@@ -47,9 +63,31 @@ fn line(name: &str, r: &LatencyReport) {
     );
 }
 
+/// One ranker as served: through its plan, or the reference forward pass.
+struct Served<'a, M> {
+    model: &'a M,
+    plan: Option<ServePlan<CpuBackend>>,
+    batcher: Batcher<'a>,
+}
+
+impl<M: RankModel<CpuBackend>> Served<'_, M> {
+    fn bench(&self, reqs: &[Vec<RankingExample>], warmup: usize) -> anyhow::Result<LatencyReport> {
+        let device = Default::default();
+        Ok(match &self.plan {
+            Some(p) => bench_latency_plan(p, reqs, warmup, &device)?,
+            None => bench_latency(self.model, &self.batcher, reqs, warmup, &device)?,
+        })
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if a.candidates == 0 || a.requests == 0 {
-        anyhow::bail!("--candidates and --requests must be at least 1");
+    if a.candidates == 0 || a.requests == 0 || a.rounds == 0 {
+        anyhow::bail!("--candidates, --requests and --rounds must be at least 1");
     }
     let device = Default::default();
     let saved = load_rankers::<CpuBackend>(&a.rankers, &device)?;
@@ -61,14 +99,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.candidates,
         a.seed,
     );
-    println!(
-        "{} requests × {} candidates (+{} warm-up)",
-        a.requests, a.candidates, a.warmup
-    );
     let base_batcher = Batcher::new(&data, &saved.meta.users, &saved.meta.items, None);
-    let rb = bench_latency(&saved.baseline, &base_batcher, &reqs, a.warmup, &device)?;
-    line("baseline", &rb);
-    let Some(fused) = &saved.fused else {
+    let plan_of = |m: &dyn Fn() -> anyhow::Result<Option<ServePlan<CpuBackend>>>| {
+        if a.reference { Ok(None) } else { m() }
+    };
+    let base = Served {
+        model: &saved.baseline,
+        plan: plan_of(&|| {
+            Ok(saved.baseline.serve_plan(
+                &base_batcher,
+                data.users.len(),
+                data.items.len(),
+                &device,
+            )?)
+        })?,
+        batcher: base_batcher.clone(),
+    };
+    let path = |p: &Option<ServePlan<CpuBackend>>| {
+        if p.is_some() {
+            "serving plan"
+        } else {
+            "full forward"
+        }
+    };
+    println!(
+        "{} requests × {} candidates (+{} warm-up), {} interleaved rounds",
+        a.requests, a.candidates, a.warmup, a.rounds
+    );
+    let per_round = a.requests.div_ceil(a.rounds);
+    let Some(fused_model) = &saved.fused else {
+        let rb = base.bench(&reqs, a.warmup)?;
+        line(&format!("baseline ({})", path(&base.plan)), &rb);
         println!("no fused ranker in {}", a.rankers.display());
         return Ok(());
     };
@@ -95,14 +156,46 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .transpose()?;
     let lookup = LearnLookup::new(&data.users, &data.items, &us, &is, cs.as_ref())?;
     let fused_batcher = Batcher::new(&data, &saved.meta.users, &saved.meta.items, Some(&lookup));
-    let rf = bench_latency(fused, &fused_batcher, &reqs, a.warmup, &device)?;
-    line("fused", &rf);
+    let fused = Served {
+        model: fused_model,
+        plan: plan_of(&|| {
+            Ok(fused_model.serve_plan(
+                &fused_batcher,
+                data.users.len(),
+                data.items.len(),
+                &device,
+            )?)
+        })?,
+        batcher: fused_batcher.clone(),
+    };
     let pct = |f: u64, b: u64| 100.0 * (f as f64 - b as f64) / (b.max(1) as f64);
+    let (mut p50, mut p99) = (Vec::new(), Vec::new());
+    let (mut b50, mut b99, mut f50, mut f99) = (vec![], vec![], vec![], vec![]);
+    for (r, part) in reqs.chunks(per_round.max(1)).enumerate() {
+        let warm = a.warmup.div_ceil(a.rounds);
+        let rb = base.bench(part, warm)?;
+        let rf = fused.bench(part, warm)?;
+        println!("round {}:", r + 1);
+        line(&format!("baseline ({})", path(&base.plan)), &rb);
+        line(&format!("fused ({})", path(&fused.plan)), &rf);
+        p50.push(pct(rf.p50_us, rb.p50_us));
+        p99.push(pct(rf.p99_us, rb.p99_us));
+        b50.push(rb.p50_us as f64);
+        b99.push(rb.p99_us as f64);
+        f50.push(rf.p50_us as f64);
+        f99.push(rf.p99_us as f64);
+    }
     println!(
-        "aux network adds: p50 {:+.1}%  p99 {:+.1}%  p99.9 {:+.1}%",
-        pct(rf.p50_us, rb.p50_us),
-        pct(rf.p99_us, rb.p99_us),
-        pct(rf.p999_us, rb.p999_us)
+        "median over rounds: baseline p50 {:.0} µs p99 {:.0} µs; fused p50 {:.0} µs p99 {:.0} µs",
+        median(b50),
+        median(b99),
+        median(f50),
+        median(f99)
+    );
+    println!(
+        "aux network adds (median over rounds): p50 {:+.1}%  p99 {:+.1}%",
+        median(p50),
+        median(p99)
     );
     Ok(())
 }

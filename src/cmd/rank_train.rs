@@ -189,6 +189,11 @@ pub struct Args {
     pub max_steps: usize,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Benchmark instead of training: N steps of the baseline and of the fused ranker on the
+    /// same shuffled batches, alternating (so both see the same machine load), then the median
+    /// time of each phase and samples/s of both; writes no predictions or rankers.
+    #[arg(long, default_value_t = 0)]
+    pub bench_steps: usize,
 }
 
 /// How the examples are split in time.
@@ -465,6 +470,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut fused_scores = None;
     let mut reports = serde_json::Map::new();
     let b_batcher = Batcher::new(&data, &users, &items, None);
+    if a.bench_steps > 0 {
+        let lookup = lookup.as_ref().context("--bench-steps needs LEARN stores")?;
+        let fc = FusedRankerConfig::new(
+            rc.clone(),
+            LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
+                .with_hidden(a.aux_hidden.clone())
+                .with_include_embeddings(!a.hidden_only)
+                .with_aux_weight(a.lambda)
+                .with_stop_gradient(a.stop_gradient),
+        );
+        let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
+        return bench_steps(&a, &split, &tc, &rc, &fc, &b_batcher, &f_batcher, &device);
+    }
     let run = Run { split: &split, tc: &tc, steps, labels: &labels, device: &device };
     let base = run.fit("baseline", rc.init::<CpuAutodiff>(&device), &b_batcher)?;
     reports.insert("baseline".into(), report_json(&base.report, base.auc));
@@ -619,6 +637,72 @@ impl Run<'_> {
     }
 }
 
+/// `--bench-steps`: alternating training steps of the two rankers with per-phase timers.
+#[allow(clippy::too_many_arguments)]
+fn bench_steps(
+    a: &Args,
+    split: &Split,
+    tc: &TrainConfig,
+    rc: &RankerConfig,
+    fc: &FusedRankerConfig,
+    b_batcher: &Batcher<'_>,
+    f_batcher: &Batcher<'_>,
+    device: &learnrec_fusion::burn::tensor::Device<CpuAutodiff>,
+) -> anyhow::Result<()> {
+    use learnrec_fusion::train::{StepTimes, Trainer, epoch_order};
+    CpuAutodiff::seed(device, a.seed);
+    let mut tb = Trainer::new(rc.init::<CpuAutodiff>(device), tc, device)?;
+    CpuAutodiff::seed(device, a.seed);
+    let mut tf = Trainer::new(fc.init::<CpuAutodiff>(device), tc, device)?;
+    let order = epoch_order(split.train.len(), a.seed);
+    let warmup = 5;
+    let (mut sb, mut sf) = (Vec::new(), Vec::new());
+    let mut buf = Vec::with_capacity(a.batch_size);
+    for (k, chunk) in order.chunks(a.batch_size.max(1)).cycle().take(a.bench_steps + warmup).enumerate() {
+        buf.clear();
+        buf.extend(chunk.iter().map(|&i| split.train[i]));
+        let (mut b, mut f) = (StepTimes::default(), StepTimes::default());
+        tb.step("baseline", b_batcher, &buf, Some(&mut b))?;
+        tf.step("fused", f_batcher, &buf, Some(&mut f))?;
+        if k >= warmup && buf.len() == a.batch_size {
+            sb.push(b);
+            sf.push(f);
+        }
+    }
+    let median = |v: &[StepTimes], f: fn(&StepTimes) -> std::time::Duration| {
+        let mut x: Vec<f64> = v.iter().map(|s| f(s).as_secs_f64() * 1e3).collect();
+        x.sort_by(f64::total_cmp);
+        x.get(x.len() / 2).copied().unwrap_or(0.0)
+    };
+    let total = |v: &[StepTimes]| v.iter().map(|s| s.total().as_secs_f64()).sum::<f64>();
+    println!(
+        "{} interleaved steps of batch {} (after {warmup} warm-up); median ms per phase:",
+        sb.len(),
+        a.batch_size
+    );
+    println!("{:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7} {:>12}", "ranker", "batch", "gather", "forward", "backward", "sparse", "optim", "total", "samples/s");
+    let mut sps = Vec::new();
+    for (name, v) in [("baseline", &sb), ("fused", &sf)] {
+        let r = (v.len() * a.batch_size) as f64 / total(v).max(1e-9);
+        sps.push(r);
+        println!(
+            "{name:>9} {:>7.3} {:>7.3} {:>7.3} {:>8.3} {:>7.3} {:>7.3} {:>7.3} {r:>12.0}",
+            median(v, |s| s.batch),
+            median(v, |s| s.gather),
+            median(v, |s| s.forward),
+            median(v, |s| s.backward),
+            median(v, |s| s.sparse),
+            median(v, |s| s.optim),
+            median(v, |s| s.total()),
+        );
+    }
+    println!(
+        "fused/baseline training throughput: {:.2}x (samples/s over all measured steps)",
+        sps[1] / sps[0].max(1e-9)
+    );
+    Ok(())
+}
+
 fn report_json(r: &TrainReport, test_auc: Option<f64>) -> serde_json::Value {
     serde_json::json!({
         "epochs": r.epochs.len(),
@@ -691,8 +775,42 @@ mod tests {
             requests: 10,
             warmup: 2,
             seed: 1,
+            rounds: 2,
+            reference: false,
         };
         crate::cmd::bench_serve::run(b).unwrap();
+    }
+
+    #[test]
+    fn toy_mlp_serve_plan_and_bench_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let toy = ["--data", "toy", "--toy-users", "60", "--toy-items", "80", "--out", out];
+        let mut v = toy.to_vec();
+        v.extend(["--epochs", "1"]);
+        run(args(&v)).unwrap();
+        for reference in [false, true] {
+            let b = crate::cmd::bench_serve::Args {
+                rankers: dir.path().join("rankers"),
+                user_store: None,
+                item_store: None,
+                content_store: None,
+                candidates: 20,
+                requests: 9,
+                warmup: 2,
+                seed: 1,
+                rounds: 3,
+                reference,
+            };
+            crate::cmd::bench_serve::run(b).unwrap();
+        }
+        // benchmark mode trains nothing to disk
+        let bench = tempfile::tempdir().unwrap();
+        let mut v = toy.to_vec();
+        v[7] = bench.path().to_str().unwrap();
+        v.extend(["--bench-steps", "3", "--batch-size", "32"]);
+        run(args(&v)).unwrap();
+        assert!(!bench.path().join("predictions.csv").exists());
     }
 
     /// A tiny world (generated here) in `dir`; returns its log's last timestamp.
