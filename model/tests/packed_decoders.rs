@@ -5,7 +5,8 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use learnrec_model::CpuBackend as B;
 use learnrec_model::backbone::gemma3::Gemma3;
-use learnrec_model::backbone::Gemma3Config;
+use learnrec_model::backbone::layers::AttentionKind;
+use learnrec_model::backbone::{Gemma3Config, Llama, LlamaConfig, LlamaVariant};
 
 /// Right-padded ids and mask for sequences of the given lengths (ids spread over the vocab).
 fn batch(lengths: &[usize], vocab: usize) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, usize) {
@@ -80,4 +81,35 @@ fn gemma3_packed_equals_padded_with_odd_head_dim_and_one_kv_head() {
         ..Gemma3Config::tiny()
     };
     gemma_case(&cfg, &[9, 1, 17, 5]);
+}
+
+fn llama_case(cfg: &LlamaConfig, lengths: &[usize]) {
+    let model: Llama<B> = cfg.init(&Default::default());
+    let (ids, mask, s) = batch(lengths, cfg.vocab_size);
+    let packed = model.forward(ids.clone(), mask.clone());
+    let padded = model.forward_padded(ids, mask);
+    let worst = compare(packed, padded, lengths, s);
+    println!("{:?} {lengths:?}: max |packed - padded| = {worst:.2e}", cfg.model_type);
+    assert!(worst < 1e-4, "{:?}: max abs diff {worst}", cfg.model_type);
+}
+
+#[test]
+fn llama_family_packed_equals_padded() {
+    let lengths = [5, 2, 7, 1, 4];
+    // Llama and Baichuan (MHA), Qwen2 (q/k/v biases, GQA), all fully causal.
+    for v in [LlamaVariant::Llama, LlamaVariant::Qwen2, LlamaVariant::Baichuan] {
+        let cfg = LlamaConfig::tiny(v);
+        assert_eq!(cfg.attention_kind(), AttentionKind::Causal);
+        llama_case(&cfg, &lengths);
+    }
+    // Mistral with a sliding window shorter than some items, head_dim 12 (a 16-wide tail only).
+    let cfg = LlamaConfig {
+        sliding_window: Some(3),
+        head_dim: Some(12),
+        num_key_value_heads: Some(1),
+        ..LlamaConfig::tiny(LlamaVariant::Mistral)
+    };
+    assert_eq!(cfg.attention_kind(), AttentionKind::SlidingCausal { window: 3 });
+    llama_case(&cfg, &lengths);
+    llama_case(&cfg, &[9]);
 }
