@@ -134,7 +134,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "burn{}: best {:.0} tokens/s (batch {}, {:.0}% padding, threads {}), RSS {:.0} MiB",
-        if args.padded { " (padded reference path)" } else { "" },
+        if args.padded {
+            " (padded reference path)"
+        } else {
+            ""
+        },
         tokens as f64 / best,
         args.batch,
         100.0 * (padded - tokens) as f64 / padded.max(1) as f64,

@@ -20,7 +20,8 @@ fn batch(lengths: &[usize], vocab: usize) -> (Tensor<B, 2, Int>, Tensor<B, 2, In
         }
     }
     let dev = Default::default();
-    let t = |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev);
+    let t =
+        |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev);
     (t(ids), t(mask), s)
 }
 
@@ -89,7 +90,10 @@ fn llama_case(cfg: &LlamaConfig, lengths: &[usize]) {
     let packed = model.forward(ids.clone(), mask.clone());
     let padded = model.forward_padded(ids, mask);
     let worst = compare(packed, padded, lengths, s);
-    println!("{:?} {lengths:?}: max |packed - padded| = {worst:.2e}", cfg.model_type);
+    println!(
+        "{:?} {lengths:?}: max |packed - padded| = {worst:.2e}",
+        cfg.model_type
+    );
     assert!(worst < 1e-4, "{:?}: max abs diff {worst}", cfg.model_type);
 }
 
@@ -97,7 +101,11 @@ fn llama_case(cfg: &LlamaConfig, lengths: &[usize]) {
 fn llama_family_packed_equals_padded() {
     let lengths = [5, 2, 7, 1, 4];
     // Llama and Baichuan (MHA), Qwen2 (q/k/v biases, GQA), all fully causal.
-    for v in [LlamaVariant::Llama, LlamaVariant::Qwen2, LlamaVariant::Baichuan] {
+    for v in [
+        LlamaVariant::Llama,
+        LlamaVariant::Qwen2,
+        LlamaVariant::Baichuan,
+    ] {
         let cfg = LlamaConfig::tiny(v);
         assert_eq!(cfg.attention_kind(), AttentionKind::Causal);
         llama_case(&cfg, &lengths);
@@ -109,7 +117,10 @@ fn llama_family_packed_equals_padded() {
         num_key_value_heads: Some(1),
         ..LlamaConfig::tiny(LlamaVariant::Mistral)
     };
-    assert_eq!(cfg.attention_kind(), AttentionKind::SlidingCausal { window: 3 });
+    assert_eq!(
+        cfg.attention_kind(),
+        AttentionKind::SlidingCausal { window: 3 }
+    );
     llama_case(&cfg, &lengths);
     llama_case(&cfg, &[9]);
 }

@@ -562,8 +562,25 @@ impl<B: Backend> Gemma3<B> {
             let n = host::rms_norm_copy(&x, &g, eps);
             let mut qkv = host::dense(n, total, &layer.qkv, &device); // [tokens, (nh + 2 nkv) d]
             let ((qn, qe), (kn, _)) = (w(&layer.q_norm), w(&layer.k_norm));
-            host::qk_norm_rope(&mut qkv, &positions, nh, nkv, d, Some((&qn, &kn, qe)), cos, sin);
-            let ctx = host::packed_causal_attention(&qkv, &lengths, nh, nkv, d, self.scale as f32, window); // [tokens, nh d]
+            host::qk_norm_rope(
+                &mut qkv,
+                &positions,
+                nh,
+                nkv,
+                d,
+                Some((&qn, &kn, qe)),
+                cos,
+                sin,
+            );
+            let ctx = host::packed_causal_attention(
+                &qkv,
+                &lengths,
+                nh,
+                nkv,
+                d,
+                self.scale as f32,
+                window,
+            ); // [tokens, nh d]
             drop(qkv);
             let o = host::dense(ctx, total, &layer.o, &device); // [tokens, hidden]
             let (g, eps) = w(&layer.post_attn_norm);
