@@ -124,3 +124,65 @@ fn llama_family_packed_equals_padded() {
     llama_case(&cfg, &lengths);
     llama_case(&cfg, &[9]);
 }
+
+fn cache_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
+        return d.into();
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return std::path::PathBuf::from(d).join("learnrec");
+    }
+    std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/learnrec")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// The real Gemma-3-270M (its golden items are all shorter than the 512-token window): one
+/// sequence of 530 tokens, so the local layers' window cuts in, batched with a short one; every
+/// real position's last hidden state agrees between the packed and the padded forward.
+#[test]
+fn gemma3_270m_packed_matches_padded_past_the_sliding_window() {
+    use learnrec_model::backbone::{Backbone, pad_batch};
+    let path = cache_dir().join("assets/gemma3-270m/model.gguf");
+    if !path.is_file() {
+        println!("skipped: {} not found", path.display());
+        return;
+    }
+    let (model, _) = Backbone::<B>::load_gguf(&path, &Default::default()).unwrap();
+    // BOS, then ids spread over the vocabulary (deterministic, no tokenizer needed).
+    let long: Vec<u32> = std::iter::once(2)
+        .chain((1..530u32).map(|i| 1000 + (i * 7919) % 200_000))
+        .collect();
+    let batch = vec![long, vec![2, 4521, 618, 9012, 33]];
+    let (ids, mask) = pad_batch::<B>(&batch, &Default::default());
+    let [_, s] = ids.dims();
+    let packed: Vec<f32> = model
+        .forward(ids.clone(), mask.clone())
+        .to_data()
+        .to_vec()
+        .unwrap();
+    let padded: Vec<f32> = model.forward_padded(ids, mask).to_data().to_vec().unwrap();
+    let h = model.hidden_size();
+    for (b, seq) in batch.iter().enumerate() {
+        let mut worst = 1f64;
+        for p in 0..seq.len() {
+            let r = (b * s + p) * h..(b * s + p + 1) * h;
+            worst = worst.min(cosine(&packed[r.clone()], &padded[r]));
+        }
+        println!(
+            "item {b} ({} tokens): worst 1 - cos over positions = {:.2e}",
+            seq.len(),
+            1.0 - worst
+        );
+        assert!(worst >= 0.99999, "item {b}: cosine {worst}");
+    }
+}
