@@ -585,11 +585,14 @@ pub mod host {
     macro_rules! simd_kernel {
         ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
             $(#[$m])*
+            #[allow(clippy::too_many_arguments)]
             fn $name($($arg: $ty),*) {
                 #[cfg(target_arch = "x86_64")]
                 {
+                    #[allow(clippy::too_many_arguments)]
                     #[target_feature(enable = "avx512f,avx2,fma")]
                     fn avx512($($arg: $ty),*) $body
+                    #[allow(clippy::too_many_arguments)]
                     #[target_feature(enable = "avx2,fma")]
                     fn avx2($($arg: $ty),*) $body
                     use std::arch::is_x86_feature_detected as has;
@@ -875,6 +878,7 @@ pub mod host {
     /// `x·P(x²)/Q(x²)` on `[-7.9, 7.9]` (outside, tanh is ±1 in f32); absolute error below 1e-6
     /// (checked against `f32::tanh` in the tests).
     #[inline(always)]
+    #[allow(clippy::excessive_precision)] // coefficients as published (Eigen's fast tanh)
     pub fn tanh(x: f32) -> f32 {
         let x = x.clamp(-7.905_311, 7.905_311);
         let x2 = x * x;
