@@ -570,7 +570,8 @@ impl<'a, B: Backend> WeightReader<'a, B> {
     }
 }
 
-/// Host-side (CPU slice) kernels for the packed, padding-free encoder path of [`super::bert`]:
+/// Host-side (CPU slice) kernels for the packed, padding-free paths of [`super::bert`],
+/// [`super::gemma3`] and [`super::llama`]:
 /// everything between two matmuls runs here in one pass over the data instead of as several
 /// Burn element-wise ops, each with its own allocation and strided copies. On x86-64 each kernel
 /// is also compiled for AVX-512 and for AVX2 (both with FMA) and picked at run time by the CPU's features.
