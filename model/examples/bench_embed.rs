@@ -2,7 +2,8 @@
 //! on the token ids of a golden file (`/work/shared/golden/*.json`), cycled to `--n` sequences and
 //! embedded in batches of `--batch` in file order (mean pooling, L2-normalised); with
 //! `--sort-by-length` the sequences are sorted by length first (little padding, as `embed`'s
-//! length-bucketed batches). The PyTorch counterpart is `scripts/bench_embed_torch.py` with the
+//! length-bucketed batches); `--padded` runs the padded reference forward instead of the packed
+//! one (BERT, Gemma 3), for before/after comparisons. The PyTorch counterpart is `scripts/bench_embed_torch.py` with the
 //! same arguments.
 //!
 //! ```text
@@ -25,6 +26,7 @@ struct Args {
     n: usize,
     repeats: usize,
     sort_by_length: bool,
+    padded: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -35,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
         n: 96,
         repeats: 3,
         sort_by_length: false,
+        padded: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,12 +49,13 @@ fn parse_args() -> Result<Args, String> {
             "--n" => a.n = val()?.parse().map_err(|e| format!("--n: {e}"))?,
             "--repeats" => a.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
             "--sort-by-length" => a.sort_by_length = true,
+            "--padded" => a.padded = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
     if a.model.is_empty() || a.golden.is_empty() {
         return Err(
-            "usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3] [--sort-by-length]"
+            "usage: bench_embed --model DIR --golden FILE [--batch 16] [--n 96] [--repeats 3] [--sort-by-length] [--padded]"
                 .into(),
         );
     }
@@ -106,12 +110,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_mib()
     );
 
-    model.encode_pooled(&seqs[..args.batch.min(seqs.len())], Pooling::Mean, true)?; // warm-up
+    let encode = |chunk: &[Vec<u32>]| {
+        if args.padded {
+            model.encode_pooled_padded(chunk, Pooling::Mean, true)
+        } else {
+            model.encode_pooled(chunk, Pooling::Mean, true)
+        }
+    };
+    encode(&seqs[..args.batch.min(seqs.len())])?; // warm-up
     let mut best = f64::INFINITY;
     for r in 0..args.repeats {
         let t = Instant::now();
         for chunk in seqs.chunks(args.batch) {
-            std::hint::black_box(model.encode_pooled(chunk, Pooling::Mean, true)?);
+            std::hint::black_box(encode(chunk)?);
         }
         let s = t.elapsed().as_secs_f64();
         best = best.min(s);
@@ -122,7 +133,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "burn: best {:.0} tokens/s (batch {}, {:.0}% padding, threads {}), RSS {:.0} MiB",
+        "burn{}: best {:.0} tokens/s (batch {}, {:.0}% padding, threads {}), RSS {:.0} MiB",
+        if args.padded {
+            " (padded reference path)"
+        } else {
+            ""
+        },
         tokens as f64 / best,
         args.batch,
         100.0 * (padded - tokens) as f64 / padded.max(1) as f64,

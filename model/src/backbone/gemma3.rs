@@ -14,7 +14,7 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{
@@ -507,11 +507,108 @@ impl<B: Backend> Gemma3<B> {
 
     /// Last hidden states after the final norm.
     ///
+    /// Runs packed: the real tokens of all sequences are concatenated into one `[tokens,
+    /// hidden]` matrix (positions restart at 0 for each sequence), so no matmul, norm or
+    /// activation is spent on padding, and each token attends causally within its own sequence
+    /// (within `sliding_window` on local layers) with grouped key/value heads read in place,
+    /// never repeated. The matmuls go through the backend; everything between them runs as fused
+    /// host kernels ([`super::layers::host`]). Same values as the padded, masked computation
+    /// at every real position ([`Gemma3::forward_padded`] is that reference); padding positions
+    /// of the output are zero.
+    ///
     /// # Shapes
     /// - `ids`: `[batch, seq]` token ids, right-padded
     /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        use super::layers::host;
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let lengths = mask_lengths(&mask);
+        let ids_host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().unwrap_or_default();
+        if ids_host.len() != b * s {
+            return self.forward_padded(ids, mask);
+        }
+        let h = self.hidden_size();
+        let total: usize = lengths.iter().sum();
+        let mut packed = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        for (r, &len) in lengths.iter().enumerate() {
+            packed.extend_from_slice(&ids_host[r * s..r * s + len]);
+            positions.extend(0..len);
+        }
+        let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let (cos_l, sin_l) = host::rope_tables(self.rope_local.inv_freq(), longest);
+        let (cos_g, sin_g) = host::rope_tables(self.rope_global.inv_freq(), longest);
+        let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(packed, [total]), &device);
+        // Embedding rows × sqrt(hidden), as transformers' scaled embedding (scale in f32).
+        let mut x = host::to_vec(self.embed.clone().select(0, ids_t)); // [tokens, hidden]
+        let es = self.embed_scale as f32;
+        x.iter_mut().for_each(|v| *v *= es);
+        let w = |n: &RmsNorm<B>| (host::to_vec(n.weight.val()), n.eps as f32);
+        let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let gate = if self.act {
+            host::Gate::Gelu
+        } else {
+            host::Gate::GeluTanh
+        };
+        for (layer, &global) in self.layers.iter().zip(&self.global) {
+            let (cos, sin, window) = if global {
+                (&cos_g, &sin_g, usize::MAX)
+            } else {
+                (&cos_l, &sin_l, self.window)
+            };
+            let (g, eps) = w(&layer.input_norm);
+            let n = host::rms_norm_copy(&x, &g, eps);
+            let mut qkv = host::dense(n, total, &layer.qkv, &device); // [tokens, (nh + 2 nkv) d]
+            let ((qn, qe), (kn, _)) = (w(&layer.q_norm), w(&layer.k_norm));
+            host::qk_norm_rope(
+                &mut qkv,
+                &positions,
+                nh,
+                nkv,
+                d,
+                Some((&qn, &kn, qe)),
+                cos,
+                sin,
+            );
+            let ctx = host::packed_causal_attention(
+                &qkv,
+                &lengths,
+                nh,
+                nkv,
+                d,
+                self.scale as f32,
+                window,
+            ); // [tokens, nh d]
+            drop(qkv);
+            let o = host::dense(ctx, total, &layer.o, &device); // [tokens, hidden]
+            let (g, eps) = w(&layer.post_attn_norm);
+            host::add_rms_norm(&mut x, &o, &g, eps);
+
+            let (g, eps) = w(&layer.pre_ff_norm);
+            let n = host::rms_norm_copy(&x, &g, eps);
+            let gu = host::dense(n, total, &layer.gate_up, &device); // [tokens, 2 inter]
+            let a = host::gated(&gu, self.intermediate, gate); // [tokens, inter]
+            drop(gu);
+            let y = host::dense(a, total, &layer.down, &device); // [tokens, hidden]
+            let (g, eps) = w(&layer.post_ff_norm);
+            host::add_rms_norm(&mut x, &y, &g, eps);
+        }
+        let (g, eps) = w(&self.norm);
+        host::rms_norm(&mut x, &g, eps);
+        host::unpack::<B>(&x, &lengths, s, h, &device)
+    }
+
+    /// The padded reference computation with Burn tensor ops (masked attention over
+    /// `[batch, seq]`, repeated key/value heads); [`Gemma3::forward`] gives the same values at
+    /// real positions.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` token ids, right-padded
+    /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward_padded(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
         let device = ids.device();
         let lengths = mask_lengths(&mask);

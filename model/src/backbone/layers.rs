@@ -305,6 +305,11 @@ impl<B: Backend> Rope<B> {
         }
     }
 
+    /// Inverse frequencies, `[head_dim / 2]`.
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
+    }
+
     fn tables(inv_freq: &[f32], len: usize, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let half = inv_freq.len();
         let d = 2 * half;
@@ -565,7 +570,8 @@ impl<'a, B: Backend> WeightReader<'a, B> {
     }
 }
 
-/// Host-side (CPU slice) kernels for the packed, padding-free encoder path of [`super::bert`]:
+/// Host-side (CPU slice) kernels for the packed, padding-free paths of [`super::bert`],
+/// [`super::gemma3`] and [`super::llama`]:
 /// everything between two matmuls runs here in one pass over the data instead of as several
 /// Burn element-wise ops, each with its own allocation and strided copies. On x86-64 each kernel
 /// is also compiled for AVX-512 and for AVX2 (both with FMA) and picked at run time by the CPU's features.
@@ -580,11 +586,14 @@ pub mod host {
     macro_rules! simd_kernel {
         ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
             $(#[$m])*
+            #[allow(clippy::too_many_arguments)]
             fn $name($($arg: $ty),*) {
                 #[cfg(target_arch = "x86_64")]
                 {
+                    #[allow(clippy::too_many_arguments)]
                     #[target_feature(enable = "avx512f,avx2,fma")]
                     fn avx512($($arg: $ty),*) $body
+                    #[allow(clippy::too_many_arguments)]
                     #[target_feature(enable = "avx2,fma")]
                     fn avx2($($arg: $ty),*) $body
                     use std::arch::is_x86_feature_detected as has;
@@ -863,6 +872,389 @@ pub mod host {
         });
         ctx
     }
+
+    // ---- Decoder (Llama / Gemma 3) kernels: RMSNorm, RoPE, causal GQA attention, gated MLP.
+
+    /// `tanh(x)` in f32 without branches or `exp` (vectorises): a rational approximation
+    /// `x·P(x²)/Q(x²)` on `[-7.9, 7.9]` (outside, tanh is ±1 in f32); absolute error below 1e-6
+    /// (checked against `f32::tanh` in the tests).
+    #[inline(always)]
+    #[allow(clippy::excessive_precision)] // coefficients as published (Eigen's fast tanh)
+    pub fn tanh(x: f32) -> f32 {
+        let x = x.clamp(-7.905_311, 7.905_311);
+        let x2 = x * x;
+        let mut p = x2 * -2.760_768_5e-16 + 2.000_187_9e-13;
+        p = x2 * p - 8.604_671_5e-11;
+        p = x2 * p + 5.122_297e-8;
+        p = x2 * p + 1.485_722_4e-5;
+        p = x2 * p + 6.372_619_3e-4;
+        p = x2 * p + 4.893_524_6e-3;
+        let mut q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
+        q = x2 * q + 2.268_434_6e-3;
+        q = x2 * q + 4.893_525_2e-3;
+        x * p / q
+    }
+
+    /// `exp(x)` in f32 without branches (vectorises): `2^k · e^r` with `r = x - k ln 2` in
+    /// `[-ln2/2, ln2/2]` and a degree-6 polynomial for `e^r`; relative error below 1e-6 on
+    /// `[-87, 88]` (checked in the tests). Inputs below -87 give 0-ish, above 88 saturate.
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        let x = x.clamp(-87.0, 88.0);
+        let k = (x * std::f32::consts::LOG2_E).round();
+        let r = k.mul_add(-0.693_145_75, x);
+        let r = k.mul_add(-1.428_606_8e-6, r);
+        let mut p = 1.0 / 720.0f32;
+        p = p.mul_add(r, 1.0 / 120.0);
+        p = p.mul_add(r, 1.0 / 24.0);
+        p = p.mul_add(r, 1.0 / 6.0);
+        p = p.mul_add(r, 0.5);
+        p = p.mul_add(r, 1.0);
+        p = p.mul_add(r, 1.0);
+        p * f32::from_bits((((k as i32) + 127) as u32) << 23)
+    }
+
+    /// The activation of a gated MLP's gate half (`act(gate) · up`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Gate {
+        /// SwiGLU (Llama family).
+        Silu,
+        /// GeGLU with the tanh-approximated GELU (Gemma: `gelu_pytorch_tanh`).
+        GeluTanh,
+        /// GeGLU with the exact erf GELU.
+        Gelu,
+    }
+
+    #[inline(always)]
+    fn rms_row(row: &[f32], eps: f32) -> f32 {
+        1.0 / (dot(row, row) / row.len() as f32 + eps).sqrt()
+    }
+
+    simd_kernel! {
+        fn rms_norm_block(xb: &mut [f32], w: &[f32], eps: f32) {
+            for row in xb.chunks_exact_mut(w.len()) {
+                let inv = rms_row(row, eps);
+                for (v, g) in row.iter_mut().zip(w) {
+                    *v = *v * inv * g;
+                }
+            }
+        }
+    }
+
+    /// `x ← x / sqrt(mean(x²) + eps) · w` over every row of `[rows, w.len()]` (RMSNorm; Gemma's
+    /// `1 + w` already folded into `w`).
+    pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+        let d = w.len().max(1);
+        x.par_chunks_mut(rows_per_task(d) * d)
+            .for_each(|b| rms_norm_block(b, w, eps));
+    }
+
+    simd_kernel! {
+        fn rms_norm_copy_block(xb: &[f32], ob: &mut [f32], w: &[f32], eps: f32) {
+            for (row, out) in xb.chunks_exact(w.len()).zip(ob.chunks_exact_mut(w.len())) {
+                let inv = rms_row(row, eps);
+                for ((o, v), g) in out.iter_mut().zip(row).zip(w) {
+                    *o = *v * inv * g;
+                }
+            }
+        }
+    }
+
+    /// RMSNorm of every row of `x` into a new matrix (the residual stream stays as it is).
+    pub fn rms_norm_copy(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+        let d = w.len().max(1);
+        let mut out = vec![0f32; x.len()];
+        let n = rows_per_task(d) * d;
+        x.par_chunks(n)
+            .zip(out.par_chunks_mut(n))
+            .for_each(|(xb, ob)| rms_norm_copy_block(xb, ob, w, eps));
+        out
+    }
+
+    simd_kernel! {
+        fn add_rms_norm_block(xb: &mut [f32], yb: &[f32], w: &[f32], eps: f32) {
+            for (row, y) in xb.chunks_exact_mut(w.len()).zip(yb.chunks_exact(w.len())) {
+                let inv = rms_row(y, eps);
+                for ((v, a), g) in row.iter_mut().zip(y).zip(w) {
+                    *v += a * inv * g;
+                }
+            }
+        }
+    }
+
+    /// `x ← x + RMSNorm(y)` row by row (Gemma 3's post-attention / post-MLP norms on the
+    /// residual branch).
+    pub fn add_rms_norm(x: &mut [f32], y: &[f32], w: &[f32], eps: f32) {
+        let d = w.len().max(1);
+        let n = rows_per_task(d) * d;
+        x.par_chunks_mut(n)
+            .zip(y.par_chunks(n))
+            .for_each(|(xb, yb)| add_rms_norm_block(xb, yb, w, eps));
+    }
+
+    /// `x ← x + y` (plain residual).
+    pub fn add(x: &mut [f32], y: &[f32]) {
+        x.par_chunks_mut(16_384)
+            .zip(y.par_chunks(16_384))
+            .for_each(|(xb, yb)| xb.iter_mut().zip(yb).for_each(|(a, b)| *a += b));
+    }
+
+    /// `x ← x + bias` on every row of `[rows, bias.len()]`.
+    pub fn add_bias(x: &mut [f32], bias: &[f32]) {
+        let d = bias.len().max(1);
+        x.par_chunks_mut(rows_per_task(d) * d).for_each(|b| {
+            b.chunks_exact_mut(d)
+                .for_each(|row| row.iter_mut().zip(bias).for_each(|(v, c)| *v += c))
+        });
+    }
+
+    simd_kernel! {
+        fn gated_block(gu: &[f32], out: &mut [f32], inter: usize, gate: Gate) {
+            for (row, o) in gu.chunks_exact(2 * inter).zip(out.chunks_exact_mut(inter)) {
+                let (g, u) = row.split_at(inter);
+                match gate {
+                    Gate::Silu => {
+                        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                            *o = g / (1.0 + exp(-g)) * u;
+                        }
+                    }
+                    Gate::GeluTanh => {
+                        const C: f32 = 0.797_884_6; // sqrt(2/pi)
+                        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                            let t = tanh(C * (g + 0.044_715 * g * g * g));
+                            *o = 0.5 * g * (1.0 + t) * u;
+                        }
+                    }
+                    Gate::Gelu => {
+                        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                            *o = 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2)) * u;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gated MLP activation: rows of `gu` are `[gate | up]` (`2 · inter` wide); the output row is
+    /// `act(gate) · up` (`inter` wide).
+    pub fn gated(gu: &[f32], inter: usize, gate: Gate) -> Vec<f32> {
+        let inter = inter.max(1);
+        let rows = gu.len() / (2 * inter);
+        let mut out = vec![0f32; rows * inter];
+        let r = rows_per_task(2 * inter);
+        gu.par_chunks(r * 2 * inter)
+            .zip(out.par_chunks_mut(r * inter))
+            .for_each(|(g, o)| gated_block(g, o, inter, gate));
+        out
+    }
+
+    /// Host RoPE tables for positions `0..len`: `(cos, sin)`, each `[len, head_dim / 2]`, with
+    /// the angles computed as [`super::Rope`] does (f32 product, like transformers).
+    pub fn rope_tables(inv_freq: &[f32], len: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = inv_freq.len();
+        let mut cos = vec![0f32; len * half];
+        let mut sin = vec![0f32; len * half];
+        for p in 0..len {
+            for (i, f) in inv_freq.iter().enumerate() {
+                let (s, c) = ((p as f32 * f) as f64).sin_cos();
+                cos[p * half + i] = c as f32;
+                sin[p * half + i] = s as f32;
+            }
+        }
+        (cos, sin)
+    }
+
+    /// Per-head RMSNorm weights and epsilon for [`qk_norm_rope`] (Gemma 3's `q_norm`,
+    /// `k_norm`); `None` for models without them.
+    pub type HeadNorms<'a> = Option<(&'a [f32], &'a [f32], f32)>;
+
+    simd_kernel! {
+        fn qk_norm_rope_block(rows: &mut [f32], pos: &[usize], heads: usize, kv_heads: usize, d: usize, norms: HeadNorms<'_>, cos: &[f32], sin: &[f32]) {
+            let w = (heads + 2 * kv_heads) * d;
+            let half = d / 2;
+            for (row, &p) in rows.chunks_exact_mut(w).zip(pos) {
+                let (c, s) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+                for hd in 0..heads + kv_heads {
+                    let x = &mut row[hd * d..(hd + 1) * d];
+                    if let Some((qn, kn, eps)) = norms {
+                        let g = if hd < heads { qn } else { kn };
+                        let inv = rms_row(x, eps);
+                        x.iter_mut().zip(g).for_each(|(v, g)| *v = *v * inv * g);
+                    }
+                    let (a, b) = x.split_at_mut(half);
+                    for i in 0..half {
+                        let (x1, x2) = (a[i], b[i]);
+                        a[i] = x1 * c[i] - x2 * s[i];
+                        b[i] = x2 * c[i] + x1 * s[i];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per-head RMSNorm (optional) then rotate-half RoPE, in place, on the query and key heads of
+    /// every row of a fused `[tokens, (heads + 2 kv_heads) · d]` matrix (values untouched); row
+    /// `t` is rotated by `positions[t]` (positions restart at 0 for each packed sequence).
+    /// `cos`/`sin` come from [`rope_tables`] and must cover the largest position.
+    #[allow(clippy::too_many_arguments)]
+    pub fn qk_norm_rope(
+        qkv: &mut [f32],
+        positions: &[usize],
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        norms: HeadNorms<'_>,
+        cos: &[f32],
+        sin: &[f32],
+    ) {
+        let w = (heads + 2 * kv_heads) * head_dim;
+        let r = rows_per_task(w);
+        qkv.par_chunks_mut(r * w)
+            .zip(positions.par_chunks(r))
+            .for_each(|(rows, pos)| {
+                qk_norm_rope_block(rows, pos, heads, kv_heads, head_dim, norms, cos, sin)
+            });
+    }
+
+    simd_kernel! {
+        /// Causal attention of one sequence (`len` tokens from row `t0` of `qkv`) into `out`
+        /// (`[len, heads · head_dim]`); query `i` sees keys `j ≤ i` with `i - j < window`.
+        fn causal_sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, window: usize, out: &mut [f32]) {
+            let w = (heads + 2 * kv_heads) * d;
+            let ho = heads * d;
+            let group = heads / kv_heads;
+            let len16 = len.div_ceil(16) * 16;
+            let mut scores = vec![0f32; len16];
+            let mut kt = vec![0f32; d * len16];
+            for g in 0..kv_heads {
+                let (ko, vo) = (heads * d + g * d, (heads + kv_heads) * d + g * d);
+                for j in 0..len {
+                    let k = &qkv[(t0 + j) * w + ko..(t0 + j) * w + ko + d];
+                    for (c, &kc) in k.iter().enumerate() {
+                        kt[c * len16 + j] = kc;
+                    }
+                }
+                for hq in g * group..(g + 1) * group {
+                    let qo = hq * d;
+                    for i in 0..len {
+                        let (lo, hi) = ((i + 1).saturating_sub(window), i + 1);
+                        let q = &qkv[(t0 + i) * w + qo..(t0 + i) * w + qo + d];
+                        for j0 in (lo / 16 * 16..hi).step_by(16) {
+                            let mut acc = [0f32; 16];
+                            for (c, &qc) in q.iter().enumerate() {
+                                let k = &kt[c * len16 + j0..c * len16 + j0 + 16];
+                                for t in 0..16 {
+                                    acc[t] = qc.mul_add(k[t], acc[t]);
+                                }
+                            }
+                            for t in 0..16 {
+                                scores[j0 + t] = acc[t] * scale;
+                            }
+                        }
+                        let sc = &mut scores[lo..hi];
+                        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                        let mut denom = 0f32;
+                        for s in sc.iter_mut() {
+                            *s = exp(*s - max);
+                            denom += *s;
+                        }
+                        let inv = 1.0 / denom;
+                        let o = &mut out[i * ho + qo..i * ho + qo + d];
+                        let full = d / 16 * 16;
+                        for c0 in (0..full).step_by(16) {
+                            let mut acc = [0f32; 16];
+                            for (j, &p) in (lo..hi).zip(sc.iter()) {
+                                let v = &qkv[(t0 + j) * w + vo + c0..(t0 + j) * w + vo + c0 + 16];
+                                for t in 0..16 {
+                                    acc[t] = p.mul_add(v[t], acc[t]);
+                                }
+                            }
+                            for t in 0..16 {
+                                o[c0 + t] = acc[t] * inv;
+                            }
+                        }
+                        for c in full..d {
+                            let mut acc = 0f32;
+                            for (j, &p) in (lo..hi).zip(sc.iter()) {
+                                acc = p.mul_add(qkv[(t0 + j) * w + vo + c], acc);
+                            }
+                            o[c] = acc * inv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Causal grouped-query attention over packed sequences (no padding anywhere, no repeated
+    /// key/value heads): row `t` of `qkv` (`[tokens, (heads + 2 kv_heads) · head_dim]`, queries |
+    /// keys | values, RoPE already applied) attends to the earlier tokens of its own sequence,
+    /// at most `window` back counting itself (`usize::MAX` = no window); query head `h` reads
+    /// key/value head `h / (heads / kv_heads)`. Softmax in f32 with the row maximum subtracted.
+    ///
+    /// # Shapes
+    /// - `qkv`: `[sum(lengths), (heads + 2 kv_heads) · head_dim]`
+    /// - output: `[sum(lengths), heads · head_dim]`
+    pub fn packed_causal_attention(
+        qkv: &[f32],
+        lengths: &[usize],
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        scale: f32,
+        window: usize,
+    ) -> Vec<f32> {
+        let h = heads * head_dim;
+        let total: usize = lengths.iter().sum();
+        let mut ctx = vec![0f32; total * h];
+        let mut spans = Vec::with_capacity(lengths.len());
+        let (mut rest, mut t0) = (ctx.as_mut_slice(), 0usize);
+        for &len in lengths {
+            let (mine, tail) = rest.split_at_mut(len * h);
+            spans.push((t0, len, mine));
+            rest = tail;
+            t0 += len;
+        }
+        spans.into_par_iter().for_each(|(t0, len, out)| {
+            causal_sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, window, out)
+        });
+        ctx
+    }
+
+    /// `x · W (+ b)` for a host matrix `x` (`[rows, d_in]`, moved in) through the backend's
+    /// matmul; the result comes back as a host matrix `[rows, d_out]`.
+    pub fn dense<B: Backend>(
+        x: Vec<f32>,
+        rows: usize,
+        layer: &super::Dense<B>,
+        device: &B::Device,
+    ) -> Vec<f32> {
+        let w = layer.weight.val();
+        let d_in = w.dims()[0];
+        let mut y = to_vec(tensor::<B>(x, rows, d_in, device).matmul(w));
+        if let Some(b) = &layer.bias {
+            add_bias(&mut y, &to_vec(b.val()));
+        }
+        y
+    }
+
+    /// Right-pads packed rows back to `[batch, seq, hidden]` with zeros at padding.
+    pub fn unpack<B: Backend>(
+        x: &[f32],
+        lengths: &[usize],
+        seq: usize,
+        hidden: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 3> {
+        let mut out = vec![0f32; lengths.len() * seq * hidden];
+        let mut t0 = 0;
+        for (r, &len) in lengths.iter().enumerate() {
+            out[r * seq * hidden..(r * seq + len) * hidden]
+                .copy_from_slice(&x[t0 * hidden..(t0 + len) * hidden]);
+            t0 += len;
+        }
+        Tensor::from_data(TensorData::new(out, [lengths.len(), seq, hidden]), device)
+    }
 }
 
 #[cfg(test)]
@@ -970,6 +1362,76 @@ mod tests {
             worst = worst.max((host::erf(x as f32) as f64 - want).abs());
         }
         assert!(worst < 1e-6, "max |erf error| {worst}");
+    }
+
+    #[test]
+    fn host_tanh_and_exp_match_std() {
+        let mut worst_tanh: f32 = 0.0;
+        let mut worst_exp: f32 = 0.0;
+        for i in -20_000..=20_000 {
+            let x = i as f32 / 1000.0;
+            worst_tanh = worst_tanh.max((host::tanh(x) - x.tanh()).abs());
+        }
+        for i in -8_700..=8_800 {
+            let x = i as f32 / 100.0;
+            let e = x.exp();
+            worst_exp = worst_exp.max((host::exp(x) - e).abs() / e);
+        }
+        assert!(worst_tanh < 1e-6, "max |tanh error| {worst_tanh}");
+        assert!(worst_exp < 1e-6, "max relative exp error {worst_exp}");
+    }
+
+    #[test]
+    fn host_decoder_kernels_match_burn_ops() {
+        let dev = Default::default();
+        let (rows, d) = (5, 12);
+        let x: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+            .collect();
+        let y: Vec<f32> = (0..rows * d)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+            .collect();
+        let w: Vec<f32> = (0..d).map(|i| 1.0 + i as f32 / 20.0).collect();
+        let t = |v: &[f32], c: usize| {
+            Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [rows, c]), &dev)
+        };
+        let close = |a: &[f32], b: Vec<f32>| {
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 2e-5, "{p} vs {q}");
+            }
+        };
+        let norm = RmsNorm::<B>::new(
+            Tensor::from_data(TensorData::new(w.clone(), [d]), &dev),
+            1e-6,
+        );
+        close(
+            &host::rms_norm_copy(&x, &w, 1e-6),
+            norm.forward(t(&x, d)).to_data().to_vec().unwrap(),
+        );
+        let mut r = x.clone();
+        host::add_rms_norm(&mut r, &y, &w, 1e-6);
+        close(
+            &r,
+            (t(&x, d) + norm.forward(t(&y, d)))
+                .to_data()
+                .to_vec()
+                .unwrap(),
+        );
+        // Gated MLP activations: rows are [gate | up], each d/2 wide.
+        let half = d / 2;
+        for (gate, act) in [
+            (host::Gate::Silu, Activation::Silu),
+            (host::Gate::GeluTanh, Activation::GeluTanh),
+            (host::Gate::Gelu, Activation::Gelu),
+        ] {
+            let xt = t(&x, d);
+            let want = act.apply(xt.clone().narrow(1, 0, half)) * xt.narrow(1, half, half);
+            close(
+                &host::gated(&x, half, gate),
+                want.to_data().to_vec().unwrap(),
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{
@@ -433,11 +433,78 @@ impl<B: Backend> Llama<B> {
 
     /// Last hidden states after the final norm.
     ///
+    /// Runs packed, as [`super::Gemma3::forward`]: the real tokens of all sequences are
+    /// concatenated (positions restart at 0 for each), each attends causally within its own
+    /// sequence (within the sliding window when the config has one) with grouped key/value heads
+    /// read in place; matmuls through the backend, everything between them as fused host
+    /// kernels. Same values as [`Llama::forward_padded`] at every real position; padding
+    /// positions of the output are zero.
+    ///
     /// # Shapes
     /// - `ids`: `[batch, seq]` token ids, right-padded
     /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        use super::layers::host;
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let lengths = mask_lengths(&mask);
+        let ids_host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().unwrap_or_default();
+        if ids_host.len() != b * s {
+            return self.forward_padded(ids, mask);
+        }
+        let h = self.hidden_size();
+        let total: usize = lengths.iter().sum();
+        let mut packed = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        for (r, &len) in lengths.iter().enumerate() {
+            packed.extend_from_slice(&ids_host[r * s..r * s + len]);
+            positions.extend(0..len);
+        }
+        let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let (cos, sin) = host::rope_tables(self.rope.inv_freq(), longest);
+        let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(packed, [total]), &device);
+        let mut x = host::to_vec(self.embed.clone().select(0, ids_t)); // [tokens, hidden]
+        let w = |n: &RmsNorm<B>| (host::to_vec(n.weight.val()), n.eps as f32);
+        let (nh, nkv, d) = (self.heads, self.kv_heads, self.head_dim);
+        let window = if self.window > 0 {
+            self.window
+        } else {
+            usize::MAX
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        for layer in &self.layers {
+            let (g, eps) = w(&layer.input_norm);
+            let n = host::rms_norm_copy(&x, &g, eps);
+            let mut qkv = host::dense(n, total, &layer.qkv, &device); // [tokens, (nh + 2 nkv) d]
+            host::qk_norm_rope(&mut qkv, &positions, nh, nkv, d, None, &cos, &sin);
+            let ctx = host::packed_causal_attention(&qkv, &lengths, nh, nkv, d, scale, window); // [tokens, nh d]
+            drop(qkv);
+            let o = host::dense(ctx, total, &layer.o, &device); // [tokens, hidden]
+            host::add(&mut x, &o);
+
+            let (g, eps) = w(&layer.post_norm);
+            let n = host::rms_norm_copy(&x, &g, eps);
+            let gu = host::dense(n, total, &layer.gate_up, &device); // [tokens, 2 inter]
+            let a = host::gated(&gu, self.intermediate, host::Gate::Silu); // [tokens, inter]
+            drop(gu);
+            let y = host::dense(a, total, &layer.down, &device); // [tokens, hidden]
+            host::add(&mut x, &y);
+        }
+        let (g, eps) = w(&self.norm);
+        host::rms_norm(&mut x, &g, eps);
+        host::unpack::<B>(&x, &lengths, s, h, &device)
+    }
+
+    /// The padded reference computation with Burn tensor ops (masked attention over
+    /// `[batch, seq]`, repeated key/value heads); [`Llama::forward`] gives the same values at
+    /// real positions.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` token ids, right-padded
+    /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward_padded(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
         let device = ids.device();
         let lengths = mask_lengths(&mask);

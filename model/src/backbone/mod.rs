@@ -226,6 +226,22 @@ impl<B: Backend> Backbone<B> {
         }
     }
 
+    /// The padded reference computation with Burn tensor ops (masked attention over the whole
+    /// `[batch, seq]`); [`Self::forward`] runs packed (no padding) and gives the same values at
+    /// real positions.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` token ids, right-padded
+    /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward_padded(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        match self {
+            Backbone::Llama(m) => m.forward_padded(ids, mask),
+            Backbone::Gemma3(m) => m.forward_padded(ids, mask),
+            Backbone::Bert(m) => m.forward_padded(ids, mask),
+        }
+    }
+
     /// Embeds a batch of token id sequences: pads them on the right, runs the backbone, pools
     /// and optionally L2-normalises (LEARN: mean pooling, normalised). Sequences must be
     /// non-empty, use ids below [`Self::vocab_size`] and fit [`Self::max_len`].
@@ -234,6 +250,27 @@ impl<B: Backend> Backbone<B> {
         batch: &[Vec<u32>],
         pooling: Pooling,
         normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.encode_with(batch, pooling, normalize, false)
+    }
+
+    /// [`Self::encode_pooled`] through [`Self::forward_padded`] (the reference path, for
+    /// checks and benchmarks).
+    pub fn encode_pooled_padded(
+        &self,
+        batch: &[Vec<u32>],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.encode_with(batch, pooling, normalize, true)
+    }
+
+    fn encode_with(
+        &self,
+        batch: &[Vec<u32>],
+        pooling: Pooling,
+        normalize: bool,
+        padded: bool,
     ) -> Result<Vec<Vec<f32>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -261,7 +298,11 @@ impl<B: Backend> Backbone<B> {
         }
         let device = self.device();
         let (ids, mask) = pad_batch::<B>(batch, &device);
-        let hidden = self.forward(ids, mask.clone());
+        let hidden = if padded {
+            self.forward_padded(ids, mask.clone())
+        } else {
+            self.forward(ids, mask.clone())
+        };
         let mut pooled = pooling.pool(hidden, mask);
         if normalize {
             pooled = l2_normalize(pooled);
