@@ -1,7 +1,8 @@
 //! Training throughput of the LEARN tower (samples/s), before/after in one run.
 //!
 //! One step = user tower over the history (80) + item tower variant 1 over the target (40) +
-//! dense all-action loss + backward + Adam. Implementations (pick with the third argument, a
+//! dense all-action loss + backward + Adam (`lean`/`nn`: Burn's `Adam`; `fused`: `TowerAdam`'s
+//! in-place step, the same math). Implementations (pick with the third argument, a
 //! comma-separated list; default `lean,fused`):
 //! - `nn`: Burn's `TransformerEncoder` (separate Q/K/V, boolean autoregressive mask) — what
 //!   BURN.md measured;
@@ -21,13 +22,13 @@ use burn::module::Module;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use learnrec_model::CpuAutodiff;
 use learnrec_model::towers::fused::with_composite;
 use learnrec_model::towers::model::l2_normalize;
-use learnrec_model::towers::{InputKind, LearnTower, LossMasks, TowerConfig, TowerInput, dense_all_action_loss};
+use learnrec_model::towers::{InputKind, LearnTower, LossMasks, TowerAdam, TowerConfig, TowerInput, dense_all_action_loss};
 use std::time::Instant;
 
 #[derive(Module, Debug)]
@@ -87,10 +88,12 @@ fn masks(s: &Shape, lt: usize, lh: usize) -> LossMasks {
 struct Runner<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
     label: &'static str,
     model: Option<M>,
-    optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B>,
+    optim: burn::optim::adaptor::OptimizerAdaptor<TowerAdam, M, B>,
     fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>,
     composite: bool,
     times: Vec<f64>,
+    /// Per recorded step: forward, backward, optimiser seconds.
+    split: Vec<[f64; 3]>,
 }
 
 impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
@@ -98,10 +101,11 @@ impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
         Runner {
             label,
             model: Some(model),
-            optim: AdamConfig::new().with_epsilon(1e-8).init::<B, M>(),
+            optim: TowerAdam::new(0.9, 0.999, 1e-8).init::<B, M>(),
             fwd,
             composite,
             times: vec![],
+            split: vec![],
         }
     }
     fn step(&mut self, hist: &Tensor<B, 3>, tgt: &Tensor<B, 3>, m: &LossMasks, record: bool) {
@@ -113,20 +117,33 @@ impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
             dense_all_action_loss(u, it, m, 20.0)
         };
         let loss = if self.composite { with_composite(fwd) } else { fwd() };
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = self.optim.step(5e-5, model, grads);
+        let t1 = Instant::now();
+        let grads = if self.composite { with_composite(|| loss.backward()) } else { loss.backward() };
+        let t2 = Instant::now();
+        let grads = GradientsParams::from_grads(grads, &model);
+        // Composite runners take Burn's own Adam (`TowerAdam` falls back to it).
+        let optim = &mut self.optim;
+        let model = if self.composite { with_composite(|| optim.step(5e-5, model, grads)) } else { optim.step(5e-5, model, grads) };
         let _ = model.clone().valid(); // settle lazy work
         self.model = Some(model);
         if record {
+            let t3 = Instant::now();
             self.times.push(t0.elapsed().as_secs_f64());
+            self.split.push([(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64()]);
         }
     }
     fn report(&mut self, s: &Shape) -> f64 {
         self.times.sort_by(f64::total_cmp);
         let med = self.times[self.times.len() / 2];
         let sps = s.batch as f64 / med;
+        let part = |k: usize| {
+            let mut v: Vec<f64> = self.split.iter().map(|t| t[k]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2] * 1e3
+        };
+        let (f, b, o) = (part(0), part(1), part(2));
         println!(
-            "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps)",
+            "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps; fwd {f:.1} bwd {b:.1} optim {o:.1} ms)",
             s.name,
             self.label,
             med * 1e3,
@@ -216,11 +233,41 @@ fn parts() {
     });
 }
 
+/// GFLOP/s of the paper shape's matmuls (history: 640 rows) in the layouts the forward and the
+/// backward use (`t` = a transposed view, as autodiff passes it).
+fn gemm() {
+    type I = learnrec_model::CpuBackend;
+    let dev = Default::default();
+    let m = |r: usize, c: usize| Tensor::<I, 2>::from_data(TensorData::new(vec![0.01f32; r * c], [r, c]), &dev);
+    for (n, k, o) in [(640, 768, 2304), (640, 768, 768), (640, 768, 3072), (640, 3072, 768)] {
+        let (x, w, dy) = (m(n, k), m(k, o), m(n, o));
+        let fl = 2.0 * (n * k * o) as f64 / 1e6;
+        let fwd = time_ms(5, || {
+            let _ = x.clone().matmul(w.clone()).into_data();
+        });
+        let dx = time_ms(5, || {
+            let _ = dy.clone().matmul(w.clone().transpose()).into_data();
+        });
+        let dw = time_ms(5, || {
+            let _ = x.clone().transpose().matmul(dy.clone()).into_data();
+        });
+        println!(
+            "[{n},{k}]x[{k},{o}]  fwd {:6.1} GFLOP/s  dX=dY·Wt {:6.1}  dW=Xt·dY {:6.1}",
+            fl / fwd,
+            fl / dx,
+            fl / dw
+        );
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "both".into());
     if which == "parts" {
         return parts();
+    }
+    if which == "gemm" {
+        return gemm();
     }
     let steps: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let impls_arg = args.next().unwrap_or_else(|| "lean,fused".into());

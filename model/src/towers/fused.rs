@@ -542,6 +542,110 @@ pub(crate) fn dense_loss_from_scores<B: Backend>(scores: &Tensor<B, 2>, plan: &D
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Adam: one in-place pass per parameter.
+
+/// Adam's hyper-parameters (Burn's `AdaptiveMomentum`, no weight decay, no AMSGrad).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamHyper {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+}
+
+const ADAM_CHUNK: usize = 1 << 14;
+
+/// Burn's Adam update, element by element, in the same f32 operation order as its tensor ops
+/// (`m₁ = β₁m₁ + (1−β₁)g`, `m₂ = β₂m₂ + (1−β₂)g²`,
+/// `p −= lr · (m₁·c) / (√m₂ + ε·√(1−β₂ᵗ))` with `c = √(1−β₂ᵗ) / (1−β₁ᵗ)`), so the result is the
+/// same to the bit. `first`: there are no moments yet (they start from zero).
+fn adam_kernel(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, h: AdamHyper, time: i32, lr: f32) {
+    let (f1, f2) = (1.0 - h.beta_1, 1.0 - h.beta_2);
+    let bc2 = (1.0 - h.beta_2.powi(time)).sqrt();
+    let cf = bc2 / (1.0 - h.beta_1.powi(time));
+    let eps = h.epsilon * bc2;
+    let (b1, b2) = (h.beta_1, h.beta_2);
+    p.par_chunks_mut(ADAM_CHUNK)
+        .zip(g.par_chunks(ADAM_CHUNK))
+        .zip(m1.par_chunks_mut(ADAM_CHUNK))
+        .zip(m2.par_chunks_mut(ADAM_CHUNK))
+        .for_each(|(((p, g), m1), m2)| {
+            for i in 0..p.len() {
+                let gi = g[i];
+                let (a, v) = if first {
+                    (gi * f1, (gi * gi) * f2)
+                } else {
+                    (m1[i] * b1 + gi * f1, m2[i] * b2 + (gi * gi) * f2)
+                };
+                m1[i] = a;
+                m2[i] = v;
+                p[i] -= ((a * cf) / (v.sqrt() + eps)) * lr;
+            }
+        });
+}
+
+/// A whole contiguous f32 buffer of a Flex tensor, writable (copied first when shared).
+fn whole_mut(t: &mut FlexTensor) -> Option<&mut [f32]> {
+    let n = t.layout().num_elements();
+    let full = t.dtype() == burn::tensor::DType::F32
+        && t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == n * 4;
+    full.then(|| t.storage_mut::<f32>())
+}
+
+/// Moments of one parameter: `(steps taken, m₁, m₂)`.
+pub(crate) type AdamMoments<B, const D: usize> = (usize, Tensor<B, D>, Tensor<B, D>);
+
+/// One Adam step of one parameter in place on the Flex backend: returns the new parameter and
+/// moments, or gives the inputs back (`Err`) when the fused step does not apply (disabled, other
+/// backend, not f32, non-contiguous).
+#[allow(clippy::type_complexity)]
+pub(crate) fn adam_step<B: Backend, const D: usize>(
+    h: AdamHyper,
+    lr: f64,
+    tensor: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<AdamMoments<B, D>>,
+) -> Result<(Tensor<B, D>, AdamMoments<B, D>), (Tensor<B, D>, Tensor<B, D>, Option<AdamMoments<B, D>>)> {
+    let flex_ok = |t: &Tensor<B, D>| {
+        TypeId::of::<FloatTensor<B>>() == TypeId::of::<FlexTensor>()
+            && t.dtype() == burn::tensor::DType::F32
+    };
+    if !active() || !flex_ok(&tensor) || !flex_ok(&grad) || moments.as_ref().is_some_and(|m| !flex_ok(&m.1) || !flex_ok(&m.2)) {
+        return Err((tensor, grad, moments));
+    }
+    let to_flex = |t: Tensor<B, D>| match classify(t) {
+        Prim::Flex(f) => f,
+        _ => unreachable!("checked: Flex tensor"),
+    };
+    let shape = tensor.dims().to_vec();
+    let n: usize = shape.iter().product();
+    let mut p = to_flex(tensor);
+    let g = to_flex(grad);
+    let (time, mut m1, mut m2, first) = match moments {
+        Some((t, a, b)) => (t + 1, to_flex(a), to_flex(b), false),
+        None => (1, flex(vec![0.0; n], shape.clone()), flex(vec![0.0; n], shape.clone()), true),
+    };
+    let gs = slice(&g);
+    match (whole_mut(&mut p), whole_mut(&mut m1), whole_mut(&mut m2)) {
+        (Some(pp), Some(a), Some(b)) if pp.len() == n && a.len() == n && b.len() == n && gs.len() == n => {
+            adam_kernel(pp, &gs, a, b, first, h, time as i32, lr as f32);
+        }
+        _ => {
+            // Non-contiguous parameter or moment: make them contiguous, then the same kernel.
+            drop(gs);
+            let mut p = p.to_contiguous();
+            let (mut m1, mut m2) = (m1.to_contiguous(), m2.to_contiguous());
+            let gs = slice(&g);
+            let (pp, a, b) = (p.storage_mut::<f32>(), m1.storage_mut::<f32>(), m2.storage_mut::<f32>());
+            adam_kernel(pp, &gs, a, b, first, h, time as i32, lr as f32);
+            return Ok((back::<B, D, _>(p), (time, back::<B, D, _>(m1), back::<B, D, _>(m2))));
+        }
+    }
+    Ok((back::<B, D, _>(p), (time, back::<B, D, _>(m1), back::<B, D, _>(m2))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_composite;
