@@ -28,7 +28,7 @@ use burn::tensor::{Tensor, TensorData};
 use learnrec_model::CpuAutodiff;
 use learnrec_model::towers::fused::with_composite;
 use learnrec_model::towers::model::l2_normalize;
-use learnrec_model::towers::{InputKind, LearnTower, LossMasks, TowerAdam, TowerConfig, TowerInput, dense_all_action_loss};
+use learnrec_model::towers::{InputKind, ItemTowerVariant, LearnTower, LossMasks, TowerAdam, TowerConfig, TowerInput, dense_all_action_loss};
 use std::time::Instant;
 
 #[derive(Module, Debug)]
@@ -84,12 +84,15 @@ fn masks(s: &Shape, lt: usize, lh: usize) -> LossMasks {
     }
 }
 
+/// A model's forward over the history and the target: (users, items).
+type Fwd<B, M> = fn(&M, Tensor<B, 3>, Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>);
+
 /// One model under test: its module, optimiser and step times.
 struct Runner<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
     label: &'static str,
     model: Option<M>,
     optim: burn::optim::adaptor::OptimizerAdaptor<TowerAdam, M, B>,
-    fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>,
+    fwd: Fwd<B, M>,
     composite: bool,
     times: Vec<f64>,
     /// Per recorded step: forward, backward, optimiser seconds.
@@ -97,7 +100,7 @@ struct Runner<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
 }
 
 impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
-    fn new(label: &'static str, model: M, fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>, composite: bool) -> Self {
+    fn new(label: &'static str, model: M, fwd: Fwd<B, M>, composite: bool) -> Self {
         Runner {
             label,
             model: Some(model),
@@ -112,8 +115,7 @@ impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
         let t0 = Instant::now();
         let model = self.model.take().expect("model");
         let fwd = || {
-            let u = (self.fwd)(&model, hist.clone());
-            let it = (self.fwd)(&model, tgt.clone());
+            let (u, it) = (self.fwd)(&model, hist.clone(), tgt.clone());
             dense_all_action_loss(u, it, m, 20.0)
         };
         let loss = if self.composite { with_composite(fwd) } else { fwd() };
@@ -261,6 +263,8 @@ fn gemm() {
 }
 
 fn main() {
+    // What `learnrec train` does too (no effect on results): reuse big buffers from the heap.
+    learnrec_model::towers::fused::keep_heap_memory();
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "both".into());
     if which == "parts" {
@@ -286,16 +290,22 @@ fn main() {
         c.d_ff = 4 * s.d;
         c.output_dim = 64;
         // Steps of the implementations alternate, so that load on a shared machine hits all.
-        let user_seq: fn(&LearnTower<B>, Tensor<B, 3>) -> Tensor<B, 3> = |m, x| m.user_sequence(TowerInput::Content(x));
+        // `lean`: two passes (history, target), as the official code; `fused`: one pass over
+        // both sequences' tokens stacked (`user_and_item_sequences`).
+        let two_pass: Fwd<B, LearnTower<B>> =
+            |m, h, t| (m.user_sequence(TowerInput::Content(h)), m.user_sequence(TowerInput::Content(t)));
+        let stacked: Fwd<B, LearnTower<B>> = |m, h, t| {
+            m.user_and_item_sequences(TowerInput::Content(h), TowerInput::Content(t), ItemTowerVariant::SharedCausal)
+        };
         let mut nn = impls
             .contains(&"nn")
-            .then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x), true));
+            .then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, h, t| (m.forward(h), m.forward(t)), true));
         let mut lean = impls
             .contains(&"lean")
-            .then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), user_seq, true));
+            .then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), two_pass, true));
         let mut fused = impls
             .contains(&"fused")
-            .then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), user_seq, false));
+            .then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), stacked, false));
         let hist = data::<B>(s, 80, 1, &dev);
         let tgt = data::<B>(s, 40, 2, &dev);
         let m = masks(s, 40, 80);

@@ -24,6 +24,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, checkpoint::strategy::NoCheckpointing};
+use super::config::AttentionMask;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
@@ -132,12 +133,11 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 // ---------------------------------------------------------------------------------------------
 // Causal attention.
 
-/// Forward kernel: returns the context `[n, d]` and the probabilities `[batch, heads, len, len]`.
-fn attention_fwd(qkv: &[f32], b: usize, l: usize, h: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+/// Forward kernel of one block of `b` sequences of length `l`: writes the context `ctx [b·l, d]`
+/// and the probabilities `p [b, heads, l, l]`.
+fn attention_fwd(qkv: &[f32], ctx: &mut [f32], p: &mut [f32], b: usize, l: usize, h: usize, d: usize) {
     let dh = d / h;
     let scale = 1.0 / (dh as f32).sqrt();
-    let mut ctx = vec![0f32; b * l * d];
-    let mut p = vec![0f32; b * h * l * l];
     ctx.par_chunks_mut(l * d).zip(p.par_chunks_mut(h * l * l)).enumerate().for_each(|(bi, (ctx, p))| {
         let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
         for hh in 0..h {
@@ -164,15 +164,17 @@ fn attention_fwd(qkv: &[f32], b: usize, l: usize, h: usize, d: usize) -> (Vec<f3
             }
         }
     });
-    (ctx, p)
+    debug_assert_eq!(ctx.len(), b * l * d);
 }
 
-/// Backward kernel: `dctx [n, d]` → `dqkv [n, 3d]`.
-fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], b: usize, l: usize, h: usize, d: usize) -> Vec<f32> {
+/// Backward kernel of one block: `dctx [b·l, d]` → `dqkv [b·l, 3d]` (written, not added).
+#[allow(clippy::too_many_arguments)]
+fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], dqkv: &mut [f32], b: usize, l: usize, h: usize, d: usize) {
     let dh = d / h;
     let scale = 1.0 / (dh as f32).sqrt();
-    let mut dqkv = vec![0f32; b * l * 3 * d];
+    debug_assert_eq!(dqkv.len(), b * l * 3 * d);
     dqkv.par_chunks_mut(l * 3 * d).enumerate().for_each(|(bi, dx)| {
+        dx.fill(0.0);
         let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
         let dc = &dctx[bi * l * d..(bi + 1) * l * d];
         let mut ds = vec![0f32; l];
@@ -198,12 +200,82 @@ fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], b: usize, l: usize, h: us
             }
         }
     });
-    dqkv
 }
 
 #[inline]
 fn axpy_split(dst: &mut [f32], at: usize, a: f32, src: &[f32], from: usize, n: usize) {
     axpy(&mut dst[at..at + n], a, &src[from..from + n]);
+}
+
+/// A block of rows of a stacked token matrix: `batch` sequences of `len` tokens under `mask`.
+/// The user and the item tower run as one pass over `[users' rows; items' rows]`
+/// ([`super::model::LearnTower::user_and_item_sequences`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Sequences in the block.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub len: usize,
+    /// Attention mask inside each sequence.
+    pub mask: AttentionMask,
+}
+
+impl Segment {
+    fn rows(&self) -> usize {
+        self.batch * self.len
+    }
+    fn probs(&self, h: usize) -> usize {
+        match self.mask {
+            AttentionMask::Causal => self.batch * h * self.len * self.len,
+            AttentionMask::Diagonal => 0,
+        }
+    }
+}
+
+/// Forward over all segments: the context `[n, d]` and the probabilities of every causal segment
+/// one after another. A diagonal segment's context is its V (softmax weight exactly 1).
+fn segments_fwd(qkv: &[f32], segs: &[Segment], h: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+    let n: usize = segs.iter().map(Segment::rows).sum();
+    let mut ctx = vec![0f32; n * d];
+    let mut p = vec![0f32; segs.iter().map(|s| s.probs(h)).sum()];
+    let (mut r0, mut p0) = (0, 0);
+    for s in segs {
+        let (rows, np) = (s.rows(), s.probs(h));
+        let x = &qkv[r0 * 3 * d..(r0 + rows) * 3 * d];
+        let c = &mut ctx[r0 * d..(r0 + rows) * d];
+        match s.mask {
+            AttentionMask::Causal => attention_fwd(x, c, &mut p[p0..p0 + np], s.batch, s.len, h, d),
+            AttentionMask::Diagonal => {
+                for (c, x) in c.chunks_mut(d).zip(x.chunks(3 * d)) {
+                    c.copy_from_slice(&x[2 * d..]);
+                }
+            }
+        }
+        (r0, p0) = (r0 + rows, p0 + np);
+    }
+    (ctx, p)
+}
+
+fn segments_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], segs: &[Segment], h: usize, d: usize) -> Vec<f32> {
+    let n: usize = segs.iter().map(Segment::rows).sum();
+    let mut dqkv = vec![0f32; n * 3 * d];
+    let (mut r0, mut p0) = (0, 0);
+    for s in segs {
+        let (rows, np) = (s.rows(), s.probs(h));
+        let x = &qkv[r0 * 3 * d..(r0 + rows) * 3 * d];
+        let dc = &dctx[r0 * d..(r0 + rows) * d];
+        let dx = &mut dqkv[r0 * 3 * d..(r0 + rows) * 3 * d];
+        match s.mask {
+            AttentionMask::Causal => attention_bwd(x, &p[p0..p0 + np], dc, dx, s.batch, s.len, h, d),
+            AttentionMask::Diagonal => {
+                for (dx, dc) in dx.chunks_mut(3 * d).zip(dc.chunks(d)) {
+                    dx[2 * d..].copy_from_slice(dc);
+                }
+            }
+        }
+        (r0, p0) = (r0 + rows, p0 + np);
+    }
+    dqkv
 }
 
 #[derive(Debug)]
@@ -213,7 +285,9 @@ struct AttentionOp;
 struct AttentionState {
     qkv: FlexTensor,
     p: FlexTensor,
-    dims: [usize; 4],
+    segs: Vec<Segment>,
+    heads: usize,
+    d: usize,
 }
 
 impl Backward<Flex, 1> for AttentionOp {
@@ -223,9 +297,10 @@ impl Backward<Flex, 1> for AttentionOp {
         let [parent] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = parent {
-            let AttentionState { qkv, p, dims: [b, l, h, d] } = ops.state;
-            let dq = attention_bwd(&slice(&qkv), &slice(&p), &slice(&grad), b, l, h, d);
-            grads.register::<Flex>(node.id, flex(dq, vec![b * l, 3 * d]));
+            let AttentionState { qkv, p, segs, heads, d } = ops.state;
+            let dq = segments_bwd(&slice(&qkv), &slice(&p), &slice(&grad), &segs, heads, d);
+            let n = dq.len() / (3 * d);
+            grads.register::<Flex>(node.id, flex(dq, vec![n, 3 * d]));
         }
     }
 }
@@ -241,23 +316,30 @@ pub fn causal_attention<B: Backend>(
     len: usize,
     heads: usize,
 ) -> Option<Tensor<B, 2>> {
+    segment_attention(qkv, &[Segment { batch, len, mask: AttentionMask::Causal }], heads)
+}
+
+/// Multi-head self-attention over stacked blocks of sequences ([`Segment`]s, each with its own
+/// length and mask) from a fused QKV projection, or `None` when the fused kernels do not apply.
+///
+/// # Shapes
+/// `qkv`: `[Σ batch·len, 3d]` (rows of the segments in order) → `[Σ batch·len, d]`.
+pub fn segment_attention<B: Backend>(qkv: &Tensor<B, 2>, segs: &[Segment], heads: usize) -> Option<Tensor<B, 2>> {
     if !active() {
         return None;
     }
     let [n, d3] = qkv.dims();
     let d = d3 / 3;
-    debug_assert_eq!(n, batch * len);
+    debug_assert_eq!(n, segs.iter().map(Segment::rows).sum::<usize>());
     match classify(qkv.clone()) {
         Prim::Ad(t) => {
-            let (ctx, p) = attention_fwd(&slice(&t.primitive), batch, len, heads, d);
+            let (ctx, p) = segments_fwd(&slice(&t.primitive), segs, heads, d);
             let out = flex(ctx, vec![n, d]);
             let res = match AttentionOp.prepare::<NoCheckpointing>([t.node.clone()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let state = AttentionState {
-                        qkv: t.primitive.clone(),
-                        p: flex(p, vec![batch, heads, len, len]),
-                        dims: [batch, len, heads, d],
-                    };
+                    let np = p.len();
+                    let state =
+                        AttentionState { qkv: t.primitive.clone(), p: flex(p, vec![np]), segs: segs.to_vec(), heads, d };
                     prep.finish(state, out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(out),
@@ -265,7 +347,7 @@ pub fn causal_attention<B: Backend>(
             Some(back::<B, 2, _>(res))
         }
         Prim::Flex(t) => {
-            let (ctx, _) = attention_fwd(&slice(&t), batch, len, heads, d);
+            let (ctx, _) = segments_fwd(&slice(&t), segs, heads, d);
             Some(back::<B, 2, _>(flex(ctx, vec![n, d])))
         }
         Prim::Other(_) => None,
@@ -543,6 +625,37 @@ pub(crate) fn dense_loss_from_scores<B: Backend>(scores: &Tensor<B, 2>, plan: &D
 }
 
 // ---------------------------------------------------------------------------------------------
+// Allocator.
+
+/// Keeps freed tensor buffers in the process heap (glibc only; a no-op elsewhere).
+///
+/// A training step allocates and frees the same large activation buffers (up to tens of MB) every
+/// step. glibc serves large requests with fresh `mmap`s and trims freed heap memory back to the
+/// OS, so every step page-faults and zeroes those pages again (5–10% of a step here). This sets
+/// the mmap threshold to glibc's maximum (32 MiB) and the trim threshold to 2 GiB, once per
+/// process: buffers are reused from the heap. It changes no results. Called by
+/// [`super::train::train`] and the benchmark; process-wide, like `MALLOC_MMAP_THRESHOLD_`.
+pub fn keep_heap_memory() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            unsafe extern "C" {
+                fn mallopt(param: i32, value: i32) -> i32;
+            }
+            const M_TRIM_THRESHOLD: i32 = -1;
+            const M_MMAP_THRESHOLD: i32 = -3;
+            // SAFETY: mallopt only sets glibc allocator parameters; any value is accepted or
+            // rejected (return 0) without other effect.
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, 32 << 20);
+                mallopt(M_TRIM_THRESHOLD, i32::MAX);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Adam: one in-place pass per parameter.
 
 /// Adam's hyper-parameters (Burn's `AdaptiveMomentum`, no weight decay, no AMSGrad).
@@ -805,6 +918,68 @@ mod tests {
         assert_close(&a.1, &b.1, 1e-3, "d qkv (layer 0)");
         assert_close(&a.2, &b.2, 1e-3, "d gamma (layer 1)");
         assert_close(&a.3, &b.3, 1e-3, "d content projection");
+    }
+
+    /// The one-pass user + item towers (stacked tokens, fused) against two composite passes:
+    /// values and gradients, item tower variants 1 (causal) and 2 (diagonal), content and ids.
+    #[test]
+    fn stacked_towers_match_two_composite_passes() {
+        use crate::towers::ItemTowerVariant;
+        let dev = Default::default();
+        for (variant, ids) in [(ItemTowerVariant::SharedCausal, false), (ItemTowerVariant::SharedDiagonal, true)] {
+            let mut c = if ids { TowerConfig::tiny(InputKind::Id, 12) } else { TowerConfig::tiny(InputKind::LlmContent, 12) };
+            c.n_layers = 2;
+            c.dropout = 0.0;
+            c.n_items = 30;
+            let tower = c.init::<B>(&dev).expect("valid config");
+            let input = |b: usize, l: usize, seed: u64| {
+                if ids {
+                    let v: Vec<i64> = values(b * l, seed).iter().map(|x| ((x + 1.0) * 14.0) as i64 + 1).collect();
+                    TowerInput::Ids(Tensor::from_data(TensorData::new(v, [b, l]), &dev))
+                } else {
+                    TowerInput::Content(tensor::<B, 3>([b, l, 12], seed))
+                }
+            };
+            let (h, t) = (input(3, 6, 31), input(3, 4, 32));
+            let masks = LossMasks {
+                history_lens: vec![6, 4, 2],
+                targets: vec![vec![1, 2, 3], vec![3, 4], vec![5, 6, 7, 8]],
+            };
+            let wu = tensor::<B, 3>([3, 6, c.embedding_dim()], 33);
+            let run = |stacked: bool| {
+                let f = || {
+                    let (u, it) = if stacked {
+                        tower.user_and_item_sequences(h.clone(), t.clone(), variant)
+                    } else {
+                        (tower.user_sequence(h.clone()), tower.item_sequence(t.clone(), variant))
+                    };
+                    let loss = dense_all_action_loss(u.clone(), it.clone(), &masks, 20.0) + (u.clone() * wu.clone()).sum();
+                    (loss, u, it)
+                };
+                let (loss, u, it) = if stacked { f() } else { with_composite(f) };
+                let g = loss.clone().backward();
+                let gw = tower.layers[0].attention.qkv.weight.val().grad(&g).expect("qkv grad");
+                let gn = tower.layers[1].norm_ff.gamma.val().grad(&g).expect("gamma grad");
+                let gp = match &tower.id_embedding {
+                    Some(e) => e.weight.val().grad(&g).expect("id embedding grad"),
+                    None => tower.content_proj.weight.val().grad(&g).expect("proj grad"),
+                };
+                (vec(loss), vec(u), vec(it), vec(gw), vec(gn), vec(gp))
+            };
+            let (a, b) = (run(true), run(false));
+            let what = format!("{variant:?}");
+            assert!(a.3.iter().any(|v| v.abs() > 1e-6), "{what}: gradient must not vanish");
+            assert_close(&a.0, &b.0, 1e-5, &format!("{what} loss"));
+            assert_close(&a.1, &b.1, 1e-5, &format!("{what} users"));
+            assert_close(&a.2, &b.2, 1e-5, &format!("{what} items"));
+            assert_close(&a.3, &b.3, 1e-3, &format!("{what} d qkv (layer 0)"));
+            assert_close(&a.4, &b.4, 1e-3, &format!("{what} d gamma (layer 1)"));
+            assert_close(&a.5, &b.5, 1e-3, &format!("{what} d input projection"));
+            // The composite path of the stacked pass (per-segment attention) agrees too.
+            let c1 = with_composite(|| tower.user_and_item_sequences(h.clone(), t.clone(), variant));
+            assert_close(&vec(c1.0), &b.1, 1e-5, &format!("{what} composite stacked users"));
+            assert_close(&vec(c1.1), &b.2, 1e-5, &format!("{what} composite stacked items"));
+        }
     }
 }
 

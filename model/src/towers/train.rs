@@ -47,8 +47,11 @@ pub fn batch_items<B: Backend>(model: &LearnTower<B>, batch: &SequenceBatch<B>, 
 /// # Shapes
 /// → scalar `[1]`.
 pub fn batch_loss<B: Backend>(model: &LearnTower<B>, batch: &SequenceBatch<B>, cfg: &LearnConfig) -> Tensor<B, 1> {
-    let users = model.user_sequence(batch.history.clone());
-    let items = batch_items(model, batch, cfg.tower.item_tower);
+    let (users, items) = match cfg.tower.item_tower {
+        ItemTowerVariant::RawContent => (model.user_sequence(batch.history.clone()), batch_items(model, batch, cfg.tower.item_tower)),
+        // Variants 1 and 2: one pass over the history and target tokens together.
+        v => model.user_and_item_sequences(batch.history.clone(), batch.target.clone(), v),
+    };
     match cfg.train.loss {
         LossKind::DenseAllAction => dense_all_action_loss(users, items, &batch.masks, cfg.train.logit_scale),
         LossKind::LastPosition => last_position_loss(users, items, &batch.masks, cfg.train.logit_scale),
@@ -249,6 +252,7 @@ pub fn train<B: AutodiffBackend>(
     let steps_per_epoch = (users.len() / bs).max(1);
     let total_steps = (steps_per_epoch * cfg.train.epochs) as u64;
 
+    super::fused::keep_heap_memory();
     let ckpt_path = checkpoint_path(&opts.out_dir);
     // Burn's Adam (same math and record) with a fused in-place step on the CPU backend.
     let adam = TowerAdam::new(cfg.train.beta1, cfg.train.beta2, cfg.train.adam_eps);
