@@ -106,7 +106,7 @@ fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 // ---------------------------------------------------------------------------------------------
 // Small vector helpers (eight accumulators so the compiler vectorises the reductions).
 
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -123,7 +123,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-#[inline]
+#[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
@@ -136,10 +136,30 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 /// Forward kernel of one block of `b` sequences of length `l`: writes the context `ctx [b·l, d]`
 /// and the probabilities `p [b, heads, l, l]`.
 fn attention_fwd(qkv: &[f32], ctx: &mut [f32], p: &mut [f32], b: usize, l: usize, h: usize, d: usize) {
-    let dh = d / h;
-    let scale = 1.0 / (dh as f32).sqrt();
     ctx.par_chunks_mut(l * d).zip(p.par_chunks_mut(h * l * l)).enumerate().for_each(|(bi, (ctx, p))| {
         let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { attention_fwd_one_avx512(x, ctx, p, l, h, d) };
+        }
+        attention_fwd_one(x, ctx, p, l, h, d)
+    });
+    debug_assert_eq!(ctx.len(), b * l * d);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn attention_fwd_one_avx512(x: &[f32], ctx: &mut [f32], p: &mut [f32], l: usize, h: usize, d: usize) {
+    attention_fwd_one(x, ctx, p, l, h, d)
+}
+
+/// One sequence: `x [l, 3d]` → `ctx [l, d]`, `p [h, l, l]`.
+#[inline(always)]
+fn attention_fwd_one(x: &[f32], ctx: &mut [f32], p: &mut [f32], l: usize, h: usize, d: usize) {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    {
         for hh in 0..h {
             for i in 0..l {
                 let q = &x[i * 3 * d + hh * dh..][..dh];
@@ -163,24 +183,43 @@ fn attention_fwd(qkv: &[f32], ctx: &mut [f32], p: &mut [f32], b: usize, l: usize
                 }
             }
         }
-    });
-    debug_assert_eq!(ctx.len(), b * l * d);
+    }
 }
 
 /// Backward kernel of one block: `dctx [b·l, d]` → `dqkv [b·l, 3d]` (written, not added).
 #[allow(clippy::too_many_arguments)]
 fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], dqkv: &mut [f32], b: usize, l: usize, h: usize, d: usize) {
-    let dh = d / h;
-    let scale = 1.0 / (dh as f32).sqrt();
     debug_assert_eq!(dqkv.len(), b * l * 3 * d);
     dqkv.par_chunks_mut(l * 3 * d).enumerate().for_each(|(bi, dx)| {
-        dx.fill(0.0);
         let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
         let dc = &dctx[bi * l * d..(bi + 1) * l * d];
+        let p = &p[bi * h * l * l..(bi + 1) * h * l * l];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { attention_bwd_one_avx512(x, p, dc, dx, l, h, d) };
+        }
+        attention_bwd_one(x, p, dc, dx, l, h, d)
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn attention_bwd_one_avx512(x: &[f32], p: &[f32], dc: &[f32], dx: &mut [f32], l: usize, h: usize, d: usize) {
+    attention_bwd_one(x, p, dc, dx, l, h, d)
+}
+
+/// One sequence: `x [l, 3d]`, `p [h, l, l]`, `dc [l, d]` → `dx [l, 3d]` (written).
+#[inline(always)]
+fn attention_bwd_one(x: &[f32], p: &[f32], dc: &[f32], dx: &mut [f32], l: usize, h: usize, d: usize) {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    {
+        dx.fill(0.0);
         let mut ds = vec![0f32; l];
         for hh in 0..h {
             for i in 0..l {
-                let row = &p[((bi * h + hh) * l + i) * l..][..l];
+                let row = &p[(hh * l + i) * l..][..l];
                 let dci = &dc[i * d + hh * dh..][..dh];
                 let mut rowdot = 0f32;
                 for j in 0..=i {
@@ -199,10 +238,10 @@ fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], dqkv: &mut [f32], b: usiz
                 }
             }
         }
-    });
+    }
 }
 
-#[inline]
+#[inline(always)]
 fn axpy_split(dst: &mut [f32], at: usize, a: f32, src: &[f32], from: usize, n: usize) {
     axpy(&mut dst[at..at + n], a, &src[from..from + n]);
 }
@@ -673,28 +712,65 @@ const ADAM_CHUNK: usize = 1 << 14;
 /// `p −= lr · (m₁·c) / (√m₂ + ε·√(1−β₂ᵗ))` with `c = √(1−β₂ᵗ) / (1−β₁ᵗ)`), so the result is the
 /// same to the bit. `first`: there are no moments yet (they start from zero).
 fn adam_kernel(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, h: AdamHyper, time: i32, lr: f32) {
-    let (f1, f2) = (1.0 - h.beta_1, 1.0 - h.beta_2);
     let bc2 = (1.0 - h.beta_2.powi(time)).sqrt();
-    let cf = bc2 / (1.0 - h.beta_1.powi(time));
-    let eps = h.epsilon * bc2;
-    let (b1, b2) = (h.beta_1, h.beta_2);
+    let k = AdamConsts {
+        b1: h.beta_1,
+        b2: h.beta_2,
+        f1: 1.0 - h.beta_1,
+        f2: 1.0 - h.beta_2,
+        cf: bc2 / (1.0 - h.beta_1.powi(time)),
+        eps: h.epsilon * bc2,
+        lr,
+    };
     p.par_chunks_mut(ADAM_CHUNK)
         .zip(g.par_chunks(ADAM_CHUNK))
         .zip(m1.par_chunks_mut(ADAM_CHUNK))
         .zip(m2.par_chunks_mut(ADAM_CHUNK))
         .for_each(|(((p, g), m1), m2)| {
-            for i in 0..p.len() {
-                let gi = g[i];
-                let (a, v) = if first {
-                    (gi * f1, (gi * gi) * f2)
-                } else {
-                    (m1[i] * b1 + gi * f1, m2[i] * b2 + (gi * gi) * f2)
-                };
-                m1[i] = a;
-                m2[i] = v;
-                p[i] -= ((a * cf) / (v.sqrt() + eps)) * lr;
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { adam_chunk_avx512(p, g, m1, m2, first, k) };
             }
+            adam_chunk(p, g, m1, m2, first, k)
         });
+}
+
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    b1: f32,
+    b2: f32,
+    f1: f32,
+    f2: f32,
+    cf: f32,
+    eps: f32,
+    lr: f32,
+}
+
+/// The element loop (iterators, no bounds checks: it vectorises). No FMA contraction happens in
+/// Rust, so every build rounds as Burn's separate tensor ops do.
+#[inline(always)]
+fn adam_chunk(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, k: AdamConsts) {
+    let it = p.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut());
+    if first {
+        for (((p, &g), a), v) in it {
+            *a = g * k.f1;
+            *v = (g * g) * k.f2;
+            *p -= ((*a * k.cf) / (v.sqrt() + k.eps)) * k.lr;
+        }
+    } else {
+        for (((p, &g), a), v) in it {
+            *a = *a * k.b1 + g * k.f1;
+            *v = *v * k.b2 + (g * g) * k.f2;
+            *p -= ((*a * k.cf) / (v.sqrt() + k.eps)) * k.lr;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn adam_chunk_avx512(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, k: AdamConsts) {
+    adam_chunk(p, g, m1, m2, first, k)
 }
 
 /// A whole contiguous f32 buffer of a Flex tensor, writable (copied first when shared).
