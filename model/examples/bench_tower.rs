@@ -8,14 +8,20 @@
 //!   BURN.md measured;
 //! - `lean`: learnrec's `LearnTower` on the composite path (linears applied as 2-D matmuls so the
 //!   weight gradient is one GEMM, fused QKV, additive causal bias, own LayerNorm built from tensor
-//!   ops, loss from tensor ops);
-//! - `fused`: the same `LearnTower` with the fused CPU kernels of `towers::fused` (causal
-//!   attention, LayerNorm and the dense loss with hand-written backward passes) — the default.
+//!   ops, loss from tensor ops), two passes (history, target) as the official code;
+//! - `fused`: what `learnrec train` runs: the same `LearnTower` with the fused CPU kernels of
+//!   `towers::fused` (causal attention, LayerNorm and the dense loss with hand-written backward
+//!   passes), one pass over the history and target tokens stacked
+//!   (`LearnTower::user_and_item_sequences`) and `TowerAdam` — the default.
 //!
-//! Steps of the two alternate, so load on a shared machine hits both; the dev profile already
-//! builds dependencies (Burn, Flex kernels) at opt-level 3.
+//! Each line also splits the median step into forward, backward and optimiser time. Steps of the
+//! implementations alternate, so load on a shared machine hits both; the dev profile already
+//! builds dependencies (Burn, Flex kernels) at opt-level 3. The process keeps freed tensor
+//! buffers in the heap (`towers::fused::keep_heap_memory`), as `learnrec train` does.
 //!
 //! Usage: `cargo run --release -p learnrec-model --example bench_tower -- [small|paper|both] [steps] [nn,lean,fused]`
+//! `-- parts` times the small shape's parts (composite vs fused), `-- gemm` the paper shape's
+//! matrix products in the forward and backward layouts.
 //! Compare with `scripts/bench_tower_torch.py` (same model and step in PyTorch CPU).
 
 use burn::module::Module;
