@@ -57,19 +57,25 @@ def bench(name, layers, d, heads, batch, inp, steps):
     opt = torch.optim.Adam(model.parameters(), lr=5e-5, eps=1e-8)
     hist = torch.rand(batch, 80, inp) - 0.5
     tgt = torch.rand(batch, 40, inp) - 0.5
-    times = []
+    times, split = [], []
     for i in range(steps + 1):
         t0 = time.perf_counter()
         loss = dense_loss(model(hist), model(tgt))
+        t1 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
+        t2 = time.perf_counter()
         opt.step()
         if i > 0:
-            times.append(time.perf_counter() - t0)
+            t3 = time.perf_counter()
+            times.append(t3 - t0)
+            split.append((t1 - t0, t2 - t1, t3 - t2))
     times.sort()
     med = times[len(times) // 2]
+    f, b, o = (sorted(s[k] for s in split)[len(split) // 2] * 1e3 for k in range(3))
     print(f"{name:<6} torch    median step {med * 1e3:8.1f} ms  {batch / med:7.2f} samples/s  "
-          f"(min {times[0] * 1e3:.1f} ms, {steps} steps, {torch.get_num_threads()} threads)")
+          f"(min {times[0] * 1e3:.1f} ms, {steps} steps, {torch.get_num_threads()} threads; "
+          f"fwd {f:.1f} bwd {b:.1f} optim {o:.1f} ms)")
 
 
 def main():

@@ -1,33 +1,40 @@
 //! Training throughput of the LEARN tower (samples/s), before/after in one run.
 //!
 //! One step = user tower over the history (80) + item tower variant 1 over the target (40) +
-//! dense all-action loss + backward + Adam. Implementations (pick with the third argument, a
+//! dense all-action loss + backward + Adam (`lean`/`nn`: Burn's `Adam`; `fused`: `TowerAdam`'s
+//! in-place step, the same math). Implementations (pick with the third argument, a
 //! comma-separated list; default `lean,fused`):
 //! - `nn`: Burn's `TransformerEncoder` (separate Q/K/V, boolean autoregressive mask) — what
 //!   BURN.md measured;
 //! - `lean`: learnrec's `LearnTower` on the composite path (linears applied as 2-D matmuls so the
 //!   weight gradient is one GEMM, fused QKV, additive causal bias, own LayerNorm built from tensor
-//!   ops, loss from tensor ops);
-//! - `fused`: the same `LearnTower` with the fused CPU kernels of `towers::fused` (causal
-//!   attention, LayerNorm and the dense loss with hand-written backward passes) — the default.
+//!   ops, loss from tensor ops), two passes (history, target) as the official code;
+//! - `fused`: what `learnrec train` runs: the same `LearnTower` with the fused CPU kernels of
+//!   `towers::fused` (causal attention, LayerNorm and the dense loss with hand-written backward
+//!   passes), one pass over the history and target tokens stacked
+//!   (`LearnTower::user_and_item_sequences`) and `TowerAdam` — the default.
 //!
-//! Steps of the two alternate, so load on a shared machine hits both; the dev profile already
-//! builds dependencies (Burn, Flex kernels) at opt-level 3.
+//! Each line also splits the median step into forward, backward and optimiser time. Steps of the
+//! implementations alternate, so load on a shared machine hits both; the dev profile already
+//! builds dependencies (Burn, Flex kernels) at opt-level 3. The process keeps freed tensor
+//! buffers in the heap (`towers::fused::keep_heap_memory`), as `learnrec train` does.
 //!
 //! Usage: `cargo run --release -p learnrec-model --example bench_tower -- [small|paper|both] [steps] [nn,lean,fused]`
+//! `-- parts` times the small shape's parts (composite vs fused), `-- gemm` the paper shape's
+//! matrix products in the forward and backward layouts.
 //! Compare with `scripts/bench_tower_torch.py` (same model and step in PyTorch CPU).
 
 use burn::module::Module;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use learnrec_model::CpuAutodiff;
 use learnrec_model::towers::fused::with_composite;
 use learnrec_model::towers::model::l2_normalize;
-use learnrec_model::towers::{InputKind, LearnTower, LossMasks, TowerConfig, TowerInput, dense_all_action_loss};
+use learnrec_model::towers::{InputKind, ItemTowerVariant, LearnTower, LossMasks, TowerAdam, TowerConfig, TowerInput, dense_all_action_loss};
 use std::time::Instant;
 
 #[derive(Module, Debug)]
@@ -83,50 +90,68 @@ fn masks(s: &Shape, lt: usize, lh: usize) -> LossMasks {
     }
 }
 
+/// A model's forward over the history and the target: (users, items).
+type Fwd<B, M> = fn(&M, Tensor<B, 3>, Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>);
+
 /// One model under test: its module, optimiser and step times.
 struct Runner<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> {
     label: &'static str,
     model: Option<M>,
-    optim: burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, M, B>,
-    fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>,
+    optim: burn::optim::adaptor::OptimizerAdaptor<TowerAdam, M, B>,
+    fwd: Fwd<B, M>,
     composite: bool,
     times: Vec<f64>,
+    /// Per recorded step: forward, backward, optimiser seconds.
+    split: Vec<[f64; 3]>,
 }
 
 impl<B: AutodiffBackend, M: burn::module::AutodiffModule<B>> Runner<B, M> {
-    fn new(label: &'static str, model: M, fwd: fn(&M, Tensor<B, 3>) -> Tensor<B, 3>, composite: bool) -> Self {
+    fn new(label: &'static str, model: M, fwd: Fwd<B, M>, composite: bool) -> Self {
         Runner {
             label,
             model: Some(model),
-            optim: AdamConfig::new().with_epsilon(1e-8).init::<B, M>(),
+            optim: TowerAdam::new(0.9, 0.999, 1e-8).init::<B, M>(),
             fwd,
             composite,
             times: vec![],
+            split: vec![],
         }
     }
     fn step(&mut self, hist: &Tensor<B, 3>, tgt: &Tensor<B, 3>, m: &LossMasks, record: bool) {
         let t0 = Instant::now();
         let model = self.model.take().expect("model");
         let fwd = || {
-            let u = (self.fwd)(&model, hist.clone());
-            let it = (self.fwd)(&model, tgt.clone());
+            let (u, it) = (self.fwd)(&model, hist.clone(), tgt.clone());
             dense_all_action_loss(u, it, m, 20.0)
         };
         let loss = if self.composite { with_composite(fwd) } else { fwd() };
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = self.optim.step(5e-5, model, grads);
+        let t1 = Instant::now();
+        let grads = if self.composite { with_composite(|| loss.backward()) } else { loss.backward() };
+        let t2 = Instant::now();
+        let grads = GradientsParams::from_grads(grads, &model);
+        // Composite runners take Burn's own Adam (`TowerAdam` falls back to it).
+        let optim = &mut self.optim;
+        let model = if self.composite { with_composite(|| optim.step(5e-5, model, grads)) } else { optim.step(5e-5, model, grads) };
         let _ = model.clone().valid(); // settle lazy work
         self.model = Some(model);
         if record {
+            let t3 = Instant::now();
             self.times.push(t0.elapsed().as_secs_f64());
+            self.split.push([(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64()]);
         }
     }
     fn report(&mut self, s: &Shape) -> f64 {
         self.times.sort_by(f64::total_cmp);
         let med = self.times[self.times.len() / 2];
         let sps = s.batch as f64 / med;
+        let part = |k: usize| {
+            let mut v: Vec<f64> = self.split.iter().map(|t| t[k]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2] * 1e3
+        };
+        let (f, b, o) = (part(0), part(1), part(2));
         println!(
-            "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps)",
+            "{:<6} {:<8} median step {:>8.1} ms  {:>7.2} samples/s  (min {:.1} ms, {} steps; fwd {f:.1} bwd {b:.1} optim {o:.1} ms)",
             s.name,
             self.label,
             med * 1e3,
@@ -216,11 +241,43 @@ fn parts() {
     });
 }
 
+/// GFLOP/s of the paper shape's matmuls (history: 640 rows) in the layouts the forward and the
+/// backward use (`t` = a transposed view, as autodiff passes it).
+fn gemm() {
+    type I = learnrec_model::CpuBackend;
+    let dev = Default::default();
+    let m = |r: usize, c: usize| Tensor::<I, 2>::from_data(TensorData::new(vec![0.01f32; r * c], [r, c]), &dev);
+    for (n, k, o) in [(640, 768, 2304), (640, 768, 768), (640, 768, 3072), (640, 3072, 768)] {
+        let (x, w, dy) = (m(n, k), m(k, o), m(n, o));
+        let fl = 2.0 * (n * k * o) as f64 / 1e6;
+        let fwd = time_ms(5, || {
+            let _ = x.clone().matmul(w.clone()).into_data();
+        });
+        let dx = time_ms(5, || {
+            let _ = dy.clone().matmul(w.clone().transpose()).into_data();
+        });
+        let dw = time_ms(5, || {
+            let _ = x.clone().transpose().matmul(dy.clone()).into_data();
+        });
+        println!(
+            "[{n},{k}]x[{k},{o}]  fwd {:6.1} GFLOP/s  dX=dY·Wt {:6.1}  dW=Xt·dY {:6.1}",
+            fl / fwd,
+            fl / dx,
+            fl / dw
+        );
+    }
+}
+
 fn main() {
+    // What `learnrec train` does too (no effect on results): reuse big buffers from the heap.
+    learnrec_model::towers::fused::keep_heap_memory();
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "both".into());
     if which == "parts" {
         return parts();
+    }
+    if which == "gemm" {
+        return gemm();
     }
     let steps: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let impls_arg = args.next().unwrap_or_else(|| "lean,fused".into());
@@ -239,16 +296,22 @@ fn main() {
         c.d_ff = 4 * s.d;
         c.output_dim = 64;
         // Steps of the implementations alternate, so that load on a shared machine hits all.
-        let user_seq: fn(&LearnTower<B>, Tensor<B, 3>) -> Tensor<B, 3> = |m, x| m.user_sequence(TowerInput::Content(x));
+        // `lean`: two passes (history, target), as the official code; `fused`: one pass over
+        // both sequences' tokens stacked (`user_and_item_sequences`).
+        let two_pass: Fwd<B, LearnTower<B>> =
+            |m, h, t| (m.user_sequence(TowerInput::Content(h)), m.user_sequence(TowerInput::Content(t)));
+        let stacked: Fwd<B, LearnTower<B>> = |m, h, t| {
+            m.user_and_item_sequences(TowerInput::Content(h), TowerInput::Content(t), ItemTowerVariant::SharedCausal)
+        };
         let mut nn = impls
             .contains(&"nn")
-            .then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, x| m.forward(x), true));
+            .then(|| Runner::<B, _>::new("burn-nn", BurnNnTower::<B>::new(&c, &dev), |m, h, t| (m.forward(h), m.forward(t)), true));
         let mut lean = impls
             .contains(&"lean")
-            .then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), user_seq, true));
+            .then(|| Runner::<B, _>::new("lean", c.init::<B>(&dev).expect("valid config"), two_pass, true));
         let mut fused = impls
             .contains(&"fused")
-            .then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), user_seq, false));
+            .then(|| Runner::<B, _>::new("fused", c.init::<B>(&dev).expect("valid config"), stacked, false));
         let hist = data::<B>(s, 80, 1, &dev);
         let tgt = data::<B>(s, 40, 2, &dev);
         let m = masks(s, 40, 80);

@@ -11,6 +11,7 @@
 //! backend.
 
 use super::config::AttentionMask;
+use super::fused::Segment;
 use super::model::bert_init;
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -63,27 +64,56 @@ impl<B: Backend> SelfAttention<B> {
     /// `x`: `[batch, len, d]` → `[batch, len, d]`.
     pub fn forward(&self, x: Tensor<B, 3>, mask: AttentionMask) -> Tensor<B, 3> {
         let [b, l, d] = x.dims();
+        let seg = Segment { batch: b, len: l, mask };
+        self.forward_rows(x.reshape([b * l, d]), &[seg]).reshape([b, l, d])
+    }
+
+    /// Self-attention over stacked blocks of sequences: the rows of `x` are the tokens of each
+    /// [`Segment`] in order (e.g. the users' histories, then their targets); attention stays
+    /// inside each sequence, under its segment's mask.
+    ///
+    /// # Shapes
+    /// `x`: `[Σ batch·len, d]` → same.
+    pub fn forward_rows(&self, x: Tensor<B, 2>, segs: &[Segment]) -> Tensor<B, 2> {
         let h = self.n_heads;
-        let dh = d / h;
-        let qkv = self.qkv.forward(x.reshape([b * l, d])); // [batch·len, 3d]
-        let ctx = match mask {
-            // A position that sees only itself has softmax weight exactly 1: its context is V.
-            AttentionMask::Diagonal => qkv.narrow(1, 2 * d, d),
-            AttentionMask::Causal => match super::fused::causal_attention(&qkv, b, l, h) {
-                Some(ctx) => ctx,
-                None => {
-                    // [batch, 3·heads, len, head_dim]
-                    let qkv = qkv.reshape([b, l, 3 * h, dh]).swap_dims(1, 2);
-                    let v = qkv.clone().narrow(1, 2 * h, h); // [batch, heads, len, head_dim]
-                    let q = qkv.clone().narrow(1, 0, h);
-                    let k = qkv.narrow(1, h, h);
-                    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt())
-                        + causal_bias::<B>(l, &v.device()); // [batch, heads, len, len]
-                    softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b * l, d])
+        let qkv = self.qkv.forward(x); // [rows, 3d]
+        let ctx = match super::fused::segment_attention(&qkv, segs, h) {
+            Some(ctx) => ctx,
+            None => {
+                let mut parts = Vec::with_capacity(segs.len());
+                let mut r0 = 0;
+                for s in segs {
+                    let rows = s.batch * s.len;
+                    parts.push(attention_composite(qkv.clone().narrow(0, r0, rows), s.batch, s.len, h, s.mask));
+                    r0 += rows;
                 }
-            },
+                if parts.len() == 1 { parts.pop().expect("one part") } else { Tensor::cat(parts, 0) }
+            }
         };
-        self.output.forward(ctx).reshape([b, l, d])
+        self.output.forward(ctx)
+    }
+}
+
+/// The composite attention of one segment (the reference of the fused kernel).
+///
+/// # Shapes
+/// `qkv`: `[batch·len, 3d]` → `[batch·len, d]`.
+fn attention_composite<B: Backend>(qkv: Tensor<B, 2>, b: usize, l: usize, h: usize, mask: AttentionMask) -> Tensor<B, 2> {
+    let d = qkv.dims()[1] / 3;
+    let dh = d / h;
+    match mask {
+        // A position that sees only itself has softmax weight exactly 1: its context is V.
+        AttentionMask::Diagonal => qkv.narrow(1, 2 * d, d),
+        AttentionMask::Causal => {
+            // [batch, 3·heads, len, head_dim]
+            let qkv = qkv.reshape([b, l, 3 * h, dh]).swap_dims(1, 2);
+            let v = qkv.clone().narrow(1, 2 * h, h); // [batch, heads, len, head_dim]
+            let q = qkv.clone().narrow(1, 0, h);
+            let k = qkv.narrow(1, h, h);
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt())
+                + causal_bias::<B>(l, &v.device()); // [batch, heads, len, len]
+            softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b * l, d])
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, checkpoint::strategy::NoCheckpointing};
+use super::config::AttentionMask;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
@@ -105,7 +106,7 @@ fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 // ---------------------------------------------------------------------------------------------
 // Small vector helpers (eight accumulators so the compiler vectorises the reductions).
 
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -122,7 +123,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-#[inline]
+#[inline(always)]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
@@ -132,14 +133,33 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 // ---------------------------------------------------------------------------------------------
 // Causal attention.
 
-/// Forward kernel: returns the context `[n, d]` and the probabilities `[batch, heads, len, len]`.
-fn attention_fwd(qkv: &[f32], b: usize, l: usize, h: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
-    let dh = d / h;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let mut ctx = vec![0f32; b * l * d];
-    let mut p = vec![0f32; b * h * l * l];
+/// Forward kernel of one block of `b` sequences of length `l`: writes the context `ctx [b·l, d]`
+/// and the probabilities `p [b, heads, l, l]`.
+fn attention_fwd(qkv: &[f32], ctx: &mut [f32], p: &mut [f32], b: usize, l: usize, h: usize, d: usize) {
     ctx.par_chunks_mut(l * d).zip(p.par_chunks_mut(h * l * l)).enumerate().for_each(|(bi, (ctx, p))| {
         let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { attention_fwd_one_avx512(x, ctx, p, l, h, d) };
+        }
+        attention_fwd_one(x, ctx, p, l, h, d)
+    });
+    debug_assert_eq!(ctx.len(), b * l * d);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn attention_fwd_one_avx512(x: &[f32], ctx: &mut [f32], p: &mut [f32], l: usize, h: usize, d: usize) {
+    attention_fwd_one(x, ctx, p, l, h, d)
+}
+
+/// One sequence: `x [l, 3d]` → `ctx [l, d]`, `p [h, l, l]`.
+#[inline(always)]
+fn attention_fwd_one(x: &[f32], ctx: &mut [f32], p: &mut [f32], l: usize, h: usize, d: usize) {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    {
         for hh in 0..h {
             for i in 0..l {
                 let q = &x[i * 3 * d + hh * dh..][..dh];
@@ -163,22 +183,43 @@ fn attention_fwd(qkv: &[f32], b: usize, l: usize, h: usize, d: usize) -> (Vec<f3
                 }
             }
         }
-    });
-    (ctx, p)
+    }
 }
 
-/// Backward kernel: `dctx [n, d]` → `dqkv [n, 3d]`.
-fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], b: usize, l: usize, h: usize, d: usize) -> Vec<f32> {
-    let dh = d / h;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let mut dqkv = vec![0f32; b * l * 3 * d];
+/// Backward kernel of one block: `dctx [b·l, d]` → `dqkv [b·l, 3d]` (written, not added).
+#[allow(clippy::too_many_arguments)]
+fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], dqkv: &mut [f32], b: usize, l: usize, h: usize, d: usize) {
+    debug_assert_eq!(dqkv.len(), b * l * 3 * d);
     dqkv.par_chunks_mut(l * 3 * d).enumerate().for_each(|(bi, dx)| {
         let x = &qkv[bi * l * 3 * d..(bi + 1) * l * 3 * d];
         let dc = &dctx[bi * l * d..(bi + 1) * l * d];
+        let p = &p[bi * h * l * l..(bi + 1) * h * l * l];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { attention_bwd_one_avx512(x, p, dc, dx, l, h, d) };
+        }
+        attention_bwd_one(x, p, dc, dx, l, h, d)
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn attention_bwd_one_avx512(x: &[f32], p: &[f32], dc: &[f32], dx: &mut [f32], l: usize, h: usize, d: usize) {
+    attention_bwd_one(x, p, dc, dx, l, h, d)
+}
+
+/// One sequence: `x [l, 3d]`, `p [h, l, l]`, `dc [l, d]` → `dx [l, 3d]` (written).
+#[inline(always)]
+fn attention_bwd_one(x: &[f32], p: &[f32], dc: &[f32], dx: &mut [f32], l: usize, h: usize, d: usize) {
+    let dh = d / h;
+    let scale = 1.0 / (dh as f32).sqrt();
+    {
+        dx.fill(0.0);
         let mut ds = vec![0f32; l];
         for hh in 0..h {
             for i in 0..l {
-                let row = &p[((bi * h + hh) * l + i) * l..][..l];
+                let row = &p[(hh * l + i) * l..][..l];
                 let dci = &dc[i * d + hh * dh..][..dh];
                 let mut rowdot = 0f32;
                 for j in 0..=i {
@@ -197,13 +238,83 @@ fn attention_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], b: usize, l: usize, h: us
                 }
             }
         }
-    });
-    dqkv
+    }
 }
 
-#[inline]
+#[inline(always)]
 fn axpy_split(dst: &mut [f32], at: usize, a: f32, src: &[f32], from: usize, n: usize) {
     axpy(&mut dst[at..at + n], a, &src[from..from + n]);
+}
+
+/// A block of rows of a stacked token matrix: `batch` sequences of `len` tokens under `mask`.
+/// The user and the item tower run as one pass over `[users' rows; items' rows]`
+/// ([`super::model::LearnTower::user_and_item_sequences`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Sequences in the block.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub len: usize,
+    /// Attention mask inside each sequence.
+    pub mask: AttentionMask,
+}
+
+impl Segment {
+    fn rows(&self) -> usize {
+        self.batch * self.len
+    }
+    fn probs(&self, h: usize) -> usize {
+        match self.mask {
+            AttentionMask::Causal => self.batch * h * self.len * self.len,
+            AttentionMask::Diagonal => 0,
+        }
+    }
+}
+
+/// Forward over all segments: the context `[n, d]` and the probabilities of every causal segment
+/// one after another. A diagonal segment's context is its V (softmax weight exactly 1).
+fn segments_fwd(qkv: &[f32], segs: &[Segment], h: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+    let n: usize = segs.iter().map(Segment::rows).sum();
+    let mut ctx = vec![0f32; n * d];
+    let mut p = vec![0f32; segs.iter().map(|s| s.probs(h)).sum()];
+    let (mut r0, mut p0) = (0, 0);
+    for s in segs {
+        let (rows, np) = (s.rows(), s.probs(h));
+        let x = &qkv[r0 * 3 * d..(r0 + rows) * 3 * d];
+        let c = &mut ctx[r0 * d..(r0 + rows) * d];
+        match s.mask {
+            AttentionMask::Causal => attention_fwd(x, c, &mut p[p0..p0 + np], s.batch, s.len, h, d),
+            AttentionMask::Diagonal => {
+                for (c, x) in c.chunks_mut(d).zip(x.chunks(3 * d)) {
+                    c.copy_from_slice(&x[2 * d..]);
+                }
+            }
+        }
+        (r0, p0) = (r0 + rows, p0 + np);
+    }
+    (ctx, p)
+}
+
+fn segments_bwd(qkv: &[f32], p: &[f32], dctx: &[f32], segs: &[Segment], h: usize, d: usize) -> Vec<f32> {
+    let n: usize = segs.iter().map(Segment::rows).sum();
+    let mut dqkv = vec![0f32; n * 3 * d];
+    let (mut r0, mut p0) = (0, 0);
+    for s in segs {
+        let (rows, np) = (s.rows(), s.probs(h));
+        let x = &qkv[r0 * 3 * d..(r0 + rows) * 3 * d];
+        let dc = &dctx[r0 * d..(r0 + rows) * d];
+        let dx = &mut dqkv[r0 * 3 * d..(r0 + rows) * 3 * d];
+        match s.mask {
+            AttentionMask::Causal => attention_bwd(x, &p[p0..p0 + np], dc, dx, s.batch, s.len, h, d),
+            AttentionMask::Diagonal => {
+                for (dx, dc) in dx.chunks_mut(3 * d).zip(dc.chunks(d)) {
+                    dx[2 * d..].copy_from_slice(dc);
+                }
+            }
+        }
+        (r0, p0) = (r0 + rows, p0 + np);
+    }
+    dqkv
 }
 
 #[derive(Debug)]
@@ -213,7 +324,9 @@ struct AttentionOp;
 struct AttentionState {
     qkv: FlexTensor,
     p: FlexTensor,
-    dims: [usize; 4],
+    segs: Vec<Segment>,
+    heads: usize,
+    d: usize,
 }
 
 impl Backward<Flex, 1> for AttentionOp {
@@ -223,9 +336,10 @@ impl Backward<Flex, 1> for AttentionOp {
         let [parent] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = parent {
-            let AttentionState { qkv, p, dims: [b, l, h, d] } = ops.state;
-            let dq = attention_bwd(&slice(&qkv), &slice(&p), &slice(&grad), b, l, h, d);
-            grads.register::<Flex>(node.id, flex(dq, vec![b * l, 3 * d]));
+            let AttentionState { qkv, p, segs, heads, d } = ops.state;
+            let dq = segments_bwd(&slice(&qkv), &slice(&p), &slice(&grad), &segs, heads, d);
+            let n = dq.len() / (3 * d);
+            grads.register::<Flex>(node.id, flex(dq, vec![n, 3 * d]));
         }
     }
 }
@@ -241,23 +355,30 @@ pub fn causal_attention<B: Backend>(
     len: usize,
     heads: usize,
 ) -> Option<Tensor<B, 2>> {
+    segment_attention(qkv, &[Segment { batch, len, mask: AttentionMask::Causal }], heads)
+}
+
+/// Multi-head self-attention over stacked blocks of sequences ([`Segment`]s, each with its own
+/// length and mask) from a fused QKV projection, or `None` when the fused kernels do not apply.
+///
+/// # Shapes
+/// `qkv`: `[Σ batch·len, 3d]` (rows of the segments in order) → `[Σ batch·len, d]`.
+pub fn segment_attention<B: Backend>(qkv: &Tensor<B, 2>, segs: &[Segment], heads: usize) -> Option<Tensor<B, 2>> {
     if !active() {
         return None;
     }
     let [n, d3] = qkv.dims();
     let d = d3 / 3;
-    debug_assert_eq!(n, batch * len);
+    debug_assert_eq!(n, segs.iter().map(Segment::rows).sum::<usize>());
     match classify(qkv.clone()) {
         Prim::Ad(t) => {
-            let (ctx, p) = attention_fwd(&slice(&t.primitive), batch, len, heads, d);
+            let (ctx, p) = segments_fwd(&slice(&t.primitive), segs, heads, d);
             let out = flex(ctx, vec![n, d]);
             let res = match AttentionOp.prepare::<NoCheckpointing>([t.node.clone()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let state = AttentionState {
-                        qkv: t.primitive.clone(),
-                        p: flex(p, vec![batch, heads, len, len]),
-                        dims: [batch, len, heads, d],
-                    };
+                    let np = p.len();
+                    let state =
+                        AttentionState { qkv: t.primitive.clone(), p: flex(p, vec![np]), segs: segs.to_vec(), heads, d };
                     prep.finish(state, out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(out),
@@ -265,7 +386,7 @@ pub fn causal_attention<B: Backend>(
             Some(back::<B, 2, _>(res))
         }
         Prim::Flex(t) => {
-            let (ctx, _) = attention_fwd(&slice(&t), batch, len, heads, d);
+            let (ctx, _) = segments_fwd(&slice(&t), segs, heads, d);
             Some(back::<B, 2, _>(flex(ctx, vec![n, d])))
         }
         Prim::Other(_) => None,
@@ -542,6 +663,178 @@ pub(crate) fn dense_loss_from_scores<B: Backend>(scores: &Tensor<B, 2>, plan: &D
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Allocator.
+
+/// Keeps freed tensor buffers in the process heap (glibc only; a no-op elsewhere).
+///
+/// A training step allocates and frees the same large activation buffers (up to tens of MB) every
+/// step. glibc serves large requests with fresh `mmap`s and trims freed heap memory back to the
+/// OS, so every step page-faults and zeroes those pages again (5–10% of a step here). This sets
+/// the mmap threshold to glibc's maximum (32 MiB) and the trim threshold to 2 GiB, once per
+/// process: buffers are reused from the heap. It changes no results. Called by
+/// [`super::train::train`] and the benchmark; process-wide, like `MALLOC_MMAP_THRESHOLD_`.
+pub fn keep_heap_memory() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            unsafe extern "C" {
+                fn mallopt(param: i32, value: i32) -> i32;
+            }
+            const M_TRIM_THRESHOLD: i32 = -1;
+            const M_MMAP_THRESHOLD: i32 = -3;
+            // SAFETY: mallopt only sets glibc allocator parameters; any value is accepted or
+            // rejected (return 0) without other effect.
+            unsafe {
+                mallopt(M_MMAP_THRESHOLD, 32 << 20);
+                mallopt(M_TRIM_THRESHOLD, i32::MAX);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adam: one in-place pass per parameter.
+
+/// Adam's hyper-parameters (Burn's `AdaptiveMomentum`, no weight decay, no AMSGrad).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamHyper {
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+}
+
+const ADAM_CHUNK: usize = 1 << 14;
+
+/// Burn's Adam update, element by element, in the same f32 operation order as its tensor ops
+/// (`m₁ = β₁m₁ + (1−β₁)g`, `m₂ = β₂m₂ + (1−β₂)g²`,
+/// `p −= lr · (m₁·c) / (√m₂ + ε·√(1−β₂ᵗ))` with `c = √(1−β₂ᵗ) / (1−β₁ᵗ)`), so the result is the
+/// same to the bit. `first`: there are no moments yet (they start from zero).
+fn adam_kernel(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, h: AdamHyper, time: i32, lr: f32) {
+    let bc2 = (1.0 - h.beta_2.powi(time)).sqrt();
+    let k = AdamConsts {
+        b1: h.beta_1,
+        b2: h.beta_2,
+        f1: 1.0 - h.beta_1,
+        f2: 1.0 - h.beta_2,
+        cf: bc2 / (1.0 - h.beta_1.powi(time)),
+        eps: h.epsilon * bc2,
+        lr,
+    };
+    p.par_chunks_mut(ADAM_CHUNK)
+        .zip(g.par_chunks(ADAM_CHUNK))
+        .zip(m1.par_chunks_mut(ADAM_CHUNK))
+        .zip(m2.par_chunks_mut(ADAM_CHUNK))
+        .for_each(|(((p, g), m1), m2)| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { adam_chunk_avx512(p, g, m1, m2, first, k) };
+            }
+            adam_chunk(p, g, m1, m2, first, k)
+        });
+}
+
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    b1: f32,
+    b2: f32,
+    f1: f32,
+    f2: f32,
+    cf: f32,
+    eps: f32,
+    lr: f32,
+}
+
+/// The element loop (iterators, no bounds checks: it vectorises). No FMA contraction happens in
+/// Rust, so every build rounds as Burn's separate tensor ops do.
+#[inline(always)]
+fn adam_chunk(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, k: AdamConsts) {
+    let it = p.iter_mut().zip(g).zip(m1.iter_mut()).zip(m2.iter_mut());
+    if first {
+        for (((p, &g), a), v) in it {
+            *a = g * k.f1;
+            *v = (g * g) * k.f2;
+            *p -= ((*a * k.cf) / (v.sqrt() + k.eps)) * k.lr;
+        }
+    } else {
+        for (((p, &g), a), v) in it {
+            *a = *a * k.b1 + g * k.f1;
+            *v = *v * k.b2 + (g * g) * k.f2;
+            *p -= ((*a * k.cf) / (v.sqrt() + k.eps)) * k.lr;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn adam_chunk_avx512(p: &mut [f32], g: &[f32], m1: &mut [f32], m2: &mut [f32], first: bool, k: AdamConsts) {
+    adam_chunk(p, g, m1, m2, first, k)
+}
+
+/// A whole contiguous f32 buffer of a Flex tensor, writable (copied first when shared).
+fn whole_mut(t: &mut FlexTensor) -> Option<&mut [f32]> {
+    let n = t.layout().num_elements();
+    let full = t.dtype() == burn::tensor::DType::F32
+        && t.is_contiguous()
+        && t.layout().start_offset() == 0
+        && t.bytes().len() == n * 4;
+    full.then(|| t.storage_mut::<f32>())
+}
+
+/// Moments of one parameter: `(steps taken, m₁, m₂)`.
+pub(crate) type AdamMoments<B, const D: usize> = (usize, Tensor<B, D>, Tensor<B, D>);
+
+/// One Adam step of one parameter in place on the Flex backend: returns the new parameter and
+/// moments, or gives the inputs back (`Err`) when the fused step does not apply (disabled, other
+/// backend, not f32, non-contiguous).
+#[allow(clippy::type_complexity)]
+pub(crate) fn adam_step<B: Backend, const D: usize>(
+    h: AdamHyper,
+    lr: f64,
+    tensor: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<AdamMoments<B, D>>,
+) -> Result<(Tensor<B, D>, AdamMoments<B, D>), (Tensor<B, D>, Tensor<B, D>, Option<AdamMoments<B, D>>)> {
+    let flex_ok = |t: &Tensor<B, D>| {
+        TypeId::of::<FloatTensor<B>>() == TypeId::of::<FlexTensor>()
+            && t.dtype() == burn::tensor::DType::F32
+    };
+    if !active() || !flex_ok(&tensor) || !flex_ok(&grad) || moments.as_ref().is_some_and(|m| !flex_ok(&m.1) || !flex_ok(&m.2)) {
+        return Err((tensor, grad, moments));
+    }
+    let to_flex = |t: Tensor<B, D>| match classify(t) {
+        Prim::Flex(f) => f,
+        _ => unreachable!("checked: Flex tensor"),
+    };
+    let shape = tensor.dims().to_vec();
+    let n: usize = shape.iter().product();
+    let mut p = to_flex(tensor);
+    let g = to_flex(grad);
+    let (time, mut m1, mut m2, first) = match moments {
+        Some((t, a, b)) => (t + 1, to_flex(a), to_flex(b), false),
+        None => (1, flex(vec![0.0; n], shape.clone()), flex(vec![0.0; n], shape.clone()), true),
+    };
+    let gs = slice(&g);
+    match (whole_mut(&mut p), whole_mut(&mut m1), whole_mut(&mut m2)) {
+        (Some(pp), Some(a), Some(b)) if pp.len() == n && a.len() == n && b.len() == n && gs.len() == n => {
+            adam_kernel(pp, &gs, a, b, first, h, time as i32, lr as f32);
+        }
+        _ => {
+            // Non-contiguous parameter or moment: make them contiguous, then the same kernel.
+            drop(gs);
+            let mut p = p.to_contiguous();
+            let (mut m1, mut m2) = (m1.to_contiguous(), m2.to_contiguous());
+            let gs = slice(&g);
+            let (pp, a, b) = (p.storage_mut::<f32>(), m1.storage_mut::<f32>(), m2.storage_mut::<f32>());
+            adam_kernel(pp, &gs, a, b, first, h, time as i32, lr as f32);
+            return Ok((back::<B, D, _>(p), (time, back::<B, D, _>(m1), back::<B, D, _>(m2))));
+        }
+    }
+    Ok((back::<B, D, _>(p), (time, back::<B, D, _>(m1), back::<B, D, _>(m2))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_composite;
@@ -701,6 +994,68 @@ mod tests {
         assert_close(&a.1, &b.1, 1e-3, "d qkv (layer 0)");
         assert_close(&a.2, &b.2, 1e-3, "d gamma (layer 1)");
         assert_close(&a.3, &b.3, 1e-3, "d content projection");
+    }
+
+    /// The one-pass user + item towers (stacked tokens, fused) against two composite passes:
+    /// values and gradients, item tower variants 1 (causal) and 2 (diagonal), content and ids.
+    #[test]
+    fn stacked_towers_match_two_composite_passes() {
+        use crate::towers::ItemTowerVariant;
+        let dev = Default::default();
+        for (variant, ids) in [(ItemTowerVariant::SharedCausal, false), (ItemTowerVariant::SharedDiagonal, true)] {
+            let mut c = if ids { TowerConfig::tiny(InputKind::Id, 12) } else { TowerConfig::tiny(InputKind::LlmContent, 12) };
+            c.n_layers = 2;
+            c.dropout = 0.0;
+            c.n_items = 30;
+            let tower = c.init::<B>(&dev).expect("valid config");
+            let input = |b: usize, l: usize, seed: u64| {
+                if ids {
+                    let v: Vec<i64> = values(b * l, seed).iter().map(|x| ((x + 1.0) * 14.0) as i64 + 1).collect();
+                    TowerInput::Ids(Tensor::from_data(TensorData::new(v, [b, l]), &dev))
+                } else {
+                    TowerInput::Content(tensor::<B, 3>([b, l, 12], seed))
+                }
+            };
+            let (h, t) = (input(3, 6, 31), input(3, 4, 32));
+            let masks = LossMasks {
+                history_lens: vec![6, 4, 2],
+                targets: vec![vec![1, 2, 3], vec![3, 4], vec![5, 6, 7, 8]],
+            };
+            let wu = tensor::<B, 3>([3, 6, c.embedding_dim()], 33);
+            let run = |stacked: bool| {
+                let f = || {
+                    let (u, it) = if stacked {
+                        tower.user_and_item_sequences(h.clone(), t.clone(), variant)
+                    } else {
+                        (tower.user_sequence(h.clone()), tower.item_sequence(t.clone(), variant))
+                    };
+                    let loss = dense_all_action_loss(u.clone(), it.clone(), &masks, 20.0) + (u.clone() * wu.clone()).sum();
+                    (loss, u, it)
+                };
+                let (loss, u, it) = if stacked { f() } else { with_composite(f) };
+                let g = loss.clone().backward();
+                let gw = tower.layers[0].attention.qkv.weight.val().grad(&g).expect("qkv grad");
+                let gn = tower.layers[1].norm_ff.gamma.val().grad(&g).expect("gamma grad");
+                let gp = match &tower.id_embedding {
+                    Some(e) => e.weight.val().grad(&g).expect("id embedding grad"),
+                    None => tower.content_proj.weight.val().grad(&g).expect("proj grad"),
+                };
+                (vec(loss), vec(u), vec(it), vec(gw), vec(gn), vec(gp))
+            };
+            let (a, b) = (run(true), run(false));
+            let what = format!("{variant:?}");
+            assert!(a.3.iter().any(|v| v.abs() > 1e-6), "{what}: gradient must not vanish");
+            assert_close(&a.0, &b.0, 1e-5, &format!("{what} loss"));
+            assert_close(&a.1, &b.1, 1e-5, &format!("{what} users"));
+            assert_close(&a.2, &b.2, 1e-5, &format!("{what} items"));
+            assert_close(&a.3, &b.3, 1e-3, &format!("{what} d qkv (layer 0)"));
+            assert_close(&a.4, &b.4, 1e-3, &format!("{what} d gamma (layer 1)"));
+            assert_close(&a.5, &b.5, 1e-3, &format!("{what} d input projection"));
+            // The composite path of the stacked pass (per-segment attention) agrees too.
+            let c1 = with_composite(|| tower.user_and_item_sequences(h.clone(), t.clone(), variant));
+            assert_close(&vec(c1.0), &b.1, 1e-5, &format!("{what} composite stacked users"));
+            assert_close(&vec(c1.1), &b.2, 1e-5, &format!("{what} composite stacked items"));
+        }
     }
 }
 

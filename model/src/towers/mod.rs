@@ -6,6 +6,7 @@
 //! - [`attention`]: the lean fused-QKV self-attention and LayerNorm used by the tower.
 //! - [`fused`]: fused CPU kernels (causal attention, LayerNorm, dense loss) with hand-written
 //!   backward passes.
+//! - [`optim`]: [`TowerAdam`](optim::TowerAdam), Burn's Adam with a fused in-place CPU step.
 //! - [`loss`]: [`dense_all_action_loss`] and the official code's [`last_position_loss`].
 //! - [`data`]: [`UserSequence`], [`ItemFeatures`], [`SequenceBatch`].
 //! - [`train`]: [`train()`](train::train) with per-epoch checkpoints and `--resume`.
@@ -19,6 +20,7 @@ pub mod fused;
 pub mod io;
 pub mod loss;
 pub mod model;
+pub mod optim;
 pub mod retrieval;
 pub mod train;
 
@@ -26,4 +28,5 @@ pub use config::{AttentionMask, InputKind, ItemTowerVariant, LearnConfig, LossKi
 pub use data::{ItemFeatures, SequenceBatch, UserSequence};
 pub use loss::{LossMasks, dense_all_action_loss, last_position_loss};
 pub use model::{LearnTower, TowerInput};
+pub use optim::TowerAdam;
 pub use train::{Checkpoint, TrainOptions, TrainReport, train};

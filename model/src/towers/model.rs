@@ -9,6 +9,7 @@
 
 use super::attention::{LayerNorm, SelfAttention, SelfAttentionConfig};
 use super::config::{AttentionMask, ItemTowerVariant, TowerConfig};
+use super::fused::Segment;
 use burn::module::{Initializer, Module};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
@@ -85,9 +86,20 @@ impl<B: Backend> TowerLayer<B> {
     /// # Shapes
     /// `x`: `[batch, len, d]` → `[batch, len, d]`.
     pub fn forward(&self, x: Tensor<B, 3>, mask: AttentionMask) -> Tensor<B, 3> {
-        let a = self.dropout.forward(self.attention.forward(x.clone(), mask));
+        let [b, l, d] = x.dims();
+        let seg = Segment { batch: b, len: l, mask };
+        self.forward_rows(x.reshape([b * l, d]), &[seg]).reshape([b, l, d])
+    }
+
+    /// The layer over stacked blocks of sequences (see [`SelfAttention::forward_rows`]); every
+    /// part but the attention works token by token.
+    ///
+    /// # Shapes
+    /// `x`: `[Σ batch·len, d]` → same.
+    pub fn forward_rows(&self, x: Tensor<B, 2>, segs: &[Segment]) -> Tensor<B, 2> {
+        let a = self.dropout.forward(self.attention.forward_rows(x.clone(), segs));
         let x = self.norm_attn.forward(x + a);
-        let f = linear3(&self.ff_out, gelu(linear3(&self.ff_in, x.clone())));
+        let f = self.ff_out.forward(gelu(self.ff_in.forward(x.clone())));
         let f = self.dropout.forward(f);
         self.norm_ff.forward(x + f)
     }
@@ -137,23 +149,89 @@ impl<B: Backend> LearnTower<B> {
     /// `input`: `[batch, len, input_dim]` content or `[batch, len]` ids → `[batch, len, out]`.
     pub fn forward(&self, input: TowerInput<B>, mask: AttentionMask) -> Tensor<B, 3> {
         let [b, l] = input.dims();
-        let x = match input {
+        let x = self.content(input);
+        let h = self.embed(x);
+        let out = self.encode_rows(h, &[Segment { batch: b, len: l, mask }]);
+        let o = out.dims()[1];
+        out.reshape([b, l, o])
+    }
+
+    /// Content projection (+ learned positions) of one input, as rows.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, len, input_dim]` → `[batch·len, d]`.
+    fn embed(&self, x: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [b, l, _] = x.dims();
+        let mut h = linear3(&self.content_proj, x); // [b, l, d]
+        if let Some(pos) = &self.positions {
+            let idx = Tensor::<B, 1, Int>::arange(0..l as i64, &h.device()).unsqueeze::<2>().expand([b, l]);
+            h = h + pos.forward(idx);
+        }
+        let d = h.dims()[2];
+        h.reshape([b * l, d])
+    }
+
+    /// The layers, output projection and L2 normalisation over stacked rows.
+    ///
+    /// # Shapes
+    /// `h`: `[Σ batch·len, d]` → `[Σ batch·len, out]`.
+    fn encode_rows(&self, mut h: Tensor<B, 2>, segs: &[Segment]) -> Tensor<B, 2> {
+        for layer in &self.layers {
+            h = layer.forward_rows(h, segs);
+        }
+        l2_normalize(self.output.forward(h))
+    }
+
+    fn content(&self, input: TowerInput<B>) -> Tensor<B, 3> {
+        match input {
             TowerInput::Content(x) => x,
             TowerInput::Ids(ids) => match &self.id_embedding {
                 Some(e) => e.forward(ids),
                 // A config mismatch is a programming error: `TowerConfig::init` ties them.
                 None => panic!("tower built for content input was given item ids"),
             },
+        }
+    }
+
+    /// User embeddings over the history and item embeddings over the target (variant 1 or 2) in
+    /// one pass: the tokens of both are stacked into one `[B·Lh + B·Lt, ·]` matrix, so every
+    /// projection is one matrix product (and each weight gradient one product with K = all
+    /// tokens, instead of two products and a sum). Attention stays inside each sequence. Equal
+    /// to [`Self::user_sequence`] and [`Self::item_sequence`] up to float rounding (tests).
+    ///
+    /// # Shapes
+    /// `history` → `[batch, Lh, out]`, `target` → `[batch, Lt, out]`.
+    pub fn user_and_item_sequences(
+        &self,
+        history: TowerInput<B>,
+        target: TowerInput<B>,
+        variant: ItemTowerVariant,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let ([b, lh], [bt, lt]) = (history.dims(), target.dims());
+        let item_mask = match variant {
+            ItemTowerVariant::SharedDiagonal => AttentionMask::Diagonal,
+            _ => AttentionMask::Causal,
         };
-        let mut h = linear3(&self.content_proj, x); // [b, l, d]
-        if let Some(pos) = &self.positions {
-            let idx = Tensor::<B, 1, Int>::arange(0..l as i64, &h.device()).unsqueeze::<2>().expand([b, l]);
-            h = h + pos.forward(idx);
-        }
-        for layer in &self.layers {
-            h = layer.forward(h, mask);
-        }
-        l2_normalize(linear3(&self.output, h))
+        let (xh, xt) = (self.content(history), self.content(target));
+        let h = if self.positions.is_none() {
+            // One projection over all rows.
+            let flat = |x: Tensor<B, 3>| {
+                let [b, l, i] = x.dims();
+                x.reshape([b * l, i])
+            };
+            self.content_proj.forward(Tensor::cat(vec![flat(xh), flat(xt)], 0))
+        } else {
+            Tensor::cat(vec![self.embed(xh), self.embed(xt)], 0)
+        };
+        let segs = [
+            Segment { batch: b, len: lh, mask: AttentionMask::Causal },
+            Segment { batch: bt, len: lt, mask: item_mask },
+        ];
+        let out = self.encode_rows(h, &segs);
+        let o = out.dims()[1];
+        let users = out.clone().narrow(0, 0, b * lh).reshape([b, lh, o]);
+        let items = out.narrow(0, b * lh, bt * lt).reshape([bt, lt, o]);
+        (users, items)
     }
 
     /// User embeddings at every history position (`U_ij`).

@@ -1,4 +1,4 @@
-//! `learnrec train`: Adam with linear warm-up + cosine learning rate, per-epoch atomic
+//! `learnrec train`: Adam ([`TowerAdam`]) with linear warm-up + cosine learning rate, per-epoch atomic
 //! checkpoints, bit-for-bit `--resume`, and a NaN/Inf guard.
 //!
 //! Reproducibility: initialisation uses `seed`; the data order of epoch `e` is a ChaCha8
@@ -13,7 +13,8 @@ use super::model::LearnTower;
 use crate::{Error, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use super::optim::TowerAdam;
+use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -46,8 +47,11 @@ pub fn batch_items<B: Backend>(model: &LearnTower<B>, batch: &SequenceBatch<B>, 
 /// # Shapes
 /// → scalar `[1]`.
 pub fn batch_loss<B: Backend>(model: &LearnTower<B>, batch: &SequenceBatch<B>, cfg: &LearnConfig) -> Tensor<B, 1> {
-    let users = model.user_sequence(batch.history.clone());
-    let items = batch_items(model, batch, cfg.tower.item_tower);
+    let (users, items) = match cfg.tower.item_tower {
+        ItemTowerVariant::RawContent => (model.user_sequence(batch.history.clone()), batch_items(model, batch, cfg.tower.item_tower)),
+        // Variants 1 and 2: one pass over the history and target tokens together.
+        v => model.user_and_item_sequences(batch.history.clone(), batch.target.clone(), v),
+    };
     match cfg.train.loss {
         LossKind::DenseAllAction => dense_all_action_loss(users, items, &batch.masks, cfg.train.logit_scale),
         LossKind::LastPosition => last_position_loss(users, items, &batch.masks, cfg.train.logit_scale),
@@ -248,12 +252,11 @@ pub fn train<B: AutodiffBackend>(
     let steps_per_epoch = (users.len() / bs).max(1);
     let total_steps = (steps_per_epoch * cfg.train.epochs) as u64;
 
+    super::fused::keep_heap_memory();
     let ckpt_path = checkpoint_path(&opts.out_dir);
-    let adam = AdamConfig::new()
-        .with_epsilon(cfg.train.adam_eps)
-        .with_beta_1(cfg.train.beta1)
-        .with_beta_2(cfg.train.beta2);
-    let mut optim: OptimizerAdaptor<Adam, LearnTower<B>, B> = adam.init();
+    // Burn's Adam (same math and record) with a fused in-place step on the CPU backend.
+    let adam = TowerAdam::new(cfg.train.beta1, cfg.train.beta2, cfg.train.adam_eps);
+    let mut optim: OptimizerAdaptor<TowerAdam, LearnTower<B>, B> = adam.init();
     let (mut model, mut epoch, mut step, mut epoch_losses) = if opts.resume {
         let ck = Checkpoint::load(&ckpt_path)?;
         if ck.meta.config != *cfg {
