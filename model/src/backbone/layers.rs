@@ -770,75 +770,6 @@ pub mod host {
             .for_each(|b| layer_norm_block(b, gamma, beta, eps));
     }
 
-    simd_kernel! {
-        /// Attention of one sequence (`len` tokens from row `t0` of `qkv`) into `out`
-        /// (`[len, heads · head_dim]`, zeroed).
-        fn sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, head_dim: usize, scale: f32, out: &mut [f32]) {
-            let h = heads * head_dim;
-            let w = 3 * h;
-            // Keys of one head transposed to `[head_dim, len16]` (`len` rounded up to 16, zero
-            // columns after `len`), so a query's scores accumulate over the head dimension in
-            // blocks of 16 keys held in registers.
-            let len16 = len.div_ceil(16) * 16;
-            let mut scores = vec![0f32; len16];
-            let mut kt = vec![0f32; head_dim * len16];
-            for hd in 0..heads {
-                let (qo, ko, vo) = (hd * head_dim, h + hd * head_dim, 2 * h + hd * head_dim);
-                for j in 0..len {
-                    let k = &qkv[(t0 + j) * w + ko..(t0 + j) * w + ko + head_dim];
-                    for (c, &kc) in k.iter().enumerate() {
-                        kt[c * len16 + j] = kc;
-                    }
-                }
-                for i in 0..len {
-                    let q = &qkv[(t0 + i) * w + qo..(t0 + i) * w + qo + head_dim];
-                    for j0 in (0..len16).step_by(16) {
-                        let mut acc = [0f32; 16];
-                        for (c, &qc) in q.iter().enumerate() {
-                            let k = &kt[c * len16 + j0..c * len16 + j0 + 16];
-                            for t in 0..16 {
-                                acc[t] = qc.mul_add(k[t], acc[t]);
-                            }
-                        }
-                        for t in 0..16 {
-                            scores[j0 + t] = acc[t] * scale;
-                        }
-                    }
-                    let scores = &mut scores[..len];
-                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                    let mut denom = 0f32;
-                    for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        denom += *s;
-                    }
-                    let inv = 1.0 / denom;
-                    let o = &mut out[i * h + hd * head_dim..i * h + (hd + 1) * head_dim];
-                    // Blocks of 16 output columns accumulate in registers over the keys.
-                    let full = head_dim / 16 * 16;
-                    for c0 in (0..full).step_by(16) {
-                        let mut acc = [0f32; 16];
-                        for (j, &p) in scores.iter().enumerate() {
-                            let v = &qkv[(t0 + j) * w + vo + c0..(t0 + j) * w + vo + c0 + 16];
-                            for t in 0..16 {
-                                acc[t] = p.mul_add(v[t], acc[t]);
-                            }
-                        }
-                        for t in 0..16 {
-                            o[c0 + t] = acc[t] * inv;
-                        }
-                    }
-                    for c in full..head_dim {
-                        let mut acc = 0f32;
-                        for (j, &p) in scores.iter().enumerate() {
-                            acc = p.mul_add(qkv[(t0 + j) * w + vo + c], acc);
-                        }
-                        o[c] = acc * inv;
-                    }
-                }
-            }
-        }
-    }
-
     /// Bidirectional multi-head attention over packed sequences (no padding anywhere): row `t`
     /// of `qkv` (`[tokens, 3 · heads · head_dim]`, query | key | value, biases already added)
     /// belongs to the sequence whose span in `lengths` covers it, and attends to every token of
@@ -868,7 +799,7 @@ pub mod host {
             t0 += len;
         }
         spans.into_par_iter().for_each(|(t0, len, out)| {
-            sequence_attention(qkv, t0, len, heads, head_dim, scale, out)
+            sequence_attention(qkv, t0, len, heads, heads, head_dim, scale, false, usize::MAX, out)
         });
         ctx
     }
@@ -1117,9 +1048,13 @@ pub mod host {
     }
 
     simd_kernel! {
-        /// Causal attention of one sequence (`len` tokens from row `t0` of `qkv`) into `out`
-        /// (`[len, heads · head_dim]`); query `i` sees keys `j ≤ i` with `i - j < window`.
-        fn causal_sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, window: usize, out: &mut [f32]) {
+        /// Grouped-query attention of one sequence (`len` tokens from row `t0` of `qkv`, laid out
+        /// queries | keys | values) into `out` (`[len, heads · head_dim]`). With `causal` query
+        /// `i` sees keys `j ≤ i` with `i - j < window` (decoders); without, every key (BERT, where
+        /// `kv_heads == heads`). Keys of one head are transposed to `[head_dim, len16]` (`len`
+        /// rounded up to 16, zero columns after `len`), so a query's scores accumulate over the
+        /// head dimension in blocks of 16 keys held in registers.
+        fn sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, causal: bool, window: usize, out: &mut [f32]) {
             let w = (heads + 2 * kv_heads) * d;
             let ho = heads * d;
             let group = heads / kv_heads;
@@ -1137,7 +1072,7 @@ pub mod host {
                 for hq in g * group..(g + 1) * group {
                     let qo = hq * d;
                     for i in 0..len {
-                        let (lo, hi) = ((i + 1).saturating_sub(window), i + 1);
+                        let (lo, hi) = if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
                         let q = &qkv[(t0 + i) * w + qo..(t0 + i) * w + qo + d];
                         for j0 in (lo / 16 * 16..hi).step_by(16) {
                             let mut acc = [0f32; 16];
@@ -1216,7 +1151,7 @@ pub mod host {
             t0 += len;
         }
         spans.into_par_iter().for_each(|(t0, len, out)| {
-            causal_sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, window, out)
+            sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, true, window, out)
         });
         ctx
     }
