@@ -786,22 +786,7 @@ pub mod host {
         head_dim: usize,
         scale: f32,
     ) -> Vec<f32> {
-        let h = heads * head_dim;
-        let total: usize = lengths.iter().sum();
-        let mut ctx = vec![0f32; total * h];
-        // Disjoint output spans, one per sequence.
-        let mut spans = Vec::with_capacity(lengths.len());
-        let (mut rest, mut t0) = (ctx.as_mut_slice(), 0usize);
-        for &len in lengths {
-            let (mine, tail) = rest.split_at_mut(len * h);
-            spans.push((t0, len, mine));
-            rest = tail;
-            t0 += len;
-        }
-        spans.into_par_iter().for_each(|(t0, len, out)| {
-            sequence_attention(qkv, t0, len, heads, heads, head_dim, scale, false, usize::MAX, out)
-        });
-        ctx
+        packed_sequences_attention(qkv, lengths, heads, heads, head_dim, scale, false, usize::MAX)
     }
 
     // ---- Decoder (Llama / Gemma 3) kernels: RMSNorm, RoPE, causal GQA attention, gated MLP.
@@ -1139,6 +1124,22 @@ pub mod host {
         scale: f32,
         window: usize,
     ) -> Vec<f32> {
+        packed_sequences_attention(qkv, lengths, heads, kv_heads, head_dim, scale, true, window)
+    }
+
+    /// [`sequence_attention`] of every packed sequence in parallel, each into its own disjoint
+    /// span of the output.
+    #[allow(clippy::too_many_arguments)]
+    fn packed_sequences_attention(
+        qkv: &[f32],
+        lengths: &[usize],
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        scale: f32,
+        causal: bool,
+        window: usize,
+    ) -> Vec<f32> {
         let h = heads * head_dim;
         let total: usize = lengths.iter().sum();
         let mut ctx = vec![0f32; total * h];
@@ -1151,7 +1152,7 @@ pub mod host {
             t0 += len;
         }
         spans.into_par_iter().for_each(|(t0, len, out)| {
-            sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, true, window, out)
+            sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, causal, window, out)
         });
         ctx
     }
