@@ -300,20 +300,13 @@ impl<B: Backend> Bert<B> {
         use super::layers::host;
         let [b, s] = ids.dims();
         let device = ids.device();
-        let lengths = mask_lengths(&mask);
         let h = self.hidden_size();
-        let ids_host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().unwrap_or_default();
-        if ids_host.len() != b * s {
+        let Some(batch) = host::PackedBatch::new(&ids, &mask) else {
             return self.forward_padded(ids, mask);
-        }
-        // Packed token ids and their positions inside their sequence.
-        let total: usize = lengths.iter().sum();
-        let mut packed = Vec::with_capacity(total);
-        let mut positions = Vec::with_capacity(total);
-        for (r, &len) in lengths.iter().enumerate() {
-            packed.extend_from_slice(&ids_host[r * s..r * s + len]);
-            positions.extend(0..len as i64);
-        }
+        };
+        let total = batch.total();
+        let host::PackedBatch { ids: packed, positions, lengths } = batch;
+        let positions: Vec<i64> = positions.into_iter().map(|p| p as i64).collect();
         let int =
             |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), &device);
         let emb = self.word.clone().select(0, int(packed))

@@ -1157,6 +1157,52 @@ pub mod host {
         ctx
     }
 
+    /// A right-padded batch with its padding dropped: the real token ids of every sequence
+    /// concatenated, each token's position inside its sequence (restarting at 0), and the
+    /// sequence lengths — the input of the packed forwards.
+    pub struct PackedBatch {
+        /// `[tokens]` token ids.
+        pub ids: Vec<i64>,
+        /// `[tokens]` position of each token inside its sequence.
+        pub positions: Vec<usize>,
+        /// `[batch]` real tokens per sequence.
+        pub lengths: Vec<usize>,
+    }
+
+    impl PackedBatch {
+        /// Packs `ids` by `mask`; `None` when the ids do not read back as `[batch, seq]` integers
+        /// (the caller then runs its padded path).
+        ///
+        /// # Shapes
+        /// - `ids`, `mask`: `[batch, seq]`, right-padded, mask 1 for real tokens
+        pub fn new<B: Backend>(ids: &Tensor<B, 2, burn::tensor::Int>, mask: &Tensor<B, 2, burn::tensor::Int>) -> Option<Self> {
+            let [b, s] = ids.dims();
+            let lengths = super::mask_lengths(mask);
+            let host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().ok()?;
+            if host.len() != b * s {
+                return None;
+            }
+            let total: usize = lengths.iter().sum();
+            let mut packed = Vec::with_capacity(total);
+            let mut positions = Vec::with_capacity(total);
+            for (r, &len) in lengths.iter().enumerate() {
+                packed.extend_from_slice(&host[r * s..r * s + len]);
+                positions.extend(0..len);
+            }
+            Some(PackedBatch { ids: packed, positions, lengths })
+        }
+
+        /// Real tokens in the batch.
+        pub fn total(&self) -> usize {
+            self.ids.len()
+        }
+
+        /// The longest sequence (at least 1, for RoPE tables).
+        pub fn longest(&self) -> usize {
+            self.lengths.iter().copied().max().unwrap_or(0).max(1)
+        }
+    }
+
     /// `x · W (+ b)` for a host matrix `x` (`[rows, d_in]`, moved in) through the backend's
     /// matmul; the result comes back as a host matrix `[rows, d_out]`.
     pub fn dense<B: Backend>(

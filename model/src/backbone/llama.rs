@@ -446,22 +446,15 @@ impl<B: Backend> Llama<B> {
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         use super::layers::host;
-        let [b, s] = ids.dims();
+        let s = ids.dims()[1];
         let device = ids.device();
-        let lengths = mask_lengths(&mask);
-        let ids_host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().unwrap_or_default();
-        if ids_host.len() != b * s {
+        let Some(batch) = host::PackedBatch::new(&ids, &mask) else {
             return self.forward_padded(ids, mask);
-        }
+        };
         let h = self.hidden_size();
-        let total: usize = lengths.iter().sum();
-        let mut packed = Vec::with_capacity(total);
-        let mut positions = Vec::with_capacity(total);
-        for (r, &len) in lengths.iter().enumerate() {
-            packed.extend_from_slice(&ids_host[r * s..r * s + len]);
-            positions.extend(0..len);
-        }
-        let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let total = batch.total();
+        let longest = batch.longest();
+        let host::PackedBatch { ids: packed, positions, lengths } = batch;
         let (cos, sin) = host::rope_tables(self.rope.inv_freq(), longest);
         let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(packed, [total]), &device);
         let mut x = host::to_vec(self.embed.clone().select(0, ids_t)); // [tokens, hidden]
