@@ -59,6 +59,20 @@ pub fn bench_latency<B: Backend, M: RankModel<B>>(
     warmup: usize,
     device: &B::Device,
 ) -> Result<LatencyReport> {
+    time_requests::<B>(requests, warmup, |req| {
+        let batch = batcher.batch(req).to_device::<B>(device);
+        model.score_batch(&batch).map(Some)
+    })
+}
+
+/// Times `score` on every request as a server would (its scores are read back to the host), the
+/// first `warmup` unrecorded and then repeated at the end, so every request is recorded once;
+/// `score` returning `None` (an empty request) records nothing.
+fn time_requests<B: Backend>(
+    requests: &[Vec<RankingExample>],
+    warmup: usize,
+    mut score: impl FnMut(&[RankingExample]) -> Result<Option<Tensor<B, 1>>>,
+) -> Result<LatencyReport> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|e| Error::Invalid(format!("histogram: {e}")))?;
     let mut checksum = 0f32;
@@ -68,8 +82,7 @@ pub fn bench_latency<B: Backend, M: RankModel<B>>(
         .enumerate()
     {
         let t = Instant::now();
-        let batch = batcher.batch(req).to_device::<B>(device);
-        let logits = model.score_batch(&batch)?;
+        let Some(logits) = score(req)? else { continue };
         let p: Vec<f32> = sigmoid(logits)
             .into_data()
             .convert::<f32>()
@@ -336,33 +349,13 @@ pub fn bench_latency_plan<B: Backend>(
     warmup: usize,
     device: &B::Device,
 ) -> Result<LatencyReport> {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
-        .map_err(|e| Error::Invalid(format!("histogram: {e}")))?;
-    let mut checksum = 0f32;
     let mut items = Vec::new();
-    for (k, req) in requests
-        .iter()
-        .chain(requests.iter().take(warmup))
-        .enumerate()
-    {
-        let Some(first) = req.first() else { continue };
-        let t = Instant::now();
+    time_requests::<B>(requests, warmup, |req| {
+        let Some(first) = req.first() else { return Ok(None) };
         items.clear();
         items.extend(req.iter().map(|e| e.item));
-        let logits = plan.score(first.user, &items, device)?;
-        let p: Vec<f32> = sigmoid(logits)
-            .into_data()
-            .convert::<f32>()
-            .into_vec()
-            .map_err(|e| Error::Invalid(format!("cannot read scores: {e:?}")))?;
-        checksum += p.first().copied().unwrap_or(0.0);
-        let us = t.elapsed().as_micros() as u64;
-        if k >= warmup.min(requests.len()) || requests.len() <= warmup {
-            hist.saturating_record(us.max(1));
-        }
-    }
-    std::hint::black_box(checksum);
-    Ok(report(&hist))
+        plan.score(first.user, &items, device).map(Some)
+    })
 }
 
 fn report(hist: &Histogram<u64>) -> LatencyReport {
