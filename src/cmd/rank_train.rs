@@ -470,16 +470,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut fused_scores = None;
     let mut reports = serde_json::Map::new();
     let b_batcher = Batcher::new(&data, &users, &items, None);
-    if a.bench_steps > 0 {
-        let lookup = lookup.as_ref().context("--bench-steps needs LEARN stores")?;
-        let fc = FusedRankerConfig::new(
+    // The fused ranker: the baseline's config plus the auxiliary network (`--bench-steps` and
+    // training build it alike).
+    let fused_config = |lookup: &LearnLookup| {
+        FusedRankerConfig::new(
             rc.clone(),
             LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
                 .with_hidden(a.aux_hidden.clone())
                 .with_include_embeddings(!a.hidden_only)
                 .with_aux_weight(a.lambda)
                 .with_stop_gradient(a.stop_gradient),
-        );
+        )
+    };
+    if a.bench_steps > 0 {
+        let lookup = lookup.as_ref().context("--bench-steps needs LEARN stores")?;
+        let fc = fused_config(lookup);
         let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
         return bench_steps(&a, &split, &tc, &rc, &fc, &b_batcher, &f_batcher, &device);
     }
@@ -490,14 +495,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut fused_cfg = None;
     let mut fused_model = None;
     if let Some(lookup) = &lookup {
-        let fc = FusedRankerConfig::new(
-            rc.clone(),
-            LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
-                .with_hidden(a.aux_hidden.clone())
-                .with_include_embeddings(!a.hidden_only)
-                .with_aux_weight(a.lambda)
-                .with_stop_gradient(a.stop_gradient),
-        );
+        let fc = fused_config(lookup);
         let f_batcher = Batcher::new(&data, &users, &items, Some(lookup));
         CpuAutodiff::seed(&device, a.seed);
         let fused = run.fit("fused", fc.init::<CpuAutodiff>(&device), &f_batcher)?;
