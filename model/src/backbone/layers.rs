@@ -1363,16 +1363,18 @@ mod tests {
         assert!(worst_exp < 1e-6, "max relative exp error {worst_exp}");
     }
 
+    /// Two deterministic `[rows, d]` inputs with mixed signs for the host-kernel tests.
+    fn kernel_inputs(rows: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..rows * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
+        let y = (0..rows * d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+        (x, y)
+    }
+
     #[test]
     fn host_decoder_kernels_match_burn_ops() {
         let dev = Default::default();
         let (rows, d) = (5, 12);
-        let x: Vec<f32> = (0..rows * d)
-            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
-            .collect();
-        let y: Vec<f32> = (0..rows * d)
-            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
-            .collect();
+        let (x, y) = kernel_inputs(rows, d);
         let w: Vec<f32> = (0..d).map(|i| 1.0 + i as f32 / 20.0).collect();
         let t = |v: &[f32], c: usize| {
             Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [rows, c]), &dev)
@@ -1420,12 +1422,7 @@ mod tests {
     fn host_kernels_match_burn_ops() {
         let dev = Default::default();
         let (rows, d) = (5, 12);
-        let x: Vec<f32> = (0..rows * d)
-            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
-            .collect();
-        let y: Vec<f32> = (0..rows * d)
-            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
-            .collect();
+        let (x, y) = kernel_inputs(rows, d);
         let bias: Vec<f32> = (0..d).map(|i| i as f32 / 10.0 - 0.5).collect();
         let gamma: Vec<f32> = (0..d).map(|i| 1.0 + i as f32 / 20.0).collect();
         let beta: Vec<f32> = (0..d).map(|i| 0.1 - i as f32 / 50.0).collect();
