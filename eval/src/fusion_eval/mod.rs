@@ -28,7 +28,8 @@
 //! users; each bucket's rows are grouped by user with a small hash table and a counting sort,
 //! each user's rows sorted by score once per model and walked once for all groups; the global
 //! AUC is exact via a counting sort on the top 16 bits of the score key and exact counts within
-//! each bin (models side by side). HISTORY is scanned in parallel chunks, only the needed
+//! each bin (models side by side). CSV lines are split 64 bytes at a time (SIMD masks; scan.rs).
+//! HISTORY is scanned in parallel chunks, only the needed
 //! fields, and counted in 64 key partitions. Big hash tables use transparent huge pages.
 //! `LEARNREC_FE_STAGES=1` prints each stage's wall time, CPU time and RSS on stderr.
 //!
@@ -46,6 +47,7 @@ mod partial;
 pub mod plot;
 mod read;
 mod report;
+mod scan;
 mod table;
 
 pub use read::{HistoryCounts, UserActivity, read_history};
