@@ -452,33 +452,38 @@ fn gather_plus(table: &HostMat, items: &[u32], add: &[f32], out: &mut Vec<f32>) 
 }
 
 /// Small dense kernels of the serving plan.
+#[allow(clippy::needless_range_loop)]
 pub(crate) mod kernels {
     /// `out[n, m] += x[n, k] · w[k, m]` (row-major).
     pub fn matmul_acc(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: &mut [f32]) {
         debug_assert!(x.len() >= n * k && w.len() >= k * m && out.len() >= n * m);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX-512F and FMA (checked just above).
             return unsafe { matmul_acc_avx512(x, n, k, w, m, out) };
         }
-        matmul_acc_any(x, n, k, w, m, out)
+        matmul_acc_any::<false>(x, n, k, w, m, out)
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     fn matmul_acc_avx512(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: &mut [f32]) {
-        matmul_acc_any(x, n, k, w, m, out)
+        matmul_acc_any::<true>(x, n, k, w, m, out)
     }
 
     #[inline(always)]
-    fn matmul_acc_any(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: &mut [f32]) {
+    fn matmul_acc_any<const FMA: bool>(x: &[f32], n: usize, k: usize, w: &[f32], m: usize, out: &mut [f32]) {
         let mut j = 0;
+        while j + 64 <= m {
+            cols::<64, FMA>(x, n, k, w, m, out, j);
+            j += 64;
+        }
         while j + 32 <= m {
-            cols::<32>(x, n, k, w, m, out, j);
+            cols::<32, FMA>(x, n, k, w, m, out, j);
             j += 32;
         }
         while j + 16 <= m {
-            cols::<16>(x, n, k, w, m, out, j);
+            cols::<16, FMA>(x, n, k, w, m, out, j);
             j += 16;
         }
         for jj in j..m {
@@ -492,10 +497,14 @@ pub(crate) mod kernels {
         }
     }
 
-    /// Columns `j..j + NR` of all rows, four rows at a time (the accumulators stay in
-    /// registers).
+    /// Rows per register tile: 6 rows × 64 columns is 24 AVX-512 accumulators (as the `gemm`
+    /// crate's 6×4 micro-kernel).
+    const MR: usize = 6;
+
+    /// Columns `j..j + NR` of all rows, [`MR`] rows at a time with the accumulators in
+    /// registers, then the remaining rows one at a time.
     #[inline(always)]
-    fn cols<const NR: usize>(
+    fn cols<const NR: usize, const FMA: bool>(
         x: &[f32],
         n: usize,
         k: usize,
@@ -505,47 +514,47 @@ pub(crate) mod kernels {
         j: usize,
     ) {
         let mut r = 0;
-        while r + 4 <= n {
-            let mut acc = [[0f32; NR]; 4];
-            let xs = [
-                &x[r * k..(r + 1) * k],
-                &x[(r + 1) * k..(r + 2) * k],
-                &x[(r + 2) * k..(r + 3) * k],
-                &x[(r + 3) * k..(r + 4) * k],
-            ];
-            for kk in 0..k {
-                let wr: &[f32; NR] = w[kk * m + j..kk * m + j + NR]
-                    .try_into()
-                    .unwrap_or_else(|_| unreachable!("NR columns"));
-                for (a, xr) in acc.iter_mut().zip(&xs) {
-                    let xv = xr[kk];
-                    for t in 0..NR {
-                        a[t] += xv * wr[t];
-                    }
-                }
-            }
-            for (i, a) in acc.iter().enumerate() {
-                let o = &mut out[(r + i) * m + j..(r + i) * m + j + NR];
-                for t in 0..NR {
-                    o[t] += a[t];
-                }
-            }
-            r += 4;
+        while r + MR <= n {
+            rows::<MR, NR, FMA>(x, r, k, w, m, out, j);
+            r += MR;
         }
         while r < n {
-            let mut acc = [0f32; NR];
-            let xr = &x[r * k..(r + 1) * k];
-            for (kk, &xv) in xr.iter().enumerate() {
-                let wr = &w[kk * m + j..kk * m + j + NR];
+            rows::<1, NR, FMA>(x, r, k, w, m, out, j);
+            r += 1;
+        }
+    }
+
+    /// Rows `r..r + R`, columns `j..j + NR`.
+    #[inline(always)]
+    fn rows<const R: usize, const NR: usize, const FMA: bool>(
+        x: &[f32],
+        r: usize,
+        k: usize,
+        w: &[f32],
+        m: usize,
+        out: &mut [f32],
+        j: usize,
+    ) {
+        let mut acc = [[0f32; NR]; R];
+        let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r + i) * k..(r + i + 1) * k]);
+        for kk in 0..k {
+            let wr: &[f32; NR] = w[kk * m + j..kk * m + j + NR]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("NR columns"));
+            for (a, xr) in acc.iter_mut().zip(&xs) {
+                let xv = xr[kk];
                 for t in 0..NR {
-                    acc[t] += xv * wr[t];
+                    // one fused multiply-add where the CPU has FMA (otherwise `mul_add` would be
+                    // a library call)
+                    a[t] = if FMA { xv.mul_add(wr[t], a[t]) } else { a[t] + xv * wr[t] };
                 }
             }
-            let o = &mut out[r * m + j..r * m + j + NR];
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let o = &mut out[(r + i) * m + j..(r + i) * m + j + NR];
             for t in 0..NR {
-                o[t] += acc[t];
+                o[t] += a[t];
             }
-            r += 1;
         }
     }
 
@@ -575,18 +584,26 @@ pub(crate) mod kernels {
 
         #[test]
         fn matmul_acc_matches_the_naive_product_on_ragged_shapes() {
-            for (n, k, m) in [(7, 5, 51), (4, 64, 16), (1, 3, 32), (9, 17, 1), (0, 4, 16)] {
+            for (n, k, m) in [(7, 5, 51), (4, 64, 16), (1, 3, 32), (9, 17, 1), (0, 4, 16), (13, 9, 128 + 48 + 5)] {
                 let x: Vec<f32> = (0..n * k).map(|v| ((v * 7 % 13) as f32 - 6.0) * 0.1).collect();
                 let w: Vec<f32> = (0..k * m).map(|v| ((v * 5 % 11) as f32 - 5.0) * 0.2).collect();
                 let init: Vec<f32> = (0..n * m).map(|v| v as f32 * 0.01).collect();
-                let mut out = init.clone();
-                matmul_acc(&x, n, k, &w, m, &mut out);
-                for r in 0..n {
-                    for j in 0..m {
-                        let want = init[r * m + j]
-                            + (0..k).map(|t| x[r * k + t] * w[t * m + j]).sum::<f32>();
-                        let got = out[r * m + j];
-                        assert!((got - want).abs() < 1e-4, "({n},{k},{m}) [{r},{j}]: {got} vs {want}");
+                // the dispatched kernel (AVX-512 + FMA here) and the portable one
+                let mut fast = init.clone();
+                matmul_acc(&x, n, k, &w, m, &mut fast);
+                let mut portable = init.clone();
+                matmul_acc_any::<false>(&x, n, k, &w, m, &mut portable);
+                for out in [&fast, &portable] {
+                    for r in 0..n {
+                        for j in 0..m {
+                            let want = init[r * m + j]
+                                + (0..k).map(|t| x[r * k + t] * w[t * m + j]).sum::<f32>();
+                            let got = out[r * m + j];
+                            assert!(
+                                (got - want).abs() < 1e-4,
+                                "({n},{k},{m}) [{r},{j}]: {got} vs {want}"
+                            );
+                        }
                     }
                 }
             }
