@@ -371,6 +371,18 @@ impl<B: Backend> ServePlan<B> {
         }))
     }
 
+    /// Multiply-adds per candidate of [`ServePlan::score_host`] (the matmuls after the
+    /// precomputed tables; the per-request `diag(u)·A_p` is not counted).
+    pub fn macs_per_candidate(&self) -> usize {
+        let dense = |l: &HostLinear| l.w.data.len();
+        let mut n: usize = self.rest.iter().map(dense).sum::<usize>() + dense(&self.head);
+        if let Some(a) = &self.aux {
+            n += a.a_prod.as_ref().map_or(0, |p| p.data.len());
+            n += a.rest.iter().map(dense).sum::<usize>() + a.w_h.data.len();
+        }
+        n
+    }
+
     /// Logits of one request: `user` (dense id below the plan's `n_users`) and its candidate
     /// `items` (dense ids below the plan's `n_items`).
     ///
