@@ -280,12 +280,19 @@ fn fused_block_first_layer_matches_concatenation_in_logits_and_gradients() {
     let learn = host.learn.as_ref().unwrap();
     assert!(learn.user_known.iter().any(|&k| k < 0.5));
     let batch = host.to_device::<AD>(&device);
-    for (embeddings, stop_gradient) in [(true, false), (false, false), (true, true)] {
+    for (embeddings, stop_gradient, product) in [
+        (true, false, false),
+        (false, false, false),
+        (true, true, false),
+        (true, false, true),
+        (false, true, true),
+    ] {
         let fc = FusedRankerConfig::new(
             ranker_config(&s).with_id_dim(8),
             LearnFusionConfig::new(s.lookup.user_dim(), s.lookup.item_dim())
                 .with_include_embeddings(embeddings)
-                .with_stop_gradient(stop_gradient),
+                .with_stop_gradient(stop_gradient)
+                .with_product_feature(product),
         );
         let model: FusedRanker<AD> = random_defaults(fc.init::<AD>(&device));
         let n = examples.len();
@@ -298,7 +305,7 @@ fn fused_block_first_layer_matches_concatenation_in_logits_and_gradients() {
         let (iu, ii) = ids();
         let (lf, gf, idf) = loss_grads(&model, &batch, (iu.clone(), ii.clone()), true);
         let (lr, gr, idr) = loss_grads(&model, &batch, (iu, ii), false);
-        let tag = format!("embeddings {embeddings}, stop-gradient {stop_gradient}");
+        let tag = format!("embeddings {embeddings}, stop-gradient {stop_gradient}, product {product}");
         assert_close(&format!("logits ({tag})"), &lr, &lf);
         assert_eq!(gf.len(), gr.len());
         let mut compared = 0;
