@@ -2,7 +2,7 @@
 //! and their serving latency (p50/p99 of requests of N candidates), on the generated toy world.
 //!
 //! `cargo run --release -p learnrec-fusion --example bench_fusion -- [--users N] [--items N]
-//!  [--batch N] [--steps N] [--candidates N] [--requests N] [--aux-hidden 128,64] [--no-embeddings] [--no-product] [--big-users N --big-items N]`
+//!  [--batch N] [--steps N] [--candidates N] [--requests N] [--aux-hidden 128,64] [--no-embeddings] [--product] [--big-users N --big-items N]`
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
@@ -142,7 +142,7 @@ fn main() {
         LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
             .with_hidden(aux_hidden)
             .with_include_embeddings(!std::env::args().any(|a| a == "--no-embeddings"))
-            .with_product_feature(!std::env::args().any(|a| a == "--no-product")),
+            .with_product_feature(std::env::args().any(|a| a == "--product")),
     );
     let device = Default::default();
     let bb = Batcher::new(&toy.data, &uv, &iv, None);

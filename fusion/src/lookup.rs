@@ -163,10 +163,15 @@ impl LearnLookup {
     /// LEARN inputs of `(user, item)` dense-id pairs; ids beyond the dataset count as unknown.
     pub fn fill(&self, pairs: impl IntoIterator<Item = (u32, u32)>) -> HostLearn {
         let (du, di) = (self.user_dim, self.item_dim);
+        let pairs = pairs.into_iter();
+        let n = pairs.size_hint().0;
         let mut h = HostLearn {
             user_dim: du,
             item_dim: di,
-            ..Default::default()
+            user: Vec::with_capacity(n * du),
+            user_known: Vec::with_capacity(n),
+            item: Vec::with_capacity(n * di),
+            item_known: Vec::with_capacity(n),
         };
         for (u, i) in pairs {
             let (u, i) = (u as usize, i as usize);

@@ -207,11 +207,17 @@ impl<B: Backend> FusedRanker<B> {
         if let Some(t) = defaults(&a1, 0, du_val.clone(), di_val.clone()) {
             pre = pre + t;
         }
-        let (u, i) = (
-            filled(learn.user.clone(), &learn.user_missing, du_val.clone()),
-            filled(learn.item.clone(), &learn.item_missing, di_val.clone()),
-        );
-        if f.product_feature {
+        // the default-filled rows are needed only by the product feature and the features
+        // output with the embeddings
+        let ui = (f.product_feature || f.include_embeddings).then(|| {
+            (
+                filled(learn.user.clone(), &learn.user_missing, du_val.clone()),
+                filled(learn.item.clone(), &learn.item_missing, di_val.clone()),
+            )
+        });
+        if f.product_feature
+            && let Some((u, i)) = &ui
+        {
             pre = pre + (u.clone() * i.clone()).matmul(a1.slice([du + di..du + di + du]));
         }
         let mut h = relu(pre);
@@ -245,10 +251,9 @@ impl<B: Backend> FusedRanker<B> {
             y = relu(l.forward(y));
         }
         let logits = r.head.forward(y).reshape([n]);
-        let features = if f.include_embeddings {
-            Tensor::cat(vec![h, u, i], 1)
-        } else {
-            h
+        let features = match ui {
+            Some((u, i)) if f.include_embeddings => Tensor::cat(vec![h, u, i], 1),
+            _ => h,
         };
         (
             logits,

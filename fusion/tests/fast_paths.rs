@@ -159,6 +159,40 @@ fn serve_plan_declines_cross_layers_and_rejects_unknown_items() {
     );
 }
 
+/// The plan's multiply-adds per candidate: the ranker's layers after the first (and head) for
+/// both, plus the product feature, the aux layers after the first and the fused rows for the
+/// fused ranker.
+#[test]
+fn serve_plan_counts_its_multiply_adds_per_candidate() {
+    let s = setup();
+    let device = Default::default();
+    let base_batcher = Batcher::new(&s.toy.data, &s.users, &s.items, None);
+    let fused_batcher = Batcher::new(&s.toy.data, &s.users, &s.items, Some(&s.lookup));
+    let (n_users, n_items) = (s.toy.data.users.len(), s.toy.data.items.len());
+    let base = ranker_config(&s).with_hidden(vec![32, 8]).init::<B>(&device);
+    let plan = base
+        .serve_plan(&base_batcher, n_users, n_items, &device)
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.macs_per_candidate(), 32 * 8 + 8);
+    let du = s.lookup.user_dim();
+    for product in [true, false] {
+        let fc = FusedRankerConfig::new(
+            ranker_config(&s).with_hidden(vec![32, 8]),
+            LearnFusionConfig::new(du, s.lookup.item_dim())
+                .with_hidden(vec![12, 4])
+                .with_product_feature(product),
+        );
+        let fused = fc.init::<B>(&device);
+        let plan = fused
+            .serve_plan(&fused_batcher, n_users, n_items, &device)
+            .unwrap()
+            .unwrap();
+        let aux = if product { du * 12 } else { 0 } + 12 * 4 + 4 * 32;
+        assert_eq!(plan.macs_per_candidate(), 32 * 8 + 8 + aux, "product {product}");
+    }
+}
+
 /// Every parameter's gradient (in visiting order; `None` where a parameter got none).
 struct GradCollector<'a> {
     grads: &'a <AD as burn::tensor::backend::AutodiffBackend>::Gradients,
@@ -246,12 +280,19 @@ fn fused_block_first_layer_matches_concatenation_in_logits_and_gradients() {
     let learn = host.learn.as_ref().unwrap();
     assert!(learn.user_known.iter().any(|&k| k < 0.5));
     let batch = host.to_device::<AD>(&device);
-    for (embeddings, stop_gradient) in [(true, false), (false, false), (true, true)] {
+    for (embeddings, stop_gradient, product) in [
+        (true, false, false),
+        (false, false, false),
+        (true, true, false),
+        (true, false, true),
+        (false, true, true),
+    ] {
         let fc = FusedRankerConfig::new(
             ranker_config(&s).with_id_dim(8),
             LearnFusionConfig::new(s.lookup.user_dim(), s.lookup.item_dim())
                 .with_include_embeddings(embeddings)
-                .with_stop_gradient(stop_gradient),
+                .with_stop_gradient(stop_gradient)
+                .with_product_feature(product),
         );
         let model: FusedRanker<AD> = random_defaults(fc.init::<AD>(&device));
         let n = examples.len();
@@ -264,7 +305,7 @@ fn fused_block_first_layer_matches_concatenation_in_logits_and_gradients() {
         let (iu, ii) = ids();
         let (lf, gf, idf) = loss_grads(&model, &batch, (iu.clone(), ii.clone()), true);
         let (lr, gr, idr) = loss_grads(&model, &batch, (iu, ii), false);
-        let tag = format!("embeddings {embeddings}, stop-gradient {stop_gradient}");
+        let tag = format!("embeddings {embeddings}, stop-gradient {stop_gradient}, product {product}");
         assert_close(&format!("logits ({tag})"), &lr, &lf);
         assert_eq!(gf.len(), gr.len());
         let mut compared = 0;

@@ -168,6 +168,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         })?,
         batcher: fused_batcher.clone(),
     };
+    if let (Some(bp), Some(fp)) = (&base.plan, &fused.plan) {
+        let (b, f) = (bp.macs_per_candidate(), fp.macs_per_candidate());
+        println!(
+            "multiply-adds per candidate after the precomputed tables: baseline {b}, fused {f} ({:+.0}%)",
+            100.0 * (f as f64 - b as f64) / b.max(1) as f64
+        );
+    }
     let pct = |f: u64, b: u64| 100.0 * (f as f64 - b as f64) / (b.max(1) as f64);
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
     let (mut b50, mut b99, mut f50, mut f99) = (vec![], vec![], vec![], vec![]);

@@ -148,6 +148,10 @@ pub struct Args {
     /// beside it (the paper feeds both; this is cheaper).
     #[arg(long)]
     pub hidden_only: bool,
+    /// Also feed `u ⊙ i` to the aux network (a departure from the paper, off by default; see
+    /// `learnrec_fusion::fusion`).
+    #[arg(long)]
+    pub product_feature: bool,
     /// Update ID tables with Burn's dense gradient + Adam instead of the sparse row-wise Adam.
     #[arg(long)]
     pub dense_embeddings: bool,
@@ -478,6 +482,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             LearnFusionConfig::new(lookup.user_dim(), lookup.item_dim())
                 .with_hidden(a.aux_hidden.clone())
                 .with_include_embeddings(!a.hidden_only)
+                .with_product_feature(a.product_feature)
                 .with_aux_weight(a.lambda)
                 .with_stop_gradient(a.stop_gradient),
         )
