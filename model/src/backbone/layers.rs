@@ -635,6 +635,163 @@ pub mod host {
         Tensor::from_data(TensorData::new(v, [rows, cols]), device)
     }
 
+    /// A float tensor's values borrowed in place: on the Flex backend a contiguous f32 tensor
+    /// is read straight from its storage (sharing it, no copy), so weights can feed
+    /// [`matmul_into`] without a round trip through `TensorData`. Other backends get `None`.
+    #[derive(Clone)]
+    pub struct HostView {
+        tensor: burn::backend::flex::FlexTensor,
+        start: usize,
+        len: usize,
+    }
+
+    impl HostView {
+        /// Views `t` when it is a contiguous f32 Flex tensor.
+        pub fn of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Self> {
+            let len = t.shape().num_elements();
+            let prim: Box<dyn std::any::Any> = Box::new(t.into_primitive().tensor());
+            let tensor = *prim.downcast::<burn::backend::flex::FlexTensor>().ok()?;
+            if tensor.dtype() != DType::F32 || !tensor.is_contiguous() {
+                return None;
+            }
+            let start = tensor.layout().start_offset();
+            (tensor.storage::<f32>().len() >= start + len).then_some(HostView { tensor, start, len })
+        }
+
+        /// The values, row-major.
+        pub fn as_slice(&self) -> &[f32] {
+            &self.tensor.storage::<f32>()[self.start..self.start + self.len]
+        }
+    }
+
+    /// How a host matmul uses the threads.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Threads {
+        /// All of rayon's threads inside each matmul.
+        All,
+        /// The calling thread only (the caller runs independent work on the others).
+        One,
+    }
+
+    /// `out ← x · w` (or `out ← out + x · w` with `accumulate`), all row-major: `x` `[m, k]`,
+    /// `w` `[k, n]`, `out` `[m, n]`, through the `gemm` crate (the kernel Flex's matmul calls)
+    /// straight on host slices.
+    ///
+    /// # Panics
+    /// When a slice is shorter than its shape says (a caller bug, never input data).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_into(
+        out: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        accumulate: bool,
+        threads: Threads,
+    ) {
+        assert!(
+            x.len() >= m * k && w.len() >= k * n && out.len() >= m * n,
+            "matmul_into: [{m}, {k}] x [{k}, {n}] does not fit slices of {}, {}, {}",
+            x.len(),
+            w.len(),
+            out.len()
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        let par = match threads {
+            Threads::One => gemm::Parallelism::None,
+            Threads::All if m * n * k >= 64 * 64 * 64 => gemm::Parallelism::Rayon(0),
+            Threads::All => gemm::Parallelism::None,
+        };
+        // SAFETY: the three slices hold at least m·k, k·n and m·n values (checked above), the
+        // strides describe row-major matrices inside them, and `out` does not alias the inputs
+        // (it is borrowed mutably).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                1,
+                n as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+
+    /// A `[d_in, d_out]` weight matrix for host matmuls: borrowed in place on Flex
+    /// ([`HostView`], through the `gemm` crate), otherwise the backend's matmul with a copy in
+    /// and out.
+    pub enum HostMatrix<B: Backend> {
+        /// Flex: the storage itself.
+        View(HostView),
+        /// Any other backend.
+        Tensor(Tensor<B, 2>),
+    }
+
+    impl<B: Backend> HostMatrix<B> {
+        /// Wraps a `[d_in, d_out]` weight.
+        pub fn new(w: Tensor<B, 2>) -> Self {
+            match HostView::of(w.clone()) {
+                Some(v) => HostMatrix::View(v),
+                None => HostMatrix::Tensor(w),
+            }
+        }
+
+        /// `out ← x · W` (`out ← out + x · W` with `accumulate`) for `x` `[m, k]`.
+        #[allow(clippy::too_many_arguments)]
+        pub fn matmul(
+            &self,
+            out: &mut [f32],
+            x: &[f32],
+            m: usize,
+            k: usize,
+            n: usize,
+            accumulate: bool,
+            threads: Threads,
+            device: &B::Device,
+        ) {
+            match self {
+                HostMatrix::View(v) => {
+                    matmul_into(out, x, v.as_slice(), m, k, n, accumulate, threads)
+                }
+                HostMatrix::Tensor(w) => {
+                    let y = to_vec(tensor::<B>(x[..m * k].to_vec(), m, k, device).matmul(w.clone()));
+                    let out = &mut out[..m * n];
+                    if accumulate {
+                        out.iter_mut().zip(&y).for_each(|(o, v)| *o += v);
+                    } else {
+                        out.copy_from_slice(&y);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies `bias` into every row of `x` (`[rows, bias.len()]`), the starting value of an
+    /// accumulating [`matmul_into`].
+    pub fn fill_rows(x: &mut [f32], bias: &[f32]) {
+        if bias.is_empty() {
+            return;
+        }
+        x.chunks_exact_mut(bias.len())
+            .for_each(|row| row.copy_from_slice(bias));
+    }
+
     /// Sum with eight independent accumulators (vectorises; f32 order differs from a serial
     /// sum only by rounding).
     #[inline(always)]
@@ -753,6 +910,25 @@ pub mod host {
         x.par_chunks_mut(n)
             .zip(y.par_chunks(n))
             .for_each(|(xb, yb)| residual_layer_norm_block(xb, yb, bias, gamma, beta, eps));
+    }
+
+    simd_kernel! {
+        fn bias_layer_norm_block(xb: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+            for row in xb.chunks_exact_mut(gamma.len()) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+                layer_norm_row(row, gamma, beta, eps);
+            }
+        }
+    }
+
+    /// `x ← LayerNorm(x + bias)` row by row, `[rows, gamma.len()]` (post-LN residual whose sum
+    /// a [`matmul_into`] already accumulated into `x`); rows split across threads.
+    pub fn bias_layer_norm(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let d = gamma.len().max(1);
+        x.par_chunks_mut(rows_per_task(d) * d)
+            .for_each(|xb| bias_layer_norm_block(xb, bias, gamma, beta, eps));
     }
 
     simd_kernel! {
@@ -1032,20 +1208,29 @@ pub mod host {
             });
     }
 
+    /// Queries handled together by [`sequence_attention`]: eight independent accumulator chains
+    /// per key (or value) vector loaded, enough to keep both FMA units busy.
+    const QUERY_BLOCK: usize = 8;
+
     simd_kernel! {
         /// Grouped-query attention of one sequence (`len` tokens from row `t0` of `qkv`, laid out
         /// queries | keys | values) into `out` (`[len, heads · head_dim]`). With `causal` query
         /// `i` sees keys `j ≤ i` with `i - j < window` (decoders); without, every key (BERT, where
         /// `kv_heads == heads`). Keys of one head are transposed to `[head_dim, len16]` (`len`
-        /// rounded up to 16, zero columns after `len`), so a query's scores accumulate over the
-        /// head dimension in blocks of 16 keys held in registers.
+        /// rounded up to 16, zero columns after `len`); queries go in blocks of
+        /// [`QUERY_BLOCK`], so every 16 keys (or 16 value columns) loaded feed that many
+        /// independent FMA chains held in registers. Probabilities are normalised before the
+        /// value product; outside a query's own key range they are zero.
         fn sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, causal: bool, window: usize, out: &mut [f32]) {
+            const QB: usize = QUERY_BLOCK;
             let w = (heads + 2 * kv_heads) * d;
             let ho = heads * d;
             let group = heads / kv_heads;
             let len16 = len.div_ceil(16) * 16;
-            let mut scores = vec![0f32; len16];
+            let mut probs = vec![0f32; QB * len16];
             let mut kt = vec![0f32; d * len16];
+            let range = |i: usize| if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
+            let full = d / 16 * 16;
             for g in 0..kv_heads {
                 let (ko, vo) = (heads * d + g * d, (heads + kv_heads) * d + g * d);
                 for j in 0..len {
@@ -1056,49 +1241,75 @@ pub mod host {
                 }
                 for hq in g * group..(g + 1) * group {
                     let qo = hq * d;
-                    for i in 0..len {
-                        let (lo, hi) = if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
-                        let q = &qkv[(t0 + i) * w + qo..(t0 + i) * w + qo + d];
-                        for j0 in (lo / 16 * 16..hi).step_by(16) {
-                            let mut acc = [0f32; 16];
-                            for (c, &qc) in q.iter().enumerate() {
+                    for i0 in (0..len).step_by(QB) {
+                        let nq = (len - i0).min(QB);
+                        let (lo_u, hi_u) = (range(i0).0, range(i0 + nq - 1).1);
+                        // Rows past `nq` repeat the last query; their results are dropped.
+                        let qs: [&[f32]; QB] = std::array::from_fn(|r| {
+                            let i = t0 + i0 + r.min(nq - 1);
+                            &qkv[i * w + qo..i * w + qo + d]
+                        });
+                        for j0 in (lo_u / 16 * 16..hi_u).step_by(16) {
+                            let mut acc = [[0f32; 16]; QB];
+                            for c in 0..d {
                                 let k = &kt[c * len16 + j0..c * len16 + j0 + 16];
-                                for t in 0..16 {
-                                    acc[t] = qc.mul_add(k[t], acc[t]);
+                                for r in 0..QB {
+                                    let qc = qs[r][c];
+                                    for t in 0..16 {
+                                        acc[r][t] = qc.mul_add(k[t], acc[r][t]);
+                                    }
                                 }
                             }
-                            for t in 0..16 {
-                                scores[j0 + t] = acc[t] * scale;
+                            for r in 0..QB {
+                                let p = &mut probs[r * len16 + j0..r * len16 + j0 + 16];
+                                for t in 0..16 {
+                                    p[t] = acc[r][t] * scale;
+                                }
                             }
                         }
-                        let sc = &mut scores[lo..hi];
-                        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                        let mut denom = 0f32;
-                        for s in sc.iter_mut() {
-                            *s = exp(*s - max);
-                            denom += *s;
+                        for r in 0..QB {
+                            let row = &mut probs[r * len16..r * len16 + hi_u];
+                            if r >= nq {
+                                row[lo_u..].iter_mut().for_each(|p| *p = 0.0);
+                                continue;
+                            }
+                            let (lo, hi) = range(i0 + r);
+                            let sc = &mut row[lo..hi];
+                            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                            let mut denom = 0f32;
+                            for s in sc.iter_mut() {
+                                *s = exp(*s - max);
+                                denom += *s;
+                            }
+                            let inv = 1.0 / denom;
+                            sc.iter_mut().for_each(|s| *s *= inv);
+                            row[lo_u..lo].iter_mut().for_each(|p| *p = 0.0);
+                            row[hi..].iter_mut().for_each(|p| *p = 0.0);
                         }
-                        let inv = 1.0 / denom;
-                        let o = &mut out[i * ho + qo..i * ho + qo + d];
-                        let full = d / 16 * 16;
                         for c0 in (0..full).step_by(16) {
-                            let mut acc = [0f32; 16];
-                            for (j, &p) in (lo..hi).zip(sc.iter()) {
+                            let mut acc = [[0f32; 16]; QB];
+                            for j in lo_u..hi_u {
                                 let v = &qkv[(t0 + j) * w + vo + c0..(t0 + j) * w + vo + c0 + 16];
-                                for t in 0..16 {
-                                    acc[t] = p.mul_add(v[t], acc[t]);
+                                for r in 0..QB {
+                                    let p = probs[r * len16 + j];
+                                    for t in 0..16 {
+                                        acc[r][t] = p.mul_add(v[t], acc[r][t]);
+                                    }
                                 }
                             }
-                            for t in 0..16 {
-                                o[c0 + t] = acc[t] * inv;
+                            for r in 0..nq {
+                                let o = (i0 + r) * ho + qo + c0;
+                                out[o..o + 16].copy_from_slice(&acc[r]);
                             }
                         }
                         for c in full..d {
-                            let mut acc = 0f32;
-                            for (j, &p) in (lo..hi).zip(sc.iter()) {
-                                acc = p.mul_add(qkv[(t0 + j) * w + vo + c], acc);
+                            for r in 0..nq {
+                                let mut acc = 0f32;
+                                for j in lo_u..hi_u {
+                                    acc = probs[r * len16 + j].mul_add(qkv[(t0 + j) * w + vo + c], acc);
+                                }
+                                out[(i0 + r) * ho + qo + c] = acc;
                             }
-                            o[c] = acc * inv;
                         }
                     }
                 }
