@@ -293,17 +293,22 @@ impl<B: Backend> HostLayer<B> {
     }
 }
 
-/// Splits the sequences into at most `threads` runs of whole sequences with about equal token
-/// counts (index ranges into `lengths`); one run when there is one thread or one sequence.
+/// Splits the sequences into at most `threads` runs of whole sequences with about equal work
+/// (index ranges into `lengths`); one run when there is one thread or one sequence. A
+/// sequence of `len` tokens counts `len · (ATTENTION_WEIGHT + len)`: the matmuls are linear in
+/// its length, attention quadratic.
 fn thread_groups(lengths: &[usize], threads: usize) -> Vec<std::ops::Range<usize>> {
-    let total: usize = lengths.iter().sum();
+    /// Sequence length at which attention costs about as much as the matmuls (measured share
+    /// of attention at the benchmark's ~33 tokens: ~10%).
+    const ATTENTION_WEIGHT: usize = 330;
+    let cost = |len: usize| len * (ATTENTION_WEIGHT + len);
+    let total: usize = lengths.iter().map(|&l| cost(l)).sum();
     let parts = threads.min(lengths.len()).max(1);
-    if std::env::var_os("LEARNREC_BERT_NOSPLIT").is_some() { return vec![0..lengths.len()]; }
     let mut groups = Vec::with_capacity(parts);
     let (mut start, mut seen) = (0, 0);
     for (i, &len) in lengths.iter().enumerate() {
-        seen += len;
-        // Close a run once it reaches its share of the tokens.
+        seen += cost(len);
+        // Close a run once it reaches its share of the work.
         if groups.len() + 1 < parts && seen * parts >= total * (groups.len() + 1) {
             groups.push(start..i + 1);
             start = i + 1;
@@ -512,6 +517,20 @@ impl<B: Backend> Bert<B> {
 mod tests {
     use super::*;
     use crate::CpuBackend as B;
+
+    #[test]
+    fn thread_groups_cover_every_sequence_once_with_balanced_work() {
+        assert_eq!(thread_groups(&[5, 5, 5, 5], 2), vec![0..2, 2..4]);
+        assert_eq!(thread_groups(&[7], 2), vec![0..1]);
+        assert_eq!(thread_groups(&[3, 4], 1), vec![0..2]);
+        assert!(thread_groups(&[], 2).is_empty());
+        // Longer sequences weigh more than their tokens: the run of long ones is shorter.
+        let lengths: Vec<usize> = (1..=40).map(|i| i * 10).collect();
+        let g = thread_groups(&lengths, 2);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].start, g[0].end, g[1].end), (0, g[1].start, 40));
+        assert!(g[0].len() > g[1].len(), "{g:?}");
+    }
 
     #[test]
     fn packed_forward_equals_padded_forward_at_real_positions() {
