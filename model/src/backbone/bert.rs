@@ -457,9 +457,8 @@ impl<B: Backend> Bert<B> {
         for l in layers {
             let i = l.inter_b.len();
             inner.resize(t * i, 0.0);
-            host::fill_rows(&mut qkv, &l.qkv_b);
-            l.qkv.matmul(&mut qkv, x, t, h, 3 * h, true, threads, device); // [t, 3h]
-            let ctx = host::packed_attention(&qkv, lengths, self.heads, d, scale); // [t, h]
+            l.qkv.matmul(&mut qkv, x, t, h, 3 * h, false, threads, device); // [t, 3h], no bias
+            let ctx = host::packed_attention(&qkv, &l.qkv_b, lengths, self.heads, d, scale); // [t, h]
             l.attn_out.matmul(x, &ctx, t, h, h, true, threads, device); // x += ctx Wo
             host::bias_layer_norm(x, &l.attn_out_b, &l.attn_norm.0, &l.attn_norm.1, l.attn_norm.2);
             l.inter.matmul(&mut inner, x, t, h, i, false, threads, device); // [t, inter]

@@ -782,16 +782,6 @@ pub mod host {
         }
     }
 
-    /// Copies `bias` into every row of `x` (`[rows, bias.len()]`), the starting value of an
-    /// accumulating [`matmul_into`].
-    pub fn fill_rows(x: &mut [f32], bias: &[f32]) {
-        if bias.is_empty() {
-            return;
-        }
-        x.chunks_exact_mut(bias.len())
-            .for_each(|row| row.copy_from_slice(bias));
-    }
-
     /// Sum with eight independent accumulators (vectorises; f32 order differs from a serial
     /// sum only by rounding).
     #[inline(always)]
@@ -962,22 +952,27 @@ pub mod host {
     }
 
     /// Bidirectional multi-head attention over packed sequences (no padding anywhere): row `t`
-    /// of `qkv` (`[tokens, 3 · heads · head_dim]`, query | key | value, biases already added)
-    /// belongs to the sequence whose span in `lengths` covers it, and attends to every token of
-    /// that sequence only. Softmax in f32 with the row maximum subtracted.
+    /// of `qkv` (`[tokens, 3 · heads · head_dim]`, query | key | value) belongs to the sequence
+    /// whose span in `lengths` covers it, and attends to every token of that sequence only.
+    /// `bias` (`[3 · heads · head_dim]`, or empty for none) is the projection's bias, added on
+    /// the fly: to queries and keys as they are read, and the value bias to the output (the
+    /// probabilities of a row sum to 1), so the matmul before needs no bias pass. Softmax in f32
+    /// with the row maximum subtracted.
     ///
     /// # Shapes
     /// - `qkv`: `[sum(lengths), 3 · heads · head_dim]`
+    /// - `bias`: `[3 · heads · head_dim]` or `[]`
     /// - output: `[sum(lengths), heads · head_dim]`, heads concatenated as before the output
     ///   projection
     pub fn packed_attention(
         qkv: &[f32],
+        bias: &[f32],
         lengths: &[usize],
         heads: usize,
         head_dim: usize,
         scale: f32,
     ) -> Vec<f32> {
-        packed_sequences_attention(qkv, lengths, heads, heads, head_dim, scale, false, usize::MAX)
+        packed_sequences_attention(qkv, bias, lengths, heads, heads, head_dim, scale, false, usize::MAX)
     }
 
     // ---- Decoder (Llama / Gemma 3) kernels: RMSNorm, RoPE, causal GQA attention, gated MLP.
@@ -1303,8 +1298,10 @@ pub mod host {
         /// rounded up to 16, zero columns after `len`); queries go in blocks of
         /// [`QUERY_BLOCK`], so every 16 keys (or 16 value columns) loaded feed that many
         /// independent FMA chains held in registers. Probabilities are normalised before the
-        /// value product; outside a query's own key range they are zero.
-        fn sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, causal: bool, window: usize, out: &mut [f32]) {
+        /// value product; outside a query's own key range they are zero. A non-empty `bias`
+        /// (`[w]`, the fused projection's bias) is added to queries, keys and (through the
+        /// output, since probabilities sum to 1) values as they are read.
+        fn sequence_attention(qkv: &[f32], bias: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, causal: bool, window: usize, out: &mut [f32]) {
             const QB: usize = QUERY_BLOCK;
             let w = (heads + 2 * kv_heads) * d;
             let ho = heads * d;
@@ -1314,14 +1311,20 @@ pub mod host {
             let mut pt = vec![0f32; len16 * QB];
             let mut qt = vec![0f32; d * QB];
             let mut kt = vec![0f32; d * len16];
+            let zeros = vec![0f32; d];
             let range = |i: usize| if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
             let full = d / 16 * 16;
             for g in 0..kv_heads {
                 let (ko, vo) = (heads * d + g * d, (heads + kv_heads) * d + g * d);
+                let (bq, bk, bv) = if bias.is_empty() {
+                    (&zeros[..], &zeros[..], &zeros[..])
+                } else {
+                    (&bias[..], &bias[ko..ko + d], &bias[vo..vo + d])
+                };
                 for j in 0..len {
                     let k = &qkv[(t0 + j) * w + ko..(t0 + j) * w + ko + d];
-                    for (c, &kc) in k.iter().enumerate() {
-                        kt[c * len16 + j] = kc;
+                    for (c, (&kc, &b)) in k.iter().zip(bk).enumerate() {
+                        kt[c * len16 + j] = kc + b;
                     }
                 }
                 for hq in g * group..(g + 1) * group {
@@ -1335,8 +1338,9 @@ pub mod host {
                         for r in 0..QB {
                             let i = t0 + i0 + r.min(nq - 1);
                             let q = &qkv[i * w + qo..i * w + qo + d];
-                            for (c, &qc) in q.iter().enumerate() {
-                                qt[c * QB + r] = qc * scale;
+                            let b = if bias.is_empty() { &zeros[..] } else { &bq[qo..qo + d] };
+                            for (c, (&qc, &b)) in q.iter().zip(b).enumerate() {
+                                qt[c * QB + r] = (qc + b) * scale;
                             }
                         }
                         for j0 in (lo_u / 16 * 16..hi_u).step_by(16) {
@@ -1376,7 +1380,9 @@ pub mod host {
                             );
                             for r in 0..nq {
                                 let o = (i0 + r) * ho + qo + c0;
-                                out[o..o + 16].copy_from_slice(&acc[r]);
+                                for ((o, a), b) in out[o..o + 16].iter_mut().zip(&acc[r]).zip(&bv[c0..c0 + 16]) {
+                                    *o = a + b;
+                                }
                             }
                         }
                         for c in full..d {
@@ -1385,7 +1391,7 @@ pub mod host {
                                 for j in lo_u..hi_u {
                                     acc = pt[j * QB + r].mul_add(qkv[(t0 + j) * w + vo + c], acc);
                                 }
-                                out[(i0 + r) * ho + qo + c] = acc;
+                                out[(i0 + r) * ho + qo + c] = acc + bv[c];
                             }
                         }
                     }
@@ -1412,7 +1418,7 @@ pub mod host {
         scale: f32,
         window: usize,
     ) -> Vec<f32> {
-        packed_sequences_attention(qkv, lengths, heads, kv_heads, head_dim, scale, true, window)
+        packed_sequences_attention(qkv, &[], lengths, heads, kv_heads, head_dim, scale, true, window)
     }
 
     /// [`sequence_attention`] of every packed sequence in parallel, each into its own disjoint
@@ -1420,6 +1426,7 @@ pub mod host {
     #[allow(clippy::too_many_arguments)]
     fn packed_sequences_attention(
         qkv: &[f32],
+        bias: &[f32],
         lengths: &[usize],
         heads: usize,
         kv_heads: usize,
@@ -1440,7 +1447,7 @@ pub mod host {
             t0 += len;
         }
         spans.into_par_iter().for_each(|(t0, len, out)| {
-            sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, causal, window, out)
+            sequence_attention(qkv, bias, t0, len, heads, kv_heads, head_dim, scale, causal, window, out)
         });
         ctx
     }
@@ -1835,9 +1842,18 @@ mod tests {
             .map(|i| (((i * 31) % 23) as f32 - 11.0) / 7.0)
             .collect();
         check(
-            host::packed_attention(&qkv, &lengths, heads, d, 0.3),
+            host::packed_attention(&qkv, &[], &lengths, heads, d, 0.3),
             naive_attention(&qkv, &lengths, heads, heads, d, 0.3, false, usize::MAX),
             "bidirectional",
+        );
+        // With the projection's bias folded in vs added to the input first.
+        let w = 3 * heads * d;
+        let bias: Vec<f32> = (0..w).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let biased: Vec<f32> = qkv.iter().enumerate().map(|(i, v)| v + bias[i % w]).collect();
+        check(
+            host::packed_attention(&qkv, &bias, &lengths, heads, d, 0.3),
+            naive_attention(&biased, &lengths, heads, heads, d, 0.3, false, usize::MAX),
+            "bidirectional with bias",
         );
     }
 
@@ -1852,7 +1868,7 @@ mod tests {
         let qkv: Vec<f32> = (0..total * 3 * h)
             .map(|i| (((i * 31) % 17) as f32 - 8.0) / 7.0)
             .collect();
-        let ctx = host::packed_attention(&qkv, &lengths, heads, hd, 0.5);
+        let ctx = host::packed_attention(&qkv, &[], &lengths, heads, hd, 0.5);
         // Padded reference: [batch, seq, 3h] with zero rows past each length.
         let mut padded = vec![0f32; lengths.len() * s * 3 * h];
         let mut t0 = 0;
