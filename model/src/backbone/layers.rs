@@ -1222,32 +1222,42 @@ pub mod host {
     /// per key (or value) vector loaded, enough to keep both FMA units busy.
     const QUERY_BLOCK: usize = 8;
 
-    /// `acc[r][t] = Σ_i a[i·QB + r] · b[i·stride + t]` for `i < n`, `r < QB`, `t < 16`: a
-    /// `[QB, 16]` block of a product whose left factor comes transposed (`[n, QB]`) and whose
-    /// right factor rows are `stride` apart. Written with AVX-512 intrinsics (QB accumulators of
+    /// `acc[r][t] = Σ_i a[i·a_stride + r] · b[i·b_stride + t]` for `i < n`, `r < QB`, `t < 16`:
+    /// a `[QB, 16]` block of a product whose left factor comes transposed (`[n, QB]`, rows
+    /// `a_stride` apart) and whose right factor rows are `b_stride` apart. Written with AVX-512 intrinsics (QB accumulators of
     /// 16 lanes in registers, one load of `b` per QB FMAs), since the auto-vectoriser picks the
     /// wrong axis here; a plain loop elsewhere.
     ///
     /// # Panics
-    /// When `a` is shorter than `n·QB` or `b` than `(n-1)·stride + 16` (a caller bug).
+    /// When `a` is shorter than `(n-1)·a_stride + QB` or `b` than `(n-1)·b_stride + 16` (a
+    /// caller bug).
     #[inline]
-    fn outer_block(a: &[f32], b: &[f32], stride: usize, n: usize) -> [[f32; 16]; QUERY_BLOCK] {
+    fn outer_block(
+        a: &[f32],
+        a_stride: usize,
+        b: &[f32],
+        b_stride: usize,
+        n: usize,
+    ) -> [[f32; 16]; QUERY_BLOCK] {
         const QB: usize = QUERY_BLOCK;
         let mut acc = [[0f32; 16]; QB];
         if n == 0 {
             return acc;
         }
-        assert!(a.len() >= n * QB && b.len() >= (n - 1) * stride + 16, "outer_block: short slices");
+        assert!(
+            a.len() >= (n - 1) * a_stride + QB && b.len() >= (n - 1) * b_stride + 16,
+            "outer_block: short slices"
+        );
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F was detected just above; the bounds were checked above.
-                unsafe { outer_block_avx512(a, b, stride, n, &mut acc) };
+                unsafe { outer_block_avx512(a, a_stride, b, b_stride, n, &mut acc) };
                 return acc;
             }
         }
         for i in 0..n {
-            let (ai, bi) = (&a[i * QB..i * QB + QB], &b[i * stride..i * stride + 16]);
+            let (ai, bi) = (&a[i * a_stride..i * a_stride + QB], &b[i * b_stride..i * b_stride + 16]);
             for r in 0..QB {
                 for t in 0..16 {
                     acc[r][t] = ai[r].mul_add(bi[t], acc[r][t]);
@@ -1260,13 +1270,15 @@ pub mod host {
     /// [`outer_block`] with AVX-512 intrinsics.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `a` must hold `n·QB` values and `b` `(n-1)·stride + 16`.
+    /// The CPU must support AVX-512F; `a` must hold `(n-1)·a_stride + QB` values and `b`
+    /// `(n-1)·b_stride + 16`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn outer_block_avx512(
         a: &[f32],
+        a_stride: usize,
         b: &[f32],
-        stride: usize,
+        b_stride: usize,
         n: usize,
         acc: &mut [[f32; 16]; QUERY_BLOCK],
     ) {
@@ -1277,8 +1289,8 @@ pub mod host {
         for i in 0..n {
             // SAFETY: i < n, so the reads stay inside the bounds the caller guarantees.
             unsafe {
-                let bi = _mm512_loadu_ps(pb.add(i * stride));
-                let ai = pa.add(i * QB);
+                let bi = _mm512_loadu_ps(pb.add(i * b_stride));
+                let ai = pa.add(i * a_stride);
                 for (r, vr) in v.iter_mut().enumerate() {
                     *vr = _mm512_fmadd_ps(_mm512_set1_ps(*ai.add(r)), bi, *vr);
                 }
@@ -1294,8 +1306,9 @@ pub mod host {
         /// Grouped-query attention of one sequence (`len` tokens from row `t0` of `qkv`, laid out
         /// queries | keys | values) into `out` (`[len, heads · head_dim]`). With `causal` query
         /// `i` sees keys `j ≤ i` with `i - j < window` (decoders); without, every key (BERT, where
-        /// `kv_heads == heads`). Keys of one head are transposed to `[head_dim, len16]` (`len`
-        /// rounded up to 16, zero columns after `len`); queries go in blocks of
+        /// `kv_heads == heads`). Keys and (scaled) queries of one head are transposed to
+        /// `[head_dim, len16]` (`len` rounded up to 16, zero columns after `len`); queries go in
+        /// blocks of
         /// [`QUERY_BLOCK`], so every 16 keys (or 16 value columns) loaded feed that many
         /// independent FMA chains held in registers. Probabilities are normalised before the
         /// value product; outside a query's own key range they are zero. A non-empty `bias`
@@ -1309,7 +1322,7 @@ pub mod host {
             let len16 = len.div_ceil(16) * 16;
             let mut probs = vec![0f32; QB * len16];
             let mut pt = vec![0f32; len16 * QB];
-            let mut qt = vec![0f32; d * QB];
+            let mut qt = vec![0f32; d * len16];
             let mut kt = vec![0f32; d * len16];
             let zeros = vec![0f32; d];
             let range = |i: usize| if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
@@ -1321,30 +1334,31 @@ pub mod host {
                 } else {
                     (&bias[..], &bias[ko..ko + d], &bias[vo..vo + d])
                 };
-                for j in 0..len {
-                    let k = &qkv[(t0 + j) * w + ko..(t0 + j) * w + ko + d];
-                    for (c, (&kc, &b)) in k.iter().zip(bk).enumerate() {
-                        kt[c * len16 + j] = kc + b;
+                // Column by column: strided loads, contiguous stores.
+                let keys = &qkv[t0 * w + ko..];
+                for (c, (row, &b)) in kt.chunks_exact_mut(len16).zip(bk).enumerate() {
+                    for (j, o) in row[..len].iter_mut().enumerate() {
+                        *o = keys[j * w + c] + b;
                     }
                 }
                 for hq in g * group..(g + 1) * group {
                     let qo = hq * d;
+                    // Scaled queries transposed too, `[d, len16]`: a block of QB queries is
+                    // QB adjacent columns. Columns past `len` stay zero; their results are
+                    // dropped.
+                    let queries = &qkv[t0 * w + qo..];
+                    let b = if bias.is_empty() { &zeros[..] } else { &bq[qo..qo + d] };
+                    for (c, (row, &b)) in qt.chunks_exact_mut(len16).zip(b).enumerate() {
+                        for (j, o) in row[..len].iter_mut().enumerate() {
+                            *o = (queries[j * w + c] + b) * scale;
+                        }
+                    }
                     for i0 in (0..len).step_by(QB) {
                         let nq = (len - i0).min(QB);
                         let (lo_u, hi_u) = (range(i0).0, range(i0 + nq - 1).1);
-                        // Scaled queries transposed, `[d, QB]`, so one key load feeds QB FMAs
-                        // whose broadcasts sit at fixed offsets. Rows past `nq` repeat the last
-                        // query; their results are dropped.
-                        for r in 0..QB {
-                            let i = t0 + i0 + r.min(nq - 1);
-                            let q = &qkv[i * w + qo..i * w + qo + d];
-                            let b = if bias.is_empty() { &zeros[..] } else { &bq[qo..qo + d] };
-                            for (c, (&qc, &b)) in q.iter().zip(b).enumerate() {
-                                qt[c * QB + r] = (qc + b) * scale;
-                            }
-                        }
+                        // One key load feeds QB FMAs, one per query of the block.
                         for j0 in (lo_u / 16 * 16..hi_u).step_by(16) {
-                            let acc = outer_block(&qt, &kt[j0..], len16, d);
+                            let acc = outer_block(&qt[i0..], len16, &kt[j0..], len16, d);
                             for r in 0..QB {
                                 probs[r * len16 + j0..r * len16 + j0 + 16].copy_from_slice(&acc[r]);
                             }
@@ -1374,6 +1388,7 @@ pub mod host {
                         for c0 in (0..full).step_by(16) {
                             let acc = outer_block(
                                 &pt[lo_u * QB..],
+                                QB,
                                 &qkv[(t0 + lo_u) * w + vo + c0..],
                                 w,
                                 hi_u - lo_u,
