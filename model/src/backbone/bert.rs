@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use rayon::prelude::*;
 
 use super::layers::{
-    Activation, AttentionKind, Dense, LayerNorm, WeightReader, attention_mask, host,
-    mask_lengths, merge_heads, sdpa, split_heads,
+    Activation, AttentionKind, Dense, LayerNorm, WeightReader, attention_mask, host, mask_lengths,
+    merge_heads, sdpa, split_heads,
 };
 use crate::weights::TensorSource;
 use crate::{Error, Result};
@@ -89,7 +89,9 @@ impl BertConfig {
         let bad = |field: &str, msg: String| {
             Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")))
         };
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return bad(
                 "num_attention_heads",
                 format!(
@@ -276,7 +278,11 @@ impl<B: Backend> HostLayer<B> {
                 .map_or_else(|| vec![0.0; d.d_out()], |b| host::to_vec(b.val()))
         };
         let norm = |n: &LayerNorm<B>| {
-            (host::to_vec(n.gamma.val()), host::to_vec(n.beta.val()), n.eps as f32)
+            (
+                host::to_vec(n.gamma.val()),
+                host::to_vec(n.beta.val()),
+                n.eps as f32,
+            )
         };
         HostLayer {
             qkv: host::HostMatrix::new(l.qkv.weight.val()),
@@ -405,13 +411,17 @@ impl<B: Backend> Bert<B> {
             host::HostView::of(self.position.clone()),
             host::HostView::of(self.token_type.clone()),
         );
-        let in_range = batch.ids.iter().all(|&t| t >= 0 && (t as usize) < self.vocab_size())
+        let in_range = batch
+            .ids
+            .iter()
+            .all(|&t| t >= 0 && (t as usize) < self.vocab_size())
             && batch.positions.iter().all(|&p| p < self.max_len());
         let mut x = match views {
             (Some(word), Some(pos), Some(tt)) if in_range => {
                 let (word, pos, tt) = (word.as_slice(), pos.as_slice(), &tt.as_slice()[..h]);
                 let mut x = vec![0f32; total * h];
-                for ((row, &id), &p) in x.chunks_exact_mut(h).zip(&batch.ids).zip(&batch.positions) {
+                for ((row, &id), &p) in x.chunks_exact_mut(h).zip(&batch.ids).zip(&batch.positions)
+                {
                     let (w, q) = (&word[id as usize * h..][..h], &pos[p * h..][..h]);
                     for (((o, a), b), c) in row.iter_mut().zip(w).zip(q).zip(tt) {
                         *o = a + b + c;
@@ -432,7 +442,12 @@ impl<B: Backend> Bert<B> {
             }
         };
         let n = &self.embed_norm;
-        host::layer_norm(&mut x, &host::to_vec(n.gamma.val()), &host::to_vec(n.beta.val()), n.eps as f32);
+        host::layer_norm(
+            &mut x,
+            &host::to_vec(n.gamma.val()),
+            &host::to_vec(n.beta.val()),
+            n.eps as f32,
+        );
         x
     }
 
@@ -457,16 +472,26 @@ impl<B: Backend> Bert<B> {
         for l in layers {
             let i = l.inter_b.len();
             inner.resize(t * i, 0.0);
-            l.qkv.matmul(&mut qkv, x, t, h, 3 * h, false, threads, device); // [t, 3h], no bias
+            l.qkv
+                .matmul(&mut qkv, x, t, h, 3 * h, false, threads, device); // [t, 3h], no bias
             let ctx = host::packed_attention(&qkv, &l.qkv_b, lengths, self.heads, d, scale); // [t, h]
             l.attn_out.matmul(x, &ctx, t, h, h, true, threads, device); // x += ctx Wo
-            host::bias_layer_norm(x, &l.attn_out_b, &l.attn_norm.0, &l.attn_norm.1, l.attn_norm.2);
-            l.inter.matmul(&mut inner, x, t, h, i, false, threads, device); // [t, inter]
+            host::bias_layer_norm(
+                x,
+                &l.attn_out_b,
+                &l.attn_norm.0,
+                &l.attn_norm.1,
+                l.attn_norm.2,
+            );
+            l.inter
+                .matmul(&mut inner, x, t, h, i, false, threads, device); // [t, inter]
             if self.act == Activation::Gelu {
                 host::bias_gelu(&mut inner, &l.inter_b);
             } else {
                 host::add_bias(&mut inner, &l.inter_b);
-                let y = self.act.apply(host::tensor::<B>(std::mem::take(&mut inner), t, i, device));
+                let y = self
+                    .act
+                    .apply(host::tensor::<B>(std::mem::take(&mut inner), t, i, device));
                 inner = host::to_vec(y);
             }
             l.out.matmul(x, &inner, t, i, h, true, threads, device); // x += inner Wout

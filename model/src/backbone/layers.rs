@@ -297,7 +297,7 @@ impl<B: Backend> Rope<B> {
         device: &B::Device,
     ) -> Self {
         let inv_freq = rope_inv_freq(head_dim, theta, scaling);
-        let (cos, sin_signed) = Self::tables(&inv_freq, max_len.min(ROPE_TABLE_LEN).max(1), device);
+        let (cos, sin_signed) = Self::tables(&inv_freq, max_len.clamp(1, ROPE_TABLE_LEN), device);
         Rope {
             cos,
             sin_signed,
@@ -655,7 +655,11 @@ pub mod host {
                 return None;
             }
             let start = tensor.layout().start_offset();
-            (tensor.storage::<f32>().len() >= start + len).then_some(HostView { tensor, start, len })
+            (tensor.storage::<f32>().len() >= start + len).then_some(HostView {
+                tensor,
+                start,
+                len,
+            })
         }
 
         /// The values, row-major.
@@ -770,7 +774,8 @@ pub mod host {
                     matmul_into(out, x, v.as_slice(), m, k, n, accumulate, threads)
                 }
                 HostMatrix::Tensor(w) => {
-                    let y = to_vec(tensor::<B>(x[..m * k].to_vec(), m, k, device).matmul(w.clone()));
+                    let y =
+                        to_vec(tensor::<B>(x[..m * k].to_vec(), m, k, device).matmul(w.clone()));
                     let out = &mut out[..m * n];
                     if accumulate {
                         out.iter_mut().zip(&y).for_each(|(o, v)| *o += v);
@@ -808,7 +813,9 @@ pub mod host {
                 acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
             }
         }
-        let m = rest.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        let m = rest
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
         acc.iter().fold(m, |m, &v| if v > m { v } else { m })
     }
 
@@ -972,7 +979,17 @@ pub mod host {
         head_dim: usize,
         scale: f32,
     ) -> Vec<f32> {
-        packed_sequences_attention(qkv, bias, lengths, heads, heads, head_dim, scale, false, usize::MAX)
+        packed_sequences_attention(
+            qkv,
+            bias,
+            lengths,
+            heads,
+            heads,
+            head_dim,
+            scale,
+            false,
+            usize::MAX,
+        )
     }
 
     // ---- Decoder (Llama / Gemma 3) kernels: RMSNorm, RoPE, causal GQA attention, gated MLP.
@@ -1257,7 +1274,10 @@ pub mod host {
             }
         }
         for i in 0..n {
-            let (ai, bi) = (&a[i * a_stride..i * a_stride + QB], &b[i * b_stride..i * b_stride + 16]);
+            let (ai, bi) = (
+                &a[i * a_stride..i * a_stride + QB],
+                &b[i * b_stride..i * b_stride + 16],
+            );
             for r in 0..QB {
                 for t in 0..16 {
                     acc[r][t] = ai[r].mul_add(bi[t], acc[r][t]);
@@ -1329,10 +1349,11 @@ pub mod host {
             let full = d / 16 * 16;
             for g in 0..kv_heads {
                 let (ko, vo) = (heads * d + g * d, (heads + kv_heads) * d + g * d);
+                // Without a bias, zeros (`bq` is only read when `bias` is not empty).
                 let (bq, bk, bv) = if bias.is_empty() {
                     (&zeros[..], &zeros[..], &zeros[..])
                 } else {
-                    (&bias[..], &bias[ko..ko + d], &bias[vo..vo + d])
+                    (bias, &bias[ko..ko + d], &bias[vo..vo + d])
                 };
                 // Column by column: strided loads, contiguous stores.
                 let keys = &qkv[t0 * w + ko..];
@@ -1393,9 +1414,9 @@ pub mod host {
                                 w,
                                 hi_u - lo_u,
                             );
-                            for r in 0..nq {
+                            for (r, acc) in acc.iter().enumerate().take(nq) {
                                 let o = (i0 + r) * ho + qo + c0;
-                                for ((o, a), b) in out[o..o + 16].iter_mut().zip(&acc[r]).zip(&bv[c0..c0 + 16]) {
+                                for ((o, a), b) in out[o..o + 16].iter_mut().zip(acc).zip(&bv[c0..c0 + 16]) {
                                     *o = a + b;
                                 }
                             }
@@ -1433,7 +1454,17 @@ pub mod host {
         scale: f32,
         window: usize,
     ) -> Vec<f32> {
-        packed_sequences_attention(qkv, &[], lengths, heads, kv_heads, head_dim, scale, true, window)
+        packed_sequences_attention(
+            qkv,
+            &[],
+            lengths,
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            true,
+            window,
+        )
     }
 
     /// [`sequence_attention`] of every packed sequence in parallel, each into its own disjoint
@@ -1462,7 +1493,9 @@ pub mod host {
             t0 += len;
         }
         spans.into_par_iter().for_each(|(t0, len, out)| {
-            sequence_attention(qkv, bias, t0, len, heads, kv_heads, head_dim, scale, causal, window, out)
+            sequence_attention(
+                qkv, bias, t0, len, heads, kv_heads, head_dim, scale, causal, window, out,
+            )
         });
         ctx
     }
@@ -1485,7 +1518,10 @@ pub mod host {
         ///
         /// # Shapes
         /// - `ids`, `mask`: `[batch, seq]`, right-padded, mask 1 for real tokens
-        pub fn new<B: Backend>(ids: &Tensor<B, 2, burn::tensor::Int>, mask: &Tensor<B, 2, burn::tensor::Int>) -> Option<Self> {
+        pub fn new<B: Backend>(
+            ids: &Tensor<B, 2, burn::tensor::Int>,
+            mask: &Tensor<B, 2, burn::tensor::Int>,
+        ) -> Option<Self> {
             let [b, s] = ids.dims();
             let lengths = super::mask_lengths(mask);
             let host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().ok()?;
@@ -1499,7 +1535,11 @@ pub mod host {
                 packed.extend_from_slice(&host[r * s..r * s + len]);
                 positions.extend(0..len);
             }
-            Some(PackedBatch { ids: packed, positions, lengths })
+            Some(PackedBatch {
+                ids: packed,
+                positions,
+                lengths,
+            })
         }
 
         /// Real tokens in the batch.
@@ -1675,8 +1715,12 @@ mod tests {
 
     /// Two deterministic `[rows, d]` inputs with mixed signs for the host-kernel tests.
     fn kernel_inputs(rows: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
-        let x = (0..rows * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
-        let y = (0..rows * d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+        let x = (0..rows * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+            .collect();
+        let y = (0..rows * d)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+            .collect();
         (x, y)
     }
 
@@ -1864,7 +1908,11 @@ mod tests {
         // With the projection's bias folded in vs added to the input first.
         let w = 3 * heads * d;
         let bias: Vec<f32> = (0..w).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
-        let biased: Vec<f32> = qkv.iter().enumerate().map(|(i, v)| v + bias[i % w]).collect();
+        let biased: Vec<f32> = qkv
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + bias[i % w])
+            .collect();
         check(
             host::packed_attention(&qkv, &bias, &lengths, heads, d, 0.3),
             naive_attention(&biased, &lengths, heads, heads, d, 0.3, false, usize::MAX),
