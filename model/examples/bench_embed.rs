@@ -3,7 +3,8 @@
 //! embedded in batches of `--batch` in file order (mean pooling, L2-normalised); with
 //! `--sort-by-length` the sequences are sorted by length first (little padding, as `embed`'s
 //! length-bucketed batches); `--padded` runs the padded reference forward instead of the packed
-//! one (BERT, Gemma 3), for before/after comparisons. The PyTorch counterpart is `scripts/bench_embed_torch.py` with the
+//! one (BERT, Gemma 3), for before/after comparisons. Besides wall-clock tokens/s it prints tokens
+//! per CPU-second of the whole process, which other processes on a loaded machine disturb less. The PyTorch counterpart is `scripts/bench_embed_torch.py` with the
 //! same arguments.
 //!
 //! ```text

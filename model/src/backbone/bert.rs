@@ -363,9 +363,12 @@ impl<B: Backend> Bert<B> {
     /// Runs packed: the real tokens of all sequences are concatenated into one `[tokens,
     /// hidden]` matrix, so no matmul, activation or norm is spent on padding, and each token
     /// attends only within its own sequence (the same result as the padded, masked computation
-    /// at every real position; [`Bert::forward_padded`] is that reference). Everything between
-    /// the matmuls runs as fused host kernels ([`super::layers::host`]). Padding positions of
-    /// the output are zero.
+    /// at every real position; [`Bert::forward_padded`] is that reference). The matmuls run on
+    /// host buffers straight through the `gemm` crate with the weights borrowed from Flex's
+    /// storage (other backends: their own matmul), everything between them as fused host
+    /// kernels ([`super::layers::host`]); with several rayon threads each takes a group of
+    /// whole sequences through the whole stack, with single-threaded matmuls. Padding
+    /// positions of the output are zero.
     ///
     /// # Shapes
     /// - `ids`: `[batch, seq]` token ids, right-padded, `seq ≤ max_position_embeddings`
