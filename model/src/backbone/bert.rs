@@ -10,8 +10,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use rayon::prelude::*;
+
 use super::layers::{
-    Activation, AttentionKind, Dense, LayerNorm, WeightReader, attention_mask, mask_lengths,
+    Activation, AttentionKind, Dense, LayerNorm, WeightReader, attention_mask, host, mask_lengths,
     merge_heads, sdpa, split_heads,
 };
 use crate::weights::TensorSource;
@@ -87,7 +89,9 @@ impl BertConfig {
         let bad = |field: &str, msg: String| {
             Err(Error::Invalid(format!("{file}: field `{field}`: {msg}")))
         };
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return bad(
                 "num_attention_heads",
                 format!(
@@ -251,6 +255,77 @@ pub struct BertLayer<B: Backend> {
     out_norm: LayerNorm<B>,
 }
 
+/// One block's weights for the packed host forward: matrices borrowed in place, biases and
+/// norms (`gamma`, `beta`, `eps`) as host vectors (missing biases are zeros).
+struct HostLayer<B: Backend> {
+    qkv: host::HostMatrix<B>,
+    qkv_b: Vec<f32>,
+    attn_out: host::HostMatrix<B>,
+    attn_out_b: Vec<f32>,
+    attn_norm: (Vec<f32>, Vec<f32>, f32),
+    inter: host::HostMatrix<B>,
+    inter_b: Vec<f32>,
+    out: host::HostMatrix<B>,
+    out_b: Vec<f32>,
+    out_norm: (Vec<f32>, Vec<f32>, f32),
+}
+
+impl<B: Backend> HostLayer<B> {
+    fn new(l: &BertLayer<B>) -> Self {
+        let bias = |d: &Dense<B>| {
+            d.bias
+                .as_ref()
+                .map_or_else(|| vec![0.0; d.d_out()], |b| host::to_vec(b.val()))
+        };
+        let norm = |n: &LayerNorm<B>| {
+            (
+                host::to_vec(n.gamma.val()),
+                host::to_vec(n.beta.val()),
+                n.eps as f32,
+            )
+        };
+        HostLayer {
+            qkv: host::HostMatrix::new(l.qkv.weight.val()),
+            qkv_b: bias(&l.qkv),
+            attn_out: host::HostMatrix::new(l.attn_out.weight.val()),
+            attn_out_b: bias(&l.attn_out),
+            attn_norm: norm(&l.attn_norm),
+            inter: host::HostMatrix::new(l.inter.weight.val()),
+            inter_b: bias(&l.inter),
+            out: host::HostMatrix::new(l.out.weight.val()),
+            out_b: bias(&l.out),
+            out_norm: norm(&l.out_norm),
+        }
+    }
+}
+
+/// Splits the sequences into at most `threads` runs of whole sequences with about equal work
+/// (index ranges into `lengths`); one run when there is one thread or one sequence. A
+/// sequence of `len` tokens counts `len · (ATTENTION_WEIGHT + len)`: the matmuls are linear in
+/// its length, attention quadratic.
+fn thread_groups(lengths: &[usize], threads: usize) -> Vec<std::ops::Range<usize>> {
+    /// Sequence length at which attention costs about as much as the matmuls (measured share
+    /// of attention at the benchmark's ~33 tokens: ~10%).
+    const ATTENTION_WEIGHT: usize = 330;
+    let cost = |len: usize| len * (ATTENTION_WEIGHT + len);
+    let total: usize = lengths.iter().map(|&l| cost(l)).sum();
+    let parts = threads.min(lengths.len()).max(1);
+    let mut groups = Vec::with_capacity(parts);
+    let (mut start, mut seen) = (0, 0);
+    for (i, &len) in lengths.iter().enumerate() {
+        seen += cost(len);
+        // Close a run once it reaches its share of the work.
+        if groups.len() + 1 < parts && seen * parts >= total * (groups.len() + 1) {
+            groups.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < lengths.len() {
+        groups.push(start..lengths.len());
+    }
+    groups
+}
+
 /// A BERT encoder without its pooler.
 #[derive(Module, Debug)]
 pub struct Bert<B: Backend> {
@@ -288,91 +363,143 @@ impl<B: Backend> Bert<B> {
     /// Runs packed: the real tokens of all sequences are concatenated into one `[tokens,
     /// hidden]` matrix, so no matmul, activation or norm is spent on padding, and each token
     /// attends only within its own sequence (the same result as the padded, masked computation
-    /// at every real position; [`Bert::forward_padded`] is that reference). Everything between
-    /// the matmuls runs as fused host kernels ([`super::layers::host`]). Padding positions of
-    /// the output are zero.
+    /// at every real position; [`Bert::forward_padded`] is that reference). The matmuls run on
+    /// host buffers straight through the `gemm` crate with the weights borrowed from Flex's
+    /// storage (other backends: their own matmul), everything between them as fused host
+    /// kernels ([`super::layers::host`]); with several rayon threads each takes a group of
+    /// whole sequences through the whole stack, with single-threaded matmuls. Padding
+    /// positions of the output are zero.
     ///
     /// # Shapes
     /// - `ids`: `[batch, seq]` token ids, right-padded, `seq ≤ max_position_embeddings`
     /// - `mask`: `[batch, seq]`, 1 for real tokens, 0 for padding
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>, mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        use super::layers::host;
-        let [b, s] = ids.dims();
+        let [_, s] = ids.dims();
         let device = ids.device();
         let h = self.hidden_size();
         let Some(batch) = host::PackedBatch::new(&ids, &mask) else {
             return self.forward_padded(ids, mask);
         };
+        let mut x = self.embed_packed(&batch, &device); // [tokens, hidden]
+        let layers: Vec<HostLayer<B>> = self.layers.iter().map(HostLayer::new).collect();
+        let groups = thread_groups(&batch.lengths, rayon::current_num_threads());
+        if groups.len() > 1 {
+            // One group of whole sequences per thread, each through the whole stack with
+            // single-threaded matmuls: no synchronisation between the threads until the end.
+            let mut spans = Vec::with_capacity(groups.len());
+            let mut rest = x.as_mut_slice();
+            for g in groups {
+                let lengths = &batch.lengths[g];
+                let (mine, tail) = rest.split_at_mut(lengths.iter().sum::<usize>() * h);
+                spans.push((mine, lengths));
+                rest = tail;
+            }
+            spans.into_par_iter().for_each(|(xs, lengths)| {
+                self.encode_packed(&layers, xs, lengths, host::Threads::One, &device)
+            });
+        } else {
+            self.encode_packed(&layers, &mut x, &batch.lengths, host::Threads::All, &device);
+        }
+        host::unpack::<B>(&x, &batch.lengths, s, h, &device)
+    }
+
+    /// `LN(word + position + token_type 0)` of every packed token, `[tokens, hidden]`: rows
+    /// copied straight from the tables on Flex, Burn's `select` elsewhere.
+    fn embed_packed(&self, batch: &host::PackedBatch, device: &B::Device) -> Vec<f32> {
+        let h = self.hidden_size();
         let total = batch.total();
-        let host::PackedBatch { ids: packed, positions, lengths } = batch;
-        let positions: Vec<i64> = positions.into_iter().map(|p| p as i64).collect();
-        let int =
-            |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), &device);
-        let emb = self.word.clone().select(0, int(packed))
-            + self.position.clone().select(0, int(positions))
-            + self.token_type.clone().narrow(0, 0, 1); // [tokens, hidden]
-        let vec1 = |t: &burn::module::Param<Tensor<B, 1>>| host::to_vec(t.val());
-        let bias = |d: &Dense<B>, n: usize| d.bias.as_ref().map_or_else(|| vec![0.0; n], vec1);
-        let eps = self.embed_norm.eps as f32;
-        let mut x = host::to_vec(emb);
+        let views = (
+            host::HostView::of(self.word.clone()),
+            host::HostView::of(self.position.clone()),
+            host::HostView::of(self.token_type.clone()),
+        );
+        let in_range = batch
+            .ids
+            .iter()
+            .all(|&t| t >= 0 && (t as usize) < self.vocab_size())
+            && batch.positions.iter().all(|&p| p < self.max_len());
+        let mut x = match views {
+            (Some(word), Some(pos), Some(tt)) if in_range => {
+                let (word, pos, tt) = (word.as_slice(), pos.as_slice(), &tt.as_slice()[..h]);
+                let mut x = vec![0f32; total * h];
+                for ((row, &id), &p) in x.chunks_exact_mut(h).zip(&batch.ids).zip(&batch.positions)
+                {
+                    let (w, q) = (&word[id as usize * h..][..h], &pos[p * h..][..h]);
+                    for (((o, a), b), c) in row.iter_mut().zip(w).zip(q).zip(tt) {
+                        *o = a + b + c;
+                    }
+                }
+                x
+            }
+            _ => {
+                let int = |v: Vec<i64>| {
+                    Tensor::<B, 1, Int>::from_data(TensorData::new(v, [total]), device)
+                };
+                let positions = batch.positions.iter().map(|&p| p as i64).collect();
+                host::to_vec(
+                    self.word.clone().select(0, int(batch.ids.clone()))
+                        + self.position.clone().select(0, int(positions))
+                        + self.token_type.clone().narrow(0, 0, 1),
+                )
+            }
+        };
+        let n = &self.embed_norm;
         host::layer_norm(
             &mut x,
-            &vec1(&self.embed_norm.gamma),
-            &vec1(&self.embed_norm.beta),
-            eps,
+            &host::to_vec(n.gamma.val()),
+            &host::to_vec(n.beta.val()),
+            n.eps as f32,
         );
+        x
+    }
+
+    /// All blocks over the packed tokens `x` (`[sum(lengths), hidden]`, updated in place) of
+    /// the sequences `lengths`: four matmuls per block straight on host buffers, the residuals
+    /// accumulated by the matmuls themselves, and the rest as fused host passes (attention,
+    /// bias + LayerNorm, bias + GELU).
+    fn encode_packed(
+        &self,
+        layers: &[HostLayer<B>],
+        x: &mut [f32],
+        lengths: &[usize],
+        threads: host::Threads,
+        device: &B::Device,
+    ) {
+        let h = self.hidden_size();
+        let t: usize = lengths.iter().sum();
         let d = h / self.heads;
         let scale = 1.0 / (d as f32).sqrt();
-        for layer in &self.layers {
-            let xt = host::tensor::<B>(x.clone(), total, h, &device);
-            let mut qkv = host::to_vec(xt.matmul(layer.qkv.weight.val())); // [tokens, 3 hidden]
-            let qkv_bias = bias(&layer.qkv, 3 * h);
-            qkv.chunks_exact_mut(3 * h)
-                .for_each(|row| row.iter_mut().zip(&qkv_bias).for_each(|(v, b)| *v += b));
-            let ctx = host::packed_attention(&qkv, &lengths, self.heads, d, scale); // [tokens, hidden]
-            drop(qkv);
-            let o = host::to_vec(
-                host::tensor::<B>(ctx, total, h, &device).matmul(layer.attn_out.weight.val()),
+        let mut qkv = vec![0f32; t * 3 * h];
+        let mut inner = Vec::new();
+        for l in layers {
+            let i = l.inter_b.len();
+            inner.resize(t * i, 0.0);
+            l.qkv
+                .matmul(&mut qkv, x, t, h, 3 * h, false, threads, device); // [t, 3h], no bias
+            let ctx = host::packed_attention(&qkv, &l.qkv_b, lengths, self.heads, d, scale); // [t, h]
+            l.attn_out.matmul(x, &ctx, t, h, h, true, threads, device); // x += ctx Wo
+            host::bias_layer_norm(
+                x,
+                &l.attn_out_b,
+                &l.attn_norm.0,
+                &l.attn_norm.1,
+                l.attn_norm.2,
             );
-            let n = &layer.attn_norm;
-            host::residual_layer_norm(
-                &mut x,
-                &o,
-                &bias(&layer.attn_out, h),
-                &vec1(&n.gamma),
-                &vec1(&n.beta),
-                n.eps as f32,
-            );
-            let xt = host::tensor::<B>(x.clone(), total, h, &device);
-            let inner_w = layer.inter.weight.val();
-            let i = inner_w.dims()[1];
-            let inner = if self.act == Activation::Gelu {
-                let mut v = host::to_vec(xt.matmul(inner_w)); // [tokens, inter]
-                host::bias_gelu(&mut v, &bias(&layer.inter, i));
-                host::tensor::<B>(v, total, i, &device)
+            l.inter
+                .matmul(&mut inner, x, t, h, i, false, threads, device); // [t, inter]
+            if self.act == Activation::Gelu {
+                host::bias_gelu(&mut inner, &l.inter_b);
             } else {
-                self.act.apply(layer.inter.forward2(xt))
-            };
-            let o = host::to_vec(inner.matmul(layer.out.weight.val()));
-            let n = &layer.out_norm;
-            host::residual_layer_norm(
-                &mut x,
-                &o,
-                &bias(&layer.out, h),
-                &vec1(&n.gamma),
-                &vec1(&n.beta),
-                n.eps as f32,
-            );
+                host::add_bias(&mut inner, &l.inter_b);
+                let y = self
+                    .act
+                    .apply(host::tensor::<B>(std::mem::take(&mut inner), t, i, device));
+                inner = host::to_vec(y);
+            }
+            l.out.matmul(x, &inner, t, i, h, true, threads, device); // x += inner Wout
+            host::bias_layer_norm(x, &l.out_b, &l.out_norm.0, &l.out_norm.1, l.out_norm.2);
         }
-        // Back to the padded layout, zeros at padding.
-        let mut out = vec![0f32; b * s * h];
-        let mut t0 = 0;
-        for (r, &len) in lengths.iter().enumerate() {
-            out[r * s * h..(r * s + len) * h].copy_from_slice(&x[t0 * h..(t0 + len) * h]);
-            t0 += len;
-        }
-        Tensor::from_data(TensorData::new(out, [b, s, h]), &device)
     }
 
     /// The padded reference computation with Burn tensor ops (masked attention over
@@ -419,9 +546,23 @@ mod tests {
     use crate::CpuBackend as B;
 
     #[test]
-    fn packed_forward_equals_padded_forward_at_real_positions() {
+    fn thread_groups_cover_every_sequence_once_with_balanced_work() {
+        assert_eq!(thread_groups(&[5, 5, 5, 5], 2), vec![0..2, 2..4]);
+        assert_eq!(thread_groups(&[7], 2), vec![0..1]);
+        assert_eq!(thread_groups(&[3, 4], 1), vec![0..2]);
+        assert!(thread_groups(&[], 2).is_empty());
+        // Longer sequences weigh more than their tokens: the run of long ones is shorter.
+        let lengths: Vec<usize> = (1..=40).map(|i| i * 10).collect();
+        let g = thread_groups(&lengths, 2);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].start, g[0].end, g[1].end), (0, g[1].start, 40));
+        assert!(g[0].len() > g[1].len(), "{g:?}");
+    }
+
+    /// Packed vs padded forward of a tiny random model on backend `Bk`, batch of mixed lengths.
+    fn check_packed_equals_padded<Bk: Backend>() {
         let dev = Default::default();
-        let model = BertConfig::tiny().init::<B>(&dev);
+        let model = BertConfig::tiny().init::<Bk>(&dev);
         let lengths = [5usize, 2, 7, 1];
         let s = 7;
         let mut ids = vec![0i64; lengths.len() * s];
@@ -433,7 +574,7 @@ mod tests {
             }
         }
         let t = |v: Vec<i64>| {
-            Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev)
+            Tensor::<Bk, 2, Int>::from_data(TensorData::new(v, [lengths.len(), s]), &dev)
         };
         let packed: Vec<f32> = model
             .forward(t(ids.clone()), t(mask.clone()))
@@ -463,5 +604,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn packed_forward_equals_padded_forward_at_real_positions() {
+        // Flex: weights borrowed in place, one group of sequences per thread.
+        check_packed_equals_padded::<B>();
+        // One thread: the whole batch in one group, multi-threaded matmuls.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(check_packed_equals_padded::<B>);
+        // A backend whose tensors are not Flex's: the backend's matmul instead of gemm.
+        check_packed_equals_padded::<crate::CpuAutodiff>();
     }
 }

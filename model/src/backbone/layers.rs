@@ -297,7 +297,7 @@ impl<B: Backend> Rope<B> {
         device: &B::Device,
     ) -> Self {
         let inv_freq = rope_inv_freq(head_dim, theta, scaling);
-        let (cos, sin_signed) = Self::tables(&inv_freq, max_len.min(ROPE_TABLE_LEN).max(1), device);
+        let (cos, sin_signed) = Self::tables(&inv_freq, max_len.clamp(1, ROPE_TABLE_LEN), device);
         Rope {
             cos,
             sin_signed,
@@ -635,6 +635,158 @@ pub mod host {
         Tensor::from_data(TensorData::new(v, [rows, cols]), device)
     }
 
+    /// A float tensor's values borrowed in place: on the Flex backend a contiguous f32 tensor
+    /// is read straight from its storage (sharing it, no copy), so weights can feed
+    /// [`matmul_into`] without a round trip through `TensorData`. Other backends get `None`.
+    #[derive(Clone)]
+    pub struct HostView {
+        tensor: burn::backend::flex::FlexTensor,
+        start: usize,
+        len: usize,
+    }
+
+    impl HostView {
+        /// Views `t` when it is a contiguous f32 Flex tensor.
+        pub fn of<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Self> {
+            let len = t.shape().num_elements();
+            let prim: Box<dyn std::any::Any> = Box::new(t.into_primitive().tensor());
+            let tensor = *prim.downcast::<burn::backend::flex::FlexTensor>().ok()?;
+            if tensor.dtype() != DType::F32 || !tensor.is_contiguous() {
+                return None;
+            }
+            let start = tensor.layout().start_offset();
+            (tensor.storage::<f32>().len() >= start + len).then_some(HostView {
+                tensor,
+                start,
+                len,
+            })
+        }
+
+        /// The values, row-major.
+        pub fn as_slice(&self) -> &[f32] {
+            &self.tensor.storage::<f32>()[self.start..self.start + self.len]
+        }
+    }
+
+    /// How a host matmul uses the threads.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Threads {
+        /// All of rayon's threads inside each matmul.
+        All,
+        /// The calling thread only (the caller runs independent work on the others).
+        One,
+    }
+
+    /// `out ← x · w` (or `out ← out + x · w` with `accumulate`), all row-major: `x` `[m, k]`,
+    /// `w` `[k, n]`, `out` `[m, n]`, through the `gemm` crate (the kernel Flex's matmul calls)
+    /// straight on host slices.
+    ///
+    /// # Panics
+    /// When a slice is shorter than its shape says (a caller bug, never input data).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_into(
+        out: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        accumulate: bool,
+        threads: Threads,
+    ) {
+        assert!(
+            x.len() >= m * k && w.len() >= k * n && out.len() >= m * n,
+            "matmul_into: [{m}, {k}] x [{k}, {n}] does not fit slices of {}, {}, {}",
+            x.len(),
+            w.len(),
+            out.len()
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        let par = match threads {
+            Threads::One => gemm::Parallelism::None,
+            Threads::All if m * n * k >= 64 * 64 * 64 => gemm::Parallelism::Rayon(0),
+            Threads::All => gemm::Parallelism::None,
+        };
+        // SAFETY: the three slices hold at least m·k, k·n and m·n values (checked above), the
+        // strides describe row-major matrices inside them, and `out` does not alias the inputs
+        // (it is borrowed mutably).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.as_ptr(),
+                1,
+                n as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+
+    /// A `[d_in, d_out]` weight matrix for host matmuls: borrowed in place on Flex
+    /// ([`HostView`], through the `gemm` crate), otherwise the backend's matmul with a copy in
+    /// and out.
+    pub enum HostMatrix<B: Backend> {
+        /// Flex: the storage itself.
+        View(HostView),
+        /// Any other backend.
+        Tensor(Tensor<B, 2>),
+    }
+
+    impl<B: Backend> HostMatrix<B> {
+        /// Wraps a `[d_in, d_out]` weight.
+        pub fn new(w: Tensor<B, 2>) -> Self {
+            match HostView::of(w.clone()) {
+                Some(v) => HostMatrix::View(v),
+                None => HostMatrix::Tensor(w),
+            }
+        }
+
+        /// `out ← x · W` (`out ← out + x · W` with `accumulate`) for `x` `[m, k]`.
+        #[allow(clippy::too_many_arguments)]
+        pub fn matmul(
+            &self,
+            out: &mut [f32],
+            x: &[f32],
+            m: usize,
+            k: usize,
+            n: usize,
+            accumulate: bool,
+            threads: Threads,
+            device: &B::Device,
+        ) {
+            match self {
+                HostMatrix::View(v) => {
+                    matmul_into(out, x, v.as_slice(), m, k, n, accumulate, threads)
+                }
+                HostMatrix::Tensor(w) => {
+                    let y =
+                        to_vec(tensor::<B>(x[..m * k].to_vec(), m, k, device).matmul(w.clone()));
+                    let out = &mut out[..m * n];
+                    if accumulate {
+                        out.iter_mut().zip(&y).for_each(|(o, v)| *o += v);
+                    } else {
+                        out.copy_from_slice(&y);
+                    }
+                }
+            }
+        }
+    }
+
     /// Sum with eight independent accumulators (vectorises; f32 order differs from a serial
     /// sum only by rounding).
     #[inline(always)]
@@ -648,6 +800,23 @@ pub mod host {
             }
         }
         acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+    }
+
+    /// Maximum with sixteen independent lanes (vectorises); `-inf` for an empty slice.
+    #[inline(always)]
+    pub fn max_of(x: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 16];
+        let chunks = x.chunks_exact(16);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for i in 0..16 {
+                acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+            }
+        }
+        let m = rest
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        acc.iter().fold(m, |m, &v| if v > m { v } else { m })
     }
 
     /// Dot product with eight independent accumulators.
@@ -756,6 +925,25 @@ pub mod host {
     }
 
     simd_kernel! {
+        fn bias_layer_norm_block(xb: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+            for row in xb.chunks_exact_mut(gamma.len()) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                }
+                layer_norm_row(row, gamma, beta, eps);
+            }
+        }
+    }
+
+    /// `x ← LayerNorm(x + bias)` row by row, `[rows, gamma.len()]` (post-LN residual whose sum
+    /// a [`matmul_into`] already accumulated into `x`); rows split across threads.
+    pub fn bias_layer_norm(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        let d = gamma.len().max(1);
+        x.par_chunks_mut(rows_per_task(d) * d)
+            .for_each(|xb| bias_layer_norm_block(xb, bias, gamma, beta, eps));
+    }
+
+    simd_kernel! {
         fn layer_norm_block(xb: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
             for row in xb.chunks_exact_mut(gamma.len()) {
                 layer_norm_row(row, gamma, beta, eps);
@@ -771,22 +959,37 @@ pub mod host {
     }
 
     /// Bidirectional multi-head attention over packed sequences (no padding anywhere): row `t`
-    /// of `qkv` (`[tokens, 3 · heads · head_dim]`, query | key | value, biases already added)
-    /// belongs to the sequence whose span in `lengths` covers it, and attends to every token of
-    /// that sequence only. Softmax in f32 with the row maximum subtracted.
+    /// of `qkv` (`[tokens, 3 · heads · head_dim]`, query | key | value) belongs to the sequence
+    /// whose span in `lengths` covers it, and attends to every token of that sequence only.
+    /// `bias` (`[3 · heads · head_dim]`, or empty for none) is the projection's bias, added on
+    /// the fly: to queries and keys as they are read, and the value bias to the output (the
+    /// probabilities of a row sum to 1), so the matmul before needs no bias pass. Softmax in f32
+    /// with the row maximum subtracted.
     ///
     /// # Shapes
     /// - `qkv`: `[sum(lengths), 3 · heads · head_dim]`
+    /// - `bias`: `[3 · heads · head_dim]` or `[]`
     /// - output: `[sum(lengths), heads · head_dim]`, heads concatenated as before the output
     ///   projection
     pub fn packed_attention(
         qkv: &[f32],
+        bias: &[f32],
         lengths: &[usize],
         heads: usize,
         head_dim: usize,
         scale: f32,
     ) -> Vec<f32> {
-        packed_sequences_attention(qkv, lengths, heads, heads, head_dim, scale, false, usize::MAX)
+        packed_sequences_attention(
+            qkv,
+            bias,
+            lengths,
+            heads,
+            heads,
+            head_dim,
+            scale,
+            false,
+            usize::MAX,
+        )
     }
 
     // ---- Decoder (Llama / Gemma 3) kernels: RMSNorm, RoPE, causal GQA attention, gated MLP.
@@ -1032,73 +1235,200 @@ pub mod host {
             });
     }
 
+    /// Queries handled together by [`sequence_attention`]: eight independent accumulator chains
+    /// per key (or value) vector loaded, enough to keep both FMA units busy.
+    const QUERY_BLOCK: usize = 8;
+
+    /// `acc[r][t] = Σ_i a[i·a_stride + r] · b[i·b_stride + t]` for `i < n`, `r < QB`, `t < 16`:
+    /// a `[QB, 16]` block of a product whose left factor comes transposed (`[n, QB]`, rows
+    /// `a_stride` apart) and whose right factor rows are `b_stride` apart. Written with AVX-512 intrinsics (QB accumulators of
+    /// 16 lanes in registers, one load of `b` per QB FMAs), since the auto-vectoriser picks the
+    /// wrong axis here; a plain loop elsewhere.
+    ///
+    /// # Panics
+    /// When `a` is shorter than `(n-1)·a_stride + QB` or `b` than `(n-1)·b_stride + 16` (a
+    /// caller bug).
+    #[inline]
+    fn outer_block(
+        a: &[f32],
+        a_stride: usize,
+        b: &[f32],
+        b_stride: usize,
+        n: usize,
+    ) -> [[f32; 16]; QUERY_BLOCK] {
+        const QB: usize = QUERY_BLOCK;
+        let mut acc = [[0f32; 16]; QB];
+        if n == 0 {
+            return acc;
+        }
+        assert!(
+            a.len() >= (n - 1) * a_stride + QB && b.len() >= (n - 1) * b_stride + 16,
+            "outer_block: short slices"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected just above; the bounds were checked above.
+                unsafe { outer_block_avx512(a, a_stride, b, b_stride, n, &mut acc) };
+                return acc;
+            }
+        }
+        for i in 0..n {
+            let (ai, bi) = (
+                &a[i * a_stride..i * a_stride + QB],
+                &b[i * b_stride..i * b_stride + 16],
+            );
+            for r in 0..QB {
+                for t in 0..16 {
+                    acc[r][t] = ai[r].mul_add(bi[t], acc[r][t]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// [`outer_block`] with AVX-512 intrinsics.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `a` must hold `(n-1)·a_stride + QB` values and `b`
+    /// `(n-1)·b_stride + 16`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn outer_block_avx512(
+        a: &[f32],
+        a_stride: usize,
+        b: &[f32],
+        b_stride: usize,
+        n: usize,
+        acc: &mut [[f32; 16]; QUERY_BLOCK],
+    ) {
+        use std::arch::x86_64::*;
+        const QB: usize = QUERY_BLOCK;
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut v = [_mm512_setzero_ps(); QB];
+        for i in 0..n {
+            // SAFETY: i < n, so the reads stay inside the bounds the caller guarantees.
+            unsafe {
+                let bi = _mm512_loadu_ps(pb.add(i * b_stride));
+                let ai = pa.add(i * a_stride);
+                for (r, vr) in v.iter_mut().enumerate() {
+                    *vr = _mm512_fmadd_ps(_mm512_set1_ps(*ai.add(r)), bi, *vr);
+                }
+            }
+        }
+        for (o, vr) in acc.iter_mut().zip(v) {
+            // SAFETY: `o` holds 16 f32.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), vr) };
+        }
+    }
+
     simd_kernel! {
         /// Grouped-query attention of one sequence (`len` tokens from row `t0` of `qkv`, laid out
         /// queries | keys | values) into `out` (`[len, heads · head_dim]`). With `causal` query
         /// `i` sees keys `j ≤ i` with `i - j < window` (decoders); without, every key (BERT, where
-        /// `kv_heads == heads`). Keys of one head are transposed to `[head_dim, len16]` (`len`
-        /// rounded up to 16, zero columns after `len`), so a query's scores accumulate over the
-        /// head dimension in blocks of 16 keys held in registers.
-        fn sequence_attention(qkv: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, causal: bool, window: usize, out: &mut [f32]) {
+        /// `kv_heads == heads`). Keys and (scaled) queries of one head are transposed to
+        /// `[head_dim, len16]` (`len` rounded up to 16, zero columns after `len`); queries go in
+        /// blocks of
+        /// [`QUERY_BLOCK`], so every 16 keys (or 16 value columns) loaded feed that many
+        /// independent FMA chains held in registers. Probabilities are normalised before the
+        /// value product; outside a query's own key range they are zero. A non-empty `bias`
+        /// (`[w]`, the fused projection's bias) is added to queries, keys and (through the
+        /// output, since probabilities sum to 1) values as they are read.
+        fn sequence_attention(qkv: &[f32], bias: &[f32], t0: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f32, causal: bool, window: usize, out: &mut [f32]) {
+            const QB: usize = QUERY_BLOCK;
             let w = (heads + 2 * kv_heads) * d;
             let ho = heads * d;
             let group = heads / kv_heads;
             let len16 = len.div_ceil(16) * 16;
-            let mut scores = vec![0f32; len16];
+            let mut probs = vec![0f32; QB * len16];
+            let mut pt = vec![0f32; len16 * QB];
+            let mut qt = vec![0f32; d * len16];
             let mut kt = vec![0f32; d * len16];
+            let zeros = vec![0f32; d];
+            let range = |i: usize| if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
+            let full = d / 16 * 16;
             for g in 0..kv_heads {
                 let (ko, vo) = (heads * d + g * d, (heads + kv_heads) * d + g * d);
-                for j in 0..len {
-                    let k = &qkv[(t0 + j) * w + ko..(t0 + j) * w + ko + d];
-                    for (c, &kc) in k.iter().enumerate() {
-                        kt[c * len16 + j] = kc;
+                // Without a bias, zeros (`bq` is only read when `bias` is not empty).
+                let (bq, bk, bv) = if bias.is_empty() {
+                    (&zeros[..], &zeros[..], &zeros[..])
+                } else {
+                    (bias, &bias[ko..ko + d], &bias[vo..vo + d])
+                };
+                // Column by column: strided loads, contiguous stores.
+                let keys = &qkv[t0 * w + ko..];
+                for (c, (row, &b)) in kt.chunks_exact_mut(len16).zip(bk).enumerate() {
+                    for (j, o) in row[..len].iter_mut().enumerate() {
+                        *o = keys[j * w + c] + b;
                     }
                 }
                 for hq in g * group..(g + 1) * group {
                     let qo = hq * d;
-                    for i in 0..len {
-                        let (lo, hi) = if causal { ((i + 1).saturating_sub(window), i + 1) } else { (0, len) };
-                        let q = &qkv[(t0 + i) * w + qo..(t0 + i) * w + qo + d];
-                        for j0 in (lo / 16 * 16..hi).step_by(16) {
-                            let mut acc = [0f32; 16];
-                            for (c, &qc) in q.iter().enumerate() {
-                                let k = &kt[c * len16 + j0..c * len16 + j0 + 16];
-                                for t in 0..16 {
-                                    acc[t] = qc.mul_add(k[t], acc[t]);
-                                }
-                            }
-                            for t in 0..16 {
-                                scores[j0 + t] = acc[t] * scale;
+                    // Scaled queries transposed too, `[d, len16]`: a block of QB queries is
+                    // QB adjacent columns. Columns past `len` stay zero; their results are
+                    // dropped.
+                    let queries = &qkv[t0 * w + qo..];
+                    let b = if bias.is_empty() { &zeros[..] } else { &bq[qo..qo + d] };
+                    for (c, (row, &b)) in qt.chunks_exact_mut(len16).zip(b).enumerate() {
+                        for (j, o) in row[..len].iter_mut().enumerate() {
+                            *o = (queries[j * w + c] + b) * scale;
+                        }
+                    }
+                    for i0 in (0..len).step_by(QB) {
+                        let nq = (len - i0).min(QB);
+                        let (lo_u, hi_u) = (range(i0).0, range(i0 + nq - 1).1);
+                        // One key load feeds QB FMAs, one per query of the block.
+                        for j0 in (lo_u / 16 * 16..hi_u).step_by(16) {
+                            let acc = outer_block(&qt[i0..], len16, &kt[j0..], len16, d);
+                            for r in 0..QB {
+                                probs[r * len16 + j0..r * len16 + j0 + 16].copy_from_slice(&acc[r]);
                             }
                         }
-                        let sc = &mut scores[lo..hi];
-                        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                        let mut denom = 0f32;
-                        for s in sc.iter_mut() {
-                            *s = exp(*s - max);
-                            denom += *s;
+                        for r in 0..QB {
+                            let row = &mut probs[r * len16..r * len16 + hi_u];
+                            if r >= nq {
+                                row[lo_u..].iter_mut().for_each(|p| *p = 0.0);
+                                continue;
+                            }
+                            let (lo, hi) = range(i0 + r);
+                            let sc = &mut row[lo..hi];
+                            let max = max_of(sc);
+                            // Separate passes so that each vectorises.
+                            sc.iter_mut().for_each(|s| *s = exp(*s - max));
+                            let inv = 1.0 / sum(sc);
+                            sc.iter_mut().for_each(|s| *s *= inv);
+                            row[lo_u..lo].iter_mut().for_each(|p| *p = 0.0);
+                            row[hi..].iter_mut().for_each(|p| *p = 0.0);
                         }
-                        let inv = 1.0 / denom;
-                        let o = &mut out[i * ho + qo..i * ho + qo + d];
-                        let full = d / 16 * 16;
+                        // Probabilities transposed, `[key, QB]`, for the same reason.
+                        for j in lo_u..hi_u {
+                            for r in 0..QB {
+                                pt[j * QB + r] = probs[r * len16 + j];
+                            }
+                        }
                         for c0 in (0..full).step_by(16) {
-                            let mut acc = [0f32; 16];
-                            for (j, &p) in (lo..hi).zip(sc.iter()) {
-                                let v = &qkv[(t0 + j) * w + vo + c0..(t0 + j) * w + vo + c0 + 16];
-                                for t in 0..16 {
-                                    acc[t] = p.mul_add(v[t], acc[t]);
+                            let acc = outer_block(
+                                &pt[lo_u * QB..],
+                                QB,
+                                &qkv[(t0 + lo_u) * w + vo + c0..],
+                                w,
+                                hi_u - lo_u,
+                            );
+                            for (r, acc) in acc.iter().enumerate().take(nq) {
+                                let o = (i0 + r) * ho + qo + c0;
+                                for ((o, a), b) in out[o..o + 16].iter_mut().zip(acc).zip(&bv[c0..c0 + 16]) {
+                                    *o = a + b;
                                 }
-                            }
-                            for t in 0..16 {
-                                o[c0 + t] = acc[t] * inv;
                             }
                         }
                         for c in full..d {
-                            let mut acc = 0f32;
-                            for (j, &p) in (lo..hi).zip(sc.iter()) {
-                                acc = p.mul_add(qkv[(t0 + j) * w + vo + c], acc);
+                            for r in 0..nq {
+                                let mut acc = 0f32;
+                                for j in lo_u..hi_u {
+                                    acc = pt[j * QB + r].mul_add(qkv[(t0 + j) * w + vo + c], acc);
+                                }
+                                out[(i0 + r) * ho + qo + c] = acc + bv[c];
                             }
-                            o[c] = acc * inv;
                         }
                     }
                 }
@@ -1124,7 +1454,17 @@ pub mod host {
         scale: f32,
         window: usize,
     ) -> Vec<f32> {
-        packed_sequences_attention(qkv, lengths, heads, kv_heads, head_dim, scale, true, window)
+        packed_sequences_attention(
+            qkv,
+            &[],
+            lengths,
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            true,
+            window,
+        )
     }
 
     /// [`sequence_attention`] of every packed sequence in parallel, each into its own disjoint
@@ -1132,6 +1472,7 @@ pub mod host {
     #[allow(clippy::too_many_arguments)]
     fn packed_sequences_attention(
         qkv: &[f32],
+        bias: &[f32],
         lengths: &[usize],
         heads: usize,
         kv_heads: usize,
@@ -1152,7 +1493,9 @@ pub mod host {
             t0 += len;
         }
         spans.into_par_iter().for_each(|(t0, len, out)| {
-            sequence_attention(qkv, t0, len, heads, kv_heads, head_dim, scale, causal, window, out)
+            sequence_attention(
+                qkv, bias, t0, len, heads, kv_heads, head_dim, scale, causal, window, out,
+            )
         });
         ctx
     }
@@ -1175,7 +1518,10 @@ pub mod host {
         ///
         /// # Shapes
         /// - `ids`, `mask`: `[batch, seq]`, right-padded, mask 1 for real tokens
-        pub fn new<B: Backend>(ids: &Tensor<B, 2, burn::tensor::Int>, mask: &Tensor<B, 2, burn::tensor::Int>) -> Option<Self> {
+        pub fn new<B: Backend>(
+            ids: &Tensor<B, 2, burn::tensor::Int>,
+            mask: &Tensor<B, 2, burn::tensor::Int>,
+        ) -> Option<Self> {
             let [b, s] = ids.dims();
             let lengths = super::mask_lengths(mask);
             let host: Vec<i64> = ids.to_data().convert::<i64>().to_vec().ok()?;
@@ -1189,7 +1535,11 @@ pub mod host {
                 packed.extend_from_slice(&host[r * s..r * s + len]);
                 positions.extend(0..len);
             }
-            Some(PackedBatch { ids: packed, positions, lengths })
+            Some(PackedBatch {
+                ids: packed,
+                positions,
+                lengths,
+            })
         }
 
         /// Real tokens in the batch.
@@ -1365,8 +1715,12 @@ mod tests {
 
     /// Two deterministic `[rows, d]` inputs with mixed signs for the host-kernel tests.
     fn kernel_inputs(rows: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
-        let x = (0..rows * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
-        let y = (0..rows * d).map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0).collect();
+        let x = (0..rows * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0)
+            .collect();
+        let y = (0..rows * d)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) / 5.0)
+            .collect();
         (x, y)
     }
 
@@ -1464,6 +1818,108 @@ mod tests {
         close(&l, ln.forward(t(&x)).to_data().to_vec().unwrap());
     }
 
+    /// Naive f64 attention of packed sequences: query head `h` reads key/value head
+    /// `h / (heads / kv_heads)`; with `causal`, keys `j ≤ i` with `i - j < window`.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_attention(
+        qkv: &[f32],
+        lengths: &[usize],
+        heads: usize,
+        kv_heads: usize,
+        d: usize,
+        scale: f32,
+        causal: bool,
+        window: usize,
+    ) -> Vec<f32> {
+        let w = (heads + 2 * kv_heads) * d;
+        let total: usize = lengths.iter().sum();
+        let mut out = vec![0f32; total * heads * d];
+        let mut t0 = 0;
+        for &len in lengths {
+            for h in 0..heads {
+                let g = h / (heads / kv_heads);
+                let (qo, ko, vo) = (h * d, (heads + g) * d, (heads + kv_heads + g) * d);
+                for i in 0..len {
+                    let keys: Vec<usize> = (0..len)
+                        .filter(|&j| !causal || (j <= i && i - j < window))
+                        .collect();
+                    let scores: Vec<f64> = keys
+                        .iter()
+                        .map(|&j| {
+                            (0..d)
+                                .map(|c| {
+                                    qkv[(t0 + i) * w + qo + c] as f64
+                                        * qkv[(t0 + j) * w + ko + c] as f64
+                                })
+                                .sum::<f64>()
+                                * scale as f64
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..d {
+                        let v: f64 = keys
+                            .iter()
+                            .zip(&e)
+                            .map(|(&j, p)| p * qkv[(t0 + j) * w + vo + c] as f64)
+                            .sum();
+                        out[(t0 + i) * heads * d + h * d + c] = (v / z) as f32;
+                    }
+                }
+            }
+            t0 += len;
+        }
+        out
+    }
+
+    #[test]
+    fn blocked_attention_matches_naive_attention() {
+        // head_dim 20: one 16-wide block plus a scalar tail; lengths around the 8-query and
+        // 16-key blocks; GQA with two query heads per key/value head; windows and none.
+        let (heads, kv_heads, d) = (4, 2, 20);
+        let lengths = [17usize, 1, 8, 9, 33];
+        let total: usize = lengths.iter().sum();
+        let qkv: Vec<f32> = (0..total * (heads + 2 * kv_heads) * d)
+            .map(|i| (((i * 29) % 19) as f32 - 9.0) / 6.0)
+            .collect();
+        let check = |got: Vec<f32>, want: Vec<f32>, what: &str| {
+            assert_eq!(got.len(), want.len());
+            for (n, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-5, "{what}: value {n}: {a} vs {b}");
+            }
+        };
+        for window in [usize::MAX, 5, 1] {
+            check(
+                host::packed_causal_attention(&qkv, &lengths, heads, kv_heads, d, 0.3, window),
+                naive_attention(&qkv, &lengths, heads, kv_heads, d, 0.3, true, window),
+                &format!("causal, window {window}"),
+            );
+        }
+        // Bidirectional (BERT) needs kv_heads == heads.
+        let qkv: Vec<f32> = (0..total * 3 * heads * d)
+            .map(|i| (((i * 31) % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        check(
+            host::packed_attention(&qkv, &[], &lengths, heads, d, 0.3),
+            naive_attention(&qkv, &lengths, heads, heads, d, 0.3, false, usize::MAX),
+            "bidirectional",
+        );
+        // With the projection's bias folded in vs added to the input first.
+        let w = 3 * heads * d;
+        let bias: Vec<f32> = (0..w).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let biased: Vec<f32> = qkv
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + bias[i % w])
+            .collect();
+        check(
+            host::packed_attention(&qkv, &bias, &lengths, heads, d, 0.3),
+            naive_attention(&biased, &lengths, heads, heads, d, 0.3, false, usize::MAX),
+            "bidirectional with bias",
+        );
+    }
+
     #[test]
     fn packed_attention_matches_masked_sdpa() {
         let dev = Default::default();
@@ -1475,7 +1931,7 @@ mod tests {
         let qkv: Vec<f32> = (0..total * 3 * h)
             .map(|i| (((i * 31) % 17) as f32 - 8.0) / 7.0)
             .collect();
-        let ctx = host::packed_attention(&qkv, &lengths, heads, hd, 0.5);
+        let ctx = host::packed_attention(&qkv, &[], &lengths, heads, hd, 0.5);
         // Padded reference: [batch, seq, 3h] with zero rows past each length.
         let mut padded = vec![0f32; lengths.len() * s * 3 * h];
         let mut t0 = 0;
