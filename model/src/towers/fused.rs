@@ -70,13 +70,13 @@ fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
 }
 
 /// A float primitive of backend `B`, seen as one of the two CPU backends when it is one.
-enum Prim<B: Backend> {
+pub(super) enum Prim<B: Backend> {
     Ad(FloatTensor<AdFlex>),
     Flex(FlexTensor),
     Other(FloatTensor<B>),
 }
 
-fn classify<B: Backend, const D: usize>(t: Tensor<B, D>) -> Prim<B> {
+pub(super) fn classify<B: Backend, const D: usize>(t: Tensor<B, D>) -> Prim<B> {
     let p = t.into_primitive().tensor();
     match cast::<FloatTensor<B>, FloatTensor<AdFlex>>(p) {
         Ok(a) => Prim::Ad(a),
@@ -87,19 +87,19 @@ fn classify<B: Backend, const D: usize>(t: Tensor<B, D>) -> Prim<B> {
     }
 }
 
-fn back<B: Backend, const D: usize, T: 'static>(t: T) -> Tensor<B, D> {
+pub(super) fn back<B: Backend, const D: usize, T: 'static>(t: T) -> Tensor<B, D> {
     let p = cast::<T, FloatTensor<B>>(t).unwrap_or_else(|_| unreachable!("classified as this backend"));
     Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
-fn slice(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn slice(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
     }
 }
 
-fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+pub(super) fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
 
