@@ -108,6 +108,39 @@ pub(crate) fn gemm_into(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_
     }
 }
 
+/// `dst [m, n] (row-major) += a [m, k] · b [k, n]` (single-threaded: for use inside parallel
+/// loops).
+pub(crate) fn gemm_acc(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>) {
+    assert!(dst.len() >= m * n && a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: as in `gemm_into`; `read_dst = true` reads and writes `dst[..m·n]` only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.v.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.v.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// A new `[m, n]` buffer holding `a · b`.
 pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
     // Zeroing is one extra pass, but it keeps this safe code; the GEMM overwrites it.
@@ -118,7 +151,7 @@ pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>) -> 
 
 /// Runs `$body` compiled for AVX-512 (+FMA) when the CPU has it (detected at run time), else for
 /// the baseline target: the element loops below then vectorise 16 wide.
-macro_rules! simd_fn {
+macro_rules! simd_fn_impl {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
@@ -138,6 +171,7 @@ macro_rules! simd_fn {
         }
     };
 }
+pub(crate) use simd_fn_impl as simd_fn;
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
@@ -159,7 +193,7 @@ pub(crate) fn gelu_grad(u: f32) -> f32 {
     cdf(u) + u * exp(-0.5 * u * u) * FRAC_1_SQRT_2PI
 }
 
-simd_fn! {
+simd_fn_impl! {
     /// `z += b` row by row.
     fn bias_block(z: &mut [f32], b: &[f32]) {
         for row in z.chunks_exact_mut(b.len()) {
@@ -170,7 +204,7 @@ simd_fn! {
     }
 }
 
-simd_fn! {
+simd_fn_impl! {
     /// `u = z + b` (in place) and `y = gelu(u)`, row by row.
     fn bias_gelu_block(z: &mut [f32], y: &mut [f32], b: &[f32]) {
         for (zr, yr) in z.chunks_exact_mut(b.len()).zip(y.chunks_exact_mut(b.len())) {
@@ -182,7 +216,7 @@ simd_fn! {
     }
 }
 
-simd_fn! {
+simd_fn_impl! {
     /// `dz = dy ⊙ gelu'(u)` (written over `u`) and `db += Σ_rows dz`.
     fn gelu_bwd_block(u: &mut [f32], dy: &[f32], db: &mut [f32]) {
         let d = db.len();
@@ -196,7 +230,7 @@ simd_fn! {
     }
 }
 
-simd_fn! {
+simd_fn_impl! {
     /// `db += Σ_rows dy`.
     fn colsum_block(dy: &[f32], db: &mut [f32]) {
         for row in dy.chunks_exact(db.len()) {
