@@ -142,10 +142,42 @@ pub(crate) fn gemm_acc(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_>
 }
 
 /// A new `[m, n]` buffer holding `a · b`.
-pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>) -> Vec<f32> {
-    // Zeroing is one extra pass, but it keeps this safe code; the GEMM overwrites it.
-    let mut out = vec![0f32; m * n];
-    gemm_into(&mut out, m, n, k, a, b, true);
+pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, parallel: bool) -> Vec<f32> {
+    if k == 0 {
+        return vec![0f32; m * n];
+    }
+    assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    let par = if parallel && m * n * k >= PARALLEL_GEMM { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    if m > 0 && n > 0 {
+        // SAFETY: the operands are in bounds (asserted above); the destination is the vector's
+        // allocation of m·n f32s, which `read_dst = false` writes completely without reading
+        // (k > 0), so every element is initialised before `set_len`.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.v.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b.v.as_ptr(),
+                b.cs as isize,
+                b.rs as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+            out.set_len(m * n);
+        }
+    }
     out
 }
 
@@ -250,7 +282,7 @@ fn add_vecs(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
 
 /// Forward: `(y, u)` with `u` the pre-activation when the activation needs it for the backward.
 fn linear_fwd(x: &[f32], w: &[f32], b: &[f32], n: usize, din: usize, dout: usize, act: Activation) -> (Vec<f32>, Option<Vec<f32>>) {
-    let mut z = gemm_new(n, dout, din, Mat::rows(x, din), Mat::rows(w, dout));
+    let mut z = gemm_new(n, dout, din, Mat::rows(x, din), Mat::rows(w, dout), true);
     let rows = rows_per_task(dout) * dout;
     match act {
         Activation::Identity => {
@@ -313,8 +345,15 @@ fn linear_bwd(
         }
     };
     // dX = dz · Wᵀ (W is [din, dout] row-major), dW = Xᵀ · dz.
-    let dx = need.dx.then(|| gemm_new(n, din, dout, Mat::rows(&dz, dout), Mat::t(w, dout)));
-    let dw = need.dw.then(|| gemm_new(din, dout, n, Mat::t(x, din), Mat::rows(&dz, dout)));
+    // The two products are independent and of equal size (n·din·dout multiply-adds each): when
+    // both are needed they run side by side (`rayon::join`), each split further only when
+    // there are more than two threads — no product is split across two threads that then wait
+    // on each other.
+    let join = need.dx && need.dw;
+    let par = !join || rayon::current_num_threads() > 2;
+    let fdx = || need.dx.then(|| gemm_new(n, din, dout, Mat::rows(&dz, dout), Mat::t(w, dout), par));
+    let fdw = || need.dw.then(|| gemm_new(din, dout, n, Mat::t(x, din), Mat::rows(&dz, dout), par));
+    let (dx, dw) = if join { rayon::join(fdx, fdw) } else { (fdx(), fdw()) };
     (dx, dw, if need.db { db } else { None })
 }
 
