@@ -433,7 +433,7 @@ fn layer_norm_fwd(x: &[f32], gamma: &[f32], beta: &[f32], d: usize, eps: f64) ->
 fn layer_norm_bwd(dy: &[f32], xhat: &[f32], rstd: &[f32], gamma: &[f32], d: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let n = dy.len() / d;
     let mut dx = vec![0f32; n * d];
-    let (dg, db) = dx
+    let parts = dx
         .par_chunks_mut(d * LN_ROWS)
         .zip(dy.par_chunks(d * LN_ROWS))
         .zip(xhat.par_chunks(d * LN_ROWS))
@@ -456,14 +456,13 @@ fn layer_norm_bwd(dy: &[f32], xhat: &[f32], rstd: &[f32], gamma: &[f32], d: usiz
             }
             (dg, db)
         })
-        .reduce(
-            || (vec![0f32; d], vec![0f32; d]),
-            |(mut a, mut b), (c, e)| {
-                axpy(&mut a, 1.0, &c);
-                axpy(&mut b, 1.0, &e);
-                (a, b)
-            },
-        );
+        .collect::<Vec<_>>();
+    // Summed in block order: the result does not depend on rayon's work split.
+    let (mut dg, mut db) = (vec![0f32; d], vec![0f32; d]);
+    for (g, b) in &parts {
+        axpy(&mut dg, 1.0, g);
+        axpy(&mut db, 1.0, b);
+    }
     (dx, dg, db)
 }
 
@@ -626,6 +625,9 @@ fn dense_loss_kernel(s: &[f32], plan: &DenseLossPlan) -> (f64, Vec<f32>) {
     (loss / plan.n_pairs.max(1) as f64, grad)
 }
 
+/// User groups of the dense loss (each a task with its own item-gradient accumulator).
+const LOSS_GROUPS: usize = 16;
+
 /// The dense loss straight from the embeddings, never holding the `[B·Lh, B·Lt]` score matrix:
 /// user by user, the scores of its valid history rows against all targets (`U_i·Iᵀ`, one small
 /// GEMM), their loss and score gradient `G_i` ([`loss_row`]), then `dU_i = G_i·I` and
@@ -637,35 +639,38 @@ fn dense_loss_embeddings(u: &[f32], it: &[f32], dim: usize, plan: &DenseLossPlan
     let c = b * lt;
     let norm = 1.0 / plan.n_pairs.max(1) as f32;
     let mut du = vec![0f32; b * lh * dim];
-    let zero = || (0f64, vec![0f32; c * dim]);
-    let (loss, di) = du
-        .par_chunks_mut(lh * dim)
+    // A fixed number of user groups, each with its own dI accumulator, summed in group order:
+    // the result does not depend on rayon's work split (reproducible bit for bit).
+    let per_group = b.div_ceil(LOSS_GROUPS).max(1);
+    let parts: Vec<(f64, Vec<f32>)> = du
+        .par_chunks_mut(per_group * lh * dim)
         .enumerate()
-        .fold(zero, |(mut loss, mut di), (i, du)| {
-            let (nh, nt) = (plan.nh[i], plan.nt[i]);
-            if nh == 0 || nt == 0 {
-                return (loss, di);
+        .map(|(gi, du)| {
+            let (mut loss, mut di) = (0f64, vec![0f32; c * dim]);
+            for (k, du) in du.chunks_mut(lh * dim).enumerate() {
+                let i = gi * per_group + k;
+                let (nh, nt) = (plan.nh[i], plan.nt[i]);
+                if nh == 0 || nt == 0 {
+                    continue;
+                }
+                let ui = &u[i * lh * dim..(i * lh + nh) * dim];
+                let mut s = vec![0f32; nh * c];
+                gemm_into(&mut s, nh, c, dim, Mat::rows(ui, dim), Mat::t(it, dim), false);
+                let neg = &plan.neg[i * c..(i + 1) * c];
+                for row in s.chunks_mut(c) {
+                    // The row is read (scores) before it is overwritten (gradient): copy it once.
+                    let scores = row.to_vec();
+                    loss += loss_row(&scores, neg, row, i * lt, nt, plan.scale, norm);
+                }
+                // dU_i = G_i · I ; dI += G_iᵀ · U_i
+                gemm_into(&mut du[..nh * dim], nh, dim, c, Mat::rows(&s, c), Mat::rows(it, dim), false);
+                gemm_acc(&mut di, c, dim, nh, Mat::t(&s, c), Mat::rows(ui, dim));
             }
-            let ui = &u[i * lh * dim..(i * lh + nh) * dim];
-            let mut s = vec![0f32; nh * c];
-            gemm_into(&mut s, nh, c, dim, Mat::rows(ui, dim), Mat::t(it, dim), false);
-            let neg = &plan.neg[i * c..(i + 1) * c];
-            for row in s.chunks_mut(c) {
-                // The row is read (scores) before it is overwritten (gradient): copy it once.
-                let scores = row.to_vec();
-                loss += loss_row(&scores, neg, row, i * lt, nt, plan.scale, norm);
-            }
-            // dU_i = G_i · I ; dI += G_iᵀ · U_i
-            gemm_into(&mut du[..nh * dim], nh, dim, c, Mat::rows(&s, c), Mat::rows(it, dim), false);
-            gemm_acc(&mut di, c, dim, nh, Mat::t(&s, c), Mat::rows(ui, dim));
             (loss, di)
         })
-        .reduce(zero, |(l1, mut a), (l2, b)| {
-            for (x, y) in a.iter_mut().zip(&b) {
-                *x += y;
-            }
-            (l1 + l2, a)
-        });
+        .collect();
+    let loss = parts.iter().map(|p| p.0).sum::<f64>();
+    let di = super::fused_linear::sum_in_order(parts.into_iter().map(|p| p.1).collect(), c * dim);
     (loss / plan.n_pairs.max(1) as f64, du, di)
 }
 

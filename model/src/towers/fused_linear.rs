@@ -141,28 +141,32 @@ pub(crate) fn gemm_acc(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_>
     }
 }
 
-/// A new `[m, n]` buffer holding `a · b`.
+/// A new `[m, n]` buffer holding `a · b`. `parallel`: large products are split by output rows
+/// into one block per rayon thread, each block one single-threaded GEMM (no barriers between
+/// the threads inside the product; each packs its own copy of `b`, a small cost next to the
+/// product).
 pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, parallel: bool) -> Vec<f32> {
-    if k == 0 {
+    if k == 0 || m == 0 || n == 0 {
         return vec![0f32; m * n];
     }
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
+    let threads = if parallel && m * n * k >= PARALLEL_GEMM { rayon::current_num_threads() } else { 1 };
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    let par = if parallel && m * n * k >= PARALLEL_GEMM { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    if m > 0 && n > 0 {
-        // SAFETY: the operands are in bounds (asserted above); the destination is the vector's
-        // allocation of m·n f32s, which `read_dst = false` writes completely without reading
-        // (k > 0), so every element is initialised before `set_len`.
+    let block = |dst: &mut [std::mem::MaybeUninit<f32>], r0: usize, par: gemm::Parallelism| {
+        let rows = dst.len() / n;
+        // SAFETY: rows r0..r0+rows of `a` and all of `b` are in bounds (asserted above for the
+        // whole product); `dst` is exactly rows·n f32s, which `read_dst = false` writes
+        // completely without reading (k > 0).
         unsafe {
             gemm::gemm(
-                m,
+                rows,
                 n,
                 k,
-                out.as_mut_ptr(),
+                dst.as_mut_ptr() as *mut f32,
                 1,
                 n as isize,
                 false,
-                a.v.as_ptr(),
+                a.v.as_ptr().add(r0 * a.rs),
                 a.cs as isize,
                 a.rs as isize,
                 b.v.as_ptr(),
@@ -175,10 +179,24 @@ pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, par
                 false,
                 par,
             );
-            out.set_len(m * n);
         }
+    };
+    let spare = &mut out.spare_capacity_mut()[..m * n];
+    if threads > 1 && m >= 64 * threads && row_split() {
+        let per = m.div_ceil(threads).next_multiple_of(16);
+        spare.par_chunks_mut(per * n).enumerate().for_each(|(t, dst)| block(dst, t * per, gemm::Parallelism::None));
+    } else {
+        let par = if threads > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+        block(spare, 0, par);
     }
+    // SAFETY: every one of the m·n elements was written above.
+    unsafe { out.set_len(m * n) };
     out
+}
+
+fn row_split() -> bool {
+    static J: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *J.get_or_init(|| std::env::var("LEARNREC_ROWSPLIT").map(|v| v == "1").unwrap_or(false))
 }
 
 /// Runs `$body` compiled for AVX-512 (+FMA) when the CPU has it (detected at run time), else for
@@ -273,11 +291,16 @@ simd_fn_impl! {
     }
 }
 
-fn add_vecs(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
-    for (x, y) in a.iter_mut().zip(&b) {
-        *x += y;
+/// The sum of per-block partial vectors, in block order: the result does not depend on how
+/// rayon split the work (runs are reproducible bit for bit).
+pub(crate) fn sum_in_order(parts: Vec<Vec<f32>>, d: usize) -> Vec<f32> {
+    let mut acc = vec![0f32; d];
+    for p in parts {
+        for (x, y) in acc.iter_mut().zip(&p) {
+            *x += y;
+        }
     }
-    a
+    acc
 }
 
 /// Forward: `(y, u)` with `u` the pre-activation when the activation needs it for the backward.
@@ -322,24 +345,29 @@ fn linear_bwd(
     // dz (the gradient of the pre-activation) and db in one pass.
     let (dz, db): (std::borrow::Cow<'_, [f32]>, Option<Vec<f32>>) = match u {
         Some(mut u) => {
-            let db = u
+            let parts = u
                 .par_chunks_mut(rows)
                 .zip(dy.par_chunks(rows))
-                .fold(zero, |mut db, (u, dy)| {
+                .map(|(u, dy)| {
+                    let mut db = zero();
                     gelu_bwd_block(u, dy, &mut db);
                     db
                 })
-                .reduce(zero, add_vecs);
+                .collect();
+            let db = sum_in_order(parts, dout);
             (u.into(), Some(db))
         }
         None => {
             let db = need.db.then(|| {
-                dy.par_chunks(rows)
-                    .fold(zero, |mut db, dy| {
+                let parts = dy
+                    .par_chunks(rows)
+                    .map(|dy| {
+                        let mut db = zero();
                         colsum_block(dy, &mut db);
                         db
                     })
-                    .reduce(zero, add_vecs)
+                    .collect();
+                sum_in_order(parts, dout)
             });
             (dy.into(), db)
         }
