@@ -141,62 +141,43 @@ pub(crate) fn gemm_acc(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_>
     }
 }
 
-/// A new `[m, n]` buffer holding `a · b`. `parallel`: large products are split by output rows
-/// into one block per rayon thread, each block one single-threaded GEMM (no barriers between
-/// the threads inside the product; each packs its own copy of `b`, a small cost next to the
-/// product).
+/// A new `[m, n]` buffer holding `a · b` (written by the GEMM, never zeroed first).
+/// `parallel`: split large products over the rayon threads.
 pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, parallel: bool) -> Vec<f32> {
     if k == 0 || m == 0 || n == 0 {
         return vec![0f32; m * n];
     }
     assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
-    let threads = if parallel && m * n * k >= PARALLEL_GEMM { rayon::current_num_threads() } else { 1 };
+    let par = if parallel && m * n * k >= PARALLEL_GEMM { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    let block = |dst: &mut [std::mem::MaybeUninit<f32>], r0: usize, par: gemm::Parallelism| {
-        let rows = dst.len() / n;
-        // SAFETY: rows r0..r0+rows of `a` and all of `b` are in bounds (asserted above for the
-        // whole product); `dst` is exactly rows·n f32s, which `read_dst = false` writes
-        // completely without reading (k > 0).
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
-                dst.as_mut_ptr() as *mut f32,
-                1,
-                n as isize,
-                false,
-                a.v.as_ptr().add(r0 * a.rs),
-                a.cs as isize,
-                a.rs as isize,
-                b.v.as_ptr(),
-                b.cs as isize,
-                b.rs as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-    };
-    let spare = &mut out.spare_capacity_mut()[..m * n];
-    if threads > 1 && m >= 64 * threads && row_split() {
-        let per = m.div_ceil(threads).next_multiple_of(16);
-        spare.par_chunks_mut(per * n).enumerate().for_each(|(t, dst)| block(dst, t * per, gemm::Parallelism::None));
-    } else {
-        let par = if threads > 1 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-        block(spare, 0, par);
+    // SAFETY: the operands are in bounds (asserted above); the destination is the vector's
+    // allocation of m·n f32s, which `read_dst = false` writes completely without reading
+    // (k > 0), so every element is initialised before `set_len`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.v.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.v.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+        out.set_len(m * n);
     }
-    // SAFETY: every one of the m·n elements was written above.
-    unsafe { out.set_len(m * n) };
     out
-}
-
-fn row_split() -> bool {
-    static J: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *J.get_or_init(|| std::env::var("LEARNREC_ROWSPLIT").map(|v| v == "1").unwrap_or(false))
 }
 
 /// Runs `$body` compiled for AVX-512 (+FMA) when the CPU has it (detected at run time), else for
