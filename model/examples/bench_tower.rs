@@ -10,9 +10,11 @@
 //!   weight gradient is one GEMM, fused QKV, additive causal bias, own LayerNorm built from tensor
 //!   ops, loss from tensor ops), two passes (history, target) as the official code;
 //! - `fused`: what `learnrec train` runs: the same `LearnTower` with the fused CPU kernels of
-//!   `towers::fused` (causal attention, LayerNorm and the dense loss with hand-written backward
-//!   passes), one pass over the history and target tokens stacked
-//!   (`LearnTower::user_and_item_sequences`) and `TowerAdam` — the default.
+//!   `towers::fused` (causal attention, LayerNorm and the dense loss straight from the
+//!   embeddings, with hand-written backward passes) and `towers::fused_linear` (every linear as
+//!   one op: GEMM straight into its buffer, bias and GELU fused, `dX`/`dW` side by side), one
+//!   pass over the history and target tokens stacked (`LearnTower::user_and_item_sequences`)
+//!   and `TowerAdam` — the default.
 //!
 //! Each line also splits the median step into forward, backward and optimiser time. Steps of the
 //! implementations alternate, so load on a shared machine hits both; the dev profile already

@@ -12,6 +12,7 @@
 
 use super::config::AttentionMask;
 use super::fused::Segment;
+use super::fused_linear::{Activation, dense};
 use super::model::bert_init;
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -76,7 +77,7 @@ impl<B: Backend> SelfAttention<B> {
     /// `x`: `[Σ batch·len, d]` → same.
     pub fn forward_rows(&self, x: Tensor<B, 2>, segs: &[Segment]) -> Tensor<B, 2> {
         let h = self.n_heads;
-        let qkv = self.qkv.forward(x); // [rows, 3d]
+        let qkv = dense(&self.qkv, x, Activation::Identity); // [rows, 3d]
         let ctx = match super::fused::segment_attention(&qkv, segs, h) {
             Some(ctx) => ctx,
             None => {
@@ -90,7 +91,7 @@ impl<B: Backend> SelfAttention<B> {
                 if parts.len() == 1 { parts.pop().expect("one part") } else { Tensor::cat(parts, 0) }
             }
         };
-        self.output.forward(ctx)
+        dense(&self.output, ctx, Activation::Identity)
     }
 }
 

@@ -61,10 +61,9 @@ pub fn dense_all_action_loss<B: Backend>(
             }
         }
     }
-    // Fused path (CPU backends): one pass over the score matrix computes the loss and its
-    // gradient (softmax–cross-entropy written by hand), see `fused::dense_loss_from_scores`.
+    // Fused path (CPU backends): user by user, the scores, the loss and the gradients of the
+    // embeddings (softmax–cross-entropy written by hand), see `fused::dense_loss_from_embeddings`.
     if super::fused::active() {
-        let scores = users.clone().reshape([r, dim]).matmul(items.clone().reshape([c, dim]).transpose());
         let plan = DenseLossPlan {
             b,
             lh,
@@ -75,7 +74,8 @@ pub fn dense_all_action_loss<B: Backend>(
             n_pairs,
             scale: logit_scale,
         };
-        if let Some(loss) = super::fused::dense_loss_from_scores(&scores, &plan) {
+        let (u, it) = (users.clone().reshape([r, dim]), items.clone().reshape([c, dim]));
+        if let Some(loss) = super::fused::dense_loss_from_embeddings(&u, &it, &plan) {
             return loss;
         }
     }

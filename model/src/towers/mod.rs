@@ -6,6 +6,7 @@
 //! - [`attention`]: the lean fused-QKV self-attention and LayerNorm used by the tower.
 //! - [`fused`]: fused CPU kernels (causal attention, LayerNorm, dense loss) with hand-written
 //!   backward passes.
+//! - [`fused_linear`]: fused `act(x·W + b)` (identity or GELU) with a hand-written backward.
 //! - [`optim`]: [`TowerAdam`](optim::TowerAdam), Burn's Adam with a fused in-place CPU step.
 //! - [`loss`]: [`dense_all_action_loss`] and the official code's [`last_position_loss`].
 //! - [`data`]: [`UserSequence`], [`ItemFeatures`], [`SequenceBatch`].
@@ -17,6 +18,7 @@ pub mod attention;
 pub mod config;
 pub mod data;
 pub mod fused;
+pub mod fused_linear;
 pub mod io;
 pub mod loss;
 pub mod model;

@@ -10,9 +10,9 @@
 use super::attention::{LayerNorm, SelfAttention, SelfAttentionConfig};
 use super::config::{AttentionMask, ItemTowerVariant, TowerConfig};
 use super::fused::Segment;
+use super::fused_linear::{Activation, dense};
 use burn::module::{Initializer, Module};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
@@ -32,7 +32,7 @@ pub(crate) fn bert_init() -> Initializer {
 /// `x`: `[batch, len, in]` → `[batch, len, out]`.
 pub fn linear3<B: Backend>(lin: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, l, d] = x.dims();
-    let y = lin.forward(x.reshape([b * l, d]));
+    let y = dense(lin, x.reshape([b * l, d]), Activation::Identity);
     let o = y.dims()[1];
     y.reshape([b, l, o])
 }
@@ -99,7 +99,7 @@ impl<B: Backend> TowerLayer<B> {
     pub fn forward_rows(&self, x: Tensor<B, 2>, segs: &[Segment]) -> Tensor<B, 2> {
         let a = self.dropout.forward(self.attention.forward_rows(x.clone(), segs));
         let x = self.norm_attn.forward(x + a);
-        let f = self.ff_out.forward(gelu(self.ff_in.forward(x.clone())));
+        let f = dense(&self.ff_out, dense(&self.ff_in, x.clone(), Activation::Gelu), Activation::Identity);
         let f = self.dropout.forward(f);
         self.norm_ff.forward(x + f)
     }
@@ -179,7 +179,7 @@ impl<B: Backend> LearnTower<B> {
         for layer in &self.layers {
             h = layer.forward_rows(h, segs);
         }
-        l2_normalize(self.output.forward(h))
+        l2_normalize(dense(&self.output, h, Activation::Identity))
     }
 
     fn content(&self, input: TowerInput<B>) -> Tensor<B, 3> {
@@ -219,7 +219,7 @@ impl<B: Backend> LearnTower<B> {
                 let [b, l, i] = x.dims();
                 x.reshape([b * l, i])
             };
-            self.content_proj.forward(Tensor::cat(vec![flat(xh), flat(xt)], 0))
+            dense(&self.content_proj, Tensor::cat(vec![flat(xh), flat(xt)], 0), Activation::Identity)
         } else {
             Tensor::cat(vec![self.embed(xh), self.embed(xt)], 0)
         };
