@@ -11,6 +11,7 @@ pub mod backbone;
 pub mod embed;
 pub mod error;
 pub mod gguf;
+pub(crate) mod host_gemm;
 pub mod loader;
 pub mod pooling;
 pub mod quant;

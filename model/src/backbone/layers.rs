@@ -694,47 +694,12 @@ pub mod host {
         accumulate: bool,
         threads: Threads,
     ) {
-        assert!(
-            x.len() >= m * k && w.len() >= k * n && out.len() >= m * n,
-            "matmul_into: [{m}, {k}] x [{k}, {n}] does not fit slices of {}, {}, {}",
-            x.len(),
-            w.len(),
-            out.len()
-        );
-        if m == 0 || n == 0 {
-            return;
-        }
+        use crate::host_gemm::{Mat, Par, gemm};
         let par = match threads {
-            Threads::One => gemm::Parallelism::None,
-            Threads::All if m * n * k >= 64 * 64 * 64 => gemm::Parallelism::Rayon(0),
-            Threads::All => gemm::Parallelism::None,
+            Threads::One => Par::One,
+            Threads::All => Par::AllFrom(64 * 64 * 64),
         };
-        // SAFETY: the three slices hold at least m·k, k·n and m·n values (checked above), the
-        // strides describe row-major matrices inside them, and `out` does not alias the inputs
-        // (it is borrowed mutably).
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                1,
-                n as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
+        gemm(out, m, n, k, Mat::rows(x, k), Mat::rows(w, n), accumulate, par);
     }
 
     /// A `[d_in, d_out]` weight matrix for host matmuls: borrowed in place on Flex

@@ -634,7 +634,7 @@ const LOSS_GROUPS: usize = 16;
 /// `dI += G_iᵀ·U_i` (per-thread accumulators, summed at the end). Returns
 /// `(loss, dU [b·lh, dim], dI [b·lt, dim])`; padding rows get zero gradient.
 fn dense_loss_embeddings(u: &[f32], it: &[f32], dim: usize, plan: &DenseLossPlan) -> (f64, Vec<f32>, Vec<f32>) {
-    use super::fused_linear::{Mat, gemm_acc, gemm_into};
+    use crate::host_gemm::{Mat, Par, gemm};
     let (b, lh, lt) = (plan.b, plan.lh, plan.lt);
     let c = b * lt;
     let norm = 1.0 / plan.n_pairs.max(1) as f32;
@@ -655,7 +655,7 @@ fn dense_loss_embeddings(u: &[f32], it: &[f32], dim: usize, plan: &DenseLossPlan
                 }
                 let ui = &u[i * lh * dim..(i * lh + nh) * dim];
                 let mut s = vec![0f32; nh * c];
-                gemm_into(&mut s, nh, c, dim, Mat::rows(ui, dim), Mat::t(it, dim), false);
+                gemm(&mut s, nh, c, dim, Mat::rows(ui, dim), Mat::t(it, dim), false, Par::One);
                 let neg = &plan.neg[i * c..(i + 1) * c];
                 for row in s.chunks_mut(c) {
                     // The row is read (scores) before it is overwritten (gradient): copy it once.
@@ -663,8 +663,8 @@ fn dense_loss_embeddings(u: &[f32], it: &[f32], dim: usize, plan: &DenseLossPlan
                     loss += loss_row(&scores, neg, row, i * lt, nt, plan.scale, norm);
                 }
                 // dU_i = G_i · I ; dI += G_iᵀ · U_i
-                gemm_into(&mut du[..nh * dim], nh, dim, c, Mat::rows(&s, c), Mat::rows(it, dim), false);
-                gemm_acc(&mut di, c, dim, nh, Mat::t(&s, c), Mat::rows(ui, dim));
+                gemm(&mut du[..nh * dim], nh, dim, c, Mat::rows(&s, c), Mat::rows(it, dim), false, Par::One);
+                gemm(&mut di, c, dim, nh, Mat::t(&s, c), Mat::rows(ui, dim), true, Par::One);
             }
             (loss, di)
         })

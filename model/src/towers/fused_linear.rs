@@ -16,6 +16,7 @@
 //! tests compare against.
 
 use super::fused::{Prim, active, back, classify, flex, slice};
+use crate::host_gemm::{Mat, Par, gemm_new};
 use crate::backbone::layers::host::{erf, exp};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -46,138 +47,9 @@ fn rows_per_task(d: usize) -> usize {
     (CHUNK / d.max(1)).max(1)
 }
 
-/// A strided matrix operand: `v[r·rs + c·cs]` is element `(r, c)`.
-#[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
-    pub v: &'a [f32],
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// A row-major `[rows, cols]` matrix.
-    pub fn rows(v: &'a [f32], cols: usize) -> Self {
-        Mat { v, rs: cols, cs: 1 }
-    }
-    /// The transpose of a row-major `[rows, cols]` matrix (a view).
-    pub fn t(v: &'a [f32], cols: usize) -> Self {
-        Mat { v, rs: 1, cs: cols }
-    }
-    fn fits(&self, r: usize, c: usize) -> bool {
-        r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.v.len()
-    }
-}
-
-/// `dst [m, n] (row-major) = a [m, k] · b [k, n]`, overwriting `dst`. `parallel`: split large
-/// products over the rayon threads (false inside an already parallel loop).
-pub(crate) fn gemm_into(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, parallel: bool) {
-    assert!(dst.len() >= m * n && a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        dst[..m * n].fill(0.0);
-        return;
-    }
-    let par = if parallel && m * n * k >= PARALLEL_GEMM { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: every index the product reads or writes is in bounds (asserted above: the last
-    // element of each operand lies inside its slice); `read_dst = false` writes all of
-    // `dst[..m·n]` without reading it.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.v.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.v.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
-
-/// `dst [m, n] (row-major) += a [m, k] · b [k, n]` (single-threaded: for use inside parallel
-/// loops).
-pub(crate) fn gemm_acc(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>) {
-    assert!(dst.len() >= m * n && a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: as in `gemm_into`; `read_dst = true` reads and writes `dst[..m·n]` only.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.v.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.v.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// A new `[m, n]` buffer holding `a · b` (written by the GEMM, never zeroed first).
-/// `parallel`: split large products over the rayon threads.
-pub(crate) fn gemm_new(m: usize, n: usize, k: usize, a: Mat<'_>, b: Mat<'_>, parallel: bool) -> Vec<f32> {
-    if k == 0 || m == 0 || n == 0 {
-        return vec![0f32; m * n];
-    }
-    assert!(a.fits(m, k) && b.fits(k, n), "gemm operands out of bounds");
-    let par = if parallel && m * n * k >= PARALLEL_GEMM { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    // SAFETY: the operands are in bounds (asserted above); the destination is the vector's
-    // allocation of m·n f32s, which `read_dst = false` writes completely without reading
-    // (k > 0), so every element is initialised before `set_len`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.v.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.v.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-        out.set_len(m * n);
-    }
-    out
+/// [`Par`] of a product that may use every thread (false inside an already parallel loop).
+fn par(parallel: bool) -> Par {
+    if parallel { Par::AllFrom(PARALLEL_GEMM) } else { Par::One }
 }
 
 /// Runs `$body` compiled for AVX-512 (+FMA) when the CPU has it (detected at run time), else for
@@ -286,7 +158,7 @@ pub(crate) fn sum_in_order(parts: Vec<Vec<f32>>, d: usize) -> Vec<f32> {
 
 /// Forward: `(y, u)` with `u` the pre-activation when the activation needs it for the backward.
 fn linear_fwd(x: &[f32], w: &[f32], b: &[f32], n: usize, din: usize, dout: usize, act: Activation) -> (Vec<f32>, Option<Vec<f32>>) {
-    let mut z = gemm_new(n, dout, din, Mat::rows(x, din), Mat::rows(w, dout), true);
+    let mut z = gemm_new(n, dout, din, Mat::rows(x, din), Mat::rows(w, dout), par(true));
     let rows = rows_per_task(dout) * dout;
     match act {
         Activation::Identity => {
@@ -359,9 +231,9 @@ fn linear_bwd(
     // there are more than two threads — no product is split across two threads that then wait
     // on each other.
     let join = need.dx && need.dw;
-    let par = !join || rayon::current_num_threads() > 2;
-    let fdx = || need.dx.then(|| gemm_new(n, din, dout, Mat::rows(&dz, dout), Mat::t(w, dout), par));
-    let fdw = || need.dw.then(|| gemm_new(din, dout, n, Mat::t(x, din), Mat::rows(&dz, dout), par));
+    let split = par(!join || rayon::current_num_threads() > 2);
+    let fdx = || need.dx.then(|| gemm_new(n, din, dout, Mat::rows(&dz, dout), Mat::t(w, dout), split));
+    let fdw = || need.dw.then(|| gemm_new(din, dout, n, Mat::t(x, din), Mat::rows(&dz, dout), split));
     let (dx, dw) = if join { rayon::join(fdx, fdw) } else { (fdx(), fdw()) };
     (dx, dw, if need.db { db } else { None })
 }
