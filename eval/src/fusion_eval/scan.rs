@@ -32,8 +32,20 @@ pub(crate) fn split_fast(data: &[u8], pos: usize, b: usize, delim: u8, out: &mut
 /// The byte-at-a-time splitter (reference and fallback).
 pub(crate) fn split_scalar(data: &[u8], pos: usize, b: usize, delim: u8, out: &mut Vec<(usize, usize)>) -> Option<(usize, usize)> {
     out.clear();
-    let mut s = pos;
-    let mut i = pos;
+    scalar_from(data, pos, pos, pos, b, delim, out)
+}
+
+/// The scalar splitter from byte `i` of the line at `pos`, whose current field starts at `s`.
+#[inline]
+fn scalar_from(
+    data: &[u8],
+    pos: usize,
+    mut s: usize,
+    mut i: usize,
+    b: usize,
+    delim: u8,
+    out: &mut Vec<(usize, usize)>,
+) -> Option<(usize, usize)> {
     while i < b {
         let c = data[i];
         if c == delim {
@@ -174,19 +186,7 @@ unsafe fn split_blocks(data: &[u8], pos: usize, b: usize, delim: u8, out: &mut V
         i += 64;
     }
     // The tail of the mapping (< 64 bytes left): byte by byte.
-    while i < b {
-        let c = data[i];
-        if c == delim {
-            out.push((s - pos, i - pos));
-            s = i + 1;
-        } else if c == b'\n' {
-            break;
-        } else if c == b'"' {
-            return None;
-        }
-        i += 1;
-    }
-    finish(data, pos, s, i, out)
+    scalar_from(data, pos, s, i, b, delim, out)
 }
 
 #[cfg(test)]

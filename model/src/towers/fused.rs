@@ -911,7 +911,7 @@ pub(crate) fn adam_step<B: Backend, const D: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::with_composite;
     use crate::CpuAutodiff as B;
     use crate::CpuBackend as I;
@@ -934,16 +934,16 @@ mod tests {
             .collect()
     }
 
-    fn tensor<BB: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<BB, D> {
+    pub(crate) fn tensor<BB: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<BB, D> {
         let n = shape.iter().product();
         Tensor::from_data(TensorData::new(values(n, seed), shape), &Default::default())
     }
 
-    fn vec<BB: Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f32> {
+    pub(crate) fn vec<BB: Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f32> {
         t.into_data().convert::<f32>().to_vec().expect("f32")
     }
 
-    fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    pub(crate) fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: lengths");
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
         for (i, (x, y)) in a.iter().zip(b).enumerate() {

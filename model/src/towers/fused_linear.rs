@@ -339,36 +339,9 @@ mod tests {
     use super::{Activation, dense, gelu, gelu_grad};
     use crate::CpuAutodiff as B;
     use crate::CpuBackend as I;
+    use crate::towers::fused::tests::{assert_close, tensor, vec};
     use crate::towers::fused::with_composite;
     use burn::nn::LinearConfig;
-    use burn::tensor::{Tensor, TensorData};
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn tensor<BB: burn::tensor::backend::Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<BB, D> {
-        let n = shape.iter().product();
-        Tensor::from_data(TensorData::new(values(n, seed), shape), &Default::default())
-    }
-
-    fn vec<BB: burn::tensor::backend::Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec().expect("f32")
-    }
-
-    fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * scale, "{what}[{i}]: fused {x} vs composite {y} (scale {scale})");
-        }
-    }
 
     /// GELU and its derivative against f64 references over [-10, 10].
     #[test]
