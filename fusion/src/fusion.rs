@@ -12,8 +12,9 @@
 //! Optional departure from the paper (off by default): with `product_feature = true` the aux MLP
 //! also sees `u ⊙ i` (when both embeddings have the same width), since LEARN trains user and
 //! item embeddings in one cosine space. On the world it changed test AUC by +0.42 / +0.10 pp and
-//! UAUC by +0.32 / −0.07 pp (seeds 7 / 11) while adding 56% to the serving plan's multiply-adds
-//! per candidate, so it is opt-in.
+//! UAUC by +0.32 / −0.07 pp (seeds 7 / 11) while raising the fused serving plan's multiply-adds
+//! per candidate from 11,328 to 15,424 (baseline ranker 8,256; `bench-serve` prints them), so it
+//! is opt-in.
 //!
 //! # Plug-in in a few lines
 //! ```ignore

@@ -14,46 +14,16 @@ use learnrec_fusion::{
 
 type B = CpuBackend;
 
-struct Setup {
-    toy: Toy,
-    users: IdVocab,
-    items: IdVocab,
-    lookup: LearnLookup,
-}
+mod common;
+use common::{Setup, ranker_config};
 
 fn setup() -> Setup {
-    let toy = Toy::generate(&ToyConfig {
+    common::setup(&ToyConfig {
         n_users: 80,
         n_items: 90,
         impressions_per_user: 8,
         ..Default::default()
-    });
-    let split = toy.data.temporal_split(0.7, 0.1);
-    let users = IdVocab::fit(&toy.data.users, split.train.iter().map(|e| e.user));
-    let items = IdVocab::fit(&toy.data.items, split.train.iter().map(|e| e.item));
-    let lookup = LearnLookup::new(
-        &toy.data.users,
-        &toy.data.items,
-        &toy.user_store,
-        &toy.item_store,
-        Some(&toy.content_store),
-    )
-    .unwrap();
-    Setup {
-        toy,
-        users,
-        items,
-        lookup,
-    }
-}
-
-fn ranker_config(s: &Setup) -> RankerConfig {
-    RankerConfig::new(
-        s.users.n_rows(),
-        s.items.n_rows(),
-        s.toy.data.features.n_rows(),
-        s.toy.data.features.n_fields(),
-    )
+    })
 }
 
 /// Non-zero learned defaults, so that cold users and items exercise them.

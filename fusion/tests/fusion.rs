@@ -18,42 +18,8 @@ use learnrec_fusion::{
 
 type AD = CpuAutodiff;
 
-struct Setup {
-    toy: Toy,
-    users: IdVocab,
-    items: IdVocab,
-    lookup: LearnLookup,
-}
-
-fn setup(cfg: &ToyConfig) -> Setup {
-    let toy = Toy::generate(cfg);
-    let split = toy.data.temporal_split(0.7, 0.1);
-    let users = IdVocab::fit(&toy.data.users, split.train.iter().map(|e| e.user));
-    let items = IdVocab::fit(&toy.data.items, split.train.iter().map(|e| e.item));
-    let lookup = LearnLookup::new(
-        &toy.data.users,
-        &toy.data.items,
-        &toy.user_store,
-        &toy.item_store,
-        Some(&toy.content_store),
-    )
-    .unwrap();
-    Setup {
-        toy,
-        users,
-        items,
-        lookup,
-    }
-}
-
-fn ranker_config(s: &Setup) -> RankerConfig {
-    RankerConfig::new(
-        s.users.n_rows(),
-        s.items.n_rows(),
-        s.toy.data.features.n_rows(),
-        s.toy.data.features.n_fields(),
-    )
-}
+mod common;
+use common::{Setup, ranker_config, setup};
 
 /// Largest |grad| over a linear layer's weight; `None` when the weight got no gradient at all.
 fn max_grad<B: AutodiffBackend>(l: &Linear<B>, grads: &B::Gradients) -> Option<f32> {

@@ -135,3 +135,12 @@ mod tests {
         assert!(err.contains("unknown pooling `max`"), "{err}");
     }
 }
+
+/// Cosine similarity of two content embeddings, accumulated in `f64` (how the golden and
+/// packed-vs-padded tests compare vectors).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}

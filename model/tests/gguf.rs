@@ -7,21 +7,12 @@ use learnrec_model::gguf::{GgufArch, GgufFile, Value};
 use learnrec_model::quant::{GgmlType, reference};
 use learnrec_model::weights::TensorSource;
 use std::path::PathBuf;
+use learnrec_eval::assets::cache_dir;
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
     p
-}
-
-fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("learnrec");
-    }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/learnrec")
 }
 
 fn all_value_types() -> Vec<(&'static str, Value)> {

@@ -8,16 +8,8 @@ use std::path::PathBuf;
 use learnrec_model::CpuBackend as B;
 use learnrec_model::backbone::Backbone;
 use learnrec_model::pooling::Pooling;
-
-fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("learnrec");
-    }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/learnrec")
-}
+use learnrec_eval::assets::cache_dir;
+use learnrec_model::pooling::cosine;
 
 fn golden_dir() -> PathBuf {
     std::env::var_os("LEARNREC_GOLDEN")
@@ -58,13 +50,6 @@ fn read_golden(file: &str) -> Option<Vec<GoldenItem>> {
             })
             .collect(),
     )
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 /// Runs the golden items one by one and as one padded batch; returns the worst cosines.

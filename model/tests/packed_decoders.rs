@@ -7,6 +7,8 @@ use learnrec_model::CpuBackend as B;
 use learnrec_model::backbone::gemma3::Gemma3;
 use learnrec_model::backbone::layers::AttentionKind;
 use learnrec_model::backbone::{Gemma3Config, Llama, LlamaConfig, LlamaVariant};
+use learnrec_eval::assets::cache_dir;
+use learnrec_model::pooling::cosine;
 
 /// Right-padded ids and mask for sequences of the given lengths (ids spread over the vocab).
 fn batch(lengths: &[usize], vocab: usize) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, usize) {
@@ -123,27 +125,6 @@ fn llama_family_packed_equals_padded() {
     );
     llama_case(&cfg, &lengths);
     llama_case(&cfg, &[9]);
-}
-
-fn cache_dir() -> std::path::PathBuf {
-    if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
-        return d.into();
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return std::path::PathBuf::from(d).join("learnrec");
-    }
-    std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/learnrec")
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 /// The real Gemma-3-270M (its golden items are all shorter than the 512-token window): one

@@ -5,16 +5,7 @@
 use learnrec_model::gguf::GgufFile;
 use learnrec_model::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
-
-fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("learnrec");
-    }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/learnrec")
-}
+use learnrec_eval::assets::cache_dir;
 
 fn golden_dir() -> PathBuf {
     std::env::var_os("LEARNREC_GOLDEN")

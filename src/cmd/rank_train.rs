@@ -769,17 +769,22 @@ mod tests {
         ] {
             assert!(dir.path().join(f).is_file(), "{f} missing");
         }
+        bench_serve_toy(dir.path(), 10, 2, false);
+    }
+
+    /// `bench-serve` on the toy rankers that `rank-train` wrote under `dir` (20 candidates).
+    fn bench_serve_toy(dir: &std::path::Path, requests: usize, rounds: usize, reference: bool) {
         let b = crate::cmd::bench_serve::Args {
-            rankers: dir.path().join("rankers"),
+            rankers: dir.join("rankers"),
             user_store: None,
             item_store: None,
             content_store: None,
             candidates: 20,
-            requests: 10,
+            requests,
             warmup: 2,
             seed: 1,
-            rounds: 2,
-            reference: false,
+            rounds,
+            reference,
         };
         crate::cmd::bench_serve::run(b).unwrap();
     }
@@ -793,19 +798,7 @@ mod tests {
         v.extend(["--epochs", "1"]);
         run(args(&v)).unwrap();
         for reference in [false, true] {
-            let b = crate::cmd::bench_serve::Args {
-                rankers: dir.path().join("rankers"),
-                user_store: None,
-                item_store: None,
-                content_store: None,
-                candidates: 20,
-                requests: 9,
-                warmup: 2,
-                seed: 1,
-                rounds: 3,
-                reference,
-            };
-            crate::cmd::bench_serve::run(b).unwrap();
+            bench_serve_toy(dir.path(), 9, 3, reference);
         }
         // benchmark mode trains nothing to disk
         let bench = tempfile::tempdir().unwrap();

@@ -155,28 +155,8 @@ mod tests {
 
     use super::*;
     use crate::CpuBackend as B;
-    use crate::pooling::Pooling;
-
-    fn cache_dir() -> PathBuf {
-        if let Some(d) = std::env::var_os("LEARNREC_CACHE") {
-            return PathBuf::from(d);
-        }
-        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-            return PathBuf::from(d).join("learnrec");
-        }
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/learnrec")
-    }
-
-    fn cosine(a: &[f32], b: &[f32]) -> f64 {
-        let dot: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-            .sum();
-        let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-        dot / (na * nb)
-    }
+    use crate::pooling::{Pooling, cosine};
+    use learnrec_eval::assets::cache_dir;
 
     fn golden(model_dir: &str, golden_file: &str) {
         let path = cache_dir()
