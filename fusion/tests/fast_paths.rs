@@ -4,12 +4,11 @@
 
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor};
-use learnrec_fusion::data::{Batcher, IdVocab};
+use learnrec_fusion::data::Batcher;
 use learnrec_fusion::serve::make_requests;
-use learnrec_fusion::toy::{Toy, ToyConfig};
+use learnrec_fusion::toy::ToyConfig;
 use learnrec_fusion::{
-    CpuBackend, FusedRanker, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup,
-    RankModel, RankerConfig,
+    CpuBackend, FusedRanker, FusedRankerConfig, Interaction, LearnFusionConfig, RankModel,
 };
 
 type B = CpuBackend;

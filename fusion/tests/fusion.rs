@@ -9,17 +9,17 @@ use learnrec_fusion::io::{RankersMeta, load_rankers, save_rankers, write_predict
 use learnrec_fusion::lookup::ItemSource;
 use learnrec_fusion::loss::weighted_bce_with_logits;
 use learnrec_fusion::metrics::auc;
-use learnrec_fusion::toy::{Toy, ToyConfig};
+use learnrec_fusion::toy::ToyConfig;
 use learnrec_fusion::train::{TrainConfig, predict, train};
 use learnrec_fusion::{
     CpuAutodiff, CpuBackend, FusedRankerConfig, Interaction, LearnFusionConfig, LearnLookup,
-    RankModel, RankerConfig,
+    RankModel,
 };
 
 type AD = CpuAutodiff;
 
 mod common;
-use common::{Setup, ranker_config, setup};
+use common::{ranker_config, setup};
 
 /// Largest |grad| over a linear layer's weight; `None` when the weight got no gradient at all.
 fn max_grad<B: AutodiffBackend>(l: &Linear<B>, grads: &B::Gradients) -> Option<f32> {
