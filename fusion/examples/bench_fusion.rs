@@ -13,7 +13,7 @@ use learnrec_fusion::serve::{bench_latency, make_requests};
 use learnrec_fusion::toy::{Toy, ToyConfig};
 use learnrec_fusion::train::{EmbeddingUpdate, TrainConfig, train};
 use learnrec_fusion::{
-    CpuAutodiff, FusedRankerConfig, LearnFusionConfig, LearnLookup, RankModel, RankerConfig,
+    CpuAutodiff, FusedRankerConfig, LearnFusionConfig, RankModel, RankerConfig,
 };
 use std::time::{Duration, Instant};
 
@@ -118,14 +118,7 @@ fn main() {
     let ex = &toy.data.examples;
     let uv = IdVocab::fit(&toy.data.users, ex.iter().map(|e| e.user));
     let iv = IdVocab::fit(&toy.data.items, ex.iter().map(|e| e.item));
-    let lookup = LearnLookup::new(
-        &toy.data.users,
-        &toy.data.items,
-        &toy.user_store,
-        &toy.item_store,
-        Some(&toy.content_store),
-    )
-    .expect("toy stores");
+    let lookup = toy.learn_lookup().expect("toy stores");
     println!(
         "toy: {users} users, {items} items, {} examples; batch {batch}, {steps} steps; id dim {id_dim}; aux hidden {aux_hidden:?}",
         ex.len()

@@ -22,7 +22,7 @@ use learnrec_fusion::data::{Batch, Batcher, IdVocab};
 use learnrec_fusion::loss::weighted_bce_with_logits;
 use learnrec_fusion::metrics::auc;
 use learnrec_fusion::toy::{Toy, ToyConfig};
-use learnrec_fusion::{CpuAutodiff, FusionOutput, LearnFusion, LearnFusionConfig, LearnLookup};
+use learnrec_fusion::{CpuAutodiff, FusionOutput, LearnFusion, LearnFusionConfig};
 
 /// Your ranking model.
 #[derive(Module, Debug)]
@@ -76,14 +76,7 @@ fn main() {
     let split = toy.data.temporal_split(0.8, 0.0);
     let users = IdVocab::fit(&toy.data.users, split.train.iter().map(|e| e.user));
     let items = IdVocab::fit(&toy.data.items, split.train.iter().map(|e| e.item));
-    let lookup = LearnLookup::new(
-        &toy.data.users,
-        &toy.data.items,
-        &toy.user_store,
-        &toy.item_store,
-        Some(&toy.content_store),
-    )
-    .expect("toy stores are valid");
+    let lookup = toy.learn_lookup().expect("toy stores are valid");
     let batcher = Batcher::new(&toy.data, &users, &items, Some(&lookup));
 
     type B = CpuAutodiff;

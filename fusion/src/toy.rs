@@ -103,6 +103,17 @@ fn project(m: &[f32], rows: usize, x: &[f32], noise: f32, rng: &mut ChaCha8Rng) 
 }
 
 impl Toy {
+    /// The LEARN lookup over the toy's user, item and content stores (the fused ranker's input).
+    pub fn learn_lookup(&self) -> crate::Result<crate::LearnLookup> {
+        crate::LearnLookup::new(
+            &self.data.users,
+            &self.data.items,
+            &self.user_store,
+            &self.item_store,
+            Some(&self.content_store),
+        )
+    }
+
     /// Generates the toy world.
     pub fn generate(cfg: &ToyConfig) -> Toy {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);

@@ -18,14 +18,7 @@ pub fn setup(cfg: &ToyConfig) -> Setup {
     let split = toy.data.temporal_split(0.7, 0.1);
     let users = IdVocab::fit(&toy.data.users, split.train.iter().map(|e| e.user));
     let items = IdVocab::fit(&toy.data.items, split.train.iter().map(|e| e.item));
-    let lookup = LearnLookup::new(
-        &toy.data.users,
-        &toy.data.items,
-        &toy.user_store,
-        &toy.item_store,
-        Some(&toy.content_store),
-    )
-    .unwrap();
+    let lookup = toy.learn_lookup().unwrap();
     Setup { toy, users, items, lookup }
 }
 
