@@ -350,6 +350,14 @@ fn merged_partials_equal_the_single_run() {
     std::fs::write(&t, &bytes[..bytes.len() - 5]).unwrap();
     let e = err_of(merge_partials(&[t], &o));
     assert!(e.contains("trunc.fep") && e.contains("partial file"), "{e}");
+    // A version-1 partial (other user keys) and a file that is no partial at all.
+    let (v1, junk) = (d.path().join("v1.fep"), d.path().join("junk.fep"));
+    std::fs::write(&v1, [&b"LRFEVP01"[..], &bytes[8..]].concat()).unwrap();
+    std::fs::write(&junk, b"user_id,label\n1,0\n").unwrap();
+    let e = err_of(merge_partials(&[parts[0].clone(), v1], &o));
+    assert!(e.contains("v1.fep") && e.contains("version-1 partial"), "{e}");
+    let e = err_of(merge_partials(&[junk], &o));
+    assert!(e.contains("junk.fep") && e.contains("bad magic"), "{e}");
     // Partials of different score sets do not merge.
     let p4 = d.path().join("p4.fep");
     emit_partial(&Input { scores: vec!["score_learn".into()], shard: Some((1, 3)), ..base.clone() }, &p4).unwrap();
@@ -536,10 +544,12 @@ fn parquet_bad_inputs_give_clear_errors() {
     assert_eq!(a.overall.models[0].uauc, Some(1.0));
     assert_eq!(a.overall.models[1].uauc, Some(0.0));
 
-    let e = run(write_parquet(d.path(), "missing.parquet", "required int64 user_id; required float score;", vec![
-        users(),
-        F32(vec![0.1, 0.2, 0.3]),
-    ]));
+    let e = run(write_parquet(
+        d.path(),
+        "missing.parquet",
+        "required int64 user_id; required float score;",
+        vec![users(), F32(vec![0.1, 0.2, 0.3])],
+    ));
     assert!(e.contains("missing.parquet") && e.contains("missing column `label`"), "{e}");
     let e = run(write_parquet(
         d.path(),
@@ -623,4 +633,75 @@ fn png_plot_draws_the_bars() {
     assert!(blue > 100, "{blue} bar pixels");
     let e = learnrec_eval::fusion_eval::plot::deltas_plot(&r, &d.path().join("deltas.jpg")).unwrap_err().to_string();
     assert!(e.contains("must end in .svg or .png"), "{e}");
+}
+
+/// Segments computed from HISTORY equal explicit segment columns computed here from the same
+/// HISTORY by the definition (users: counted non-impression rows; items: conversions), on a
+/// generated file (integer ids) with extra rows of users and items absent from HISTORY.
+#[test]
+fn history_segments_equal_explicit_columns_by_the_definition() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h) = gen_file(d.path(), "g.csv", 20_000, 600);
+    let th = Thresholds { user_long_tail_max: 30, item_long_tail_max: 20 };
+    let (mut ucount, mut iconv) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+    for line in std::fs::read_to_string(&h).unwrap().lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        *ucount.entry(f[0].into()).or_insert(0) += (f[3] != "impression") as u64;
+        *iconv.entry(f[1].into()).or_insert(0) += (f[3] == "conversion") as u64;
+    }
+    let text = std::fs::read_to_string(&c).unwrap();
+    let mut lines = text.lines();
+    let hdr = lines.next().unwrap().to_string();
+    let cols: Vec<&str> = hdr.split(',').collect();
+    let (cu, ci) =
+        (cols.iter().position(|&x| x == "user_id").unwrap(), cols.iter().position(|&x| x == "item_id").unwrap());
+    // Absent users (90001..) and items (70001..), and a user present with absent items.
+    let mut rows: Vec<String> = lines.map(String::from).collect();
+    let first = rows[0].clone();
+    for k in 0..40 {
+        let mut f: Vec<String> = first.split(',').map(String::from).collect();
+        f[cu] = if k % 2 == 0 { format!("{}", 90_001 + k % 5) } else { f[cu].clone() };
+        f[ci] = format!("{}", 70_001 + k % 7);
+        let label = cols.iter().position(|&x| x == "label").unwrap();
+        f[label] = (k % 3 == 0).then_some("1").unwrap_or("0").into();
+        rows.push(f.join(","));
+    }
+    let plain = write(d.path(), "plain.csv", &format!("{hdr}\n{}\n", rows.join("\n")));
+    let seg = |c: Option<&u64>, user: bool| {
+        let c = c.copied().unwrap_or(0);
+        if user { th.user(c) } else { th.item(c) }.name()
+    };
+    let with: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let f: Vec<&str> = r.split(',').collect();
+            format!("{r},{},{}", seg(ucount.get(f[cu]), true), seg(iconv.get(f[ci]), false))
+        })
+        .collect();
+    let explicit = write(d.path(), "explicit.csv", &format!("{hdr},user_segment,item_segment\n{}\n", with.join("\n")));
+    let o = Options { bootstrap: 0, ..Options::default() };
+    let a = evaluate_file(&Input { history: Some(h), thresholds: th, ..input(&plain) }, &o).unwrap();
+    let b = evaluate_file(&input(&explicit), &o).unwrap();
+    assert_eq!(a.segments.len(), 6);
+    assert_eq!((a.rows, a.users, a.items), (b.rows, b.users, b.items));
+    for (x, y) in a.segments.iter().zip(&b.segments) {
+        assert_eq!(x.group, y.group);
+        assert_eq!(
+            (x.users, x.rows, x.items, x.users_counted, x.users_skipped),
+            (y.users, y.rows, y.items, y.users_counted, y.users_skipped),
+            "{:?}",
+            x.group
+        );
+        assert_eq!(x.models, y.models, "{:?}", x.group);
+    }
+    let absent = |col: usize, m: &BTreeMap<String, u64>| {
+        let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.split(',').nth(col).unwrap()).collect();
+        ids.into_iter().filter(|i| !m.contains_key(*i)).count() as u64
+    };
+    let (au, ai) = (absent(cu, &ucount), absent(ci, &iconv));
+    assert!(au >= 5 && ai >= 7, "{au} {ai}");
+    let w = |r: &Report, k: WarningKind| r.warnings.iter().find(|w| w.kind == k).map(|w| w.count);
+    assert_eq!(w(&a, WarningKind::UsersAbsentFromHistory), Some(au));
+    assert_eq!(w(&a, WarningKind::ItemsAbsentFromHistory), Some(ai));
+    assert!(a.segments.iter().any(|g| g.group == GroupKind::Item(Segment::ColdStart) && g.items.unwrap() >= 7));
 }

@@ -363,7 +363,7 @@ pub fn embed_items(
     Ok(report)
 }
 
-/// The shard (of `n`) of an item id: `fmix64(FNV-1a-64(id)) mod n`.
+/// The shard (of `n`) of an item id: `id_key(id) mod n` ([`learnrec_eval::fusion_eval::id_key`]).
 pub fn shard_of_id(id: &str, n: usize) -> usize {
     (learnrec_eval::fusion_eval::id_key(id.as_bytes()) % n as u64) as usize
 }

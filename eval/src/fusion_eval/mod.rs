@@ -172,6 +172,9 @@ pub struct Predictions {
 }
 
 fn u64_key(v: u64) -> u64 {
+    if let Ok(x) = i64::try_from(v) {
+        return int_key(x);
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut x = v;
@@ -243,7 +246,7 @@ pub fn evaluate(p: &Predictions, opt: &Options) -> Result<Report> {
         let w = p.weights.as_ref().map_or(0.0, |v| v[r]);
         sink.push(u64_key(p.users[r]), flags(p.labels[r], is, us), &sc, w);
     }
-    let table = Table::from_sinks(layout, vec![sink], p.items.is_some());
+    let table = Table::from_sinks(layout, vec![sink], p.items.is_some(), Vec::new());
     let src = |b: bool| {
         if b { SegmentSource::Column } else { SegmentSource::None }
     };
@@ -375,8 +378,8 @@ Sharded runs (Spark / Ray / any batch system):
 
   A. fusion-eval shards: each of N tasks reads the whole PRED and keeps its users
        fusion-eval --pred preds.parquet [--history hist.csv] --shard I/N --emit-partial part-I.fep
-     (shard of a user = fmix64(FNV-1a-64(user_id text)) mod N; integer ids hash their decimal
-     text, so CSV and Parquet agree). Simple; every task reads all of PRED.
+     (shard of a user = key(user_id) mod N, key = fmix64(id XOR 0x9e3779b97f4a7c15) for an
+     integer id (CSV text or Parquet INT), fmix64(FNV-1a-64(text)) for any other id). Simple; every task reads all of PRED.
 
   B. The engine partitions by user, one task per part file (reads each row once):
      Spark (PySpark):

@@ -1,6 +1,7 @@
 //! Partial files: the sufficient statistics of one user shard, and their merge.
 //!
-//! Layout (little-endian): magic `LRFEVP01`; `u64` length + JSON header ([`Header`]); `u64`
+//! Layout (little-endian): magic `LRFEVP02` (version 2: integer ids keyed by value, see
+//! [`super::id_key`]); `u64` length + JSON header ([`Header`]); `u64`
 //! users, then the per-user arrays (key u64, segment u8, flags u8, rows 4×u32, positives 4×u32,
 //! [weight sums 4×f64], `2U` 4·m×u64); `u8` has-items, `u64` items, (key u64, bits u8) each;
 //! per model `u64` runs, (score key u32, positives u64, negatives u64) each; magic `LRFEEND1`.
@@ -14,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"LRFEVP01";
+const MAGIC: &[u8; 8] = b"LRFEVP02";
+/// Version 1 keyed integer ids by their decimal text: its user keys do not match version 2's.
+const MAGIC_V1: &[u8; 8] = b"LRFEVP01";
 const END: &[u8; 8] = b"LRFEEND1";
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -123,8 +126,17 @@ impl Cur<'_> {
 fn read(path: &Path) -> Result<(Header, State, Vec<Vec<Run>>)> {
     let b = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut c = Cur { b: &b, i: 0, path };
-    if c.take(8).ok() != Some(&MAGIC[..]) {
-        return Err(Error::file(path, "not a fusion-eval partial file (bad magic)"));
+    match c.take(8).ok() {
+        Some(x) if x == &MAGIC[..] => {}
+        Some(x) if x == &MAGIC_V1[..] => {
+            return Err(Error::file(
+                path,
+                "a version-1 partial file (an older fusion-eval, other user keys): emit it again with this version",
+            ));
+        }
+        _ => {
+            return Err(Error::file(path, "not a fusion-eval partial file (bad magic)"));
+        }
     }
     let hl = c.count(1)?;
     let h: Header =

@@ -5,7 +5,7 @@
 //! parallel with the `parquet` crate's column readers (no Arrow).
 
 use super::scan::split_fast;
-use super::table::{self, CountTable, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
+use super::table::{self, CountTable, HugeBuf, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
 use crate::data::Action;
 use crate::segment::{Segment, Thresholds};
 use crate::{Error, Result};
@@ -87,6 +87,32 @@ pub(crate) fn resolve(path: &Path, header: &[String], scores: &[String]) -> Resu
     })
 }
 
+/// The HISTORY items noted in the sinks' bitmaps ([`Sink::seen_history_item`]), each with its
+/// segment bit (as [`Sink::item_row`] notes it).
+fn history_items_seen(sinks: &[Sink], spec: &ReadSpec) -> Vec<(u64, u8)> {
+    let Some(h) = spec.item_history else {
+        return Vec::new();
+    };
+    let mut or = vec![0u64; h.index_len().div_ceil(64)];
+    for s in sinks {
+        for (a, b) in or.iter_mut().zip(&s.seen) {
+            *a |= b;
+        }
+    }
+    let mut out = Vec::new();
+    for (w, &bits) in or.iter().enumerate() {
+        let mut b = bits;
+        while b != 0 {
+            let i = w * 64 + b.trailing_zeros() as usize;
+            b &= b - 1;
+            if let Some((k, c)) = h.at(i) {
+                out.push((k, 1u8 << seg_code(spec.thresholds.item(c))));
+            }
+        }
+    }
+    out
+}
+
 /// Per-row logic shared by the CSV and Parquet readers.
 struct RowCtx<'a> {
     spec: &'a ReadSpec<'a>,
@@ -98,11 +124,14 @@ impl RowCtx<'_> {
     fn keep(&self, ukey: u64) -> bool {
         self.spec.shard.is_none_or(|(i, n)| table::shard_of(ukey, n) == i)
     }
-    /// Prefetches the item's slot in this thread's item table for a row noted a few rows later
-    /// (not HISTORY's: it is read once per item and thread, not once per row).
+    /// Prefetches the item's slot (in HISTORY's item table when segments come from it, else in
+    /// this thread's item table) for a row noted a few rows later.
     #[inline]
     fn prefetch_item(&self, sink: &Sink, k: u64) {
-        sink.prefetch_item(k);
+        match (self.spec.item_history, self.cols.iseg) {
+            (Some(h), None) => h.prefetch(k),
+            _ => sink.prefetch_item(k),
+        }
     }
     /// Item segment code and absence from HISTORY; notes the item in the sink.
     #[inline]
@@ -111,6 +140,15 @@ impl RowCtx<'_> {
         let Some(k) = ikey else {
             return (col.unwrap_or(NONE), false);
         };
+        // Segments from HISTORY: an item of HISTORY is noted in the sink's bitmap by its index
+        // in HISTORY's table (no per-thread table); only absent items go to the sink's table.
+        if col.is_none()
+            && let Some(h) = self.spec.item_history
+            && let Some((i, c)) = h.find(k)
+        {
+            sink.seen_history_item(i, h.index_len());
+            return (seg_code(self.spec.thresholds.item(c)), false);
+        }
         sink.item_row(k, col, || match self.spec.item_history {
             Some(h) => match h.get(k) {
                 Some(c) => (seg_code(self.spec.thresholds.item(c)), false),
@@ -652,7 +690,8 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     if file_rows == 0 {
         return Err(Error::file(path, "no data rows (only a header)"));
     }
-    let table = Table::from_sinks(layout, sinks, cols.item.is_some());
+    let seen = history_items_seen(&sinks, spec);
+    let table = Table::from_sinks(layout, sinks, cols.item.is_some(), seen);
     Ok(ReadOut { table, cols, file_rows })
 }
 
@@ -963,7 +1002,8 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         ChunkErr::At { field, message, .. } => Error::file(path, format!("{field}: {message}")),
         ChunkErr::Other(e) => e,
     })?;
-    let table = Table::from_sinks(layout, sinks, cols.item.is_some());
+    let seen = history_items_seen(&sinks, spec);
+    let table = Table::from_sinks(layout, sinks, cols.item.is_some(), seen);
     tm.mark("  PRED merge of sinks");
     Ok(ReadOut { table, cols, file_rows: total })
 }
@@ -1013,33 +1053,94 @@ fn hist_part(key: u64) -> usize {
     (key >> (64 - HIST_BITS)) as usize
 }
 
-/// Counts per key, partitioned by [`hist_part`].
+/// Counts per key, partitioned by [`hist_part`]: the partitions' tables packed into one array
+/// (huge pages: PRED rows probe it at random, and 4 KiB pages would miss the TLB on most probes).
 #[derive(Debug, Default)]
 pub(crate) struct PartCounts {
-    parts: Vec<CountTable>,
+    slots: HugeBuf<(u64, u64)>,
+    /// Partition `p` = `slots[off[p]..off[p + 1]]` (a power of two, or empty).
+    off: Vec<usize>,
+    /// The count of key 0 (empty-slot marker, kept aside).
+    zero: Option<u64>,
+    len: usize,
 }
 
 impl PartCounts {
+    fn new(parts: Vec<CountTable>) -> PartCounts {
+        let mut off = vec![0];
+        for t in &parts {
+            off.push(off.last().copied().unwrap_or(0) + t.parts().0.len());
+        }
+        let mut slots = HugeBuf::zeroed(off.last().copied().unwrap_or(0));
+        let all = slots.as_mut_slice();
+        let (mut zero, mut len) = (None, 0);
+        for (p, t) in parts.iter().enumerate() {
+            let (s, z) = t.parts();
+            all[off[p]..off[p + 1]].copy_from_slice(s);
+            zero = zero.or(z);
+            len += t.len();
+        }
+        PartCounts { slots, off, zero, len }
+    }
+    #[inline]
+    fn part(&self, key: u64) -> (usize, &[(u64, u64)]) {
+        let p = hist_part(key);
+        match (self.off.get(p), self.off.get(p + 1)) {
+            (Some(&a), Some(&b)) => (a, &self.slots.as_slice()[a..b]),
+            _ => (0, &[]),
+        }
+    }
+    /// Size of the global index space of [`PartCounts::find`].
+    pub fn index_len(&self) -> usize {
+        self.slots.len() + 1
+    }
+    /// A dense global index (`< index_len()`, stable while the counts live) and the count of
+    /// `key`, if the key was seen.
+    #[inline]
+    pub fn find(&self, key: u64) -> Option<(usize, u64)> {
+        if key == 0 {
+            return self.zero.map(|c| (self.slots.len(), c));
+        }
+        let (a, s) = self.part(key);
+        table::probe(s, key).map(|(i, c)| (a + i, c))
+    }
+    /// The key and count at global index `i`, if occupied.
+    pub fn at(&self, i: usize) -> Option<(u64, u64)> {
+        if i == self.slots.len() {
+            return self.zero.map(|c| (0, c));
+        }
+        self.slots.as_slice().get(i).copied().filter(|s| s.0 != 0)
+    }
     /// The count of `key`, if the key was seen.
     #[inline]
     pub fn get(&self, key: u64) -> Option<u64> {
-        self.parts.get(hist_part(key))?.get(key)
+        self.find(key).map(|x| x.1)
     }
     /// Starts loading `key`'s slot into the cache.
     #[inline]
     pub fn prefetch(&self, key: u64) {
-        if let Some(t) = self.parts.get(hist_part(key)) {
-            t.prefetch(key);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (_, s) = self.part(key);
+            if !s.is_empty() {
+                // SAFETY: prefetching is a hint; the pointer is in bounds of `s`.
+                unsafe {
+                    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                    _mm_prefetch::<_MM_HINT_T0>(s.as_ptr().add(key as usize & (s.len() - 1)) as *const i8);
+                }
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
     }
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|t| t.len()).sum()
+        self.len
     }
     /// `(key, count)` of every key.
     #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.parts.iter().flat_map(|t| t.iter())
+        self.zero.map(|c| (0, c)).into_iter().chain(self.slots.as_slice().iter().filter(|s| s.0 != 0).copied())
     }
 }
 
@@ -1204,7 +1305,9 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
                     message: format!("{} fields, the header has {nf}", ranges.len()),
                 });
             }
-            let g = |w: usize| if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) };
+            let g = |w: usize| {
+                if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
+            };
             let got = [g(cu), g(ci), g(ca), g(want[3])];
             row(st, data, got, cv.is_some(), off)?;
         }
@@ -1231,8 +1334,8 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     use rayon::prelude::*;
     let tables: Vec<(CountTable, CountTable)> = by_part.into_par_iter().map(|(p, u, i)| count_part(p, u, i)).collect();
     let (u, i): (Vec<CountTable>, Vec<CountTable>) = tables.into_iter().unzip();
-    out.users = PartCounts { parts: u };
-    out.items = PartCounts { parts: i };
+    out.users = PartCounts::new(u);
+    out.items = PartCounts::new(i);
     Ok(out)
 }
 

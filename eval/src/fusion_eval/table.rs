@@ -44,50 +44,54 @@ pub(crate) fn seg_of_code(c: u8) -> Option<Segment> {
     }
 }
 
-/// The 64-bit key of an id: FNV-1a over its bytes, finalised with MurmurHash3's `fmix64`.
-/// Stable across runs and machines (shards depend on it). Integer ids hash their decimal text,
-/// so `42` in a Parquet INT64 column and `"42"` in a CSV are the same user.
+/// The 64-bit key of an id. Stable across runs and machines (shards depend on it):
+///
+/// * an id whose text is a canonical decimal `i64` (`0`, `42`, `-7`; no sign `+`, no leading
+///   zeros, no `-0`) has the key [`int_key`] of its value, so `42` in a Parquet INT64 column and
+///   `"42"` in a CSV are the same user;
+/// * any other id: `fmix64(FNV-1a-64(bytes))`.
 #[inline]
 pub fn id_key(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    match canonical_int(bytes) {
+        Some(v) => int_key(v),
+        None => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for &b in bytes {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            fmix64(h)
+        }
     }
-    fmix64(h)
 }
 
-/// [`id_key`] of the decimal text of an integer id.
+/// The value of a canonical decimal `i64` text (see [`id_key`]), else `None`.
+#[inline]
+fn canonical_int(b: &[u8]) -> Option<i64> {
+    let (neg, d) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    // At most 19 digits; a leading zero only as the whole number "0" (and not "-0").
+    if d.is_empty() || d.len() > 19 || (d[0] == b'0' && (d.len() > 1 || neg)) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in d {
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v * 10 + x as u64; // ≤ 19 digits: no overflow of u64
+    }
+    if neg { (v <= 1 << 63).then(|| (v as i64).wrapping_neg()) } else { i64::try_from(v).ok() }
+}
+
+/// The key of an integer id: `fmix64(v ⊕ 0x9e3779b97f4a7c15)` (a bijection: distinct integer
+/// ids never share a key; ids are hashed on every row of a Parquet file).
 #[inline]
 pub fn int_key(v: i64) -> u64 {
-    // Two digits at a time (ids are hashed on every row of a Parquet file).
-    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let neg = v < 0;
-    let mut x = v.unsigned_abs();
-    while x >= 100 {
-        let d = (x % 100) as usize * 2;
-        x /= 100;
-        i -= 2;
-        buf[i] = PAIRS[d];
-        buf[i + 1] = PAIRS[d + 1];
-    }
-    if x >= 10 {
-        let d = x as usize * 2;
-        i -= 2;
-        buf[i] = PAIRS[d];
-        buf[i + 1] = PAIRS[d + 1];
-    } else {
-        i -= 1;
-        buf[i] = b'0' + x as u8;
-    }
-    if neg {
-        // 20 digits of u64 max fit; i64's magnitude has at most 19, so there is room for '-'.
-        i -= 1;
-        buf[i] = b'-';
-    }
-    id_key(&buf[i..])
+    fmix64(v as u64 ^ 0x9e37_79b9_7f4a_7c15)
 }
 
 /// MurmurHash3 64-bit finaliser.
@@ -268,14 +272,16 @@ impl ItemTable {
     }
 }
 
-/// A zero-initialised array of `T` in an anonymous memory map advised to use transparent huge
-/// pages (when ≥ 2 MiB): the hash tables here are probed at random, and with 4 KiB pages most
-/// probes of a table bigger than the caches also miss the TLB.
+/// A zero-initialised array of `T`. From 2 MiB on it lives in an anonymous memory map advised to
+/// use transparent huge pages: the hash tables here are probed at random, and with 4 KiB pages
+/// most probes of a table bigger than the caches also miss the TLB. Smaller arrays come from the
+/// heap, which reuses freed memory (a fresh map costs a page fault per 4 KiB touched).
 ///
 /// `T` must be a plain-old-data type for which all-zero bytes are a valid value (the tables'
 /// slot types: integers and tuples of integers).
 pub(crate) struct HugeBuf<T: Copy> {
     map: Option<memmap2::MmapMut>,
+    heap: Vec<T>,
     len: usize,
     _t: std::marker::PhantomData<T>,
 }
@@ -288,9 +294,12 @@ impl<T: Copy> std::fmt::Debug for HugeBuf<T> {
 
 impl<T: Copy> Default for HugeBuf<T> {
     fn default() -> Self {
-        HugeBuf { map: None, len: 0, _t: std::marker::PhantomData }
+        HugeBuf { map: None, heap: Vec::new(), len: 0, _t: std::marker::PhantomData }
     }
 }
+
+/// Arrays from this size on are memory-mapped with huge-page advice.
+const HUGE_MIN: usize = 2 << 20;
 
 impl<T: Copy> HugeBuf<T> {
     /// `len` zeroed elements. Panics only if the system is out of address space (as `Vec`).
@@ -299,13 +308,27 @@ impl<T: Copy> HugeBuf<T> {
             return HugeBuf::default();
         }
         let bytes = len.checked_mul(std::mem::size_of::<T>()).unwrap_or(usize::MAX);
-        let map = memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
-        #[cfg(target_os = "linux")]
-        if bytes >= 2 << 20 {
-            // Advice only: without huge pages the table still works, a little slower.
-            let _ = map.advise(memmap2::Advice::HugePage);
+        if bytes < HUGE_MIN {
+            let mut heap: Vec<T> = Vec::with_capacity(len);
+            // SAFETY: the capacity is `len`; all-zero bytes are a valid `T` (see the type docs).
+            unsafe {
+                std::ptr::write_bytes(heap.as_mut_ptr(), 0, len);
+                heap.set_len(len);
+            }
+            return HugeBuf { map: None, heap, len, _t: std::marker::PhantomData };
         }
-        HugeBuf { map: Some(map), len, _t: std::marker::PhantomData }
+        let mut map =
+            memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
+        // Advice only: without huge pages the table still works, a little slower.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
+        // Touch every page with a write now: a table's first access is often a read, which maps
+        // the shared zero page, and the write after it then costs a second fault and a TLB
+        // shootdown on every core running this process.
+        for i in (0..bytes).step_by(4096) {
+            map[i] = 0;
+        }
+        HugeBuf { map: Some(map), heap: Vec::new(), len, _t: std::marker::PhantomData }
     }
     pub fn len(&self) -> usize {
         self.len
@@ -320,7 +343,7 @@ impl<T: Copy> HugeBuf<T> {
             // holds `len * size_of::<T>()` bytes, starts zeroed (a valid `T`, see the type docs)
             // and is only written through `as_mut_slice` with valid `T`s.
             Some(m) => unsafe { std::slice::from_raw_parts(m.as_ptr() as *const T, self.len) },
-            None => &[],
+            None => &self.heap,
         }
     }
     #[inline]
@@ -328,7 +351,7 @@ impl<T: Copy> HugeBuf<T> {
         match &mut self.map {
             // SAFETY: as in `as_slice`; `&mut self` makes the access unique.
             Some(m) => unsafe { std::slice::from_raw_parts_mut(m.as_mut_ptr() as *mut T, self.len) },
-            None => &mut [],
+            None => &mut self.heap,
         }
     }
 }
@@ -349,27 +372,13 @@ impl CountTable {
         self.len + self.zero.is_some() as usize
     }
     /// The count of `key`, if the key was added.
-    #[inline]
+    #[cfg(test)]
     pub fn get(&self, key: u64) -> Option<u64> {
-        if key == 0 {
-            return self.zero;
-        }
-        if self.slots.is_empty() {
-            return None;
-        }
-        let slots = self.slots.as_slice();
-        let mask = slots.len() - 1;
-        let mut i = key as usize & mask;
-        loop {
-            let (k, v) = slots[i];
-            if k == key {
-                return Some(v);
-            }
-            if k == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        if key == 0 { self.zero } else { probe(self.slots.as_slice(), key).map(|x| x.1) }
+    }
+    /// The slots (`(key, count)`, key 0 = empty) and the count of key 0 (kept aside).
+    pub fn parts(&self) -> (&[(u64, u64)], Option<u64>) {
+        (self.slots.as_slice(), self.zero)
     }
     /// Adds `v` to the count of `key` (inserting the key with `v` if new).
     #[inline]
@@ -411,25 +420,30 @@ impl CountTable {
             slots[i] = s;
         }
     }
-    /// Starts loading `key`'s home slot into the cache (see [`ItemTable::prefetch`]).
-    #[inline]
-    pub(crate) fn prefetch(&self, key: u64) {
-        #[cfg(target_arch = "x86_64")]
-        if !self.slots.is_empty() {
-            let i = key as usize & (self.slots.len() - 1);
-            // SAFETY: prefetching is a hint; the pointer is in bounds of `slots`.
-            unsafe {
-                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                _mm_prefetch::<_MM_HINT_T0>(self.slots.as_slice().as_ptr().add(i) as *const i8);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = key;
-    }
     /// `(key, count)` of every key, in no particular order.
     #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.zero.map(|v| (0, v)).into_iter().chain(self.slots.as_slice().iter().filter(|s| s.0 != 0).copied())
+    }
+}
+
+/// The slot index and count of a nonzero `key` in the slots of a [`CountTable`] (linear probing).
+#[inline]
+pub(crate) fn probe(slots: &[(u64, u64)], key: u64) -> Option<(usize, u64)> {
+    if slots.is_empty() {
+        return None;
+    }
+    let mask = slots.len() - 1;
+    let mut i = key as usize & mask;
+    loop {
+        let (k, v) = slots[i];
+        if k == key {
+            return Some((i, v));
+        }
+        if k == 0 {
+            return None;
+        }
+        i = (i + 1) & mask;
     }
 }
 
@@ -443,6 +457,9 @@ pub(crate) struct Sink {
     pub rows: u64,
     /// Per model, rows per top-16-bit score-key bin (`hist[j * BINS + bin]`).
     pub hist: Vec<u64>,
+    /// Items of HISTORY seen in this sink's rows: bit `i` = HISTORY item index `i` (see
+    /// [`Sink::seen_history_item`]); empty until the first such item.
+    pub seen: Vec<u64>,
 }
 
 impl Sink {
@@ -454,7 +471,18 @@ impl Sink {
             items: ItemTable::default(),
             rows: 0,
             hist: vec![0; layout.m * BINS],
+            seen: Vec::new(),
         }
+    }
+
+    /// Notes a row of the HISTORY item with index `i` of `n` (a bitmap per thread: the item
+    /// table is HISTORY's, read-only and shared, instead of one table per thread).
+    #[inline]
+    pub fn seen_history_item(&mut self, i: usize, n: usize) {
+        if self.seen.is_empty() {
+            self.seen = vec![0; n.div_ceil(64)];
+        }
+        self.seen[i >> 6] |= 1 << (i & 63);
     }
 
     /// Handles a row's item: its segment code and absence from HISTORY (`col` = the row's
@@ -536,8 +564,9 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// Combines the sinks of all threads.
-    pub fn from_sinks(layout: Layout, sinks: Vec<Sink>, has_items: bool) -> Table {
+    /// Combines the sinks of all threads; `seen` = more `(item key, bits)` (the HISTORY items
+    /// of the sinks' bitmaps).
+    pub fn from_sinks(layout: Layout, sinks: Vec<Sink>, has_items: bool, seen: Vec<(u64, u8)>) -> Table {
         let mut buckets: Vec<Vec<Block>> = (0..layout.buckets()).map(|_| Vec::new()).collect();
         let mut items: KeyMap<u8> = KeyMap::default();
         let mut hist = vec![0u64; layout.m * BINS];
@@ -560,6 +589,12 @@ impl Table {
                 }
             }
         }
+        if has_items {
+            items.reserve(seen.len());
+            for (k, v) in seen {
+                *items.entry(k).or_insert(0) |= v;
+            }
+        }
         Table { layout, buckets, items: has_items.then_some(items), hist }
     }
 }
@@ -572,7 +607,33 @@ mod tests {
     fn int_key_matches_text_key() {
         for v in [0i64, 7, 9, 10, 42, 99, 100, 101, -3, -10, -100, i64::MAX, i64::MIN, 1234567890123, 10_000_000] {
             assert_eq!(int_key(v), id_key(v.to_string().as_bytes()), "{v}");
+            assert_eq!(canonical_int(v.to_string().as_bytes()), Some(v));
         }
+        // Not canonical integers: hashed as text, so distinct from the integer's key.
+        for t in [
+            "007",
+            "-0",
+            "+7",
+            "",
+            "-",
+            "1e3",
+            "7 ",
+            "4.0",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "12345678901234567890",
+            "u42",
+        ] {
+            assert_eq!(canonical_int(t.as_bytes()), None, "{t}");
+        }
+        assert_ne!(id_key(b"007"), id_key(b"7"));
+        assert_ne!(id_key(b"-0"), id_key(b"0"));
+        // Distinct small integers get distinct keys (fmix64 is a bijection); none is 0.
+        let mut ks: Vec<u64> = (-1000i64..100_000).map(int_key).collect();
+        ks.sort_unstable();
+        ks.dedup();
+        assert_eq!(ks.len(), 101_000);
+        assert!(ks[0] != 0);
     }
 
     #[test]
@@ -620,7 +681,7 @@ mod tests {
         }
         assert_eq!(lookups, 10_000, "one HISTORY lookup per item");
         s.item_row(fmix64(5), Some(NONE), || unreachable!());
-        let t = Table::from_sinks(l, vec![s], true);
+        let t = Table::from_sinks(l, vec![s], true, Vec::new());
         let items = t.items.unwrap();
         assert_eq!(items.len(), 10_000);
         assert_eq!(items[&0], 1 | ITEM_ABSENT);
