@@ -595,6 +595,20 @@ fn parquet_bad_inputs_give_clear_errors() {
     assert!(e.contains("seg.parquet:2: field `user_segment`: unknown segment `warm`"), "{e}");
     let e = run(write_parquet(
         d.path(),
+        "intseg.parquet",
+        "required int64 user_id; required int32 label; required float score; required int32 item_segment;",
+        vec![users(), I32(vec![1, 0, 0]), F32(vec![0.1, 0.2, 0.3]), I32(vec![0, 1, 2])],
+    ));
+    assert!(e.contains("intseg.parquet") && e.contains("column `item_segment` must be a string column"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
+        "neglabel.parquet",
+        "required int64 user_id; required int32 label; required float score;",
+        vec![users(), I32(vec![1, 0, -1]), F32(vec![0.1, 0.2, 0.3])],
+    ));
+    assert!(e.contains("neglabel.parquet:3: field `label`: label must be 0 or 1, got `-1`"), "{e}");
+    let e = run(write_parquet(
+        d.path(),
         "rows0.parquet",
         "required int64 user_id; required int32 label; required float score;",
         vec![I64(vec![]), I32(vec![]), F32(vec![])],

@@ -821,6 +821,88 @@ fn id_keys(path: &Path, c: &Col, name: &str, first: u64, out: &mut Vec<u64>) -> 
     Ok(())
 }
 
+/// Labels of a batch as 0/1 bytes (any integer, float, boolean or string column holding 0 and 1).
+fn pq_labels(path: &Path, c: &Col, first: u64, out: &mut Vec<u8>) -> Result<()> {
+    out.clear();
+    let bad = |r: usize, got: String| {
+        Error::parse(path, first + r as u64 + 1, "label", format!("label must be 0 or 1, got `{got}`"))
+    };
+    match c {
+        Col::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
+        Col::I32(v) => {
+            if let Some(r) = v.iter().position(|&x| x as u32 > 1) {
+                return Err(bad(r, v[r].to_string()));
+            }
+            out.extend(v.iter().map(|&x| x as u8));
+        }
+        Col::I64(v) => {
+            if let Some(r) = v.iter().position(|&x| x as u64 > 1) {
+                return Err(bad(r, v[r].to_string()));
+            }
+            out.extend(v.iter().map(|&x| x as u8));
+        }
+        Col::Bytes(v) => {
+            for (r, x) in v.iter().enumerate() {
+                out.push(label_field(path, first + r as u64 + 1, x.data())? as u8);
+            }
+        }
+        Col::F32(_) | Col::F64(_) => {
+            for r in 0..c.len() {
+                let x = f64_at(c, r);
+                if x != 0.0 && x != 1.0 {
+                    return Err(bad(r, x.to_string()));
+                }
+                out.push((x == 1.0) as u8);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scores of model `j` (of `m`) of a batch into `out[r * m + j]`, checked finite.
+fn pq_scores(path: &Path, c: &Col, name: &str, first: u64, out: &mut [f32], j: usize, m: usize) -> Result<()> {
+    let nonfinite =
+        |r: usize, x: f64| Error::parse(path, first + r as u64 + 1, name, format!("score is NaN or Inf: `{x}`"));
+    match c {
+        Col::F32(v) => {
+            for (o, &x) in out.chunks_exact_mut(m).zip(v) {
+                o[j] = x;
+            }
+            if let Some(r) = v.iter().position(|x| !x.is_finite()) {
+                return Err(nonfinite(r, v[r] as f64));
+            }
+        }
+        Col::Bytes(v) => {
+            for (r, (o, x)) in out.chunks_exact_mut(m).zip(v).enumerate() {
+                o[j] = score_field(path, first + r as u64 + 1, name, x.data())?;
+            }
+        }
+        _ => {
+            for (r, o) in out.chunks_exact_mut(m).enumerate().take(c.len()) {
+                let x = f64_at(c, r) as f32;
+                if !x.is_finite() {
+                    return Err(nonfinite(r, f64_at(c, r)));
+                }
+                o[j] = x;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Col {
+    fn len(&self) -> usize {
+        match self {
+            Col::Bytes(v) => v.len(),
+            Col::I64(v) => v.len(),
+            Col::I32(v) => v.len(),
+            Col::F32(v) => v.len(),
+            Col::F64(v) => v.len(),
+            Col::Bool(v) => v.len(),
+        }
+    }
+}
+
 fn f64_at(c: &Col, r: usize) -> f64 {
     match c {
         Col::I64(v) => v[r] as f64,
@@ -887,7 +969,7 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
         let mut useg = c_useg.as_ref().map(|c| c.buffer());
         let mut iseg = c_iseg.as_ref().map(|c| c.buffer());
         let (mut users, mut items_v): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
-        let mut sc = vec![0f32; m];
+        let (mut lab, mut sc, mut wt, mut us, mut is) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut done = 0usize;
         while done < rg_rows {
             let t0b = std::time::Instant::now();
@@ -914,16 +996,36 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                     nx(c, out)?;
                 }
             }
-            let seg_at = |c: &Col, r: usize, name: &str| -> Result<u8> {
-                match c {
-                    Col::Bytes(v) => seg_field(path, first + r as u64 + 1, name, v[r].data()),
-                    _ => Err(Error::file(path, format!("column `{name}` must be a string column"))),
+            // Column at a time: labels, scores (row-major), weights and segments checked and
+            // converted in tight loops, then one pass over the rows buckets them.
+            pq_labels(path, &labels, first, &mut lab).map_err(e)?;
+            sc.resize(rows * m, 0.0);
+            for (j, col) in scores.iter().enumerate() {
+                pq_scores(path, col, &cols.score_names[j], first, &mut sc, j, m).map_err(e)?;
+            }
+            if let Some(c) = &weights {
+                wt.clear();
+                for r in 0..rows {
+                    wt.push(weight_value(path, first + r as u64 + 1, f64_at(c, r)).map_err(e)?);
                 }
-            };
+            }
+            for (c, name, out) in [(&useg, "user_segment", &mut us), (&iseg, "item_segment", &mut is)] {
+                out.clear();
+                match c {
+                    Some(Col::Bytes(v)) => {
+                        for (r, x) in v.iter().enumerate() {
+                            out.push(seg_field(path, first + r as u64 + 1, name, x.data()).map_err(e)?);
+                        }
+                    }
+                    Some(_) => {
+                        return Err(e(Error::file(path, format!("column `{name}` must be a string column"))));
+                    }
+                    None => out.resize(rows, NONE),
+                }
+            }
             let t1 = std::time::Instant::now();
             t_dec.fetch_add((t1 - t0b).as_nanos() as u64, Ordering::Relaxed);
             for r in 0..rows {
-                let line = first + r as u64 + 1;
                 if let Some(v) = &items
                     && let Some(&k) = v.get(r + PREFETCH_AHEAD)
                 {
@@ -936,57 +1038,9 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 if !ctx.keep(ukey) {
                     continue;
                 }
-                let lab = match &labels {
-                    Col::Bool(v) => v[r],
-                    Col::Bytes(v) => label_field(path, line, v[r].data()).map_err(e)?,
-                    c => {
-                        let x = f64_at(c, r);
-                        if x == 1.0 {
-                            true
-                        } else if x == 0.0 {
-                            false
-                        } else {
-                            return Err(e(Error::parse(
-                                path,
-                                line,
-                                "label",
-                                format!("label must be 0 or 1, got `{x}`"),
-                            )));
-                        }
-                    }
-                };
-                for j in 0..m {
-                    let x = match &scores[j] {
-                        Col::F32(v) => v[r],
-                        Col::F64(v) => v[r] as f32,
-                        Col::Bytes(v) => score_field(path, line, &cols.score_names[j], v[r].data()).map_err(e)?,
-                        c => f64_at(c, r) as f32,
-                    };
-                    if !x.is_finite() {
-                        return Err(e(Error::parse(
-                            path,
-                            line,
-                            &cols.score_names[j],
-                            format!("score is NaN or Inf: `{x}`"),
-                        )));
-                    }
-                    sc[j] = x;
-                }
-                let w = match &weights {
-                    Some(c) => weight_value(path, line, f64_at(c, r)).map_err(e)?,
-                    None => 0.0,
-                };
-                let us = match &useg {
-                    Some(c) => seg_at(c, r, "user_segment").map_err(e)?,
-                    None => NONE,
-                };
-                let isc = match &iseg {
-                    Some(c) => seg_at(c, r, "item_segment").map_err(e)?,
-                    None => NONE,
-                };
-                let ikey = items.as_ref().map(|v| v[r]);
-                let (is, _) = ctx.item(sink, ikey, isc);
-                sink.push(ukey, flags(lab, is, us), &sc, w);
+                let (isc, _) = ctx.item(sink, items.map(|v| v[r]), is[r]);
+                let w = if weights.is_some() { wt[r] } else { 0.0 };
+                sink.push(ukey, flags(lab[r] != 0, isc, us[r]), &sc[r * m..r * m + m], w);
             }
             t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }

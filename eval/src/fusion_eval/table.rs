@@ -532,8 +532,9 @@ impl Sink {
         let blk = self.open[b].get_or_insert_with(|| Block::new(&l));
         blk.keys.push(key);
         blk.flags.push(flags);
-        blk.scores.extend_from_slice(scores);
         for (j, &x) in scores.iter().enumerate() {
+            // Element by element: `extend_from_slice` of 1–2 floats is a `memcpy` call.
+            blk.scores.push(x);
             self.hist[j * BINS + (crate::metrics::f32_key(x) >> 16) as usize] += 1;
         }
         if l.weight {
