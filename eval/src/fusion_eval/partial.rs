@@ -65,11 +65,12 @@ pub(crate) fn write(path: &Path, st: &State, runs: &[Vec<Run>]) -> Result<()> {
             Some(it) => {
                 w.write_all(&[1])?;
                 w.write_all(&(it.len() as u64).to_le_bytes())?;
-                let mut v: Vec<(&u64, &u8)> = it.iter().collect();
+                // Sorted: the file does not depend on the order rows were read in.
+                let mut v = it.clone();
                 v.sort_unstable();
                 for (k, b) in v {
                     w.write_all(&k.to_le_bytes())?;
-                    w.write_all(&[*b])?;
+                    w.write_all(&[b])?;
                 }
             }
             None => w.write_all(&[0])?,
@@ -172,12 +173,11 @@ fn read(path: &Path) -> Result<(Header, State, Vec<Vec<Run>>)> {
     }
     let items = if c.u8()? == 1 {
         let n = c.count(9)?;
-        let mut it: KeyMap<u8> = KeyMap::default();
-        it.reserve(n);
+        let mut it: Vec<(u64, u8)> = Vec::with_capacity(n);
         for _ in 0..n {
             let k = c.u64()?;
             let v = c.u8()?;
-            it.insert(k, v);
+            it.push((k, v));
         }
         Some(it)
     } else {
@@ -213,6 +213,8 @@ pub(crate) fn merge(paths: &[PathBuf]) -> Result<State> {
         return Err(Error::Invalid("merge: no partial files given".into()));
     };
     let (h0, mut st, mut runs) = read(first)?;
+    // Items are shared across user shards: their bits are combined.
+    let mut items: Option<KeyMap<u8>> = st.items.take().map(|v| v.into_iter().collect());
     for p in &paths[1..] {
         let (h, s, r) = read(p)?;
         if h != h0 {
@@ -225,7 +227,7 @@ pub(crate) fn merge(paths: &[PathBuf]) -> Result<State> {
             ));
         }
         st.users.append(s.users);
-        if let (Some(a), Some(b)) = (st.items.as_mut(), s.items) {
+        if let (Some(a), Some(b)) = (items.as_mut(), s.items) {
             for (k, v) in b {
                 *a.entry(k).or_insert(0) |= v;
             }
@@ -234,6 +236,7 @@ pub(crate) fn merge(paths: &[PathBuf]) -> Result<State> {
             a.extend(b);
         }
     }
+    st.items = items.map(|m| m.into_iter().collect());
     // Canonical user order (as a single run produces it).
     let u = &st.users;
     let mut order: Vec<usize> = (0..u.len()).collect();

@@ -1212,9 +1212,16 @@ struct HistPart {
 }
 
 impl HistPart {
-    fn new() -> HistPart {
+    /// Buffers with room for `rows` HISTORY rows' items (an estimate: reserved, not touched,
+    /// so the buffers grow without copies or page faults from reallocation).
+    fn new(rows: usize) -> HistPart {
         let n = 1 << HIST_BITS;
-        HistPart { users: vec![Vec::new(); n], items: vec![Vec::new(); n], ..Default::default() }
+        let per = rows / n + rows / n / 8 + 16;
+        HistPart {
+            users: vec![Vec::new(); n],
+            items: (0..n).map(|_| Vec::with_capacity(per)).collect(),
+            ..Default::default()
+        }
     }
     #[inline]
     fn user(&mut self, data: &[u8], r: (usize, usize), counted: bool) {
@@ -1324,51 +1331,59 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         Ok(())
     };
     let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
-    let res = run_chunks(parts.len(), HistPart::new, |c, st| {
-        let (a, b) = parts[c];
-        let mut ranges = Vec::with_capacity(nf);
-        let mut scratch = Vec::new();
-        let mut pos = a;
-        while pos < b {
-            let off = pos;
-            // Fast path: the line's fields in one pass (64 bytes at a time); stops at a quote.
-            let Some((nl, e)) = split_fast(data, pos, b, delim, &mut ranges) else {
-                let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-                let mut line = &data[pos..end];
-                pos = end + 1;
-                if line.last() == Some(&b'\r') {
-                    line = &line[..line.len() - 1];
+    // Rows per thread, from the line length of the first MiB (see `HistPart::new`).
+    let head = &data[start..data.len().min(start + (1 << 20))];
+    let lines = head.iter().filter(|&&c| c == b'\n').count().max(1);
+    let est = (data.len() - start) / (head.len() / lines).max(1) / threads().min(parts.len()).max(1);
+    let res = run_chunks(
+        parts.len(),
+        || HistPart::new(est),
+        |c, st| {
+            let (a, b) = parts[c];
+            let mut ranges = Vec::with_capacity(nf);
+            let mut scratch = Vec::new();
+            let mut pos = a;
+            while pos < b {
+                let off = pos;
+                // Fast path: the line's fields in one pass (64 bytes at a time); stops at a quote.
+                let Some((nl, e)) = split_fast(data, pos, b, delim, &mut ranges) else {
+                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
+                    let mut line = &data[pos..end];
+                    pos = end + 1;
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+                    let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
+                    if ranges.len() != nf {
+                        return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
+                    }
+                    let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
+                    row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
+                    continue;
+                };
+                pos = nl + 1;
+                if e == off {
+                    continue; // empty line
                 }
-                let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
-                let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
                 if ranges.len() != nf {
-                    return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
+                    return Err(ChunkErr::At {
+                        off,
+                        field: "line".into(),
+                        message: format!("{} fields, the header has {nf}", ranges.len()),
+                    });
                 }
-                let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
-                row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
-                continue;
-            };
-            pos = nl + 1;
-            if e == off {
-                continue; // empty line
+                let g = |w: usize| {
+                    if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
+                };
+                let got = [g(cu), g(ci), g(ca), g(want[3])];
+                row(st, data, got, cv.is_some(), off)?;
             }
-            if ranges.len() != nf {
-                return Err(ChunkErr::At {
-                    off,
-                    field: "line".into(),
-                    message: format!("{} fields, the header has {nf}", ranges.len()),
-                });
-            }
-            let g = |w: usize| {
-                if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
-            };
-            let got = [g(cu), g(ci), g(ca), g(want[3])];
-            row(st, data, got, cv.is_some(), off)?;
-        }
-        st.flush_user();
-        release_pages(&map, a, b);
-        Ok(())
-    });
+            st.flush_user();
+            release_pages(&map, a, b);
+            Ok(())
+        },
+    );
     let parts = res.map_err(|(_, e)| match e {
         ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
         ChunkErr::Other(e) => e,

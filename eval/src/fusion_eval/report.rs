@@ -2,7 +2,7 @@
 
 use super::Options;
 use super::compute::{U_ABSENT, U_CONFLICT, Users, poisson_seed, poisson1, poisson1_cdf};
-use super::table::{ITEM_ABSENT, KeyMap, NONE, seg_of_code};
+use super::table::{ITEM_ABSENT, NONE, seg_of_code};
 use crate::metrics::{AucCounts, UserWeight};
 use crate::segment::{Segment, Thresholds};
 use rayon::prelude::*;
@@ -169,7 +169,9 @@ pub(crate) struct State {
     pub models: Vec<String>,
     pub users: Users,
     pub auc: Vec<AucCounts>,
-    pub items: Option<KeyMap<u8>>,
+    /// `(item key, bits)` of every item seen, each key once, in no particular order (bits: see
+    /// [`super::table::ITEM_NOSEG`]).
+    pub items: Option<Vec<(u64, u8)>>,
     pub user_src: SegmentSource,
     pub item_src: SegmentSource,
     pub has_weight: bool,
@@ -368,7 +370,7 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
             (GroupKind::Overall, Some(it)) => Some(it.len() as u64),
             (GroupKind::Item(s), Some(it)) => {
                 let bit = 1u8 << super::table::seg_code(s);
-                Some(it.values().filter(|&&b| b & bit != 0).count() as u64)
+                Some(it.iter().filter(|x| x.1 & bit != 0).count() as u64)
             }
             _ => None,
         };
@@ -416,13 +418,13 @@ pub(crate) fn finish(st: &State, opt: &Options) -> crate::Result<Report> {
         format!("{conflict} users have rows with different user_segment values: the lowest segment is used"),
     );
     if let Some(it) = &st.items {
-        let absent = it.values().filter(|&&b| b & ITEM_ABSENT != 0).count() as u64;
+        let absent = it.iter().filter(|x| x.1 & ITEM_ABSENT != 0).count() as u64;
         warn(
             WarningKind::ItemsAbsentFromHistory,
             absent,
             format!("{absent} items are not in HISTORY: counted as cold-start"),
         );
-        let conflict = it.values().filter(|&&b| (b & 0b1111).count_ones() > 1).count() as u64;
+        let conflict = it.iter().filter(|x| (x.1 & 0b1111).count_ones() > 1).count() as u64;
         warn(
             WarningKind::ConflictingItemSegment,
             conflict,

@@ -559,14 +559,15 @@ impl Sink {
 pub(crate) struct Table {
     pub layout: Layout,
     pub buckets: Vec<Vec<Block>>,
-    pub items: Option<KeyMap<u8>>,
+    /// `(item key, bits)`, each key once (see [`super::report::State::items`]).
+    pub items: Option<Vec<(u64, u8)>>,
     /// Per model, rows per score-key bin (see [`Sink::hist`]).
     pub hist: Vec<u64>,
 }
 
 impl Table {
-    /// Combines the sinks of all threads; `seen` = more `(item key, bits)` (the HISTORY items
-    /// of the sinks' bitmaps).
+    /// Combines the sinks of all threads; `seen` = more `(item key, bits)`: the HISTORY items
+    /// of the sinks' bitmaps, each once and none of them in a sink's item table.
     pub fn from_sinks(layout: Layout, sinks: Vec<Sink>, has_items: bool, seen: Vec<(u64, u8)>) -> Table {
         let mut buckets: Vec<Vec<Block>> = (0..layout.buckets()).map(|_| Vec::new()).collect();
         let mut items: KeyMap<u8> = KeyMap::default();
@@ -590,13 +591,12 @@ impl Table {
                 }
             }
         }
-        if has_items {
-            items.reserve(seen.len());
-            for (k, v) in seen {
-                *items.entry(k).or_insert(0) |= v;
-            }
-        }
-        Table { layout, buckets, items: has_items.then_some(items), hist }
+        let items = has_items.then(|| {
+            let mut all = seen;
+            all.extend(items);
+            all
+        });
+        Table { layout, buckets, items, hist }
     }
 }
 
@@ -683,8 +683,10 @@ mod tests {
         assert_eq!(lookups, 10_000, "one HISTORY lookup per item");
         s.item_row(fmix64(5), Some(NONE), || unreachable!());
         let t = Table::from_sinks(l, vec![s], true, Vec::new());
-        let items = t.items.unwrap();
-        assert_eq!(items.len(), 10_000);
+        let list = t.items.unwrap();
+        assert_eq!(list.len(), 10_000);
+        let items: KeyMap<u8> = list.into_iter().collect();
+        assert_eq!(items.len(), 10_000, "each key once");
         assert_eq!(items[&0], 1 | ITEM_ABSENT);
         assert_eq!(items[&fmix64(5)], 1 << 2 | ITEM_NOSEG);
         assert_eq!(items[&fmix64(8)], 1 << 2);
