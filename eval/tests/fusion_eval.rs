@@ -677,7 +677,7 @@ fn history_segments_equal_explicit_columns_by_the_definition() {
         f[cu] = if k % 2 == 0 { format!("{}", 90_001 + k % 5) } else { f[cu].clone() };
         f[ci] = format!("{}", 70_001 + k % 7);
         let label = cols.iter().position(|&x| x == "label").unwrap();
-        f[label] = (k % 3 == 0).then_some("1").unwrap_or("0").into();
+        f[label] = if k % 3 == 0 { "1" } else { "0" }.into();
         rows.push(f.join(","));
     }
     let plain = write(d.path(), "plain.csv", &format!("{hdr}\n{}\n", rows.join("\n")));

@@ -258,7 +258,7 @@ mod tests {
     fn text_sets_pixels_inside_the_canvas_only() {
         let mut c = Canvas::new(20, 10);
         c.text(-4, -2, "AB", [0, 0, 0]);
-        assert!(c.px.iter().any(|&p| p == 0), "some glyph pixels are drawn");
+        assert!(c.px.contains(&0), "some glyph pixels are drawn");
         assert_eq!(c.px.len(), 20 * 10 * 3);
         let png = c.png().unwrap();
         assert_eq!(&png[1..4], b"PNG");

@@ -1331,6 +1331,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         Ok(())
     };
     let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
+    let mut tm = super::Stages::new();
     // Rows per thread, from the line length of the first MiB (see `HistPart::new`).
     let head = &data[start..data.len().min(start + (1 << 20))];
     let lines = head.iter().filter(|&&c| c == b'\n').count().max(1);
@@ -1388,11 +1389,12 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
         ChunkErr::Other(e) => e,
     })?;
+    tm.mark("  HISTORY scan");
     let mut out = HistoryCounts::default();
     // Transpose: partition -> the buffers of every thread.
     let np = 1usize << HIST_BITS;
-    let mut by_part: Vec<(usize, Vec<Vec<(u64, u64)>>, Vec<Vec<u64>>)> =
-        (0..np).map(|p| (p, Vec::new(), Vec::new())).collect();
+    type PartBufs = (usize, Vec<Vec<(u64, u64)>>, Vec<Vec<u64>>);
+    let mut by_part: Vec<PartBufs> = (0..np).map(|p| (p, Vec::new(), Vec::new())).collect();
     for t in parts {
         out.rows += t.rows;
         for (p, (u, i)) in t.users.into_iter().zip(t.items).enumerate() {
@@ -1403,8 +1405,10 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     use rayon::prelude::*;
     let tables: Vec<(CountTable, CountTable)> = by_part.into_par_iter().map(|(p, u, i)| count_part(p, u, i)).collect();
     let (u, i): (Vec<CountTable>, Vec<CountTable>) = tables.into_iter().unzip();
+    tm.mark("  HISTORY count");
     out.users = PartCounts::new(u);
     out.items = PartCounts::new(i);
+    tm.mark("  HISTORY pack");
     Ok(out)
 }
 

@@ -157,27 +157,137 @@ impl Layout {
     }
 }
 
-/// A block of rows (columnar).
-#[derive(Debug, Default)]
+/// A block of rows (columnar). Its columns are carved from a [`Carver`]'s slabs.
+#[derive(Debug)]
 pub(crate) struct Block {
-    pub keys: Vec<u64>,
-    pub flags: Vec<u8>,
+    pub keys: SlabVec<u64>,
+    pub flags: SlabVec<u8>,
     /// Row-major scores: `scores[r * m + j]`.
-    pub scores: Vec<f32>,
-    pub weights: Vec<f32>,
+    pub scores: SlabVec<f32>,
+    pub weights: SlabVec<f32>,
 }
 
 impl Block {
-    fn new(l: &Layout) -> Block {
+    fn new(l: &Layout, c: &mut Carver) -> Block {
         Block {
-            keys: Vec::with_capacity(BLOCK),
-            flags: Vec::with_capacity(BLOCK),
-            scores: Vec::with_capacity(BLOCK * l.m),
-            weights: if l.weight { Vec::with_capacity(BLOCK) } else { Vec::new() },
+            keys: c.take(BLOCK),
+            flags: c.take(BLOCK),
+            scores: c.take(BLOCK * l.m),
+            weights: c.take(if l.weight { BLOCK } else { 0 }),
         }
     }
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+}
+
+/// Bytes of one slab of block columns.
+const SLAB: usize = 4 << 20;
+
+/// A large anonymous mapping (huge-page advice) that block columns are carved from: one
+/// allocation per 4 MiB of rows instead of three heap allocations per block, so the rows cost
+/// a page fault per 2 MiB (with transparent huge pages) instead of one per 4 KiB plus the heap's
+/// growth calls. Freed when the last column carved from it is dropped.
+struct Slab {
+    /// The mapping's start; every access goes through this pointer (the map is only owned).
+    base: std::ptr::NonNull<u8>,
+    _map: memmap2::MmapMut,
+}
+
+// SAFETY: a slab is plain memory; disjoint parts of it are owned by `SlabVec`s, which only access
+// their own part through `base`.
+unsafe impl Send for Slab {}
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    fn new(bytes: usize) -> Slab {
+        let mut map =
+            memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
+        // Advice only: without huge pages the slab still works.
+        #[cfg(target_os = "linux")]
+        if std::env::var_os("LEARNREC_FE_NOTHP").is_none() {
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        let base = std::ptr::NonNull::new(map.as_mut_ptr()).unwrap_or_else(|| unreachable!("mmap returned null"));
+        Slab { base, _map: map }
+    }
+}
+
+/// A fixed-capacity column of a [`Block`] in a [`Slab`] (a `Vec` without reallocation).
+pub(crate) struct SlabVec<T: Copy> {
+    slab: std::sync::Arc<Slab>,
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    cap: usize,
+}
+
+// SAFETY: the column owns its part of the slab exclusively (carved once, never shared) and keeps
+// the slab alive; `T` is plain data.
+unsafe impl<T: Copy + Send> Send for SlabVec<T> {}
+unsafe impl<T: Copy + Sync> Sync for SlabVec<T> {}
+
+impl<T: Copy> SlabVec<T> {
+    /// Appends `x`. Panics when full (blocks are closed at `BLOCK` rows).
+    #[inline]
+    pub fn push(&mut self, x: T) {
+        assert!(self.len < self.cap, "slab column full");
+        // SAFETY: `len < cap`, and `ptr..ptr + cap` is this column's part of the slab.
+        unsafe { self.ptr.as_ptr().add(self.len).write(x) };
+        self.len += 1;
+    }
+}
+
+impl<T: Copy> std::ops::Deref for SlabVec<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        let _ = &self.slab;
+        // SAFETY: the first `len` elements were written by `push`; the slab is alive (`self.slab`).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<'a, T: Copy> IntoIterator for &'a SlabVec<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<T: Copy + std::fmt::Debug> std::fmt::Debug for SlabVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Carves block columns from slabs, one slab at a time (per sink, so per thread).
+#[derive(Default)]
+pub(crate) struct Carver {
+    slab: Option<std::sync::Arc<Slab>>,
+    /// Bytes of the current slab used.
+    used: usize,
+}
+
+impl Carver {
+    /// A column with room for `n` values (8-byte aligned).
+    fn take<T: Copy>(&mut self, n: usize) -> SlabVec<T> {
+        const { assert!(std::mem::align_of::<T>() <= 8) };
+        let bytes = (n * std::mem::size_of::<T>()).next_multiple_of(8);
+        let slab = match &self.slab {
+            Some(s) if self.used + bytes <= SLAB => s.clone(),
+            _ => {
+                let s = std::sync::Arc::new(Slab::new(SLAB.max(bytes)));
+                self.slab = Some(s.clone());
+                self.used = 0;
+                s
+            }
+        };
+        // SAFETY: `used + bytes` ≤ the slab's size, so the part is inside the mapping; the mapping
+        // is page-aligned and `used` a multiple of 8, so the pointer is aligned for `T`.
+        let ptr = unsafe { std::ptr::NonNull::new_unchecked(slab.base.as_ptr().add(self.used) as *mut T) };
+        self.used += bytes;
+        SlabVec { slab, ptr, len: 0, cap: n }
     }
 }
 
@@ -307,7 +417,7 @@ impl<T: Copy> HugeBuf<T> {
         if len == 0 {
             return HugeBuf::default();
         }
-        let bytes = len.checked_mul(std::mem::size_of::<T>()).unwrap_or(usize::MAX);
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
         if bytes < HUGE_MIN {
             let mut heap: Vec<T> = Vec::with_capacity(len);
             // SAFETY: the capacity is `len`; all-zero bytes are a valid `T` (see the type docs).
@@ -321,7 +431,9 @@ impl<T: Copy> HugeBuf<T> {
             memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
         // Advice only: without huge pages the table still works, a little slower.
         #[cfg(target_os = "linux")]
-        let _ = map.advise(memmap2::Advice::HugePage);
+        if std::env::var_os("LEARNREC_FE_NOTHP").is_none() {
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
         // Touch every page with a write now: a table's first access is often a read, which maps
         // the shared zero page, and the write after it then costs a second fault and a TLB
         // shootdown on every core running this process.
@@ -452,6 +564,8 @@ pub(crate) struct Sink {
     pub layout: Layout,
     open: Vec<Option<Block>>,
     pub full: Vec<(usize, Block)>,
+    /// Where this sink's blocks come from.
+    carver: Carver,
     /// Items seen, with their bits (see [`ITEM_NOSEG`]); only when there is an item id column.
     items: ItemTable,
     pub rows: u64,
@@ -468,6 +582,7 @@ impl Sink {
             layout,
             open: (0..layout.buckets()).map(|_| None).collect(),
             full: Vec::new(),
+            carver: Carver::default(),
             items: ItemTable::default(),
             rows: 0,
             hist: vec![0; layout.m * BINS],
@@ -529,7 +644,8 @@ impl Sink {
     pub fn push(&mut self, key: u64, flags: u8, scores: &[f32], weight: f32) {
         let l = self.layout;
         let b = l.bucket(key);
-        let blk = self.open[b].get_or_insert_with(|| Block::new(&l));
+        let carver = &mut self.carver;
+        let blk = self.open[b].get_or_insert_with(|| Block::new(&l, carver));
         blk.keys.push(key);
         blk.flags.push(flags);
         for (j, &x) in scores.iter().enumerate() {
