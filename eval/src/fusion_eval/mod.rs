@@ -299,6 +299,8 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
         return Err(Error::Invalid(format!("--shard {i}/{n}: need 0 ≤ I < N")));
     }
     let mut tm = Stages::new();
+    // HISTORY's buffers go back to the slab pool for PRED's row blocks; closed after PRED.
+    let pool = table::SlabPoolOpen::new();
     let mut history = match &input.history {
         Some(h) => Some(read_history(h, input.user_activity)?),
         None => None,
@@ -310,7 +312,9 @@ fn load(input: &Input, want_runs: bool) -> Result<(State, Vec<Vec<compute::Run>>
         item_history: history.as_ref().map(|h| &h.items),
         thresholds: input.thresholds,
     };
-    let out = read::read_pred(&input.pred, &spec)?;
+    let out = read::read_pred(&input.pred, &spec);
+    drop(pool);
+    let out = out?;
     // HISTORY's item counts are only needed while reading PRED.
     if let Some(h) = history.as_mut() {
         h.items = Default::default();

@@ -5,7 +5,9 @@
 //! parallel with the `parquet` crate's column readers (no Arrow).
 
 use super::scan::split_fast;
-use super::table::{self, CountTable, HugeBuf, Layout, NONE, Sink, Table, flags, id_key, int_key, seg_code};
+use super::table::{
+    self, Carver, CountTable, HugeBuf, Layout, NONE, Sink, SlabList, Table, flags, id_key, int_key, seg_code,
+};
 use crate::data::Action;
 use crate::segment::{Segment, Thresholds};
 use crate::{Error, Result};
@@ -1204,22 +1206,21 @@ impl PartCounts {
 struct HistPart {
     /// Per partition: (user key, counted interactions).
     users: Vec<Vec<(u64, u64)>>,
-    /// Per partition: `key << HIST_BITS | conversion` (the partition holds the top bits).
-    items: Vec<Vec<u64>>,
+    /// Per partition: `key << HIST_BITS | conversion` (the partition holds the top bits), in
+    /// slab chunks (their memory is reused by PRED's row blocks once counted).
+    items: Vec<SlabList<u64>>,
+    carver: Carver,
     rows: u64,
     /// The current user run: byte range of its id in the file, key, counted interactions.
     run: Option<((usize, usize), u64, u64)>,
 }
 
 impl HistPart {
-    /// Buffers with room for `rows` HISTORY rows' items (an estimate: reserved, not touched,
-    /// so the buffers grow without copies or page faults from reallocation).
-    fn new(rows: usize) -> HistPart {
+    fn new() -> HistPart {
         let n = 1 << HIST_BITS;
-        let per = rows / n + rows / n / 8 + 16;
         HistPart {
             users: vec![Vec::new(); n],
-            items: (0..n).map(|_| Vec::with_capacity(per)).collect(),
+            items: (0..n).map(|_| SlabList::default()).collect(),
             ..Default::default()
         }
     }
@@ -1241,12 +1242,12 @@ impl HistPart {
     }
     #[inline]
     fn item(&mut self, key: u64, conv: bool) {
-        self.items[hist_part(key)].push(key << HIST_BITS | conv as u64);
+        self.items[hist_part(key)].push(key << HIST_BITS | conv as u64, &mut self.carver);
     }
 }
 
 /// Counts the buffers of partition `p` of every thread (consuming them).
-fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<Vec<u64>>) -> (CountTable, CountTable) {
+fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<SlabList<u64>>) -> (CountTable, CountTable) {
     let (mut u, mut it) = (CountTable::default(), CountTable::default());
     for b in users {
         for (k, c) in b {
@@ -1255,7 +1256,7 @@ fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<Vec<u64>>) -> (C
     }
     let top = (p as u64) << (64 - HIST_BITS);
     for b in items {
-        for v in b {
+        for &v in b.iter() {
             it.add(top | v >> HIST_BITS, v & 1);
         }
     }
@@ -1332,59 +1333,51 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     };
     let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
     let mut tm = super::Stages::new();
-    // Rows per thread, from the line length of the first MiB (see `HistPart::new`).
-    let head = &data[start..data.len().min(start + (1 << 20))];
-    let lines = head.iter().filter(|&&c| c == b'\n').count().max(1);
-    let est = (data.len() - start) / (head.len() / lines).max(1) / threads().min(parts.len()).max(1);
-    let res = run_chunks(
-        parts.len(),
-        || HistPart::new(est),
-        |c, st| {
-            let (a, b) = parts[c];
-            let mut ranges = Vec::with_capacity(nf);
-            let mut scratch = Vec::new();
-            let mut pos = a;
-            while pos < b {
-                let off = pos;
-                // Fast path: the line's fields in one pass (64 bytes at a time); stops at a quote.
-                let Some((nl, e)) = split_fast(data, pos, b, delim, &mut ranges) else {
-                    let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-                    let mut line = &data[pos..end];
-                    pos = end + 1;
-                    if line.last() == Some(&b'\r') {
-                        line = &line[..line.len() - 1];
-                    }
-                    let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
-                    let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
-                    if ranges.len() != nf {
-                        return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
-                    }
-                    let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
-                    row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
-                    continue;
-                };
-                pos = nl + 1;
-                if e == off {
-                    continue; // empty line
+    let res = run_chunks(parts.len(), HistPart::new, |c, st| {
+        let (a, b) = parts[c];
+        let mut ranges = Vec::with_capacity(nf);
+        let mut scratch = Vec::new();
+        let mut pos = a;
+        while pos < b {
+            let off = pos;
+            // Fast path: the line's fields in one pass (64 bytes at a time); stops at a quote.
+            let Some((nl, e)) = split_fast(data, pos, b, delim, &mut ranges) else {
+                let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
+                let mut line = &data[pos..end];
+                pos = end + 1;
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
                 }
+                let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+                let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
                 if ranges.len() != nf {
-                    return Err(ChunkErr::At {
-                        off,
-                        field: "line".into(),
-                        message: format!("{} fields, the header has {nf}", ranges.len()),
-                    });
+                    return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
                 }
-                let g = |w: usize| {
-                    if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
-                };
-                let got = [g(cu), g(ci), g(ca), g(want[3])];
-                row(st, data, got, cv.is_some(), off)?;
+                let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
+                row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
+                continue;
+            };
+            pos = nl + 1;
+            if e == off {
+                continue; // empty line
             }
-            st.flush_user();
-            release_pages(&map, a, b);
-            Ok(())
-        },
-    );
+            if ranges.len() != nf {
+                return Err(ChunkErr::At {
+                    off,
+                    field: "line".into(),
+                    message: format!("{} fields, the header has {nf}", ranges.len()),
+                });
+            }
+            let g = |w: usize| {
+                if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
+            };
+            let got = [g(cu), g(ci), g(ca), g(want[3])];
+            row(st, data, got, cv.is_some(), off)?;
+        }
+        st.flush_user();
+        release_pages(&map, a, b);
+        Ok(())
+    });
     let parts = res.map_err(|(_, e)| match e {
         ChunkErr::At { off, field, message } => Error::parse(path, line_of(data, off), field, message),
         ChunkErr::Other(e) => e,
@@ -1393,7 +1386,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     let mut out = HistoryCounts::default();
     // Transpose: partition -> the buffers of every thread.
     let np = 1usize << HIST_BITS;
-    type PartBufs = (usize, Vec<Vec<(u64, u64)>>, Vec<Vec<u64>>);
+    type PartBufs = (usize, Vec<Vec<(u64, u64)>>, Vec<SlabList<u64>>);
     let mut by_part: Vec<PartBufs> = (0..np).map(|p| (p, Vec::new(), Vec::new())).collect();
     for t in parts {
         out.rows += t.rows;
