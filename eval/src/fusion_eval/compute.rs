@@ -72,23 +72,74 @@ pub(crate) enum UserSegments<'a> {
 /// Per-user statistics of all buckets (consumes the rows), sorted by user key.
 pub(crate) fn users(buckets: Vec<Vec<Block>>, layout: Layout, seg: &UserSegments) -> Result<Users> {
     let kernel = Kernel::detect();
-    // Buckets in windows of a few per thread, each window appended before the next starts: the
-    // per-bucket results of all buckets never exist beside the merged arrays (memory).
+    let rows: usize = buckets.iter().flatten().map(|b| b.len()).sum();
+    // Buckets in windows of a few per thread; a window's results are appended while the next
+    // window runs, so the per-bucket results of all buckets never exist beside the merged
+    // arrays (memory), and the copy overlaps the work.
     let window = rayon::current_num_threads().max(1) * 4;
     let mut all = Users::new(layout.m);
+    let mut pending: Vec<Users> = Vec::new();
     let mut buckets = buckets.into_iter();
     loop {
         let w: Vec<Vec<Block>> = buckets.by_ref().take(window).collect();
         if w.is_empty() {
             break;
         }
-        let parts: Vec<Users> =
-            w.into_par_iter().map(|b| bucket_users(b, layout, seg, kernel)).collect::<Result<_>>()?;
-        for p in parts {
-            all.append(p);
-        }
+        let (parts, ()) = rayon::join(
+            || {
+                w.into_par_iter()
+                    .map_init(Scratch::default, |s, b| bucket_users(b, layout, seg, kernel, s))
+                    .collect::<Result<Vec<Users>>>()
+            },
+            || append_parts(&mut all, std::mem::take(&mut pending), rows, layout.weight),
+        );
+        pending = parts?;
+    }
+    append_parts(&mut all, pending, rows, layout.weight);
+    if std::env::var_os("FE_PHASES").is_some() {
+        let t: Vec<f64> = PH.iter().map(|a| a.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9).collect();
+        eprintln!("phases pass1 {:.3} order {:.3} scatter {:.3} users {:.3} u2 {:.3}", t[0], t[1], t[2], t[3], t[4]);
     }
     Ok(all)
+}
+
+/// Appends `parts` to `all`. The first parts size the arrays for all `rows` (their users per
+/// row, plus 5 %), so the arrays are not regrown and copied again and again.
+fn append_parts(all: &mut Users, parts: Vec<Users>, rows: usize, weight: bool) {
+    if all.len() == 0 && !parts.is_empty() {
+        let users: usize = parts.iter().map(|p| p.len()).sum();
+        let prow: u64 = parts.iter().flat_map(|p| p.rows.iter()).map(|r| r[0] as u64).sum();
+        let want = (users as f64 / prow.max(1) as f64 * rows as f64 * 1.05) as usize + 1024;
+        all.key.reserve(want);
+        all.useg.reserve(want);
+        all.uflags.reserve(want);
+        all.rows.reserve(want);
+        all.pos.reserve(want);
+        if weight {
+            all.wsum.reserve(want);
+        }
+        all.u2.reserve(want * G * all.m);
+    }
+    for p in parts {
+        all.append(p);
+    }
+}
+
+/// Per-thread buffers of [`bucket_users`], reused from bucket to bucket (no allocation, no
+/// page faults, and warm in the caches).
+#[derive(Default)]
+struct Scratch {
+    ids: DenseIds,
+    row_id: Vec<u32>,
+    cnt: Vec<[u32; 8]>,
+    ust: Vec<(u8, u8)>,
+    by_key: Vec<u32>,
+    first: Vec<u32>,
+    next: Vec<[u32; 8]>,
+    kk: Vec<u32>,
+    ww: Vec<f32>,
+    tmp: Vec<u64>,
+    wtmp: Vec<(u32, u8)>,
 }
 
 /// Class of a row within its user: `label·4 + item segment` (negatives first, then positives;
@@ -98,79 +149,65 @@ fn class_of(f: u8) -> usize {
     (((f & LABEL) as usize) << 2) | iseg_of(f) as usize
 }
 
-/// Row counts of a user per class ([`class_of`]) and its `user_segment` state in row order.
-#[derive(Clone, Copy)]
-struct Acc {
-    cnt: [u32; 8],
-    /// Smallest `user_segment` code seen so far.
-    useg: u8,
-    uflags: u8,
+static PH: [std::sync::atomic::AtomicU64; 5] = [const { std::sync::atomic::AtomicU64::new(0) }; 5];
+fn ph(i: usize, t: &mut std::time::Instant) {
+    let n = std::time::Instant::now();
+    PH[i].fetch_add((n - *t).as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    *t = n;
 }
-
-fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kernel) -> Result<Users> {
+fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kernel, sc: &mut Scratch) -> Result<Users> {
+    let mut t = std::time::Instant::now();
     let m = l.m;
     let n: usize = blocks.iter().map(|b| b.len()).sum();
     if n > u32::MAX as usize {
         return Err(Error::Invalid(format!("{n} rows in one user bucket: more than 2^32")));
     }
     // Pass 1 (rows in file order): a dense id per user key, and per user the row count of each
-    // class and the `user_segment` conflict flag (which depends on row order).
-    let mut ids = DenseIds::with_rows(n);
-    let mut row_id: Vec<u32> = Vec::with_capacity(n);
-    let mut acc: Vec<Acc> = Vec::new();
-    for b in &blocks {
-        for (&k, &f) in b.keys.iter().zip(&b.flags) {
-            let d = ids.id(k) as usize;
-            if d == acc.len() {
-                acc.push(Acc { cnt: [0; 8], useg: NONE, uflags: 0 });
-            }
-            row_id.push(d as u32);
-            let a = &mut acc[d];
-            a.cnt[class_of(f)] += 1;
-            let us = useg_of(f);
-            if a.useg != NONE && us != a.useg {
-                a.uflags |= U_CONFLICT;
-            }
-            a.useg = a.useg.min(us);
-        }
+    // class and the `user_segment` conflict flag (which depends on row order; skipped when no
+    // row has a user segment, as then no user has a conflict).
+    let track = useg_of(blocks.iter().fold(!0u8, |a, b| b.flags.iter().fold(a, |a, &f| a & f))) != NONE;
+    sc.ids.reset(n);
+    sc.row_id.clear();
+    sc.row_id.resize(n, 0);
+    sc.cnt.clear();
+    sc.ust.clear();
+    if track {
+        count_rows::<true>(&blocks, &mut sc.ids, &mut sc.row_id, &mut sc.cnt, &mut sc.ust);
+    } else {
+        count_rows::<false>(&blocks, &mut sc.ids, &mut sc.row_id, &mut sc.cnt, &mut sc.ust);
     }
-    let ukeys = ids.keys;
+    ph(0, &mut t);
+    let ukeys = &sc.ids.keys;
+    let cnt = &sc.cnt;
     let nu = ukeys.len();
-    let mut by_key: Vec<u32> = (0..nu as u32).collect();
+    let by_key = &mut sc.by_key;
+    by_key.clear();
+    by_key.extend(0..nu as u32);
     by_key.sort_unstable_by_key(|&d| ukeys[d as usize]);
     // The user of rank r (dense id by_key[r]) owns rows first[r]..first[r + 1], class by class.
-    let mut first: Vec<u32> = Vec::with_capacity(nu + 1);
-    let mut next: Vec<[u32; 8]> = vec![[0; 8]; nu];
+    let first = &mut sc.first;
+    first.clear();
+    sc.next.clear();
+    sc.next.resize(nu, [0; 8]);
     let mut o = 0u32;
-    for &d in &by_key {
+    for &d in by_key.iter() {
         first.push(o);
-        for (c, nx) in next[d as usize].iter_mut().enumerate() {
+        for (c, nx) in sc.next[d as usize].iter_mut().enumerate() {
             *nx = o;
-            o += acc[d as usize].cnt[c];
+            o += cnt[d as usize][c];
         }
     }
     first.push(o);
-    // Pass 2: scatter the score keys (model-major: key of model j at `j·n + row`) and weights
-    // into that order, so a user's rows of one class are contiguous.
-    let mut kk: Vec<u32> = vec![0; n * m];
-    let mut ww: Vec<f32> = vec![0.0; if l.weight { n } else { 0 }];
-    let mut gi = 0;
-    for b in blocks {
-        for (i, &f) in b.flags.iter().enumerate() {
-            let nx = &mut next[row_id[gi] as usize][class_of(f)];
-            gi += 1;
-            let p = *nx as usize;
-            *nx += 1;
-            for (j, &s) in b.scores[i * m..(i + 1) * m].iter().enumerate() {
-                kk[j * n + p] = f32_key(s);
-            }
-            if l.weight {
-                ww[p] = b.weights[i];
-            }
-        }
-    }
-    drop(row_id);
-    drop(next);
+    ph(1, &mut t);
+    // Pass 2: scatter the score keys and weights into that order, so a user's rows of one class
+    // are contiguous.
+    sc.kk.clear();
+    sc.kk.resize(n * m, 0);
+    sc.ww.clear();
+    sc.ww.resize(if l.weight { n } else { 0 }, 0.0);
+    scatter_rows(blocks, m, &sc.row_id, &mut sc.next, &mut sc.kk, &mut sc.ww);
+    ph(2, &mut t);
+    let (kk, ww) = (&sc.kk, &sc.ww);
     let mut out = Users::new(m);
     out.key.reserve(nu);
     out.useg.reserve(nu);
@@ -178,8 +215,6 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
     out.rows.reserve(nu);
     out.pos.reserve(nu);
     out.u2.reserve(nu * G * m);
-    let mut tmp: Vec<u64> = Vec::new();
-    let mut wtmp: Vec<(u32, u8)> = Vec::new();
     for (r, &d) in by_key.iter().enumerate() {
         let key = ukeys[d as usize];
         if let UserSegments::History { counts, .. } = seg
@@ -187,12 +222,10 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
         {
             counts.prefetch(ukeys[dk as usize]); // a random probe of a table bigger than the caches
         }
-        let a = &acc[d as usize];
-        let c = a.cnt;
+        let c = cnt[d as usize];
         let rows = [c.iter().sum(), c[0] + c[4], c[1] + c[5], c[2] + c[6]];
         let pos = [c[4] + c[5] + c[6] + c[7], c[4], c[5], c[6]];
-        let mut useg = a.useg;
-        let mut uflags = a.uflags;
+        let (mut useg, mut uflags) = sc.ust.get(d as usize).copied().unwrap_or((NONE, 0));
         match seg {
             UserSegments::None => useg = NONE,
             UserSegments::Column => {}
@@ -206,6 +239,7 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
         }
         let (r0, r1) = (first[r] as usize, first[r + 1] as usize);
         if l.weight {
+            let wtmp = &mut sc.wtmp;
             wtmp.clear();
             let mut o = r0;
             for (cl, &k) in c.iter().enumerate() {
@@ -216,7 +250,7 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
             // Canonical order, so the sum does not depend on the order rows were read in.
             wtmp.sort_unstable();
             let mut ws = [0f64; G];
-            for &(w, s) in &wtmp {
+            for &(w, s) in wtmp.iter() {
                 let w = f32::from_bits(w) as f64;
                 ws[0] += w;
                 if s < 3 {
@@ -228,7 +262,7 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
         let base = out.u2.len();
         out.u2.resize(base + G * m, 0);
         for j in 0..m {
-            let u2 = user_u2(&kk[j * n + r0..j * n + r1], &c, kernel, None, &mut tmp);
+            let u2 = user_u2(&kk[j * n + r0..j * n + r1], &c, kernel, None, &mut sc.tmp);
             for (g, &x) in u2.iter().enumerate() {
                 out.u2[base + g * m + j] = x;
             }
@@ -239,7 +273,65 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
         out.rows.push(rows);
         out.pos.push(pos);
     }
+    ph(3, &mut t);
     Ok(out)
+}
+
+/// Pass 2 of [`bucket_users`]: each row's score keys (model-major: model j at `j·n + p`) and
+/// weight to its place `p`, the next free one of its (user, class) in `next` (drops the blocks).
+#[inline(never)]
+fn scatter_rows(blocks: Vec<Block>, m: usize, row_id: &[u32], next: &mut [[u32; 8]], kk: &mut [u32], ww: &mut [f32]) {
+    let n = row_id.len();
+    let mut g0 = 0;
+    for b in blocks {
+        let ids = &row_id[g0..g0 + b.len()];
+        g0 += b.len();
+        for (i, (&f, &d)) in b.flags.iter().zip(ids).enumerate() {
+            let nx = &mut next[d as usize][class_of(f)];
+            let p = *nx as usize;
+            *nx += 1;
+            for (j, &s) in b.scores[i * m..(i + 1) * m].iter().enumerate() {
+                kk[j * n + p] = f32_key(s);
+            }
+            if !ww.is_empty() {
+                ww[p] = b.weights[i];
+            }
+        }
+    }
+}
+
+/// Pass 1 of [`bucket_users`]: the dense id of each row's user (`row_id`), the row count of
+/// each (user, class), and with `TRACK` each user's smallest `user_segment` code and conflict
+/// flag, in row order.
+#[inline(never)]
+fn count_rows<const TRACK: bool>(
+    blocks: &[Block],
+    ids: &mut DenseIds,
+    row_id: &mut [u32],
+    cnt: &mut Vec<[u32; 8]>,
+    ust: &mut Vec<(u8, u8)>,
+) {
+    let mut g0 = 0;
+    for b in blocks {
+        let out = &mut row_id[g0..g0 + b.len()];
+        g0 += b.len();
+        for ((&k, &f), o) in b.keys.iter().zip(&b.flags).zip(out) {
+            let d = ids.id(k, cnt) as usize;
+            *o = d as u32;
+            cnt[d][class_of(f)] += 1;
+            if TRACK {
+                if d == ust.len() {
+                    ust.push((NONE, 0));
+                }
+                let (useg, uflags) = &mut ust[d];
+                let us = useg_of(f);
+                if *useg != NONE && us != *useg {
+                    *uflags |= U_CONFLICT;
+                }
+                *useg = (*useg).min(us);
+            }
+        }
+    }
 }
 
 /// How one user's `2·U` is computed: sort its rows by score and walk the runs, or count the
@@ -441,25 +533,33 @@ unsafe fn pairs_avx512<const POS: bool>(outer: &[u32], ob: &[usize; 5], inner: &
     u2
 }
 
-/// Dense ids of row keys: open addressing over slot -> id + 1 (0 = empty), load ≤ 1/2, grown
-/// on demand; `keys[id]` is the id's key.
+/// Dense ids of row keys: open addressing with linear probing over (key, id + 1) slots (id 0 =
+/// empty; the key in the slot, so a probe is one load), load ≤ 1/2, grown on demand;
+/// `keys[id]` is the id's key.
+#[derive(Default)]
 struct DenseIds {
-    slots: Vec<u32>,
+    slots: Vec<(u64, u32)>,
     keys: Vec<u64>,
 }
 
 impl DenseIds {
-    fn with_rows(rows: usize) -> DenseIds {
-        DenseIds { slots: vec![0; (rows / 8).next_power_of_two().max(64)], keys: Vec::new() }
+    /// Empties the table, sized for about `rows` rows.
+    fn reset(&mut self, rows: usize) {
+        self.slots.clear();
+        self.slots.resize((rows / 4).next_power_of_two().max(64), (0, 0));
+        self.keys.clear();
     }
-    /// The id of `k` (a new one for a new key).
+    /// The id of `k` (a new one for a new key, with a zero row of `cnt`).
     #[inline]
-    fn id(&mut self, k: u64) -> u32 {
+    fn id(&mut self, k: u64, cnt: &mut Vec<[u32; 8]>) -> u32 {
         // Keys are fmix64 hashes; the low bits index the table (the top bits chose the bucket).
         let mut mask = self.slots.len() - 1;
         let mut i = k as usize & mask;
         loop {
-            let s = self.slots[i];
+            let (sk, s) = self.slots[i];
+            if sk == k && s != 0 {
+                return s - 1;
+            }
             if s == 0 {
                 if (self.keys.len() + 1) * 2 > self.slots.len() {
                     self.grow();
@@ -468,25 +568,23 @@ impl DenseIds {
                     continue;
                 }
                 self.keys.push(k);
-                self.slots[i] = self.keys.len() as u32;
+                cnt.push([0; 8]);
+                self.slots[i] = (k, self.keys.len() as u32);
                 return self.keys.len() as u32 - 1;
-            }
-            if self.keys[s as usize - 1] == k {
-                return s - 1;
             }
             i = (i + 1) & mask;
         }
     }
     fn grow(&mut self) {
         let cap = self.slots.len() * 2;
-        self.slots = vec![0; cap];
+        self.slots = vec![(0, 0); cap];
         let mask = cap - 1;
         for (d, &kk) in self.keys.iter().enumerate() {
             let mut j = kk as usize & mask;
-            while self.slots[j] != 0 {
+            while self.slots[j].1 != 0 {
                 j = (j + 1) & mask;
             }
-            self.slots[j] = d as u32 + 1;
+            self.slots[j] = (kk, d as u32 + 1);
         }
     }
 }
@@ -691,8 +789,11 @@ mod tests {
         // 20,000 rows of 3,000 keys (the table grows several times), key 0 included.
         let keys: Vec<u64> =
             (0..20_000u64).map(|i| fmix64(i * 7 % 3000) & if i % 3000 == 0 { 0 } else { !0 }).collect();
-        let mut ids = DenseIds::with_rows(keys.len());
-        let got: Vec<u32> = keys.iter().map(|&k| ids.id(k)).collect();
+        let mut ids = DenseIds::default();
+        ids.reset(keys.len());
+        let mut cnt = Vec::new();
+        let got: Vec<u32> = keys.iter().map(|&k| ids.id(k, &mut cnt)).collect();
+        assert_eq!(cnt.len(), 3000);
         let mut seen = std::collections::HashMap::new();
         for (&k, &d) in keys.iter().zip(&got) {
             let n = seen.len() as u32;
@@ -834,5 +935,90 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Synthetic buckets like the `fusion-eval` benchmark's (log-normal rows per user, mean 20;
+    /// a label rate per user; a rounded and a continuous score), shuffled into blocks.
+    fn synthetic_buckets(buckets: usize, users: usize, seed: u64) -> (Vec<Vec<Block>>, Layout) {
+        use rand_distr::{Distribution, LogNormal, Normal};
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let ln = LogNormal::new(2.276, 1.2).unwrap_or_else(|_| unreachable!());
+        let nz = Normal::new(0.0f64, 1.0).unwrap_or_else(|_| unreachable!());
+        let layout = Layout { m: 2, weight: false, bits: buckets.trailing_zeros() };
+        let mut out = Vec::new();
+        for b in 0..buckets {
+            let mut rows: Vec<(u64, u8, [f32; 2])> = Vec::new();
+            for u in 0..users {
+                let key = (fmix64((b * users + u) as u64) >> layout.bits) | ((b as u64) << (64 - layout.bits));
+                let n = 1 + ln.sample(&mut rng) as usize;
+                let bias = nz.sample(&mut rng) * 0.8 - 1.5;
+                for _ in 0..n {
+                    let truth = bias + nz.sample(&mut rng);
+                    let lab = rng.random::<f64>() < 1.0 / (1.0 + (-truth).exp());
+                    let s0 = 1.0 / (1.0 + (-(truth + 1.2 * nz.sample(&mut rng))).exp());
+                    let s1 = 1.0 / (1.0 + (-(truth + 0.9 * nz.sample(&mut rng))).exp());
+                    let f = super::super::table::flags(lab, rng.random_range(0..4), NONE);
+                    rows.push((key, f, [((s0 * 1000.0).round() / 1000.0) as f32, s1 as f32]));
+                }
+            }
+            for i in (1..rows.len()).rev() {
+                let j = rng.random_range(0..=i);
+                rows.swap(i, j);
+            }
+            out.push(
+                rows.chunks(512)
+                    .map(|c| Block {
+                        keys: c.iter().map(|r| r.0).collect(),
+                        flags: c.iter().map(|r| r.1).collect(),
+                        scores: c.iter().flat_map(|r| r.2).collect(),
+                        weights: Vec::new(),
+                    })
+                    .collect(),
+            );
+        }
+        (out, layout)
+    }
+
+    /// One thread's time per row of the per-user stage on synthetic buckets (not a test of
+    /// speed): `cargo test --release -p learnrec-eval bucket_users_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bucket_users_timing() {
+        let (buckets, layout) = synthetic_buckets(32, 2000, 3);
+        let rows: usize = buckets.iter().flatten().map(|b| b.len()).sum();
+        let kernel = Kernel::detect();
+        let mut sc = Scratch::default();
+        let mut best = [f64::MAX; 6];
+        for round in 0..15 {
+            for a in &PH {
+                a.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            let bs: Vec<Vec<Block>> = buckets
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|x| Block {
+                            keys: x.keys.clone(),
+                            flags: x.flags.clone(),
+                            scores: x.scores.clone(),
+                            weights: Vec::new(),
+                        })
+                        .collect()
+                })
+                .collect();
+            let t0 = std::time::Instant::now();
+            let mut users = 0;
+            for b in bs {
+                users += bucket_users(b, layout, &UserSegments::None, kernel, &mut sc).map(|u| u.len()).unwrap_or(0);
+            }
+            let dt = t0.elapsed().as_secs_f64();
+            let _ = (round, users);
+            best[5] = best[5].min(dt * 1e9 / rows as f64);
+            for (b, a) in best.iter_mut().zip(&PH) {
+                *b = b.min(a.load(std::sync::atomic::Ordering::Relaxed) as f64 / rows as f64);
+            }
+        }
+        let t = best;
+        println!("best ns/row: all {:.2}: pass1 {:.2} order {:.2} scatter {:.2} users {:.2}", t[5], t[0], t[1], t[2], t[3]);
     }
 }
