@@ -130,6 +130,7 @@ struct Scratch {
     cnt: Vec<[u32; 8]>,
     ust: Vec<(u8, u8)>,
     by_key: Vec<u32>,
+    hist: Vec<u32>,
     first: Vec<u32>,
     next: Vec<[u32; 8]>,
     kk: Vec<u32>,
@@ -156,44 +157,39 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
     // row has a user segment, as then no user has a conflict).
     let track = useg_of(blocks.iter().fold(!0u8, |a, b| b.flags.iter().fold(a, |a, &f| a & f))) != NONE;
     sc.ids.reset(n);
-    sc.row_id.clear();
-    sc.row_id.resize(n, 0);
+    // Buffers that are written in full before they are read are not cleared (only grown).
+    let row_id = fit(&mut sc.row_id, n);
     sc.cnt.clear();
     sc.ust.clear();
     if track {
-        count_rows::<true>(&blocks, &mut sc.ids, &mut sc.row_id, &mut sc.cnt, &mut sc.ust);
+        count_rows::<true>(&blocks, &mut sc.ids, row_id, &mut sc.cnt, &mut sc.ust);
     } else {
-        count_rows::<false>(&blocks, &mut sc.ids, &mut sc.row_id, &mut sc.cnt, &mut sc.ust);
+        count_rows::<false>(&blocks, &mut sc.ids, row_id, &mut sc.cnt, &mut sc.ust);
     }
     let ukeys = &sc.ids.keys;
     let cnt = &sc.cnt;
     let nu = ukeys.len();
-    let by_key = &mut sc.by_key;
-    by_key.clear();
-    by_key.extend(0..nu as u32);
-    by_key.sort_unstable_by_key(|&d| ukeys[d as usize]);
+    order_by_key(ukeys, l.bits, &mut sc.by_key, &mut sc.hist);
+    let by_key = &sc.by_key;
     // The user of rank r (dense id by_key[r]) owns rows first[r]..first[r + 1], class by class.
     let first = &mut sc.first;
     first.clear();
-    sc.next.clear();
-    sc.next.resize(nu, [0; 8]);
+    let next = fit(&mut sc.next, nu);
     let mut o = 0u32;
     for &d in by_key.iter() {
         first.push(o);
-        for (c, nx) in sc.next[d as usize].iter_mut().enumerate() {
+        for (c, nx) in next[d as usize].iter_mut().enumerate() {
             *nx = o;
             o += cnt[d as usize][c];
         }
     }
     first.push(o);
     // Pass 2: scatter the score keys and weights into that order, so a user's rows of one class
-    // are contiguous.
-    sc.kk.clear();
-    sc.kk.resize(n * m, 0);
-    sc.ww.clear();
-    sc.ww.resize(if l.weight { n } else { 0 }, 0.0);
-    scatter_rows(blocks, m, &sc.row_id, &mut sc.next, &mut sc.kk, &mut sc.ww);
-    let (kk, ww) = (&sc.kk, &sc.ww);
+    // are contiguous (every place is written once).
+    let kk = fit(&mut sc.kk, n * m);
+    let ww = fit(&mut sc.ww, if l.weight { n } else { 0 });
+    scatter_rows(blocks, m, &sc.row_id[..n], next, kk, ww);
+    let (kk, ww) = (&sc.kk[..n * m], &sc.ww[..if l.weight { n } else { 0 }]);
     let mut out = Users::new(m);
     out.key.reserve(nu);
     out.useg.reserve(nu);
@@ -260,6 +256,50 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
         out.pos.push(pos);
     }
     Ok(out)
+}
+
+/// The first `len` elements of `v`, grown if shorter (old contents kept: for buffers the caller
+/// overwrites in full).
+fn fit<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+    &mut v[..len]
+}
+
+/// Indices of `keys` (distinct) in increasing key order, into `out`: a counting sort on the
+/// key bits below the bucket's top `bits` (keys are hashes: about one key a bin), then each bin
+/// sorted (so any keys come out in order, however they fall into bins).
+fn order_by_key(keys: &[u64], bits: u32, out: &mut Vec<u32>, hist: &mut Vec<u32>) {
+    let nu = keys.len();
+    out.clear();
+    out.resize(nu, 0);
+    if nu == 0 {
+        return;
+    }
+    let b = (usize::BITS - nu.leading_zeros()).clamp(1, 16);
+    let digit = |k: u64| ((k << bits.min(63)) >> (64 - b)) as usize;
+    hist.clear();
+    hist.resize((1 << b) + 1, 0);
+    for &k in keys {
+        hist[digit(k) + 1] += 1;
+    }
+    for i in 0..1 << b {
+        hist[i + 1] += hist[i];
+    }
+    // hist[i] = start of bin i; after the placement, hist[i] = its end = start of bin i + 1.
+    for (d, &k) in keys.iter().enumerate() {
+        let h = &mut hist[digit(k)];
+        out[*h as usize] = d as u32;
+        *h += 1;
+    }
+    let mut s = 0;
+    for &e in &hist[..1 << b] {
+        if e as usize - s > 1 {
+            out[s..e as usize].sort_unstable_by_key(|&d| keys[d as usize]);
+        }
+        s = e as usize;
+    }
 }
 
 /// Pass 2 of [`bucket_users`]: each row's score keys (model-major: model j at `j·n + p`) and
@@ -874,6 +914,25 @@ mod tests {
         assert!(ids.slots.len() >= 6000, "load ≤ 1/2");
     }
 
+    #[test]
+    fn order_by_key_sorts_hashes_and_clustered_keys() {
+        let mut hist = Vec::new();
+        let mut out = Vec::new();
+        for (bits, keys) in [
+            (8, (0..3000u64).map(|i| fmix64(i) >> 8 | 0xab << 56).collect::<Vec<_>>()),
+            // All in one bin (low bits only), key 0 included: the per-bin sort does the work.
+            (8, (0..500u64).map(|i| i * 7919 % 1000).collect()),
+            (1, vec![5]),
+            (3, vec![]),
+        ] {
+            order_by_key(&keys, bits, &mut out, &mut hist);
+            let got: Vec<u64> = out.iter().map(|&d| keys[d as usize]).collect();
+            let mut want = keys.clone();
+            want.sort_unstable();
+            assert_eq!(got, want);
+        }
+    }
+
     /// A random user: keys class by class ([`class_of`]) and the rows of each class.
     fn random_user(rng: &mut ChaCha8Rng) -> (Vec<u32>, [u32; 8]) {
         let n = rng.random_range(1..=200usize);
@@ -1080,10 +1139,13 @@ mod tests {
     #[test]
     fn bucket_users_match_a_direct_computation() {
         let (buckets, layout) = synthetic_buckets(2, 300, 11, true);
+        assert_ne!(buckets[0].iter().map(|b| b.len()).sum::<usize>(), buckets[1].iter().map(|b| b.len()).sum::<usize>());
         let mut kernels = vec![Kernel::Scalar];
         if Kernel::detect() != Kernel::Scalar {
             kernels.push(Kernel::detect());
         }
+        // One scratch for all buckets and kernels (buffers reused with stale contents).
+        let mut sc = Scratch::default();
         for (bi, bucket) in buckets.iter().enumerate() {
             // Rows of each user in file order: (flags, scores, weight).
             let mut by_user: std::collections::BTreeMap<u64, Vec<(u8, [f32; 2], f32)>> = Default::default();
@@ -1092,7 +1154,6 @@ mod tests {
                     by_user.entry(b.keys[i]).or_default().push((b.flags[i], [b.scores[2 * i], b.scores[2 * i + 1]], b.weights[i]));
                 }
             }
-            let mut sc = Scratch::default();
             let copy = || -> Vec<Block> {
                 bucket
                     .iter()
