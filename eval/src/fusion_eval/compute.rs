@@ -1,4 +1,8 @@
 //! The heavy part: per-user AUC statistics (per bucket, in parallel) and the exact global AUC.
+//!
+//! Per user, `2·U` of each group comes from counting (positive, negative) pairs directly, 16
+//! keys per AVX-512 compare, for the many small users, and from a sort of the user's keys for
+//! the few big ones ([`choose`]); both give the same integers.
 
 use super::table::{BINS, Block, LABEL, Layout, NONE, Table, fmix64, iseg_of, useg_of};
 use crate::metrics::{AucCounts, f32_key};
@@ -146,6 +150,10 @@ fn class_of(f: u8) -> usize {
     (((f & LABEL) as usize) << 2) | iseg_of(f) as usize
 }
 
+/// Per-user statistics of one bucket (users in key order). Pass 1 numbers the users (dense ids
+/// in a small hash table) and counts each user's rows per class ([`class_of`]); the users are
+/// ordered by key; pass 2 scatters the score keys so that a user's rows of one class are
+/// contiguous; then [`user_u2`] per user and model.
 fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kernel, sc: &mut Scratch) -> Result<Users> {
     let m = l.m;
     let n: usize = blocks.iter().map(|b| b.len()).sum();
