@@ -222,7 +222,11 @@ fn bucket_users(blocks: Vec<Block>, l: Layout, seg: &UserSegments, kernel: Kerne
     // are contiguous (every place is written once).
     let kk = fit(&mut sc.kk, n * m);
     let ww = fit(&mut sc.ww, if l.weight { n } else { 0 });
-    scatter_rows(blocks, m, &sc.row_id[..n], next, kk, ww);
+    match m {
+        1 => scatter_rows::<1>(blocks, m, &sc.row_id[..n], next, kk, ww),
+        2 => scatter_rows::<2>(blocks, m, &sc.row_id[..n], next, kk, ww),
+        _ => scatter_rows::<0>(blocks, m, &sc.row_id[..n], next, kk, ww),
+    }
     let (kk, ww) = (&sc.kk[..n * m], &sc.ww[..if l.weight { n } else { 0 }]);
     let mut out = Users::new(m);
     out.key.reserve(nu);
@@ -338,8 +342,17 @@ fn order_by_key(keys: &[u64], bits: u32, out: &mut Vec<u32>, hist: &mut Vec<u32>
 
 /// Pass 2 of [`bucket_users`]: each row's score keys (model-major: model j at `j·n + p`) and
 /// weight to its place `p`, the next free one of its (user, class) in `next` (drops the blocks).
+/// `M` = `m` for the common 1 and 2 (a fixed inner loop), 0 for any `m`.
 #[inline(never)]
-fn scatter_rows(blocks: Vec<Block>, m: usize, row_id: &[u32], next: &mut [[u32; 8]], kk: &mut [u32], ww: &mut [f32]) {
+fn scatter_rows<const M: usize>(
+    blocks: Vec<Block>,
+    m: usize,
+    row_id: &[u32],
+    next: &mut [[u32; 8]],
+    kk: &mut [u32],
+    ww: &mut [f32],
+) {
+    let m = if M == 0 { m } else { M };
     let n = row_id.len();
     let mut g0 = 0;
     for b in blocks {
