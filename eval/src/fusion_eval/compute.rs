@@ -372,6 +372,21 @@ fn scatter_rows<const M: usize>(
     }
 }
 
+/// Starts loading the cache line of `xs[i]` (if in bounds).
+#[inline]
+fn prefetch_at<T>(xs: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if i < xs.len() {
+        // SAFETY: prefetching is a hint; the pointer is in bounds of `xs`.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(xs.as_ptr().add(i) as *const i8);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (xs, i);
+}
+
 /// Pass 1 of [`bucket_users`]: the dense id of each row's user (`row_id`), the row count of
 /// each (user, class), and with `TRACK` each user's smallest `user_segment` code and conflict
 /// flag, in row order.
@@ -383,17 +398,30 @@ fn count_rows<const TRACK: bool>(
     cnt: &mut Vec<[u32; 8]>,
     ust: &mut Vec<(u8, u8)>,
 ) {
+    // The table and the counters as local slices, taken again only after the (rare) out-of-line
+    // probe, which may grow them: the common path keeps them in registers.
     let mut g0 = 0;
+    let mut slots: &[(u64, u32)] = &ids.slots;
+    let mut counts: &mut [[u32; 8]] = cnt;
     for b in blocks {
         let out = &mut row_id[g0..g0 + b.len()];
         g0 += b.len();
         for (i, ((&k, &f), o)) in b.keys.iter().zip(&b.flags).zip(out).enumerate() {
+            let mask = slots.len() - 1;
             if let Some(&k2) = b.keys.get(i + 16) {
-                ids.prefetch(k2);
+                prefetch_at(slots, k2 as usize & mask);
             }
-            let d = ids.id(k, cnt) as usize;
+            let (sk, s) = slots[k as usize & mask];
+            let d = if sk == k && s != 0 {
+                (s - 1) as usize
+            } else {
+                let d = ids.id(k, cnt) as usize;
+                slots = &ids.slots;
+                counts = cnt;
+                d
+            };
             *o = d as u32;
-            cnt[d][class_of(f)] += 1;
+            counts[d][class_of(f)] += 1;
             if TRACK {
                 if d == ust.len() {
                     ust.push((NONE, 0));
@@ -684,31 +712,10 @@ impl DenseIds {
         self.slots.resize((rows / 4).next_power_of_two().max(64), (0, 0));
         self.keys.clear();
     }
-    /// Starts loading `k`'s first slot into the cache.
-    #[inline]
-    fn prefetch(&self, k: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let i = k as usize & (self.slots.len() - 1);
-            // SAFETY: prefetching is a hint; the pointer is in bounds of `slots`.
-            unsafe {
-                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(i) as *const i8);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = k;
-    }
-    /// The id of `k` (a new one for a new key, with a zero row of `cnt`).
-    #[inline(always)]
-    fn id(&mut self, k: u64, cnt: &mut Vec<[u32; 8]>) -> u32 {
-        // The common case, a known key in its home slot, inline; the rest out of line.
-        let (sk, s) = self.slots[k as usize & (self.slots.len() - 1)];
-        if sk == k && s != 0 { s - 1 } else { self.id_probe(k, cnt) }
-    }
-    /// [`DenseIds::id`] by probing (and inserting, growing the table as needed).
+    /// The id of `k` (a new one for a new key, with a zero row of `cnt`; the table grows as
+    /// needed). Out of line: [`count_rows`] checks the home slot itself first.
     #[inline(never)]
-    fn id_probe(&mut self, k: u64, cnt: &mut Vec<[u32; 8]>) -> u32 {
+    fn id(&mut self, k: u64, cnt: &mut Vec<[u32; 8]>) -> u32 {
         // Keys are fmix64 hashes; the low bits index the table (the top bits chose the bucket).
         let mut mask = self.slots.len() - 1;
         let mut i = k as usize & mask;
