@@ -651,7 +651,12 @@ unsafe fn pairs_avx512<const POS: bool>(outer: &[u32], ob: &[usize; 5], inner: &
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pairs_avx512_wide<const POS: bool>(outer: &[u32], ob: &[usize; 5], inner: &[u32], ib: &[usize; 5]) -> [u64; G] {
+unsafe fn pairs_avx512_wide<const POS: bool>(
+    outer: &[u32],
+    ob: &[usize; 5],
+    inner: &[u32],
+    ib: &[usize; 5],
+) -> [u64; G] {
     use std::arch::x86_64::*;
     debug_assert!(outer.len() < 1 << 16);
     let len = inner.len();
@@ -1173,7 +1178,13 @@ mod tests {
                     let s1 = 1.0 / (1.0 + (-(truth + 0.9 * nz.sample(&mut rng))).exp());
                     // With `extra`: user segments (mostly one per user, some rows differing or
                     // missing) and weights.
-                    let us = if !extra { NONE } else if rng.random_range(0..10) == 0 { rng.random_range(0..4) } else { (u % 4) as u8 };
+                    let us = if !extra {
+                        NONE
+                    } else if rng.random_range(0..10) == 0 {
+                        rng.random_range(0..4)
+                    } else {
+                        (u % 4) as u8
+                    };
                     let f = super::super::table::flags(lab, rng.random_range(0..4), us);
                     let w = if extra { rng.random_range(0..5) as f32 * 0.25 } else { 0.0 };
                     rows.push((key, f, [((s0 * 1000.0).round() / 1000.0) as f32, s1 as f32], w));
@@ -1185,11 +1196,12 @@ mod tests {
             }
             out.push(
                 rows.chunks(512)
-                    .map(|c| Block {
-                        keys: c.iter().map(|r| r.0).collect(),
-                        flags: c.iter().map(|r| r.1).collect(),
-                        scores: c.iter().flat_map(|r| r.2).collect(),
-                        weights: if extra { c.iter().map(|r| r.3).collect() } else { Vec::new() },
+                    .map(|c| {
+                        let keys: Vec<u64> = c.iter().map(|r| r.0).collect();
+                        let flags: Vec<u8> = c.iter().map(|r| r.1).collect();
+                        let scores: Vec<f32> = c.iter().flat_map(|r| r.2).collect();
+                        let weights: Vec<f32> = if extra { c.iter().map(|r| r.3).collect() } else { Vec::new() };
+                        Block::from_slices(&keys, &flags, &scores, &weights)
                     })
                     .collect(),
             );
@@ -1200,7 +1212,10 @@ mod tests {
     #[test]
     fn bucket_users_match_a_direct_computation() {
         let (buckets, layout) = synthetic_buckets(2, 300, 11, true);
-        assert_ne!(buckets[0].iter().map(|b| b.len()).sum::<usize>(), buckets[1].iter().map(|b| b.len()).sum::<usize>());
+        assert_ne!(
+            buckets[0].iter().map(|b| b.len()).sum::<usize>(),
+            buckets[1].iter().map(|b| b.len()).sum::<usize>()
+        );
         let mut kernels = vec![Kernel::Scalar];
         if Kernel::detect() != Kernel::Scalar {
             kernels.push(Kernel::detect());
@@ -1212,18 +1227,19 @@ mod tests {
             let mut by_user: std::collections::BTreeMap<u64, Vec<(u8, [f32; 2], f32)>> = Default::default();
             for b in bucket {
                 for i in 0..b.len() {
-                    by_user.entry(b.keys[i]).or_default().push((b.flags[i], [b.scores[2 * i], b.scores[2 * i + 1]], b.weights[i]));
+                    by_user.entry(b.keys[i]).or_default().push((
+                        b.flags[i],
+                        [b.scores[2 * i], b.scores[2 * i + 1]],
+                        b.weights[i],
+                    ));
                 }
             }
-            let copy = || -> Vec<Block> {
-                bucket
-                    .iter()
-                    .map(|x| Block { keys: x.keys.clone(), flags: x.flags.clone(), scores: x.scores.clone(), weights: x.weights.clone() })
-                    .collect()
-            };
+            let copy = || -> Vec<Block> { bucket.iter().map(|x| x.clone()).collect() };
             let got: Vec<Users> = kernels
                 .iter()
-                .map(|&k| bucket_users(copy(), layout, &UserSegments::Column, k, &mut sc).unwrap_or_else(|e| panic!("{e}")))
+                .map(|&k| {
+                    bucket_users(copy(), layout, &UserSegments::Column, k, &mut sc).unwrap_or_else(|e| panic!("{e}"))
+                })
                 .collect();
             let u = &got[0];
             assert_eq!(u.key, by_user.keys().copied().collect::<Vec<_>>(), "bucket {bi}: users in key order");
@@ -1257,7 +1273,11 @@ mod tests {
                         ws[1 + s] += f32::from_bits(wb) as f64;
                     }
                 }
-                assert_eq!((u.rows[ui], u.pos[ui], u.useg[ui], u.uflags[ui]), (want_rows, want_pos, useg, uflags), "user {ui}");
+                assert_eq!(
+                    (u.rows[ui], u.pos[ui], u.useg[ui], u.uflags[ui]),
+                    (want_rows, want_pos, useg, uflags),
+                    "user {ui}"
+                );
                 assert_eq!(u.wsum[ui], ws, "user {ui}");
                 for j in 0..2 {
                     let mut want = [0u64; G];
@@ -1297,16 +1317,7 @@ mod tests {
         for _ in 0..10 {
             let bs: Vec<Vec<Block>> = buckets
                 .iter()
-                .map(|b| {
-                    b.iter()
-                        .map(|x| Block {
-                            keys: x.keys.clone(),
-                            flags: x.flags.clone(),
-                            scores: x.scores.clone(),
-                            weights: Vec::new(),
-                        })
-                        .collect()
-                })
+                .map(|b| b.iter().map(|x| Block::from_slices(&x.keys, &x.flags, &x.scores, &[])).collect())
                 .collect();
             let t0 = std::time::Instant::now();
             let mut users = 0;

@@ -179,6 +179,26 @@ impl Block {
     pub fn len(&self) -> usize {
         self.keys.len()
     }
+    /// A block holding these rows (tests).
+    #[cfg(test)]
+    pub(crate) fn from_slices(keys: &[u64], flags: &[u8], scores: &[f32], weights: &[f32]) -> Block {
+        fn col<T: Copy>(c: &mut Carver, x: &[T]) -> SlabVec<T> {
+            let mut v = c.take(x.len());
+            for &y in x {
+                v.push(y);
+            }
+            v
+        }
+        let c = &mut Carver::default();
+        Block { keys: col(c, keys), flags: col(c, flags), scores: col(c, scores), weights: col(c, weights) }
+    }
+}
+
+#[cfg(test)]
+impl Clone for Block {
+    fn clone(&self) -> Block {
+        Block::from_slices(&self.keys, &self.flags, &self.scores, &self.weights)
+    }
 }
 
 /// Bytes of one slab of block columns.
