@@ -1234,7 +1234,7 @@ mod tests {
                     ));
                 }
             }
-            let copy = || -> Vec<Block> { bucket.iter().map(|x| x.clone()).collect() };
+            let copy = || -> Vec<Block> { bucket.iter().cloned().collect() };
             let got: Vec<Users> = kernels
                 .iter()
                 .map(|&k| {
