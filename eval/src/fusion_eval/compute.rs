@@ -1234,7 +1234,7 @@ mod tests {
                     ));
                 }
             }
-            let copy = || -> Vec<Block> { bucket.iter().cloned().collect() };
+            let copy = || -> Vec<Block> { bucket.to_vec() };
             let got: Vec<Users> = kernels
                 .iter()
                 .map(|&k| {
