@@ -1027,12 +1027,20 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             }
             let t1 = std::time::Instant::now();
             t_dec.fetch_add((t1 - t0b).as_nanos() as u64, Ordering::Relaxed);
-            for r in 0..rows {
-                if let Some(v) = &items
-                    && let Some(&k) = v.get(r + PREFETCH_AHEAD)
-                {
-                    ctx.prefetch_item(sink, k);
+            // Two passes: the item lookups (random probes, prefetched), then the bucketing
+            // (appends to the buckets' open blocks, prefetched): each loop keeps its own misses
+            // in flight.
+            if let Some(v) = items {
+                for r in 0..rows {
+                    if let Some(&k) = v.get(r + PREFETCH_AHEAD) {
+                        ctx.prefetch_item(sink, k);
+                    }
+                    if ctx.keep(users[r]) {
+                        is[r] = ctx.item(sink, Some(v[r]), is[r]).0;
+                    }
                 }
+            }
+            for r in 0..rows {
                 if let Some(&k) = users.get(r + PREFETCH_AHEAD) {
                     sink.prefetch_push(k);
                 }
@@ -1040,9 +1048,8 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                 if !ctx.keep(ukey) {
                     continue;
                 }
-                let (isc, _) = ctx.item(sink, items.map(|v| v[r]), is[r]);
                 let w = if weights.is_some() { wt[r] } else { 0.0 };
-                sink.push(ukey, flags(lab[r] != 0, isc, us[r]), &sc[r * m..r * m + m], w);
+                sink.push(ukey, flags(lab[r] != 0, is[r], us[r]), &sc[r * m..r * m + m], w);
             }
             t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
