@@ -1337,43 +1337,31 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         let (a, b) = parts[c];
         let mut ranges = Vec::with_capacity(nf);
         let mut scratch = Vec::new();
-        let mut pos = a;
-        while pos < b {
-            let off = pos;
-            // Fast path: the line's fields in one pass (64 bytes at a time); stops at a quote.
-            let Some((nl, e)) = split_fast(data, pos, b, delim, &mut ranges) else {
-                let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-                let mut line = &data[pos..end];
-                pos = end + 1;
+        // Fast path: the chunk's lines in one pass (64 bytes at a time), only the wanted
+        // fields kept; a line with a quote goes through the full CSV field splitter.
+        super::scan::scan_chunk(data, a, b, delim, want, |l| {
+            let off = l.off;
+            let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+            if l.quoted {
+                let mut line = &data[off..l.nl];
                 if line.last() == Some(&b'\r') {
                     line = &line[..line.len() - 1];
                 }
-                let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
                 let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
                 if ranges.len() != nf {
                     return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
                 }
                 let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
-                row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
-                continue;
-            };
-            pos = nl + 1;
-            if e == off {
-                continue; // empty line
+                return row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off);
             }
-            if ranges.len() != nf {
-                return Err(ChunkErr::At {
-                    off,
-                    field: "line".into(),
-                    message: format!("{} fields, the header has {nf}", ranges.len()),
-                });
+            if l.end == off {
+                return Ok(()); // empty line
             }
-            let g = |w: usize| {
-                if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
-            };
-            let got = [g(cu), g(ci), g(ca), g(want[3])];
-            row(st, data, got, cv.is_some(), off)?;
-        }
+            if l.fields != nf {
+                return Err(fail("line", format!("{} fields, the header has {nf}", l.fields)));
+            }
+            row(st, data, l.got, cv.is_some(), off)
+        })?;
         st.flush_user();
         release_pages(&map, a, b);
         Ok(())
