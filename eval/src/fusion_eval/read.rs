@@ -1286,10 +1286,11 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     let nf = hdr.len();
     let parts = chunks(data, start, 4 << 20);
     let rule = crate::data::LabelRule::default();
-    // One row: field ranges into `buf` (the file, or the unquoted copy of a quoted line).
+    // One row: ranges into `buf` (the file, or the unquoted copy of a quoted line) of the
+    // fields user, item, action, value (the fifth is not read).
     let row = |st: &mut HistPart,
                buf: &[u8],
-               fields: [(usize, usize); 4],
+               fields: &[(usize, usize); 5],
                has_value: bool,
                off: usize|
      -> std::result::Result<(), ChunkErr> {
@@ -1352,7 +1353,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
                     return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
                 }
                 let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
-                return row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off);
+                return row(st, buf, &[g(cu), g(ci), g(ca), g(want[3]), (0, 0)], cv.is_some(), off);
             }
             if l.end == off {
                 return Ok(()); // empty line
@@ -1360,7 +1361,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
             if l.fields != nf {
                 return Err(fail("line", format!("{} fields, the header has {nf}", l.fields)));
             }
-            row(st, data, l.got, cv.is_some(), off)
+            row(st, data, &l.got, cv.is_some(), off)
         })?;
         st.flush_user();
         release_pages(&map, a, b);

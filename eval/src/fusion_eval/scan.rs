@@ -202,9 +202,10 @@ pub(crate) struct Line {
     pub quoted: bool,
     /// Number of fields (unquoted lines only).
     pub fields: usize,
-    /// Absolute byte ranges of the wanted fields; meaningful only for a wanted index
-    /// `< fields` of an unquoted line (others keep stale values).
-    pub got: [(usize, usize); 4],
+    /// Absolute byte ranges of the wanted fields (`got[j]` for `want[j]`); meaningful only for
+    /// a wanted index `< fields` of an unquoted line (others keep stale values). `got[4]`
+    /// receives the fields that are not wanted.
+    pub got: [(usize, usize); 5],
 }
 
 /// The lines of the chunk `data[a..b]`, in order, each handed to `line` (which may stop the
@@ -287,7 +288,7 @@ fn scan_blocks<E>(
     mut line: impl FnMut(&Line) -> Result<(), E>,
     masks: impl Fn(&[u8; 64], u8) -> (u64, u64, u64),
 ) -> Result<(), E> {
-    // Field index -> slot of `cur.got` (4 = not wanted; fields past the table are not wanted).
+    // Field index -> slot of `l.got` (4 = not wanted; fields past the table are not wanted).
     let top = want.iter().filter(|&&w| w != usize::MAX).map(|&w| w + 1).max().unwrap_or(0);
     let mut slot = vec![4u8; top];
     for (j, &w) in want.iter().enumerate() {
@@ -297,8 +298,8 @@ fn scan_blocks<E>(
         }
     }
     let slot_of = |k: usize| slot.get(k).copied().unwrap_or(4) as usize;
-    let mut got = [(0usize, 0usize); 5];
-    let mut off = a; // line start
+    // The current line (its ranges are written in place: no copy per line).
+    let mut l = Line { off: a, nl: a, end: a, quoted: false, fields: 0, got: [(0, 0); 5] };
     let mut s = a; // field start
     let mut k = 0usize; // field index
     let mut quoted = false;
@@ -307,16 +308,17 @@ fn scan_blocks<E>(
     macro_rules! emit {
         ($p:expr) => {{
             let p: usize = $p;
-            let mut l = Line { off, nl: p, end: p, quoted, fields: 0, got: [(0, 0); 4] };
+            l.nl = p;
+            l.end = p;
+            l.quoted = quoted;
             if !quoted {
                 let mut e = p;
                 if e > s && data[e - 1] == b'\r' {
                     e -= 1;
                 }
-                got[slot_of(k)] = (s, e);
+                l.got[slot_of(k)] = (s, e);
                 l.end = e;
                 l.fields = k + 1;
-                l.got = [got[0], got[1], got[2], got[3]];
             }
             line(&l)?;
         }};
@@ -348,7 +350,7 @@ fn scan_blocks<E>(
                 let mut dd = d & seg;
                 while dd != 0 {
                     let t = i + dd.trailing_zeros() as usize;
-                    got[slot_of(k)] = (s, t);
+                    l.got[slot_of(k)] = (s, t);
                     k += 1;
                     s = t + 1;
                     dd &= dd - 1;
@@ -361,14 +363,14 @@ fn scan_blocks<E>(
             q &= !seg;
             n &= !seg;
             emit!(i + nb);
-            off = i + nb + 1;
-            s = off;
+            l.off = i + nb + 1;
+            s = l.off;
             k = 0;
             quoted = false;
         }
         i += 64;
     }
-    if off < b {
+    if l.off < b {
         emit!(b);
     }
     Ok(())
