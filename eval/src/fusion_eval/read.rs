@@ -1227,7 +1227,7 @@ impl HistPart {
     #[inline]
     fn user(&mut self, data: &[u8], r: (usize, usize), counted: bool) {
         if let Some((lr, _, c)) = &mut self.run
-            && data[lr.0..lr.1] == data[r.0..r.1]
+            && same_bytes(data, *lr, r)
         {
             *c += counted as u64;
             return;
@@ -1244,6 +1244,23 @@ impl HistPart {
     fn item(&mut self, key: u64, conv: bool) {
         self.items[hist_part(key)].push(key << HIST_BITS | conv as u64, &mut self.carver);
     }
+}
+
+/// `data[x.0..x.1] == data[y.0..y.1]`, for ids of up to 8 bytes as one masked 8-byte compare
+/// (no `memcmp` call; the id runs of a HISTORY are compared once per row).
+#[inline]
+fn same_bytes(data: &[u8], x: (usize, usize), y: (usize, usize)) -> bool {
+    let n = x.1 - x.0;
+    if n != y.1 - y.0 {
+        return false;
+    }
+    if n <= 8
+        && let (Some(a), Some(b)) = (data[x.0..].first_chunk::<8>(), data[y.0..].first_chunk::<8>())
+    {
+        let mask = u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0);
+        return (u64::from_le_bytes(*a) ^ u64::from_le_bytes(*b)) & mask == 0;
+    }
+    data[x.0..x.1] == data[y.0..y.1]
 }
 
 /// Counts the buffers of partition `p` of every thread (consuming them).
@@ -1343,7 +1360,8 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         super::scan::scan_chunk(data, a, b, delim, want, |l| {
             let off = l.off;
             let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
-            if l.quoted {
+            let quoted_fields: [(usize, usize); 5];
+            let (buf, fields): (&[u8], &[(usize, usize); 5]) = if l.quoted {
                 let mut line = &data[off..l.nl];
                 if line.last() == Some(&b'\r') {
                     line = &line[..line.len() - 1];
@@ -1353,15 +1371,19 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
                     return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
                 }
                 let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
-                return row(st, buf, &[g(cu), g(ci), g(ca), g(want[3]), (0, 0)], cv.is_some(), off);
-            }
-            if l.end == off {
-                return Ok(()); // empty line
-            }
-            if l.fields != nf {
-                return Err(fail("line", format!("{} fields, the header has {nf}", l.fields)));
-            }
-            row(st, data, &l.got, cv.is_some(), off)
+                quoted_fields = [g(cu), g(ci), g(ca), g(want[3]), (0, 0)];
+                (buf, &quoted_fields)
+            } else {
+                if l.end == off {
+                    return Ok(()); // empty line
+                }
+                if l.fields != nf {
+                    return Err(fail("line", format!("{} fields, the header has {nf}", l.fields)));
+                }
+                (data, &l.got)
+            };
+            // One call site: `row` is inlined into the scanner's loop.
+            row(st, buf, fields, cv.is_some(), off)
         })?;
         st.flush_user();
         release_pages(&map, a, b);
@@ -1408,6 +1430,27 @@ mod tests {
         let v: Vec<&[u8]> = r.iter().map(|&(x, y)| &b[x..y]).collect();
         assert_eq!(v, vec![&b"x,\"y\""[..], b"2", b""]);
         assert!(split_line(b"\"open,1", b',', &mut s, &mut r).is_err());
+    }
+
+    #[test]
+    fn same_bytes_equals_slice_equality() {
+        // Ids of 0..12 bytes, some equal, some near the end of the data (no 8-byte load there).
+        let data = b"12,12,123,1234567,12345678,12345679,123456789,123456789,abc,abd,,x,1";
+        let mut r = Vec::new();
+        let mut s = 0;
+        for (i, &c) in data.iter().enumerate() {
+            if c == b',' {
+                r.push((s, i));
+                s = i + 1;
+            }
+        }
+        r.push((s, data.len()));
+        r.push((data.len(), data.len()));
+        for &x in &r {
+            for &y in &r {
+                assert_eq!(same_bytes(data, x, y), data[x.0..x.1] == data[y.0..y.1], "{x:?} {y:?}");
+            }
+        }
     }
 
     #[test]

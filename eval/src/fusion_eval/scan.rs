@@ -304,27 +304,12 @@ fn scan_blocks<E>(
     let mut k = 0usize; // field index
     let mut quoted = false;
     let mut pad: [u8; 64];
-    // Hands the current line, ending at `p` (a newline or `b`), to `line`.
-    macro_rules! emit {
-        ($p:expr) => {{
-            let p: usize = $p;
-            l.nl = p;
-            l.end = p;
-            l.quoted = quoted;
-            if !quoted {
-                let mut e = p;
-                if e > s && data[e - 1] == b'\r' {
-                    e -= 1;
-                }
-                l.got[slot_of(k)] = (s, e);
-                l.end = e;
-                l.fields = k + 1;
-            }
-            line(&l)?;
-        }};
-    }
+    // An unterminated last line ends at `b`: a virtual newline there (in the block after the
+    // last when `b` is a block edge), so that every line is handed over at one place.
+    let tail = b > a && data[b - 1] != b'\n';
+    let stop = b + tail as usize;
     let mut i = a;
-    while i < b {
+    while i < stop {
         let blk: &[u8; 64] = match data[i..].first_chunk::<64>() {
             Some(x) => x,
             None => {
@@ -340,6 +325,7 @@ fn scan_blocks<E>(
             d &= keep;
             n &= keep;
             q &= keep;
+            n |= (tail as u64) << (b - i);
         }
         loop {
             // This block's bits of the current line: up to and including its newline.
@@ -362,16 +348,27 @@ fn scan_blocks<E>(
             d &= !seg;
             q &= !seg;
             n &= !seg;
-            emit!(i + nb);
-            l.off = i + nb + 1;
+            // The line ends at `p` (a newline or `b`): hand it over.
+            let p = i + nb;
+            l.nl = p;
+            l.end = p;
+            l.quoted = quoted;
+            if !quoted {
+                let mut e = p;
+                if e > s && data[e - 1] == b'\r' {
+                    e -= 1;
+                }
+                l.got[slot_of(k)] = (s, e);
+                l.end = e;
+                l.fields = k + 1;
+            }
+            line(&l)?;
+            l.off = p + 1;
             s = l.off;
             k = 0;
             quoted = false;
         }
         i += 64;
-    }
-    if l.off < b {
-        emit!(b);
     }
     Ok(())
 }
