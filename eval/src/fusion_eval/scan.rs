@@ -403,6 +403,10 @@ mod tests {
         }
     }
 
+    /// A line callback that collects, and a scanner path run with it.
+    type Sink<'s> = &'s mut dyn FnMut(&Line) -> Result<(), ()>;
+    type Path<'p> = &'p dyn Fn(Sink<'_>) -> Result<(), ()>;
+
     /// The chunk `text[a..b]` scanned by every path against the per-line scalar splitter from
     /// each line start, for the wanted fields `want`.
     fn check_chunk(text: &[u8], a: usize, b: usize, delim: u8, want: [usize; 4]) {
@@ -413,7 +417,7 @@ mod tests {
         });
         assert!(r.is_ok());
         let mut paths = vec![("fast", lines)];
-        let mut run = |name: &'static str, f: &dyn Fn(&mut dyn FnMut(&Line) -> Result<(), ()>) -> Result<(), ()>| {
+        let mut run = |name: &'static str, f: Path<'_>| {
             let mut v = Vec::new();
             r = f(&mut |l| {
                 v.push(*l);
