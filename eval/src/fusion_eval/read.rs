@@ -1248,7 +1248,7 @@ impl HistPart {
 
 /// `id_key(&data[r.0..r.1])`; an id of 1–8 digits (no leading zero) is read 8 bytes at once
 /// (SWAR: no loop whose length varies with the id, so no mispredicted branch per row).
-#[inline]
+#[inline(always)]
 fn hist_key(data: &[u8], r: (usize, usize)) -> u64 {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     let n = r.1.wrapping_sub(r.0);
@@ -1269,7 +1269,13 @@ fn hist_key(data: &[u8], r: (usize, usize)) -> u64 {
             return int_key(x as i64);
         }
     }
-    id_key(&data[r.0..r.1])
+    id_key_slow(&data[r.0..r.1])
+}
+
+/// [`id_key`] out of line (the rare ids [`hist_key`] does not read at once).
+#[inline(never)]
+fn id_key_slow(id: &[u8]) -> u64 {
+    id_key(id)
 }
 
 /// `data[x.0..x.1] == data[y.0..y.1]`, for ids of up to 8 bytes as one masked 8-byte compare
