@@ -1317,8 +1317,9 @@ fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<SlabList<u64>>) 
 /// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
 /// but known); every user that appears is known, even with 0 counted interactions.
 ///
-/// The file is memory-mapped and scanned in parallel chunks split at newlines (lines with
-/// quotes go through the full CSV field splitter); see [`HIST_BITS`] for the counting.
+/// The file is memory-mapped and scanned in parallel chunks split at newlines, each chunk in
+/// one pass of 64-byte blocks (`scan::scan_chunk`; lines with quotes go through the full CSV
+/// field splitter); see [`HIST_BITS`] for the counting.
 pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
