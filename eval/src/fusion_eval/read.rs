@@ -1234,13 +1234,13 @@ impl HistPart {
     #[inline]
     fn user(&mut self, data: &[u8], r: (usize, usize), counted: bool) {
         if let Some((lr, _, c)) = &mut self.run
-            && data[lr.0..lr.1] == data[r.0..r.1]
+            && same_bytes(data, *lr, r)
         {
             *c += counted as u64;
             return;
         }
         self.flush_user();
-        self.run = Some((r, id_key(&data[r.0..r.1]), counted as u64));
+        self.run = Some((r, hist_key(data, r), counted as u64));
     }
     fn flush_user(&mut self) {
         if let Some((_, k, c)) = self.run.take() {
@@ -1251,6 +1251,55 @@ impl HistPart {
     fn item(&mut self, key: u64, conv: bool) {
         self.items[hist_part(key)].push(key << HIST_BITS | conv as u64, &mut self.carver);
     }
+}
+
+/// `id_key(&data[r.0..r.1])`; an id of 1–8 digits (no leading zero) is read 8 bytes at once
+/// (SWAR: no loop whose length varies with the id, so no mispredicted branch per row).
+#[inline(always)]
+fn hist_key(data: &[u8], r: (usize, usize)) -> u64 {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let n = r.1.wrapping_sub(r.0);
+    if (1..=8).contains(&n)
+        && let Some(w) = data.get(r.0..).and_then(|d| d.first_chunk::<8>())
+        && (w[0] != b'0' || n == 1)
+    {
+        // The n id bytes moved to the top, the bytes below them filled with '0' (leading
+        // zeros of an 8-digit number whose most significant digit is the lowest byte).
+        let w = u64::from_le_bytes(*w) << (64 - 8 * n as u32) | ZEROS.checked_shr(8 * n as u32).unwrap_or(0);
+        // Every byte 0x30..=0x39: high nibble 3, and adding 6 does not carry out of the nibble.
+        let hi = 0xf0f0_f0f0_f0f0_f0f0u64;
+        if w & hi == ZEROS && w.wrapping_add(0x0606_0606_0606_0606) & hi == ZEROS {
+            let mut x = w - ZEROS;
+            x = (x.wrapping_mul(10) + (x >> 8)) & 0x00ff_00ff_00ff_00ff;
+            x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_ffff_0000_ffff;
+            x = (x.wrapping_mul(10000) + (x >> 32)) & 0xffff_ffff;
+            return int_key(x as i64);
+        }
+    }
+    id_key_slow(&data[r.0..r.1])
+}
+
+/// [`id_key`] out of line (the rare ids [`hist_key`] does not read at once).
+#[inline(never)]
+fn id_key_slow(id: &[u8]) -> u64 {
+    id_key(id)
+}
+
+/// `data[x.0..x.1] == data[y.0..y.1]`, for ids of up to 8 bytes as one masked 8-byte compare
+/// (no `memcmp` call; the id runs of a HISTORY are compared once per row).
+#[inline]
+fn same_bytes(data: &[u8], x: (usize, usize), y: (usize, usize)) -> bool {
+    let n = x.1 - x.0;
+    if n != y.1 - y.0 {
+        return false;
+    }
+    if n <= 8
+        && let (Some(a), Some(b)) = (data[x.0..].first_chunk::<8>(), data[y.0..].first_chunk::<8>())
+    {
+        let mask = u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0);
+        return (u64::from_le_bytes(*a) ^ u64::from_le_bytes(*b)) & mask == 0;
+    }
+    data[x.0..x.1] == data[y.0..y.1]
 }
 
 /// Counts the buffers of partition `p` of every thread (consuming them).
@@ -1275,8 +1324,9 @@ fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<SlabList<u64>>) 
 /// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
 /// but known); every user that appears is known, even with 0 counted interactions.
 ///
-/// The file is memory-mapped and scanned in parallel chunks split at newlines (lines with
-/// quotes go through the full CSV field splitter); see [`HIST_BITS`] for the counting.
+/// The file is memory-mapped and scanned in parallel chunks split at newlines, each chunk in
+/// one pass of 64-byte blocks (`scan::scan_chunk`; lines with quotes go through the full CSV
+/// field splitter); see [`HIST_BITS`] for the counting.
 pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
@@ -1293,10 +1343,11 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     let nf = hdr.len();
     let parts = chunks(data, start, 4 << 20);
     let rule = crate::data::LabelRule::default();
-    // One row: field ranges into `buf` (the file, or the unquoted copy of a quoted line).
+    // One row: ranges into `buf` (the file, or the unquoted copy of a quoted line) of the
+    // fields user, item, action, value (the fifth is not read).
     let row = |st: &mut HistPart,
                buf: &[u8],
-               fields: [(usize, usize); 4],
+               fields: &[(usize, usize); 5],
                has_value: bool,
                off: usize|
      -> std::result::Result<(), ChunkErr> {
@@ -1335,7 +1386,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
             let k = id_key(f(0));
             st.users[hist_part(k)].push((k, counted as u64));
         }
-        st.item(id_key(f(1)), conv);
+        st.item(hist_key(buf, fields[1]), conv);
         Ok(())
     };
     let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
@@ -1344,43 +1395,36 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         let (a, b) = parts[c];
         let mut ranges = Vec::with_capacity(nf);
         let mut scratch = Vec::new();
-        let mut pos = a;
-        while pos < b {
-            let off = pos;
-            // Fast path: the line's fields in one pass (64 bytes at a time); stops at a quote.
-            let Some((nl, e)) = split_fast(data, pos, b, delim, &mut ranges) else {
-                let end = data[pos..b].iter().position(|&c| c == b'\n').map_or(b, |p| pos + p);
-                let mut line = &data[pos..end];
-                pos = end + 1;
+        // Fast path: the chunk's lines in one pass (64 bytes at a time), only the wanted
+        // fields kept; a line with a quote goes through the full CSV field splitter.
+        super::scan::scan_chunk(data, a, b, delim, want, |l| {
+            let off = l.off;
+            let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
+            let quoted_fields: [(usize, usize); 5];
+            let (buf, fields): (&[u8], &[(usize, usize); 5]) = if l.quoted {
+                let mut line = &data[off..l.nl];
                 if line.last() == Some(&b'\r') {
                     line = &line[..line.len() - 1];
                 }
-                let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
                 let buf = split_line(line, delim, &mut scratch, &mut ranges).map_err(|m| fail("line", m.into()))?;
                 if ranges.len() != nf {
                     return Err(fail("line", format!("{} fields, the header has {nf}", ranges.len())));
                 }
                 let g = |w: usize| if w < nf { ranges[w] } else { (0, 0) };
-                row(st, buf, [g(cu), g(ci), g(ca), g(want[3])], cv.is_some(), off)?;
-                continue;
+                quoted_fields = [g(cu), g(ci), g(ca), g(want[3]), (0, 0)];
+                (buf, &quoted_fields)
+            } else {
+                if l.end == off {
+                    return Ok(()); // empty line
+                }
+                if l.fields != nf {
+                    return Err(fail("line", format!("{} fields, the header has {nf}", l.fields)));
+                }
+                (data, &l.got)
             };
-            pos = nl + 1;
-            if e == off {
-                continue; // empty line
-            }
-            if ranges.len() != nf {
-                return Err(ChunkErr::At {
-                    off,
-                    field: "line".into(),
-                    message: format!("{} fields, the header has {nf}", ranges.len()),
-                });
-            }
-            let g = |w: usize| {
-                if w < nf { (off + ranges[w].0, off + ranges[w].1) } else { (0, 0) }
-            };
-            let got = [g(cu), g(ci), g(ca), g(want[3])];
-            row(st, data, got, cv.is_some(), off)?;
-        }
+            // One call site: `row` is inlined into the scanner's loop.
+            row(st, buf, fields, cv.is_some(), off)
+        })?;
         st.flush_user();
         release_pages(&map, a, b);
         Ok(())
@@ -1426,6 +1470,58 @@ mod tests {
         let v: Vec<&[u8]> = r.iter().map(|&(x, y)| &b[x..y]).collect();
         assert_eq!(v, vec![&b"x,\"y\""[..], b"2", b""]);
         assert!(split_line(b"\"open,1", b',', &mut s, &mut r).is_err());
+    }
+
+    #[test]
+    fn hist_key_equals_id_key() {
+        let fixed = ["0", "7", "00", "01", "10", "99999999", "12345678", "123456789", "-1", "1a", "a1", "", "/", ":", "9:"];
+        let mut ids: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x = super::table::fmix64(x.wrapping_add(1));
+            let len = (x % 11) as usize;
+            // Mostly digits, sometimes a byte just outside '0'..='9' or a leading zero.
+            let t: String = (0..len)
+                .map(|k| match (x >> (5 * k + 8)) % 16 {
+                    0 => '/',
+                    1 => ':',
+                    2 => 'x',
+                    d => char::from(b'0' + (d % 10) as u8),
+                })
+                .collect();
+            ids.push(t);
+        }
+        for id in &ids {
+            // The id at every offset of a buffer, with and without 8 readable bytes after it.
+            for pad in [0usize, 3, 8] {
+                let mut buf = b"12,".to_vec();
+                buf.extend_from_slice(id.as_bytes());
+                buf.extend(std::iter::repeat_n(b'5', pad));
+                let r = (3, 3 + id.len());
+                assert_eq!(hist_key(&buf, r), id_key(id.as_bytes()), "`{id}` + {pad}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_bytes_equals_slice_equality() {
+        // Ids of 0..12 bytes, some equal, some near the end of the data (no 8-byte load there).
+        let data = b"12,12,123,1234567,12345678,12345679,123456789,123456789,abc,abd,,x,1";
+        let mut r = Vec::new();
+        let mut s = 0;
+        for (i, &c) in data.iter().enumerate() {
+            if c == b',' {
+                r.push((s, i));
+                s = i + 1;
+            }
+        }
+        r.push((s, data.len()));
+        r.push((data.len(), data.len()));
+        for &x in &r {
+            for &y in &r {
+                assert_eq!(same_bytes(data, x, y), data[x.0..x.1] == data[y.0..y.1], "{x:?} {y:?}");
+            }
+        }
     }
 
     #[test]
