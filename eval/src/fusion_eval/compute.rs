@@ -800,7 +800,7 @@ fn global_auc(table: &Table, j: usize, want_runs: bool, parts: usize) -> (AucCou
     }
     cuts.push(BINS);
     // Huge pages: the scatter below writes at 2^16 places of this array at once.
-    let mut lo_buf = super::table::HugeBuf::<u32>::zeroed(total as usize);
+    let mut lo_buf = super::table::HugeBuf::<u32>::written(total as usize);
     let lo = lo_buf.as_mut_slice();
     {
         let mut slices: Vec<(usize, usize, &mut [u32])> = Vec::new();

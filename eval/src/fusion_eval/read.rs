@@ -1134,15 +1134,20 @@ impl PartCounts {
         for t in &parts {
             off.push(off.last().copied().unwrap_or(0) + t.parts().0.len());
         }
-        let mut slots = HugeBuf::zeroed(off.last().copied().unwrap_or(0));
-        let all = slots.as_mut_slice();
-        let (mut zero, mut len) = (None, 0);
-        for (p, t) in parts.iter().enumerate() {
-            let (s, z) = t.parts();
-            all[off[p]..off[p + 1]].copy_from_slice(s);
-            zero = zero.or(z);
-            len += t.len();
+        // Every slot is overwritten: no prefault; the copies (first touch of the memory) run on
+        // all threads.
+        let mut slots = HugeBuf::written(off.last().copied().unwrap_or(0));
+        let mut rest = slots.as_mut_slice();
+        let mut dst = Vec::with_capacity(parts.len());
+        for t in &parts {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(t.parts().0.len());
+            dst.push((head, t));
+            rest = tail;
         }
+        use rayon::prelude::*;
+        dst.into_par_iter().for_each(|(d, t)| d.copy_from_slice(t.parts().0));
+        let zero = parts.iter().find_map(|t| t.parts().1);
+        let len = parts.iter().map(|t| t.len()).sum();
         PartCounts { slots, off, zero, len }
     }
     #[inline]
@@ -1303,8 +1308,16 @@ fn same_bytes(data: &[u8], x: (usize, usize), y: (usize, usize)) -> bool {
 }
 
 /// Counts the buffers of partition `p` of every thread (consuming them).
-fn count_part(p: usize, users: Vec<Vec<(u64, u64)>>, items: Vec<SlabList<u64>>) -> (CountTable, CountTable) {
-    let (mut u, mut it) = (CountTable::default(), CountTable::default());
+/// `hint` = the slots of the tables of the partition counted before on this thread: partitions
+/// are hash partitions of similar sizes, so tables sized like that rarely grow (each growth
+/// is a new table, and fresh memory is expensive to touch).
+fn count_part(
+    p: usize,
+    users: Vec<Vec<(u64, u64)>>,
+    items: Vec<SlabList<u64>>,
+    hint: (usize, usize),
+) -> (CountTable, CountTable) {
+    let (mut u, mut it) = (CountTable::with_slots(hint.0), CountTable::with_slots(hint.1));
     for b in users {
         for (k, c) in b {
             u.add(k, c);
@@ -1447,7 +1460,17 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         }
     }
     use rayon::prelude::*;
-    let tables: Vec<(CountTable, CountTable)> = by_part.into_par_iter().map(|(p, u, i)| count_part(p, u, i)).collect();
+    let tables: Vec<(CountTable, CountTable)> = by_part
+        .into_par_iter()
+        .map_init(
+            || (0, 0),
+            |hint, (p, u, i)| {
+                let t = count_part(p, u, i, *hint);
+                *hint = (t.0.parts().0.len(), t.1.parts().0.len());
+                t
+            },
+        )
+        .collect();
     let (u, i): (Vec<CountTable>, Vec<CountTable>) = tables.into_iter().unzip();
     tm.mark("  HISTORY count");
     out.users = PartCounts::new(u);
@@ -1474,7 +1497,8 @@ mod tests {
 
     #[test]
     fn hist_key_equals_id_key() {
-        let fixed = ["0", "7", "00", "01", "10", "99999999", "12345678", "123456789", "-1", "1a", "a1", "", "/", ":", "9:"];
+        let fixed =
+            ["0", "7", "00", "01", "10", "99999999", "12345678", "123456789", "-1", "1a", "a1", "", "/", ":", "9:"];
         let mut ids: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {

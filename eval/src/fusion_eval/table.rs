@@ -261,7 +261,7 @@ impl Slab {
                 memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
             // Advice only: without huge pages the slab still works.
             #[cfg(target_os = "linux")]
-            if std::env::var_os("LEARNREC_FE_NOTHP").is_none() {
+            {
                 let _ = map.advise(memmap2::Advice::HugePage);
             }
             map
@@ -518,6 +518,21 @@ impl<T: Copy> Default for HugeBuf<T> {
 const HUGE_MIN: usize = 2 << 20;
 
 impl<T: Copy> HugeBuf<T> {
+    /// `len` zeroed elements that the caller overwrites in full before reading them (no
+    /// prefault: the writes touch the memory, on whichever threads do them).
+    pub fn written(len: usize) -> HugeBuf<T> {
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
+        if bytes < HUGE_MIN {
+            return HugeBuf::zeroed(len);
+        }
+        let map = memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
+        // Advice only: without huge pages the table still works, a little slower.
+        #[cfg(target_os = "linux")]
+        {
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        HugeBuf { map: Some(map), heap: Vec::new(), len, _t: std::marker::PhantomData }
+    }
     /// `len` zeroed elements. Panics only if the system is out of address space (as `Vec`).
     pub fn zeroed(len: usize) -> HugeBuf<T> {
         if len == 0 {
@@ -537,7 +552,7 @@ impl<T: Copy> HugeBuf<T> {
             memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
         // Advice only: without huge pages the table still works, a little slower.
         #[cfg(target_os = "linux")]
-        if std::env::var_os("LEARNREC_FE_NOTHP").is_none() {
+        {
             let _ = map.advise(memmap2::Advice::HugePage);
         }
         // Touch every page with a write now: a table's first access is often a read, which maps
@@ -585,6 +600,10 @@ pub(crate) struct CountTable {
 }
 
 impl CountTable {
+    /// An empty table with `slots` slots (a power of two, or 0 to start at the default size).
+    pub fn with_slots(slots: usize) -> CountTable {
+        CountTable { slots: HugeBuf::zeroed(slots), len: 0, zero: None }
+    }
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.len + self.zero.is_some() as usize
