@@ -256,16 +256,7 @@ unsafe impl Sync for Slab {}
 impl Slab {
     fn new(bytes: usize) -> Slab {
         let pooled = if bytes == SLAB { SLAB_POOL.lock().unwrap_or_else(|e| e.into_inner()).1.pop() } else { None };
-        let mut map = pooled.unwrap_or_else(|| {
-            let map =
-                memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
-            // Advice only: without huge pages the slab still works.
-            #[cfg(target_os = "linux")]
-            {
-                let _ = map.advise(memmap2::Advice::HugePage);
-            }
-            map
-        });
+        let mut map = pooled.unwrap_or_else(|| anon_map(bytes));
         let base = std::ptr::NonNull::new(map.as_mut_ptr()).unwrap_or_else(|| unreachable!("mmap returned null"));
         Slab { base, map: Some(map) }
     }
@@ -321,7 +312,8 @@ impl<T: Copy> SlabList<T> {
 
 /// A fixed-capacity column of a [`Block`] in a [`Slab`] (a `Vec` without reallocation).
 pub(crate) struct SlabVec<T: Copy> {
-    slab: std::sync::Arc<Slab>,
+    /// Keeps the slab (the memory behind `ptr`) alive.
+    _slab: std::sync::Arc<Slab>,
     ptr: std::ptr::NonNull<T>,
     len: usize,
     cap: usize,
@@ -347,8 +339,7 @@ impl<T: Copy> std::ops::Deref for SlabVec<T> {
     type Target = [T];
     #[inline]
     fn deref(&self) -> &[T] {
-        let _ = &self.slab;
-        // SAFETY: the first `len` elements were written by `push`; the slab is alive (`self.slab`).
+        // SAFETY: the first `len` elements were written by `push`; the slab is alive (`_slab`).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
@@ -393,7 +384,7 @@ impl Carver {
         // is page-aligned and `used` a multiple of 8, so the pointer is aligned for `T`.
         let ptr = unsafe { std::ptr::NonNull::new_unchecked(slab.base.as_ptr().add(self.used) as *mut T) };
         self.used += bytes;
-        SlabVec { slab, ptr, len: 0, cap: n }
+        SlabVec { _slab: slab, ptr, len: 0, cap: n }
     }
 }
 
@@ -517,6 +508,18 @@ impl<T: Copy> Default for HugeBuf<T> {
 /// Arrays from this size on are memory-mapped with huge-page advice.
 const HUGE_MIN: usize = 2 << 20;
 
+/// A zeroed anonymous mapping of `bytes` advised to use transparent huge pages (advice only:
+/// without them it still works, a little slower). Panics only if the system is out of address
+/// space (as `Vec`).
+fn anon_map(bytes: usize) -> memmap2::MmapMut {
+    let map = memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
+    #[cfg(target_os = "linux")]
+    {
+        let _ = map.advise(memmap2::Advice::HugePage);
+    }
+    map
+}
+
 impl<T: Copy> HugeBuf<T> {
     /// `len` zeroed elements that the caller overwrites in full before reading them (no
     /// prefault: the writes touch the memory, on whichever threads do them).
@@ -525,13 +528,7 @@ impl<T: Copy> HugeBuf<T> {
         if bytes < HUGE_MIN {
             return HugeBuf::zeroed(len);
         }
-        let map = memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
-        // Advice only: without huge pages the table still works, a little slower.
-        #[cfg(target_os = "linux")]
-        {
-            let _ = map.advise(memmap2::Advice::HugePage);
-        }
-        HugeBuf { map: Some(map), heap: Vec::new(), len, _t: std::marker::PhantomData }
+        HugeBuf { map: Some(anon_map(bytes)), heap: Vec::new(), len, _t: std::marker::PhantomData }
     }
     /// `len` zeroed elements. Panics only if the system is out of address space (as `Vec`).
     pub fn zeroed(len: usize) -> HugeBuf<T> {
@@ -548,13 +545,7 @@ impl<T: Copy> HugeBuf<T> {
             }
             return HugeBuf { map: None, heap, len, _t: std::marker::PhantomData };
         }
-        let mut map =
-            memmap2::MmapMut::map_anon(bytes).unwrap_or_else(|e| panic!("out of memory ({bytes} bytes): {e}"));
-        // Advice only: without huge pages the table still works, a little slower.
-        #[cfg(target_os = "linux")]
-        {
-            let _ = map.advise(memmap2::Advice::HugePage);
-        }
+        let mut map = anon_map(bytes);
         // Touch every page with a write now: a table's first access is often a read, which maps
         // the shared zero page, and the write after it then costs a second fault and a TLB
         // shootdown on every core running this process.
