@@ -761,28 +761,31 @@ impl DenseIds {
 /// A run of the global score distribution: `(score key, positives, negatives)`.
 pub(crate) type Run = (u32, u64, u64);
 
-/// Global AUC of every model (see [`global_auc`]). Models run one after the other, each split
-/// among the threads, and share one scatter buffer of 4 bytes a row: peak memory and fresh memory
-/// (expensive to touch) stay at one buffer, for a few more reads of the rows.
+/// Exact global AUC of model `j` over all rows of `table` (counting sort on the top 16 key bits,
+/// then exact counts within each bin), optionally with the sorted runs (for partial files).
+/// Global AUC of every model. With several models and threads, models run side by side (at
+/// most one per thread, so at most that many scatter buffers of 4 bytes a row exist at once),
+/// each scattering its rows in one pass; a single model splits its bins among the threads.
 pub(crate) fn global_aucs(table: &Table, want_runs: bool) -> Vec<(AucCounts, Option<Vec<Run>>)> {
     let m = table.layout.m;
-    let parts = rayon::current_num_threads().clamp(1, 4);
-    let total: u64 = table.hist[..BINS].iter().sum();
-    // Huge pages: the scatter writes at 2^16 places of this array at once. Every model
-    // overwrites all of it (each model's bins count every row).
-    let mut lo_buf = super::table::HugeBuf::<u32>::written(total as usize);
-    (0..m).map(|j| global_auc(table, j, want_runs, parts, lo_buf.as_mut_slice())).collect()
+    let t = rayon::current_num_threads().max(1);
+    if m == 1 || t == 1 {
+        return (0..m).map(|j| global_auc(table, j, want_runs, t.clamp(1, 4))).collect();
+    }
+    let mut out = Vec::with_capacity(m);
+    let models: Vec<usize> = (0..m).collect();
+    for group in models.chunks(t) {
+        let parts = (t / group.len()).clamp(1, 4);
+        out.extend(group.par_iter().map(|&j| global_auc(table, j, want_runs, parts)).collect::<Vec<_>>());
+    }
+    out
 }
 
-/// Exact global AUC of model `j` over all rows of `table` (counting sort on the top 16 key bits,
-/// then exact counts within each bin; `lo` = scratch of one entry per row), optionally with the
-/// sorted runs (for partial files).
-fn global_auc(table: &Table, j: usize, want_runs: bool, parts: usize, lo: &mut [u32]) -> (AucCounts, Option<Vec<Run>>) {
+fn global_auc(table: &Table, j: usize, want_runs: bool, parts: usize) -> (AucCounts, Option<Vec<Run>>) {
     let m = table.layout.m;
     let blocks: Vec<&Block> = table.buckets.iter().flatten().collect();
     let hist = &table.hist[j * BINS..(j + 1) * BINS];
     let total: u64 = hist.iter().sum();
-    debug_assert_eq!(total as usize, lo.len());
     let mut start = vec![0usize; BINS + 1];
     for i in 0..BINS {
         start[i + 1] = start[i] + hist[i] as usize;
@@ -796,6 +799,9 @@ fn global_auc(table: &Table, j: usize, want_runs: bool, parts: usize, lo: &mut [
         cuts.push(c.max(*cuts.last().unwrap_or(&0)));
     }
     cuts.push(BINS);
+    // Huge pages: the scatter below writes at 2^16 places of this array at once.
+    let mut lo_buf = super::table::HugeBuf::<u32>::written(total as usize);
+    let lo = lo_buf.as_mut_slice();
     {
         let mut slices: Vec<(usize, usize, &mut [u32])> = Vec::new();
         let mut rest: &mut [u32] = &mut *lo;
