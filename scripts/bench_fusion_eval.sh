@@ -6,7 +6,8 @@
 #   scripts/bench_fusion_eval.sh [DIR]        (DIR default: ~/.cache/learnrec/bench/fe)
 #
 # FE_OLD=/path/to/an/older/fusion-eval also runs that binary right after each run of this one
-# (interleaved before/after on a shared machine; the JSON reports of both are compared).
+# (interleaved before/after on a shared machine; the JSON reports of both are compared: equal
+# counts, floats to 1e-9).
 # The 10M Parquet run prints its stage breakdown (LEARNREC_FE_STAGES=1: wall, CPU, RSS).
 #
 # Generated files (about 5 GB for all sizes) are kept in DIR and reused. Users = rows / 20,
@@ -31,7 +32,24 @@ run() { # label, args...
   if [ -n "${FE_OLD:-}" ]; then
     echo "== $label, FE_OLD (load $(cut -d' ' -f1-3 /proc/loadavg))"
     /usr/bin/time -f "$label, FE_OLD: %e s wall, %U s user, %S s sys, peak RSS %M KB" "$FE_OLD" "$@" --bootstrap 0 --quiet --json "$TMP/old.json"
-    cmp -s "$TMP/new.json" "$TMP/old.json" && echo "$label: JSON reports identical" || echo "$label: JSON reports DIFFER"
+    # Versions before 2026-11-29 key integer ids differently, so users are summed in another
+    # order: equal counts, floats equal to ~1e-12 rather than bit for bit.
+    python3 - "$TMP/new.json" "$TMP/old.json" "$label" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+worst = [0.0, True]
+def walk(x, y):
+    if isinstance(x, dict) and isinstance(y, dict) and x.keys() == y.keys():
+        return all(walk(x[k], y[k]) for k in x if k != "seconds")
+    if isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        return all(walk(p, q) for p, q in zip(x, y))
+    if isinstance(x, float) or isinstance(y, float):
+        worst[0] = max(worst[0], abs(x - y)) if x is not None and y is not None else worst[0]
+        return x is not None and y is not None and abs(x - y) <= 1e-9
+    return x == y
+ok = walk(a, b)
+print(f"{sys.argv[3]}: JSON reports", "equal (max float difference %.1e)" % worst[0] if ok else "DIFFER")
+PY
   fi
 }
 LEARNREC_FE_STAGES=1 run "parquet 10M" --pred "$DIR/p10m.parquet" --history "$DIR/h10m.csv"
