@@ -6,7 +6,7 @@
 
 use super::scan::split_fast;
 use super::table::{
-    self, Carver, CountTable, HugeBuf, Layout, NONE, Sink, SlabList, Table, flags, id_key, int_key, seg_code,
+    self, Carver, CountTable, HugeBuf, Layout, NONE, Sink, SlabList, Table, flags, id_key, id_key_at, int_key, seg_code,
 };
 use crate::data::Action;
 use crate::segment::{Segment, Thresholds};
@@ -576,7 +576,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             if uid.is_empty() {
                 return Err(fail(off, "user_id", "empty user id".into()));
             }
-            let ukey = id_key(uid);
+            let ukey = id_key_at(buf, ranges[cols.user]);
             if !ctx.keep(ukey) {
                 continue;
             }
@@ -653,7 +653,7 @@ fn read_csv(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
                     if v.is_empty() {
                         return Err(fail(off, "item_id", "empty item id".into()));
                     }
-                    Some(id_key(v))
+                    Some(id_key_at(buf, ranges[ci]))
                 }
                 None => None,
             };
@@ -1245,7 +1245,7 @@ impl HistPart {
             return;
         }
         self.flush_user();
-        self.run = Some((r, hist_key(data, r), counted as u64));
+        self.run = Some((r, id_key_at(data, r), counted as u64));
     }
     fn flush_user(&mut self) {
         if let Some((_, k, c)) = self.run.take() {
@@ -1256,38 +1256,6 @@ impl HistPart {
     fn item(&mut self, key: u64, conv: bool) {
         self.items[hist_part(key)].push(key << HIST_BITS | conv as u64, &mut self.carver);
     }
-}
-
-/// `id_key(&data[r.0..r.1])`; an id of 1–8 digits (no leading zero) is read 8 bytes at once
-/// (SWAR: no loop whose length varies with the id, so no mispredicted branch per row).
-#[inline(always)]
-fn hist_key(data: &[u8], r: (usize, usize)) -> u64 {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    let n = r.1.wrapping_sub(r.0);
-    if (1..=8).contains(&n)
-        && let Some(w) = data.get(r.0..).and_then(|d| d.first_chunk::<8>())
-        && (w[0] != b'0' || n == 1)
-    {
-        // The n id bytes moved to the top, the bytes below them filled with '0' (leading
-        // zeros of an 8-digit number whose most significant digit is the lowest byte).
-        let w = u64::from_le_bytes(*w) << (64 - 8 * n as u32) | ZEROS.checked_shr(8 * n as u32).unwrap_or(0);
-        // Every byte 0x30..=0x39: high nibble 3, and adding 6 does not carry out of the nibble.
-        let hi = 0xf0f0_f0f0_f0f0_f0f0u64;
-        if w & hi == ZEROS && w.wrapping_add(0x0606_0606_0606_0606) & hi == ZEROS {
-            let mut x = w - ZEROS;
-            x = (x.wrapping_mul(10) + (x >> 8)) & 0x00ff_00ff_00ff_00ff;
-            x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_ffff_0000_ffff;
-            x = (x.wrapping_mul(10000) + (x >> 32)) & 0xffff_ffff;
-            return int_key(x as i64);
-        }
-    }
-    id_key_slow(&data[r.0..r.1])
-}
-
-/// [`id_key`] out of line (the rare ids [`hist_key`] does not read at once).
-#[inline(never)]
-fn id_key_slow(id: &[u8]) -> u64 {
-    id_key(id)
 }
 
 /// `data[x.0..x.1] == data[y.0..y.1]`, for ids of up to 8 bytes as one masked 8-byte compare
@@ -1399,7 +1367,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
             let k = id_key(f(0));
             st.users[hist_part(k)].push((k, counted as u64));
         }
-        st.item(hist_key(buf, fields[1]), conv);
+        st.item(id_key_at(buf, fields[1]), conv);
         Ok(())
     };
     let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
@@ -1493,38 +1461,6 @@ mod tests {
         let v: Vec<&[u8]> = r.iter().map(|&(x, y)| &b[x..y]).collect();
         assert_eq!(v, vec![&b"x,\"y\""[..], b"2", b""]);
         assert!(split_line(b"\"open,1", b',', &mut s, &mut r).is_err());
-    }
-
-    #[test]
-    fn hist_key_equals_id_key() {
-        let fixed =
-            ["0", "7", "00", "01", "10", "99999999", "12345678", "123456789", "-1", "1a", "a1", "", "/", ":", "9:"];
-        let mut ids: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..20_000 {
-            x = super::table::fmix64(x.wrapping_add(1));
-            let len = (x % 11) as usize;
-            // Mostly digits, sometimes a byte just outside '0'..='9' or a leading zero.
-            let t: String = (0..len)
-                .map(|k| match (x >> (5 * k + 8)) % 16 {
-                    0 => '/',
-                    1 => ':',
-                    2 => 'x',
-                    d => char::from(b'0' + (d % 10) as u8),
-                })
-                .collect();
-            ids.push(t);
-        }
-        for id in &ids {
-            // The id at every offset of a buffer, with and without 8 readable bytes after it.
-            for pad in [0usize, 3, 8] {
-                let mut buf = b"12,".to_vec();
-                buf.extend_from_slice(id.as_bytes());
-                buf.extend(std::iter::repeat_n(b'5', pad));
-                let r = (3, 3 + id.len());
-                assert_eq!(hist_key(&buf, r), id_key(id.as_bytes()), "`{id}` + {pad}");
-            }
-        }
     }
 
     #[test]

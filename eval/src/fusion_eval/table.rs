@@ -65,6 +65,39 @@ pub fn id_key(bytes: &[u8]) -> u64 {
     }
 }
 
+/// `id_key(&data[r.0..r.1])`, for ids found in a larger buffer (a file, a line): an id of 1–8
+/// digits (no leading zero) with 8 readable bytes from its start is read 8 bytes at once (SWAR:
+/// no loop whose length varies with the id, so no mispredicted branch per row).
+#[inline(always)]
+pub(crate) fn id_key_at(data: &[u8], r: (usize, usize)) -> u64 {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let n = r.1.wrapping_sub(r.0);
+    if (1..=8).contains(&n)
+        && let Some(w) = data.get(r.0..).and_then(|d| d.first_chunk::<8>())
+        && (w[0] != b'0' || n == 1)
+    {
+        // The n id bytes moved to the top, the bytes below them filled with '0' (leading
+        // zeros of an 8-digit number whose most significant digit is the lowest byte).
+        let w = u64::from_le_bytes(*w) << (64 - 8 * n as u32) | ZEROS.checked_shr(8 * n as u32).unwrap_or(0);
+        // Every byte 0x30..=0x39: high nibble 3, and adding 6 does not carry out of the nibble.
+        let hi = 0xf0f0_f0f0_f0f0_f0f0u64;
+        if w & hi == ZEROS && w.wrapping_add(0x0606_0606_0606_0606) & hi == ZEROS {
+            let mut x = w - ZEROS;
+            x = (x.wrapping_mul(10) + (x >> 8)) & 0x00ff_00ff_00ff_00ff;
+            x = (x.wrapping_mul(100) + (x >> 16)) & 0x0000_ffff_0000_ffff;
+            x = (x.wrapping_mul(10000) + (x >> 32)) & 0xffff_ffff;
+            return int_key(x as i64);
+        }
+    }
+    id_key_slow(&data[r.0..r.1])
+}
+
+/// [`id_key`] out of line (the rare ids [`id_key_at`] does not read at once).
+#[inline(never)]
+fn id_key_slow(id: &[u8]) -> u64 {
+    id_key(id)
+}
+
 /// The value of a canonical decimal `i64` text (see [`id_key`]), else `None`.
 #[inline]
 fn canonical_int(b: &[u8]) -> Option<i64> {
@@ -867,6 +900,38 @@ mod tests {
         ks.dedup();
         assert_eq!(ks.len(), 101_000);
         assert!(ks[0] != 0);
+    }
+
+    #[test]
+    fn id_key_at_equals_id_key() {
+        let fixed =
+            ["0", "7", "00", "01", "10", "99999999", "12345678", "123456789", "-1", "1a", "a1", "", "/", ":", "9:"];
+        let mut ids: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x = fmix64(x.wrapping_add(1));
+            let len = (x % 11) as usize;
+            // Mostly digits, sometimes a byte just outside '0'..='9' or a leading zero.
+            let t: String = (0..len)
+                .map(|k| match (x >> (5 * k + 8)) % 16 {
+                    0 => '/',
+                    1 => ':',
+                    2 => 'x',
+                    d => char::from(b'0' + (d % 10) as u8),
+                })
+                .collect();
+            ids.push(t);
+        }
+        for id in &ids {
+            // The id at every offset of a buffer, with and without 8 readable bytes after it.
+            for pad in [0usize, 3, 8] {
+                let mut buf = b"12,".to_vec();
+                buf.extend_from_slice(id.as_bytes());
+                buf.extend(std::iter::repeat_n(b'5', pad));
+                let r = (3, 3 + id.len());
+                assert_eq!(id_key_at(&buf, r), id_key(id.as_bytes()), "`{id}` + {pad}");
+            }
+        }
     }
 
     #[test]
