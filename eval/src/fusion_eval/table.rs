@@ -575,6 +575,13 @@ impl<T: Copy> HugeBuf<T> {
             unsafe {
                 std::ptr::write_bytes(heap.as_mut_ptr(), 0, len);
                 heap.set_len(len);
+                // Allocation plus zeroing may become `calloc`, which leaves fresh pages
+                // untouched: touch every page with a write here, as the mapped tables below
+                // are (a table's first access is often a read).
+                let p = heap.as_mut_ptr() as *mut u8;
+                for off in (0..bytes).step_by(4096) {
+                    std::ptr::write_volatile(p.add(off), 0);
+                }
             }
             return HugeBuf { map: None, heap, len, _t: std::marker::PhantomData };
         }
