@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fusion-eval benchmark: the scaling curve (10M, 30M, 100M rows; Parquet; two score columns;
-# all six segments from a HISTORY file; no bootstrap), the same 10M rows from CSV, and the two
-# Python baselines on the 10M CSV, all in one run. Prints wall time, CPU time and peak RSS.
+# all six segments from a HISTORY file (CSV; at 10M also Parquet); no bootstrap), the same 10M
+# rows from CSV, and the two Python baselines on the 10M CSV, all in one run. Prints wall time, CPU time and peak RSS.
 #
 #   scripts/bench_fusion_eval.sh [DIR]        (DIR default: ~/.cache/learnrec/bench/fe)
 #
@@ -22,9 +22,12 @@ for n in 10 30 100; do
   [ -f "$DIR/p${n}m.parquet" ] && [ -f "$DIR/h${n}m.csv" ] ||
     "$FE" gen --rows "${n}000000" --users "$((n * 50000))" --out "$DIR/p${n}m.parquet" --history-out "$DIR/h${n}m.csv"
 done
-[ -f "$DIR/p10m.csv" ] || "$FE" gen --rows 10000000 --users 500000 --out "$DIR/p10m.csv"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+[ -f "$DIR/p10m.csv" ] || "$FE" gen --rows 10000000 --users 500000 --out "$DIR/p10m.csv"
+# The same HISTORY rows as h10m.csv, in Parquet (the predictions written beside it are dropped).
+[ -f "$DIR/h10m.parquet" ] ||
+  "$FE" gen --rows 10000000 --users 500000 --out "$TMP/unused.parquet" --history-out "$DIR/h10m.parquet"
 run() { # label, args...
   local label=$1; shift
   echo "== $label (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -53,6 +56,7 @@ PY
   fi
 }
 LEARNREC_FE_STAGES=1 run "parquet 10M" --pred "$DIR/p10m.parquet" --history "$DIR/h10m.csv"
+run "parquet 10M, Parquet HISTORY" --pred "$DIR/p10m.parquet" --history "$DIR/h10m.parquet"
 for n in 30 100; do run "parquet ${n}M" --pred "$DIR/p${n}m.parquet" --history "$DIR/h${n}m.csv"; done
 run "csv 10M" --pred "$DIR/p10m.csv" --history "$DIR/h10m.csv"
 run "parquet 10M, no HISTORY (overall only)" --pred "$DIR/p10m.parquet"

@@ -318,7 +318,8 @@ fn fuzz_interactions() {
     );
 }
 
-/// Small generated predictions (`pred.csv` or `pred.parquet`) and HISTORY.
+/// Small generated predictions (`pred.csv` or `pred.parquet`) and HISTORY (`hist.csv` or
+/// `hist.parquet`, the same `ext`).
 fn predictions(ext: &str) -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let spec = GenSpec {
@@ -327,7 +328,7 @@ fn predictions(ext: &str) -> (Vec<u8>, Vec<u8>) {
         items: 20,
         seed: 3,
         out: dir.path().join(format!("pred.{ext}")),
-        history: Some(dir.path().join("hist.csv")),
+        history: Some(dir.path().join(format!("hist.{ext}"))),
         row_group: 50,
     };
     generate(&spec).unwrap();
@@ -365,8 +366,11 @@ fn fuzz_predictions_csv_and_history() {
 
 #[test]
 fn fuzz_predictions_parquet() {
-    let (pq, _) = predictions("parquet");
+    let (pq, hist) = predictions("parquet");
     fuzz("predictions parquet", pq, "pred.parquet", pred);
+    fuzz("history parquet", hist, "hist.parquet", |p| {
+        names_file(read_history(p, UserActivity::Engaged), p)
+    });
 }
 
 fn tiny_gguf() -> Vec<u8> {

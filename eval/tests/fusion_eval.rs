@@ -478,6 +478,8 @@ enum PqCol {
     Str(Vec<&'static str>),
     /// Optional (nullable) f32: `None` is a null.
     OptF32(Vec<Option<f32>>),
+    /// Optional (nullable) i64.
+    OptI64(Vec<Option<i64>>),
 }
 
 /// Writes a one-row-group Parquet file (`message` = the schema's fields) with the parquet crate's
@@ -494,6 +496,7 @@ fn write_parquet(dir: &Path, name: &str, fields: &str, cols: Vec<PqCol>) -> Path
     let rows = match cols.first() {
         Some(PqCol::I64(v)) => v.len(),
         Some(PqCol::Str(v)) => v.len(),
+        Some(PqCol::OptI64(v)) => v.len(),
         _ => 1,
     };
     if rows > 0 {
@@ -512,6 +515,11 @@ fn write_parquet(dir: &Path, name: &str, fields: &str, cols: Vec<PqCol>) -> Path
                     let defs: Vec<i16> = v.iter().map(|x| x.is_some() as i16).collect();
                     let vals: Vec<f32> = v.iter().flatten().copied().collect();
                     col.typed::<FloatType>().write_batch(&vals, Some(&defs), None)
+                }
+                PqCol::OptI64(v) => {
+                    let defs: Vec<i16> = v.iter().map(|x| x.is_some() as i16).collect();
+                    let vals: Vec<i64> = v.iter().flatten().copied().collect();
+                    col.typed::<Int64Type>().write_batch(&vals, Some(&defs), None)
                 }
             }
             .unwrap();
@@ -625,6 +633,128 @@ fn parquet_bad_inputs_give_clear_errors() {
     let inp = Input { scores: vec!["score_z".into()], ..input(&good) };
     let e = err_of(evaluate_file(&inp, &o));
     assert!(e.contains("missing column `score_z`"), "{e}");
+}
+
+/// HISTORY from Parquet: the same rows as CSV give the same report (generated, several row
+/// groups; and by hand: string ids, every action, ratings with a nullable value, users out of
+/// runs), and bad HISTORY files name the file, row and field.
+#[test]
+fn parquet_history_equals_csv_history_and_bad_inputs() {
+    use PqCol::*;
+    let d = tempfile::tempdir().unwrap();
+    let o = Options { bootstrap: 0, ..Options::default() };
+    let (p, hc) = gen_file(d.path(), "g.parquet", 20_000, 500);
+    let hp = d.path().join("g.hist.parquet");
+    let spec = generate::GenSpec {
+        rows: 20_000,
+        users: 500,
+        items: 300,
+        seed: 3,
+        out: d.path().join("again.parquet"),
+        history: Some(hp.clone()),
+        row_group: 1000,
+    };
+    generate::generate(&spec).unwrap();
+    let a = evaluate_file(&Input { history: Some(hc), ..input(&p) }, &o).unwrap();
+    let b = evaluate_file(&Input { history: Some(hp), ..input(&p) }, &o).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.segments.len(), 6);
+    assert!(a.segments.iter().all(|g| g.rows > 0), "every segment is populated");
+
+    let pred = write(d.path(), "p.csv", GOOD);
+    let acts = ["click", "rating", "impression", "Purchase", "rating", "conversion", "rating", "click"];
+    let users = ["u1", "u2", "u2", "u1", "u2", "u9", "u1", "u2"];
+    let items = ["i1", "i1", "i2", "i2", "i3", "i1", "i4", "i4"];
+    let values = [None, Some(4.0), None, None, Some(3.5), None, Some(5.0), None];
+    let mut text = String::from("user_id,item_id,timestamp,action,value,revenue\n");
+    for r in 0..acts.len() {
+        let v = values[r].map(|x: f32| x.to_string()).unwrap_or_default();
+        text += &format!("{},{},{r},{},{v},\n", users[r], items[r], acts[r]);
+    }
+    let hc = write(d.path(), "h.csv", &text);
+    let hp = write_parquet(
+        d.path(),
+        "h.parquet",
+        "required binary user_id (UTF8); required binary item_id (UTF8); required binary action (UTF8); \
+         optional float value;",
+        vec![Str(users.to_vec()), Str(items.to_vec()), Str(acts.to_vec()), OptF32(values.to_vec())],
+    );
+    let th = Thresholds { user_long_tail_max: 2, item_long_tail_max: 1 };
+    let run = |h: &Path| evaluate_file(&Input { history: Some(h.to_path_buf()), thresholds: th, ..input(&pred) }, &o);
+    let (a, b) = (run(&hc).unwrap(), run(&hp).unwrap());
+    assert_eq!(a, b);
+    // u1: click, Purchase, rating = 3 (regular with max 2); u2: 3 of 4 (the impression is not
+    // counted); u3 absent. i1: 2 conversions (rating 4, conversion) = regular with max 1;
+    // i2, i4: 1 (long-tail); i3: rating 3.5 is not a conversion (cold-start, known).
+    let g = |k: GroupKind| a.segments.iter().find(|g| g.group == k).unwrap().clone();
+    assert_eq!(g(GroupKind::User(Segment::Regular)).users, 2);
+    assert_eq!(g(GroupKind::User(Segment::ColdStart)).users, 1);
+    assert_eq!(g(GroupKind::Item(Segment::Regular)).rows, 3);
+    assert_eq!(g(GroupKind::Item(Segment::LongTail)).rows, 3); // i2 2 rows, i4 1
+    assert_eq!(g(GroupKind::Item(Segment::ColdStart)).rows, 2); // i3
+
+    let bad = |name: &str, fields: &str, cols: Vec<PqCol>| err_of(run(&write_parquet(d.path(), name, fields, cols)));
+    let ids = || (Str(vec!["u1", "u2", "u3"]), Str(vec!["i1", "i1", "i2"]));
+    let (u, i) = ids();
+    let e = bad("noact.parquet", "required binary user_id (UTF8); required binary item_id (UTF8);", vec![u, i]);
+    assert!(e.contains("noact.parquet") && e.contains("missing column `action`"), "{e}");
+    let (u, i) = ids();
+    let e = bad(
+        "act.parquet",
+        "required binary user_id (UTF8); required binary item_id (UTF8); required binary action (UTF8);",
+        vec![u, i, Str(vec!["click", "click", "like"])],
+    );
+    assert!(e.contains("act.parquet:3: field `action`: unknown action `like`"), "{e}");
+    let (u, i) = ids();
+    let e = bad(
+        "intact.parquet",
+        "required binary user_id (UTF8); required binary item_id (UTF8); required int32 action;",
+        vec![u, i, I32(vec![1, 2, 3])],
+    );
+    assert!(e.contains("intact.parquet") && e.contains("column `action` must be a string column"), "{e}");
+    let (u, i) = ids();
+    let e = bad(
+        "nullrating.parquet",
+        "required binary user_id (UTF8); required binary item_id (UTF8); required binary action (UTF8); \
+         optional float value;",
+        vec![u, i, Str(vec!["rating", "click", "rating"]), OptF32(vec![Some(5.0), None, None])],
+    );
+    assert!(e.contains("nullrating.parquet:3: field `value`: rating value is null"), "{e}");
+    let (u, i) = ids();
+    let e = bad(
+        "norating.parquet",
+        "required binary user_id (UTF8); required binary item_id (UTF8); required binary action (UTF8);",
+        vec![u, i, Str(vec!["click", "rating", "click"])],
+    );
+    assert!(e.contains("norating.parquet:2: field `value`: rating value is null"), "{e}");
+    let (u, i) = ids();
+    let e = bad(
+        "nanrating.parquet",
+        "required binary user_id (UTF8); required binary item_id (UTF8); required binary action (UTF8); \
+         optional float value;",
+        vec![u, i, Str(vec!["rating", "click", "rating"]), OptF32(vec![Some(f32::NAN), None, Some(1.0)])],
+    );
+    assert!(e.contains("nanrating.parquet:1: field `value`: rating value is not a number"), "{e}");
+    let e = bad(
+        "nulluser.parquet",
+        "optional int64 user_id; required binary item_id (UTF8); required binary action (UTF8);",
+        vec![OptI64(vec![Some(1), None, Some(3)]), Str(vec!["i1", "i1", "i2"]), Str(vec!["click"; 3])],
+    );
+    assert!(e.contains("nulluser.parquet:2: field `user_id`: null value"), "{e}");
+    let e = bad(
+        "floatid.parquet",
+        "required float user_id; required binary item_id (UTF8); required binary action (UTF8);",
+        vec![F32(vec![1.0, 2.0, 3.0]), Str(vec!["i1", "i1", "i2"]), Str(vec!["click"; 3])],
+    );
+    assert!(e.contains("floatid.parquet") && e.contains("ids must be strings or integers"), "{e}");
+    let e = err_of(run(&write(d.path(), "hempty.parquet", "")));
+    assert!(e.contains("hempty.parquet: empty file"), "{e}");
+    let e = err_of(run(&write(d.path(), "htext.parquet", "user_id,item_id,action\nu1,i1,click\n")));
+    assert!(e.contains("htext.parquet") && e.contains("not a Parquet file"), "{e}");
+    // A CSV rating of `NaN` is an error too (it used to count as "not a conversion").
+    let h = write(d.path(), "nan.csv", "user_id,item_id,action,value\nu1,i1,rating,NaN\n");
+    let e = err_of(run(&h));
+    assert!(e.contains("nan.csv:2: field `value`: rating value is not a number: `NaN`"), "{e}");
 }
 
 #[test]

@@ -21,7 +21,8 @@ columns (--score NAME, repeatable; default: every column whose name starts with 
 optional item_id, weight, user_segment, item_segment (cold-start|long-tail|regular).
 
 Segments come from the explicit columns, else from --history (interactions before the test:
-CSV `user_id,item_id,timestamp,action,value,revenue`): users by interactions (clicks,
+CSV/TSV `user_id,item_id,timestamp,action,value,revenue`, or Parquet with columns user_id,
+item_id, action and optional value; other columns are not read): users by interactions (clicks,
 conversions, ratings; --user-activity all counts impressions too), items by conversions, with
 the paper's thresholds (user long-tail 1..=35, item long-tail 1..=29; 0 = cold-start). Users
 and items absent from HISTORY are cold-start and counted in a warning.
@@ -52,7 +53,7 @@ struct EvalArgs {
     /// Predictions file (CSV/TSV with header, or Parquet).
     #[arg(long, value_name = "PRED")]
     pred: Option<PathBuf>,
-    /// Interactions before the test period, for segments (CSV with header).
+    /// Interactions before the test period, for segments (CSV/TSV with header, or Parquet).
     #[arg(long, value_name = "HISTORY")]
     history: Option<PathBuf>,
     /// Score column to evaluate (repeatable; default: all columns starting with `score`).
@@ -138,7 +139,7 @@ struct GenArgs {
     /// Output file (.csv, .tsv or .parquet).
     #[arg(long)]
     out: PathBuf,
-    /// Also write a HISTORY file (CSV).
+    /// Also write a HISTORY file (.csv, or .parquet).
     #[arg(long)]
     history_out: Option<PathBuf>,
     /// Parquet row-group size.

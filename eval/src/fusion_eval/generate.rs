@@ -24,7 +24,8 @@ pub struct GenSpec {
     pub seed: u64,
     /// Output, `.csv`/`.tsv` or `.parquet`.
     pub out: PathBuf,
-    /// Optional HISTORY output (CSV, `user_id,item_id,timestamp,action,value,revenue`).
+    /// Optional HISTORY output (`user_id,item_id,timestamp,action,value,revenue`; `.parquet`
+    /// for Parquet, else CSV).
     pub history: Option<PathBuf>,
     /// Parquet row-group size.
     pub row_group: usize,
@@ -227,29 +228,106 @@ fn write_parquet(spec: &GenSpec, counts: &[u64], nblocks: u64, written: &mut u64
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// A generated HISTORY row: user, item, timestamp, conversion (else a click).
+type HistRow = (u64, i64, u64, bool);
+
 /// HISTORY: 10% of users absent, others a log-normal number of clicks (20% conversions) on
-/// Zipf-like items.
+/// Zipf-like items; CSV (`user_id,item_id,timestamp,action,value,revenue`) or Parquet (the same
+/// columns: int64 ids and timestamp, string action, nullable double value and revenue), the same
+/// rows either way.
 fn write_history(spec: &GenSpec, path: &Path) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x4849_5354);
     let ln = LogNormal::new(2.0, 1.3).map_err(|e| Error::Invalid(format!("gen: {e}")))?;
+    // Rows in order: (user, item, timestamp, conversion).
+    let rows = std::iter::from_fn({
+        // A few users that exist only in HISTORY.
+        let (mut u, mut t, mut n) = (0u64, 0u64, 0u64);
+        let end = spec.users + spec.users / 20;
+        move || {
+            while t >= n {
+                if u >= end {
+                    return None;
+                }
+                u += 1;
+                t = 0;
+                n = if rng.random::<f64>() < 0.1 { 0 } else { (ln.sample(&mut rng) as u64).min(2000) };
+            }
+            let item = item_of(&mut rng, spec.items);
+            let conv = rng.random::<f64>() < 0.2;
+            t += 1;
+            Some((u - 1, item, t - 1, conv))
+        }
+    });
+    if is_parquet(path) {
+        return write_history_parquet(spec, path, rows);
+    }
     crate::atomic::write_with(path, |w| {
         writeln!(w, "user_id,item_id,timestamp,action,value,revenue")?;
-        // A few users that exist only in HISTORY.
-        for u in 0..spec.users + spec.users / 20 {
-            if rng.random::<f64>() < 0.1 {
-                continue;
-            }
-            let n = (ln.sample(&mut rng) as u64).min(2000);
-            for t in 0..n {
-                let item = item_of(&mut rng, spec.items);
-                let conv = rng.random::<f64>() < 0.2;
-                if conv {
-                    writeln!(w, "{u},{item},{t},conversion,,9.9")?;
-                } else {
-                    writeln!(w, "{u},{item},{t},click,,")?;
-                }
+        for (u, item, t, conv) in rows {
+            if conv {
+                writeln!(w, "{u},{item},{t},conversion,,9.9")?;
+            } else {
+                writeln!(w, "{u},{item},{t},click,,")?;
             }
         }
         Ok(())
     })
+}
+
+fn write_history_parquet(spec: &GenSpec, path: &Path, rows: impl Iterator<Item = HistRow>) -> Result<()> {
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("parquet: {e}"));
+    let schema = Arc::new(
+        parse_message_type(
+            "message history { required int64 user_id; required int64 item_id; required int64 timestamp; \
+             required binary action (UTF8); optional double value; optional double revenue; }",
+        )
+        .map_err(pq)?,
+    );
+    let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = SerializedFileWriter::new(file, schema, props).map_err(pq)?;
+    let (click, conversion) = (ByteArray::from("click"), ByteArray::from("conversion"));
+    let flush = |w: &mut SerializedFileWriter<std::fs::File>, b: &mut Vec<HistRow>| -> Result<()> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let ints = |f: &dyn Fn(&HistRow) -> i64| b.iter().map(f).collect::<Vec<i64>>();
+        let acts: Vec<ByteArray> = b.iter().map(|r| if r.3 { conversion.clone() } else { click.clone() }).collect();
+        let rev_defs: Vec<i16> = b.iter().map(|r| r.3 as i16).collect();
+        let revenue = vec![9.9f64; b.iter().filter(|r| r.3).count()];
+        let mut rg = w.next_row_group().map_err(pq)?;
+        let mut i = 0;
+        while let Some(mut col) = rg.next_column().map_err(pq)? {
+            match i {
+                0 => col.typed::<Int64Type>().write_batch(&ints(&|r| r.0 as i64), None, None),
+                1 => col.typed::<Int64Type>().write_batch(&ints(&|r| r.1), None, None),
+                2 => col.typed::<Int64Type>().write_batch(&ints(&|r| r.2 as i64), None, None),
+                3 => col.typed::<ByteArrayType>().write_batch(&acts, None, None),
+                4 => col.typed::<DoubleType>().write_batch(&[], Some(&vec![0; b.len()]), None),
+                _ => col.typed::<DoubleType>().write_batch(&revenue, Some(&rev_defs), None),
+            }
+            .map_err(pq)?;
+            col.close().map_err(pq)?;
+            i += 1;
+        }
+        rg.close().map_err(pq)?;
+        b.clear();
+        Ok(())
+    };
+    let mut buf = Vec::with_capacity(spec.row_group.min(1 << 20));
+    for r in rows {
+        buf.push(r);
+        if buf.len() >= spec.row_group {
+            flush(&mut w, &mut buf)?;
+        }
+    }
+    flush(&mut w, &mut buf)?;
+    w.close().map_err(pq)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

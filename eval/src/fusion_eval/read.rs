@@ -478,22 +478,22 @@ pub(crate) struct ReadOut {
 
 /// Reads PRED (CSV/TSV or Parquet, by extension `.parquet`/`.pq`).
 pub(crate) fn read_pred(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
-    let is_parquet = path.extension().is_some_and(|e| {
-        let e = e.to_string_lossy().to_ascii_lowercase();
-        e == "parquet" || e == "pq"
-    });
-    // The parquet crate can panic on corrupted pages (seen with fuzzed files: RLE decoding);
-    // that is an error about this file, not a crash.
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if is_parquet { read_parquet(path, spec) } else { read_csv(path, spec) }
-    }));
-    read.unwrap_or_else(|p| {
+    if super::is_parquet(path) {
+        decoder_guard(path, "Parquet", || read_parquet(path, spec))
+    } else {
+        decoder_guard(path, "CSV", || read_csv(path, spec))
+    }
+}
+
+/// Runs a reader, turning a panic of its decoder into an error about the file: the parquet
+/// crate can panic on corrupted pages (seen with fuzzed files: RLE decoding).
+fn decoder_guard<T>(path: &Path, format: &str, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|p| {
         let why = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let format = if is_parquet { "Parquet" } else { "CSV" };
         Err(Error::file(path, format!("corrupted {format} data: the decoder failed ({why})")))
     })
 }
@@ -756,8 +756,25 @@ impl<'a> ColIn<'a> {
     }
 
     /// Reads the next `rows` values into `out` (a [`ColIn::buffer`]); `first_row` = the file's
-    /// 0-based row index of the first of them (for errors).
+    /// 0-based row index of the first of them (for errors). A null is an error.
     fn next(&mut self, path: &Path, rows: usize, first_row: u64, out: &mut Col) -> Result<()> {
+        let got = self.next_nullable(path, rows, out)?;
+        if got != rows || out.len() != rows {
+            let at = self.defs.iter().position(|&d| d < self.max_def).unwrap_or(out.len());
+            return Err(Error::parse(
+                path,
+                first_row + at as u64 + 1,
+                self.name,
+                "null value (row number within the file)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the next `rows` rows: the non-null values into `out`, and (for a nullable column)
+    /// one definition level per row into `self.defs` (`== self.max_def`: a value). Returns the
+    /// rows read (fewer only at the end of the column chunk).
+    fn next_nullable(&mut self, path: &Path, rows: usize, out: &mut Col) -> Result<usize> {
         let name = self.name;
         let pq = |e: parquet::errors::ParquetError| Error::file(path, format!("column `{name}`: {e}"));
         let max_def = self.max_def;
@@ -776,18 +793,10 @@ impl<'a> ColIn<'a> {
                     }
                     got += recs;
                 }
-                if vals.len() != rows {
-                    let at = defs.iter().position(|&d| d < max_def).unwrap_or(vals.len());
-                    return Err(Error::parse(
-                        path,
-                        first_row + at as u64 + 1,
-                        name,
-                        "null value (row number within the file)",
-                    ));
-                }
+                got
             }};
         }
-        match (&mut self.reader, out) {
+        Ok(match (&mut self.reader, out) {
             (ColumnReader::ByteArrayColumnReader(r), Col::Bytes(v)) => read!(r, v),
             (ColumnReader::Int64ColumnReader(r), Col::I64(v)) => read!(r, v),
             (ColumnReader::Int32ColumnReader(r), Col::I32(v)) => read!(r, v),
@@ -797,8 +806,7 @@ impl<'a> ColIn<'a> {
             _ => {
                 return Err(Error::file(path, format!("column `{name}`: unsupported Parquet type")));
             }
-        }
-        Ok(())
+        })
     }
 }
 
@@ -1247,6 +1255,18 @@ impl HistPart {
         self.flush_user();
         self.run = Some((r, id_key_at(data, r), counted as u64));
     }
+    /// A row of user `key` (ids compared by key: Parquet).
+    #[inline]
+    fn user_key(&mut self, key: u64, counted: bool) {
+        if let Some((_, k, c)) = &mut self.run
+            && *k == key
+        {
+            *c += counted as u64;
+            return;
+        }
+        self.flush_user();
+        self.run = Some(((0, 0), key, counted as u64));
+    }
     fn flush_user(&mut self) {
         if let Some((_, k, c)) = self.run.take() {
             self.users[hist_part(k)].push((k, c));
@@ -1256,6 +1276,40 @@ impl HistPart {
     fn item(&mut self, key: u64, conv: bool) {
         self.items[hist_part(key)].push(key << HIST_BITS | conv as u64, &mut self.carver);
     }
+}
+
+/// A HISTORY row's action (the common spellings first, without a UTF-8 check).
+#[inline]
+fn action_of(v: &[u8]) -> std::result::Result<Action, String> {
+    match v {
+        b"click" => Ok(Action::Click),
+        b"conversion" => Ok(Action::Conversion),
+        b"impression" => Ok(Action::Impression),
+        v => std::str::from_utf8(v)
+            .ok()
+            .and_then(Action::parse)
+            .ok_or_else(|| format!("unknown action `{}`", String::from_utf8_lossy(v))),
+    }
+}
+
+/// Whether a HISTORY row converts (a rating at ≥ `rule.convert_min_rating`) and counts as the
+/// user's interaction under `activity`.
+#[inline]
+fn history_row<E>(
+    act: Action,
+    rating: impl FnOnce() -> std::result::Result<f32, E>,
+    activity: UserActivity,
+) -> std::result::Result<(bool, bool), E> {
+    let conv = match act {
+        Action::Conversion => true,
+        Action::Rating => rating()? >= crate::data::LabelRule::default().convert_min_rating,
+        _ => false,
+    };
+    let counted = match activity {
+        UserActivity::All => true,
+        UserActivity::Engaged => act != Action::Impression,
+    };
+    Ok((conv, counted))
 }
 
 /// `data[x.0..x.1] == data[y.0..y.1]`, for ids of up to 8 bytes as one masked 8-byte compare
@@ -1305,10 +1359,22 @@ fn count_part(
 /// ([`crate::data::LabelRule`]). Every item that appears gets an entry (0 conversions = cold-start
 /// but known); every user that appears is known, even with 0 counted interactions.
 ///
-/// The file is memory-mapped and scanned in parallel chunks split at newlines, each chunk in
-/// one pass of 64-byte blocks (`scan::scan_chunk`; lines with quotes go through the full CSV
-/// field splitter); see [`HIST_BITS`] for the counting.
+/// HISTORY is CSV/TSV with a header, or Parquet (by extension, `.parquet`/`.pq`; columns
+/// `user_id` and `item_id` strings or integers, `action` a string, optional `value` a number,
+/// null allowed except on a rating; other columns are not read).
+///
+/// CSV is memory-mapped and scanned in parallel chunks split at newlines, each chunk in one
+/// pass of 64-byte blocks (`scan::scan_chunk`; lines with quotes go through the full CSV field
+/// splitter); Parquet row groups are decoded in parallel; see [`HIST_BITS`] for the counting.
 pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
+    if super::is_parquet(path) {
+        decoder_guard(path, "Parquet", || read_history_parquet(path, activity))
+    } else {
+        decoder_guard(path, "CSV", || read_history_csv(path, activity))
+    }
+}
+
+fn read_history_csv(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
     };
@@ -1323,7 +1389,6 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     let cv = hdr.iter().position(|h| h == "value");
     let nf = hdr.len();
     let parts = chunks(data, start, 4 << 20);
-    let rule = crate::data::LabelRule::default();
     // One row: ranges into `buf` (the file, or the unquoted copy of a quoted line) of the
     // fields user, item, action, value (the fifth is not read).
     let row = |st: &mut HistPart,
@@ -1334,30 +1399,21 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
      -> std::result::Result<(), ChunkErr> {
         let fail = |field: &str, m: String| ChunkErr::At { off, field: field.into(), message: m };
         let f = |i: usize| &buf[fields[i].0..fields[i].1];
-        let act = match f(2) {
-            b"click" => Action::Click,
-            b"conversion" => Action::Conversion,
-            b"impression" => Action::Impression,
-            v => std::str::from_utf8(v)
-                .ok()
-                .and_then(Action::parse)
-                .ok_or_else(|| fail("action", format!("unknown action `{}`", String::from_utf8_lossy(v))))?,
-        };
-        let conv = match act {
-            Action::Conversion => true,
-            Action::Rating => {
+        let act = action_of(f(2)).map_err(|m| fail("action", m))?;
+        let (conv, counted) = history_row(
+            act,
+            || {
                 let v = if has_value { f(3) } else { b"" };
-                let x: f32 = std::str::from_utf8(v).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-                    fail("value", format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)))
-                })?;
-                x >= rule.convert_min_rating
-            }
-            _ => false,
-        };
-        let counted = match activity {
-            UserActivity::All => true,
-            UserActivity::Engaged => act != Action::Impression,
-        };
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .filter(|x: &f32| !x.is_nan())
+                    .ok_or_else(|| {
+                        fail("value", format!("rating value is not a number: `{}`", String::from_utf8_lossy(v)))
+                    })
+            },
+            activity,
+        )?;
         st.rows += 1;
         if std::ptr::eq(buf, data) {
             st.user(data, fields[0], counted);
@@ -1415,6 +1471,133 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         ChunkErr::Other(e) => e,
     })?;
     tm.mark("  HISTORY scan");
+    Ok(count_history(parts, &mut tm))
+}
+
+/// HISTORY from Parquet: row groups decoded in parallel, in [`PQ_BATCH`]-row batches (user
+/// runs are summed like CSV's, comparing keys).
+fn read_history_parquet(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    if f.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
+        return Err(Error::file(path, "empty file"));
+    }
+    let reader = SerializedFileReader::new(f).map_err(|e| Error::file(path, format!("not a Parquet file: {e}")))?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let hdr: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).path().string()).collect();
+    let find = |n: &str| {
+        hdr.iter()
+            .position(|h| h == n)
+            .ok_or_else(|| Error::file(path, format!("missing column `{n}` (columns: {})", hdr.join(", "))))
+    };
+    let (cu, ci, ca) = (find("user_id")?, find("item_id")?, find("action")?);
+    let cv = hdr.iter().position(|h| h == "value");
+    let nrg = meta.num_row_groups();
+    let mut first_rows = Vec::with_capacity(nrg);
+    let mut total = 0u64;
+    for i in 0..nrg {
+        first_rows.push(total);
+        total += meta.row_group(i).num_rows() as u64;
+    }
+    let mut tm = super::Stages::new();
+    let res = run_chunks(nrg, HistPart::new, |g, st| {
+        let e = ChunkErr::Other;
+        // One reader per row group (see `read_parquet`).
+        let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
+        let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
+        let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
+        let rg_rows = rg.metadata().num_rows() as usize;
+        let opn = |i: usize, name: &'static str| ColIn::open(path, rg.as_ref(), i, name).map_err(ChunkErr::Other);
+        let (mut c_user, mut c_item, mut c_act) = (opn(cu, "user_id")?, opn(ci, "item_id")?, opn(ca, "action")?);
+        let mut c_value = cv.map(|i| opn(i, "value")).transpose()?;
+        let (mut b_user, mut b_item, mut acts) = (c_user.buffer(), c_item.buffer(), c_act.buffer());
+        let mut values = c_value.as_ref().map(|c| c.buffer());
+        let (mut users, mut items, mut value_at) = (Vec::new(), Vec::new(), Vec::new());
+        let mut done = 0usize;
+        while done < rg_rows {
+            let rows = (rg_rows - done).min(PQ_BATCH);
+            let first = first_rows[g] + done as u64;
+            done += rows;
+            let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
+            nx(&mut c_user, &mut b_user)?;
+            id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
+            nx(&mut c_item, &mut b_item)?;
+            id_keys(path, &b_item, "item_id", first, &mut items).map_err(e)?;
+            nx(&mut c_act, &mut acts)?;
+            let Col::Bytes(acts) = &acts else {
+                return Err(e(Error::file(path, "column `action` must be a string column")));
+            };
+            // `value`: nulls allowed (read only for ratings); `defs[r] == max_def` = a value.
+            value_at.clear();
+            if let (Some(c), Some(out)) = (&mut c_value, &mut values) {
+                c.next_nullable(path, rows, out).map_err(e)?;
+                if c.max_def == 0 {
+                    value_at.extend(0..rows as u32);
+                } else {
+                    let mut k = 0u32;
+                    for &d in &c.defs {
+                        value_at.push(if d == c.max_def { k } else { u32::MAX });
+                        k += (d == c.max_def) as u32;
+                    }
+                }
+            }
+            let fail = |r: usize, field: &str, m: String| e(Error::parse(path, first + r as u64 + 1, field, m));
+            // Dictionary-encoded strings share their dictionary entry's bytes: the action of the
+            // previous row is reused when the bytes are the same ones.
+            let mut last: Option<(*const u8, usize, Action)> = None;
+            for r in 0..rows {
+                let a = acts[r].data();
+                let act = match last {
+                    Some((p, n, act)) if std::ptr::eq(p, a.as_ptr()) && n == a.len() => act,
+                    _ => {
+                        let act = action_of(a).map_err(|m| fail(r, "action", m))?;
+                        last = Some((a.as_ptr(), a.len(), act));
+                        act
+                    }
+                };
+                let rating = || {
+                    let null = || fail(r, "value", "rating value is null".into());
+                    let k = *value_at.get(r).ok_or_else(null)?;
+                    let x = match values.as_ref() {
+                        Some(Col::Bytes(v)) if k != u32::MAX => {
+                            let b = v[k as usize].data();
+                            std::str::from_utf8(b)
+                                .ok()
+                                .and_then(|s| s.trim().parse().ok())
+                                .filter(|x: &f32| !x.is_nan())
+                                .ok_or_else(|| {
+                                    let b = String::from_utf8_lossy(b);
+                                    fail(r, "value", format!("rating value is not a number: `{b}`"))
+                                })?
+                        }
+                        Some(c) if k != u32::MAX => f64_at(c, k as usize) as f32,
+                        _ => return Err(null()),
+                    };
+                    if x.is_nan() {
+                        return Err(fail(r, "value", "rating value is not a number: `NaN`".into()));
+                    }
+                    Ok(x)
+                };
+                let (conv, counted) = history_row(act, rating, activity)?;
+                st.rows += 1;
+                st.user_key(users[r], counted);
+                st.item(items[r], conv);
+            }
+        }
+        st.flush_user();
+        Ok(())
+    });
+    let parts = res.map_err(|(_, e)| match e {
+        ChunkErr::At { field, message, .. } => Error::file(path, format!("{field}: {message}")),
+        ChunkErr::Other(e) => e,
+    })?;
+    tm.mark("  HISTORY Parquet threads");
+    Ok(count_history(parts, &mut tm))
+}
+
+/// Counts the readers' buffers: each key partition of every thread in one table, then the
+/// tables packed into [`PartCounts`].
+fn count_history(parts: Vec<HistPart>, tm: &mut super::Stages) -> HistoryCounts {
     let mut out = HistoryCounts::default();
     // Transpose: partition -> the buffers of every thread.
     let np = 1usize << HIST_BITS;
@@ -1444,7 +1627,7 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     out.users = PartCounts::new(u);
     out.items = PartCounts::new(i);
     tm.mark("  HISTORY pack");
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
