@@ -1542,16 +1542,21 @@ fn read_history_parquet(path: &Path, activity: UserActivity) -> Result<HistoryCo
                 }
             }
             let fail = |r: usize, field: &str, m: String| e(Error::parse(path, first + r as u64 + 1, field, m));
-            // Dictionary-encoded strings share their dictionary entry's bytes: the action of the
-            // previous row is reused when the bytes are the same ones.
-            let mut last: Option<(*const u8, usize, Action)> = None;
+            // Dictionary-encoded strings share their dictionary entry's bytes: the action of
+            // bytes seen before in this batch is reused (up to 4 distinct ones).
+            let mut seen: [(usize, usize, Action); 4] = [(0, 0, Action::Click); 4];
+            let mut nseen = 0;
             for r in 0..rows {
                 let a = acts[r].data();
-                let act = match last {
-                    Some((p, n, act)) if std::ptr::eq(p, a.as_ptr()) && n == a.len() => act,
-                    _ => {
+                let key = (a.as_ptr() as usize, a.len());
+                let act = match seen[..nseen].iter().find(|x| (x.0, x.1) == key) {
+                    Some(x) => x.2,
+                    None => {
                         let act = action_of(a).map_err(|m| fail(r, "action", m))?;
-                        last = Some((a.as_ptr(), a.len(), act));
+                        if nseen < seen.len() && !a.is_empty() {
+                            seen[nseen] = (key.0, key.1, act);
+                            nseen += 1;
+                        }
                         act
                     }
                 };
