@@ -32,7 +32,7 @@ run() { # label, args...
   local label=$1; shift
   echo "== $label (load $(cut -d' ' -f1-3 /proc/loadavg))"
   /usr/bin/time -f "$label: %e s wall, %U s user, %S s sys, peak RSS %M KB" "$FE" "$@" --bootstrap 0 --quiet --json "$TMP/new.json"
-  if [ -n "${FE_OLD:-}" ]; then
+  if [ -n "${FE_OLD:-}" ] && [ -z "${NEW_ONLY:-}" ]; then
     echo "== $label, FE_OLD (load $(cut -d' ' -f1-3 /proc/loadavg))"
     /usr/bin/time -f "$label, FE_OLD: %e s wall, %U s user, %S s sys, peak RSS %M KB" "$FE_OLD" "$@" --bootstrap 0 --quiet --json "$TMP/old.json"
     # Versions before 2026-11-29 key integer ids differently, so users are summed in another
@@ -56,7 +56,8 @@ PY
   fi
 }
 LEARNREC_FE_STAGES=1 run "parquet 10M" --pred "$DIR/p10m.parquet" --history "$DIR/h10m.csv"
-run "parquet 10M, Parquet HISTORY" --pred "$DIR/p10m.parquet" --history "$DIR/h10m.parquet"
+# (versions before 2026-11-29 read no Parquet HISTORY: no FE_OLD run)
+NEW_ONLY=1 run "parquet 10M, Parquet HISTORY" --pred "$DIR/p10m.parquet" --history "$DIR/h10m.parquet"
 for n in 30 100; do run "parquet ${n}M" --pred "$DIR/p${n}m.parquet" --history "$DIR/h${n}m.csv"; done
 run "csv 10M" --pred "$DIR/p10m.csv" --history "$DIR/h10m.csv"
 run "parquet 10M, no HISTORY (overall only)" --pred "$DIR/p10m.parquet"

@@ -751,6 +751,20 @@ fn parquet_history_equals_csv_history_and_bad_inputs() {
     assert!(e.contains("hempty.parquet: empty file"), "{e}");
     let e = err_of(run(&write(d.path(), "htext.parquet", "user_id,item_id,action\nu1,i1,click\n")));
     assert!(e.contains("htext.parquet") && e.contains("not a Parquet file"), "{e}");
+    // A Parquet file without the Parquet extension, and binary data, as CSV PRED and HISTORY.
+    let pq_bytes = std::fs::read(&hp).unwrap();
+    let as_csv = write(d.path(), "h-parquet.csv", "");
+    std::fs::write(&as_csv, &pq_bytes).unwrap();
+    let e = err_of(run(&as_csv));
+    assert!(e.contains("h-parquet.csv:1: field `header`: this is a Parquet file: name it `.parquet`"), "{e}");
+    let e = err_of(evaluate_file(&input(&as_csv), &o));
+    assert!(e.contains("h-parquet.csv:1: field `header`: this is a Parquet file"), "{e}");
+    let bin = write(d.path(), "bin.csv", "user_id,\u{1}item\nu1,i1\n");
+    let e = err_of(run(&bin));
+    assert!(e.contains("bin.csv:1: field `header`: binary data, not a CSV/TSV header"), "{e}");
+    std::fs::write(&bin, b"user_id,item_id,\xff\xfe\nu1,i1,x\n").unwrap();
+    let e = err_of(evaluate_file(&input(&bin), &o));
+    assert!(e.contains("bin.csv:1: field `header`: binary data"), "{e}");
     // A CSV rating of `NaN` is an error too (it used to count as "not a conversion").
     let h = write(d.path(), "nan.csv", "user_id,item_id,action,value\nu1,i1,rating,NaN\n");
     let e = err_of(run(&h));

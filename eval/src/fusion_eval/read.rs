@@ -359,6 +359,12 @@ fn header(path: &Path, data: &[u8]) -> Result<(Vec<String>, u8, usize)> {
         line = &line[..line.len() - 1];
     }
     let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+    if data.starts_with(b"PAR1") {
+        return Err(Error::parse(path, 1, "header", "this is a Parquet file: name it `.parquet` or `.pq`"));
+    }
+    if std::str::from_utf8(line).is_err() || line.iter().any(|&c| c < 0x20 && c != b'\t') {
+        return Err(Error::parse(path, 1, "header", "binary data, not a CSV/TSV header"));
+    }
     let ext_tsv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
     let delim = if ext_tsv || line.contains(&b'\t') { b'\t' } else { b',' };
     let mut scratch = Vec::new();
