@@ -930,23 +930,55 @@ fn f64_at(c: &Col, r: usize) -> f64 {
     }
 }
 
-fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
+/// A Parquet file opened for reading: its column names, each row group's first row (0-based)
+/// and the total rows.
+struct PqFile {
+    hdr: Vec<String>,
+    first_rows: Vec<u64>,
+    total: u64,
+}
+
+/// Opens `path` as Parquet (an empty or non-Parquet file is an error naming it).
+fn pq_reader(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     if f.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
         return Err(Error::file(path, "empty file"));
     }
-    let reader = SerializedFileReader::new(f).map_err(|e| Error::file(path, format!("not a Parquet file: {e}")))?;
-    let meta = reader.metadata();
-    let schema = meta.file_metadata().schema_descr();
-    let hdr: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).path().string()).collect();
-    let cols = resolve(path, &hdr, spec.scores)?;
-    let nrg = meta.num_row_groups();
-    let mut first_rows = Vec::with_capacity(nrg);
-    let mut total = 0u64;
-    for i in 0..nrg {
-        first_rows.push(total);
-        total += meta.row_group(i).num_rows() as u64;
+    SerializedFileReader::new(f).map_err(|e| Error::file(path, format!("not a Parquet file: {e}")))
+}
+
+impl PqFile {
+    fn open(path: &Path) -> Result<PqFile> {
+        let reader = pq_reader(path)?;
+        let meta = reader.metadata();
+        let schema = meta.file_metadata().schema_descr();
+        let hdr = (0..schema.num_columns()).map(|i| schema.column(i).path().string()).collect();
+        let mut first_rows = Vec::with_capacity(meta.num_row_groups());
+        let mut total = 0u64;
+        for i in 0..meta.num_row_groups() {
+            first_rows.push(total);
+            total += meta.row_group(i).num_rows() as u64;
+        }
+        Ok(PqFile { hdr, first_rows, total })
     }
+}
+
+/// Runs `read(row group)` on a reader of its own: `File` readers share the descriptor's offset
+/// across clones, so concurrent row groups must not share a reader.
+fn with_row_group<T>(
+    path: &Path,
+    g: usize,
+    read: impl FnOnce(&dyn RowGroupReader) -> std::result::Result<T, ChunkErr>,
+) -> std::result::Result<T, ChunkErr> {
+    let own = pq_reader(path).map_err(ChunkErr::Other)?;
+    let rg = own.get_row_group(g).map_err(|x| ChunkErr::Other(Error::file(path, format!("row group {g}: {x}"))))?;
+    read(rg.as_ref())
+}
+
+fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
+    let PqFile { hdr, first_rows, total } = PqFile::open(path)?;
+    let cols = resolve(path, &hdr, spec.scores)?;
+    let nrg = first_rows.len();
     if total == 0 {
         return Err(Error::file(path, "no data rows"));
     }
@@ -957,118 +989,116 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
     let (t_dec, t_rows) = (std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0));
     let res = run_parallel(nrg, layout, |g, sink| {
         let t0 = std::time::Instant::now();
-        let e = ChunkErr::Other;
-        // One reader per row group: `File` readers share the descriptor's offset across
-        // clones, so concurrent row groups must not share a reader.
-        let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
-        let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
-        let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
-        let rg_rows = rg.metadata().num_rows() as usize;
-        let opn = |i: usize, name: &'static str| ColIn::open(path, rg.as_ref(), i, name).map_err(ChunkErr::Other);
-        let mut c_user = opn(cols.user, "user_id")?;
-        let mut c_label = opn(cols.label, "label")?;
-        let mut c_scores: Vec<ColIn> = cols
-            .scores
-            .iter()
-            .zip(&cols.score_names)
-            .map(|(&i, n)| ColIn::open(path, rg.as_ref(), i, n).map_err(ChunkErr::Other))
-            .collect::<std::result::Result<_, _>>()?;
-        let mut c_item = cols.item.map(|i| opn(i, "item_id")).transpose()?;
-        let mut c_weight = cols.weight.map(|i| opn(i, "weight")).transpose()?;
-        let mut c_useg = cols.useg.map(|i| opn(i, "user_segment")).transpose()?;
-        let mut c_iseg = cols.iseg.map(|i| opn(i, "item_segment")).transpose()?;
-        let mut b_user = c_user.buffer();
-        let mut labels = c_label.buffer();
-        let mut scores: Vec<Col> = c_scores.iter().map(|c| c.buffer()).collect();
-        let mut b_item = c_item.as_ref().map(|c| c.buffer());
-        let mut weights = c_weight.as_ref().map(|c| c.buffer());
-        let mut useg = c_useg.as_ref().map(|c| c.buffer());
-        let mut iseg = c_iseg.as_ref().map(|c| c.buffer());
-        let (mut users, mut items_v): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
-        let (mut lab, mut sc, mut wt, mut us, mut is) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut done = 0usize;
-        while done < rg_rows {
-            let t0b = std::time::Instant::now();
-            let rows = (rg_rows - done).min(PQ_BATCH);
-            let first = first_rows[g] + done as u64;
-            done += rows;
-            let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
-            nx(&mut c_user, &mut b_user)?;
-            id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
-            nx(&mut c_label, &mut labels)?;
-            for (c, out) in c_scores.iter_mut().zip(scores.iter_mut()) {
-                nx(c, out)?;
-            }
-            let items = match (&mut c_item, &mut b_item) {
-                (Some(c), Some(out)) => {
-                    nx(c, out)?;
-                    id_keys(path, out, "item_id", first, &mut items_v).map_err(e)?;
-                    Some(&items_v)
-                }
-                _ => None,
-            };
-            for (c, out) in [(&mut c_weight, &mut weights), (&mut c_useg, &mut useg), (&mut c_iseg, &mut iseg)] {
-                if let (Some(c), Some(out)) = (c, out.as_mut()) {
+        with_row_group(path, g, |rg| {
+            let e = ChunkErr::Other;
+            let rg_rows = rg.metadata().num_rows() as usize;
+            let opn = |i: usize, name: &'static str| ColIn::open(path, rg, i, name).map_err(ChunkErr::Other);
+            let mut c_user = opn(cols.user, "user_id")?;
+            let mut c_label = opn(cols.label, "label")?;
+            let mut c_scores: Vec<ColIn> = cols
+                .scores
+                .iter()
+                .zip(&cols.score_names)
+                .map(|(&i, n)| ColIn::open(path, rg, i, n).map_err(ChunkErr::Other))
+                .collect::<std::result::Result<_, _>>()?;
+            let mut c_item = cols.item.map(|i| opn(i, "item_id")).transpose()?;
+            let mut c_weight = cols.weight.map(|i| opn(i, "weight")).transpose()?;
+            let mut c_useg = cols.useg.map(|i| opn(i, "user_segment")).transpose()?;
+            let mut c_iseg = cols.iseg.map(|i| opn(i, "item_segment")).transpose()?;
+            let mut b_user = c_user.buffer();
+            let mut labels = c_label.buffer();
+            let mut scores: Vec<Col> = c_scores.iter().map(|c| c.buffer()).collect();
+            let mut b_item = c_item.as_ref().map(|c| c.buffer());
+            let mut weights = c_weight.as_ref().map(|c| c.buffer());
+            let mut useg = c_useg.as_ref().map(|c| c.buffer());
+            let mut iseg = c_iseg.as_ref().map(|c| c.buffer());
+            let (mut users, mut items_v): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+            let (mut lab, mut sc, mut wt, mut us, mut is) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut done = 0usize;
+            while done < rg_rows {
+                let t0b = std::time::Instant::now();
+                let rows = (rg_rows - done).min(PQ_BATCH);
+                let first = first_rows[g] + done as u64;
+                done += rows;
+                let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
+                nx(&mut c_user, &mut b_user)?;
+                id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
+                nx(&mut c_label, &mut labels)?;
+                for (c, out) in c_scores.iter_mut().zip(scores.iter_mut()) {
                     nx(c, out)?;
                 }
-            }
-            // Column at a time: labels, scores (row-major), weights and segments checked and
-            // converted in tight loops, then one pass over the rows buckets them.
-            pq_labels(path, &labels, first, &mut lab).map_err(e)?;
-            sc.resize(rows * m, 0.0);
-            for (j, col) in scores.iter().enumerate() {
-                pq_scores(path, col, &cols.score_names[j], first, &mut sc, j, m).map_err(e)?;
-            }
-            if let Some(c) = &weights {
-                wt.clear();
-                for r in 0..rows {
-                    wt.push(weight_value(path, first + r as u64 + 1, f64_at(c, r)).map_err(e)?);
+                let items = match (&mut c_item, &mut b_item) {
+                    (Some(c), Some(out)) => {
+                        nx(c, out)?;
+                        id_keys(path, out, "item_id", first, &mut items_v).map_err(e)?;
+                        Some(&items_v)
+                    }
+                    _ => None,
+                };
+                for (c, out) in [(&mut c_weight, &mut weights), (&mut c_useg, &mut useg), (&mut c_iseg, &mut iseg)] {
+                    if let (Some(c), Some(out)) = (c, out.as_mut()) {
+                        nx(c, out)?;
+                    }
                 }
-            }
-            for (c, name, out) in [(&useg, "user_segment", &mut us), (&iseg, "item_segment", &mut is)] {
-                out.clear();
-                match c {
-                    Some(Col::Bytes(v)) => {
-                        for (r, x) in v.iter().enumerate() {
-                            out.push(seg_field(path, first + r as u64 + 1, name, x.data()).map_err(e)?);
+                // Column at a time: labels, scores (row-major), weights and segments checked and
+                // converted in tight loops, then one pass over the rows buckets them.
+                pq_labels(path, &labels, first, &mut lab).map_err(e)?;
+                sc.resize(rows * m, 0.0);
+                for (j, col) in scores.iter().enumerate() {
+                    pq_scores(path, col, &cols.score_names[j], first, &mut sc, j, m).map_err(e)?;
+                }
+                if let Some(c) = &weights {
+                    wt.clear();
+                    for r in 0..rows {
+                        wt.push(weight_value(path, first + r as u64 + 1, f64_at(c, r)).map_err(e)?);
+                    }
+                }
+                for (c, name, out) in [(&useg, "user_segment", &mut us), (&iseg, "item_segment", &mut is)] {
+                    out.clear();
+                    match c {
+                        Some(Col::Bytes(v)) => {
+                            for (r, x) in v.iter().enumerate() {
+                                out.push(seg_field(path, first + r as u64 + 1, name, x.data()).map_err(e)?);
+                            }
+                        }
+                        Some(_) => {
+                            return Err(e(Error::file(path, format!("column `{name}` must be a string column"))));
+                        }
+                        None => out.resize(rows, NONE),
+                    }
+                }
+                let t1 = std::time::Instant::now();
+                t_dec.fetch_add((t1 - t0b).as_nanos() as u64, Ordering::Relaxed);
+                // Two passes: the item lookups (random probes, prefetched), then the bucketing
+                // (appends to the buckets' open blocks, prefetched): each loop keeps its own misses
+                // in flight.
+                if let Some(v) = items {
+                    for r in 0..rows {
+                        if let Some(&k) = v.get(r + PREFETCH_AHEAD) {
+                            ctx.prefetch_item(sink, k);
+                        }
+                        if ctx.keep(users[r]) {
+                            is[r] = ctx.item(sink, Some(v[r]), is[r]).0;
                         }
                     }
-                    Some(_) => {
-                        return Err(e(Error::file(path, format!("column `{name}` must be a string column"))));
-                    }
-                    None => out.resize(rows, NONE),
                 }
-            }
-            let t1 = std::time::Instant::now();
-            t_dec.fetch_add((t1 - t0b).as_nanos() as u64, Ordering::Relaxed);
-            // Two passes: the item lookups (random probes, prefetched), then the bucketing
-            // (appends to the buckets' open blocks, prefetched): each loop keeps its own misses
-            // in flight.
-            if let Some(v) = items {
                 for r in 0..rows {
-                    if let Some(&k) = v.get(r + PREFETCH_AHEAD) {
-                        ctx.prefetch_item(sink, k);
+                    if let Some(&k) = users.get(r + PREFETCH_AHEAD) {
+                        sink.prefetch_push(k);
                     }
-                    if ctx.keep(users[r]) {
-                        is[r] = ctx.item(sink, Some(v[r]), is[r]).0;
+                    let ukey = users[r];
+                    if !ctx.keep(ukey) {
+                        continue;
                     }
+                    let w = if weights.is_some() { wt[r] } else { 0.0 };
+                    sink.push(ukey, flags(lab[r] != 0, is[r], us[r]), &sc[r * m..r * m + m], w);
                 }
+                t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
             }
-            for r in 0..rows {
-                if let Some(&k) = users.get(r + PREFETCH_AHEAD) {
-                    sink.prefetch_push(k);
-                }
-                let ukey = users[r];
-                if !ctx.keep(ukey) {
-                    continue;
-                }
-                let w = if weights.is_some() { wt[r] } else { 0.0 };
-                sink.push(ukey, flags(lab[r] != 0, is[r], us[r]), &sc[r * m..r * m + m], w);
-            }
-            t_rows.fetch_add(t1.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        }
-        let _ = t0;
-        Ok(())
+            let _ = t0;
+            Ok(())
+        })
     });
     tm.mark(&format!(
         "  PRED Parquet threads (decode {:.3} s + rows {:.3} s thread time)",
@@ -1380,19 +1410,22 @@ pub fn read_history(path: &Path, activity: UserActivity) -> Result<HistoryCounts
     }
 }
 
+/// HISTORY's `user_id`, `item_id`, `action` and `value` columns (`usize::MAX`: no `value`).
+fn history_columns(path: &Path, hdr: &[String]) -> Result<[usize; 4]> {
+    let find = |n: &str| hdr.iter().position(|h| h == n);
+    let need = |n: &str| {
+        find(n).ok_or_else(|| Error::file(path, format!("missing column `{n}` (columns: {})", hdr.join(", "))))
+    };
+    Ok([need("user_id")?, need("item_id")?, need("action")?, find("value").unwrap_or(usize::MAX)])
+}
+
 fn read_history_csv(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
     let Some(map) = map_file(path)? else {
         return Err(Error::file(path, "empty file (no header)"));
     };
     let data: &[u8] = &map;
     let (hdr, delim, start) = header(path, data)?;
-    let find = |n: &str| {
-        hdr.iter()
-            .position(|h| h == n)
-            .ok_or_else(|| Error::file(path, format!("missing column `{n}` (columns: {})", hdr.join(", "))))
-    };
-    let (cu, ci, ca) = (find("user_id")?, find("item_id")?, find("action")?);
-    let cv = hdr.iter().position(|h| h == "value");
+    let [cu, ci, ca, cv] = history_columns(path, &hdr)?;
     let nf = hdr.len();
     let parts = chunks(data, start, 4 << 20);
     // One row: ranges into `buf` (the file, or the unquoted copy of a quoted line) of the
@@ -1432,7 +1465,7 @@ fn read_history_csv(path: &Path, activity: UserActivity) -> Result<HistoryCounts
         st.item(id_key_at(buf, fields[1]), conv);
         Ok(())
     };
-    let want = [cu, ci, ca, cv.unwrap_or(usize::MAX)];
+    let want = [cu, ci, ca, cv];
     let mut tm = super::Stages::new();
     let res = run_chunks(parts.len(), HistPart::new, |c, st| {
         let (a, b) = parts[c];
@@ -1466,7 +1499,7 @@ fn read_history_csv(path: &Path, activity: UserActivity) -> Result<HistoryCounts
                 (data, &l.got)
             };
             // One call site: `row` is inlined into the scanner's loop.
-            row(st, buf, fields, cv.is_some(), off)
+            row(st, buf, fields, cv != usize::MAX, off)
         })?;
         st.flush_user();
         release_pages(&map, a, b);
@@ -1483,120 +1516,99 @@ fn read_history_csv(path: &Path, activity: UserActivity) -> Result<HistoryCounts
 /// HISTORY from Parquet: row groups decoded in parallel, in [`PQ_BATCH`]-row batches (user
 /// runs are summed like CSV's, comparing keys).
 fn read_history_parquet(path: &Path, activity: UserActivity) -> Result<HistoryCounts> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    if f.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
-        return Err(Error::file(path, "empty file"));
-    }
-    let reader = SerializedFileReader::new(f).map_err(|e| Error::file(path, format!("not a Parquet file: {e}")))?;
-    let meta = reader.metadata();
-    let schema = meta.file_metadata().schema_descr();
-    let hdr: Vec<String> = (0..schema.num_columns()).map(|i| schema.column(i).path().string()).collect();
-    let find = |n: &str| {
-        hdr.iter()
-            .position(|h| h == n)
-            .ok_or_else(|| Error::file(path, format!("missing column `{n}` (columns: {})", hdr.join(", "))))
-    };
-    let (cu, ci, ca) = (find("user_id")?, find("item_id")?, find("action")?);
-    let cv = hdr.iter().position(|h| h == "value");
-    let nrg = meta.num_row_groups();
-    let mut first_rows = Vec::with_capacity(nrg);
-    let mut total = 0u64;
-    for i in 0..nrg {
-        first_rows.push(total);
-        total += meta.row_group(i).num_rows() as u64;
-    }
+    let PqFile { hdr, first_rows, .. } = PqFile::open(path)?;
+    let [cu, ci, ca, cv] = history_columns(path, &hdr)?;
+    let nrg = first_rows.len();
     let mut tm = super::Stages::new();
     let res = run_chunks(nrg, HistPart::new, |g, st| {
-        let e = ChunkErr::Other;
-        // One reader per row group (see `read_parquet`).
-        let f = std::fs::File::open(path).map_err(|x| e(Error::io(path, x)))?;
-        let own = SerializedFileReader::new(f).map_err(|x| e(Error::file(path, format!("not a Parquet file: {x}"))))?;
-        let rg = own.get_row_group(g).map_err(|x| e(Error::file(path, format!("row group {g}: {x}"))))?;
-        let rg_rows = rg.metadata().num_rows() as usize;
-        let opn = |i: usize, name: &'static str| ColIn::open(path, rg.as_ref(), i, name).map_err(ChunkErr::Other);
-        let (mut c_user, mut c_item, mut c_act) = (opn(cu, "user_id")?, opn(ci, "item_id")?, opn(ca, "action")?);
-        let mut c_value = cv.map(|i| opn(i, "value")).transpose()?;
-        let (mut b_user, mut b_item, mut acts) = (c_user.buffer(), c_item.buffer(), c_act.buffer());
-        let mut values = c_value.as_ref().map(|c| c.buffer());
-        let (mut users, mut items, mut value_at) = (Vec::new(), Vec::new(), Vec::new());
-        let mut done = 0usize;
-        while done < rg_rows {
-            let rows = (rg_rows - done).min(PQ_BATCH);
-            let first = first_rows[g] + done as u64;
-            done += rows;
-            let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
-            nx(&mut c_user, &mut b_user)?;
-            id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
-            nx(&mut c_item, &mut b_item)?;
-            id_keys(path, &b_item, "item_id", first, &mut items).map_err(e)?;
-            nx(&mut c_act, &mut acts)?;
-            let Col::Bytes(acts) = &acts else {
-                return Err(e(Error::file(path, "column `action` must be a string column")));
-            };
-            // `value`: nulls allowed (read only for ratings); `defs[r] == max_def` = a value.
-            value_at.clear();
-            if let (Some(c), Some(out)) = (&mut c_value, &mut values) {
-                c.next_nullable(path, rows, out).map_err(e)?;
-                if c.max_def == 0 {
-                    value_at.extend(0..rows as u32);
-                } else {
-                    let mut k = 0u32;
-                    for &d in &c.defs {
-                        value_at.push(if d == c.max_def { k } else { u32::MAX });
-                        k += (d == c.max_def) as u32;
+        with_row_group(path, g, |rg| {
+            let e = ChunkErr::Other;
+            let rg_rows = rg.metadata().num_rows() as usize;
+            let opn = |i: usize, name: &'static str| ColIn::open(path, rg, i, name).map_err(ChunkErr::Other);
+            let (mut c_user, mut c_item, mut c_act) = (opn(cu, "user_id")?, opn(ci, "item_id")?, opn(ca, "action")?);
+            let mut c_value = (cv != usize::MAX).then(|| opn(cv, "value")).transpose()?;
+            let (mut b_user, mut b_item, mut acts) = (c_user.buffer(), c_item.buffer(), c_act.buffer());
+            let mut values = c_value.as_ref().map(|c| c.buffer());
+            let (mut users, mut items, mut value_at) = (Vec::new(), Vec::new(), Vec::new());
+            let mut done = 0usize;
+            while done < rg_rows {
+                let rows = (rg_rows - done).min(PQ_BATCH);
+                let first = first_rows[g] + done as u64;
+                done += rows;
+                let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
+                nx(&mut c_user, &mut b_user)?;
+                id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
+                nx(&mut c_item, &mut b_item)?;
+                id_keys(path, &b_item, "item_id", first, &mut items).map_err(e)?;
+                nx(&mut c_act, &mut acts)?;
+                let Col::Bytes(acts) = &acts else {
+                    return Err(e(Error::file(path, "column `action` must be a string column")));
+                };
+                // `value`: nulls allowed (read only for ratings); `defs[r] == max_def` = a value.
+                value_at.clear();
+                if let (Some(c), Some(out)) = (&mut c_value, &mut values) {
+                    c.next_nullable(path, rows, out).map_err(e)?;
+                    if c.max_def == 0 {
+                        value_at.extend(0..rows as u32);
+                    } else {
+                        let mut k = 0u32;
+                        for &d in &c.defs {
+                            value_at.push(if d == c.max_def { k } else { u32::MAX });
+                            k += (d == c.max_def) as u32;
+                        }
                     }
                 }
-            }
-            let fail = |r: usize, field: &str, m: String| e(Error::parse(path, first + r as u64 + 1, field, m));
-            // Dictionary-encoded strings share their dictionary entry's bytes: the action of
-            // bytes seen before in this batch is reused (up to 4 distinct ones).
-            let mut seen: [(usize, usize, Action); 4] = [(0, 0, Action::Click); 4];
-            let mut nseen = 0;
-            for r in 0..rows {
-                let a = acts[r].data();
-                let key = (a.as_ptr() as usize, a.len());
-                let act = match seen[..nseen].iter().find(|x| (x.0, x.1) == key) {
-                    Some(x) => x.2,
-                    None => {
-                        let act = action_of(a).map_err(|m| fail(r, "action", m))?;
-                        if nseen < seen.len() && !a.is_empty() {
-                            seen[nseen] = (key.0, key.1, act);
-                            nseen += 1;
+                let fail = |r: usize, field: &str, m: String| e(Error::parse(path, first + r as u64 + 1, field, m));
+                // Dictionary-encoded strings share their dictionary entry's bytes: the action of
+                // bytes seen before in this batch is reused (up to 4 distinct ones).
+                let mut seen: [(usize, usize, Action); 4] = [(0, 0, Action::Click); 4];
+                let mut nseen = 0;
+                for r in 0..rows {
+                    let a = acts[r].data();
+                    let key = (a.as_ptr() as usize, a.len());
+                    let act = match seen[..nseen].iter().find(|x| (x.0, x.1) == key) {
+                        Some(x) => x.2,
+                        None => {
+                            let act = action_of(a).map_err(|m| fail(r, "action", m))?;
+                            if nseen < seen.len() && !a.is_empty() {
+                                seen[nseen] = (key.0, key.1, act);
+                                nseen += 1;
+                            }
+                            act
                         }
-                        act
-                    }
-                };
-                let rating = || {
-                    let null = || fail(r, "value", "rating value is null".into());
-                    let k = *value_at.get(r).ok_or_else(null)?;
-                    let x = match values.as_ref() {
-                        Some(Col::Bytes(v)) if k != u32::MAX => {
-                            let b = v[k as usize].data();
-                            std::str::from_utf8(b)
-                                .ok()
-                                .and_then(|s| s.trim().parse().ok())
-                                .filter(|x: &f32| !x.is_nan())
-                                .ok_or_else(|| {
-                                    let b = String::from_utf8_lossy(b);
-                                    fail(r, "value", format!("rating value is not a number: `{b}`"))
-                                })?
-                        }
-                        Some(c) if k != u32::MAX => f64_at(c, k as usize) as f32,
-                        _ => return Err(null()),
                     };
-                    if x.is_nan() {
-                        return Err(fail(r, "value", "rating value is not a number: `NaN`".into()));
-                    }
-                    Ok(x)
-                };
-                let (conv, counted) = history_row(act, rating, activity)?;
-                st.rows += 1;
-                st.user_key(users[r], counted);
-                st.item(items[r], conv);
+                    let rating = || {
+                        let null = || fail(r, "value", "rating value is null".into());
+                        let k = *value_at.get(r).ok_or_else(null)?;
+                        let x = match values.as_ref() {
+                            Some(Col::Bytes(v)) if k != u32::MAX => {
+                                let b = v[k as usize].data();
+                                std::str::from_utf8(b)
+                                    .ok()
+                                    .and_then(|s| s.trim().parse().ok())
+                                    .filter(|x: &f32| !x.is_nan())
+                                    .ok_or_else(|| {
+                                        let b = String::from_utf8_lossy(b);
+                                        fail(r, "value", format!("rating value is not a number: `{b}`"))
+                                    })?
+                            }
+                            Some(c) if k != u32::MAX => f64_at(c, k as usize) as f32,
+                            _ => return Err(null()),
+                        };
+                        if x.is_nan() {
+                            return Err(fail(r, "value", "rating value is not a number: `NaN`".into()));
+                        }
+                        Ok(x)
+                    };
+                    let (conv, counted) = history_row(act, rating, activity)?;
+                    st.rows += 1;
+                    st.user_key(users[r], counted);
+                    st.item(items[r], conv);
+                }
             }
-        }
-        st.flush_user();
-        Ok(())
+            st.flush_user();
+            Ok(())
+        })
     });
     let parts = res.map_err(|(_, e)| match e {
         ChunkErr::At { field, message, .. } => Error::file(path, format!("{field}: {message}")),
