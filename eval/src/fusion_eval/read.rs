@@ -1559,24 +1559,8 @@ fn read_history_parquet(path: &Path, activity: UserActivity) -> Result<HistoryCo
                     }
                 }
                 let fail = |r: usize, field: &str, m: String| e(Error::parse(path, first + r as u64 + 1, field, m));
-                // Dictionary-encoded strings share their dictionary entry's bytes: the action of
-                // bytes seen before in this batch is reused (up to 4 distinct ones).
-                let mut seen: [(usize, usize, Action); 4] = [(0, 0, Action::Click); 4];
-                let mut nseen = 0;
                 for r in 0..rows {
-                    let a = acts[r].data();
-                    let key = (a.as_ptr() as usize, a.len());
-                    let act = match seen[..nseen].iter().find(|x| (x.0, x.1) == key) {
-                        Some(x) => x.2,
-                        None => {
-                            let act = action_of(a).map_err(|m| fail(r, "action", m))?;
-                            if nseen < seen.len() && !a.is_empty() {
-                                seen[nseen] = (key.0, key.1, act);
-                                nseen += 1;
-                            }
-                            act
-                        }
-                    };
+                    let act = action_of(acts[r].data()).map_err(|m| fail(r, "action", m))?;
                     let rating = || {
                         let null = || fail(r, "value", "rating value is null".into());
                         let k = *value_at.get(r).ok_or_else(null)?;
