@@ -683,6 +683,23 @@ fn parquet_history_equals_csv_history_and_bad_inputs() {
     let run = |h: &Path| evaluate_file(&Input { history: Some(h.to_path_buf()), thresholds: th, ..input(&pred) }, &o);
     let (a, b) = (run(&hc).unwrap(), run(&hp).unwrap());
     assert_eq!(a, b);
+    // The same with integer ids (int64 user, int32 item) and a required int32 `value` (MovieLens
+    // ratings; 0 where there is no rating): the same counts, so the same segments.
+    let hi = write_parquet(
+        d.path(),
+        "hi.parquet",
+        "required int64 user_id; required int32 item_id; required binary action (UTF8); required int32 value;",
+        vec![
+            I64(vec![1, 2, 2, 1, 2, 9, 1, 2]),
+            I32(vec![1, 1, 2, 2, 3, 1, 4, 4]),
+            Str(acts.to_vec()),
+            I32(vec![0, 4, 0, 0, 3, 0, 5, 0]),
+        ],
+    );
+    let body = GOOD.split_once('\n').unwrap().1.replace(['u', 'i'], "");
+    let pred_int = write(d.path(), "pi.csv", &format!("user_id,item_id,label,score_a,score_b\n{body}"));
+    let ri = evaluate_file(&Input { history: Some(hi), thresholds: th, ..input(&pred_int) }, &o).unwrap();
+    assert_eq!(ri.segments, a.segments);
     // u1: click, Purchase, rating = 3 (regular with max 2); u2: 3 of 4 (the impression is not
     // counted); u3 absent. i1: 2 conversions (rating 4, conversion) = regular with max 1;
     // i2, i4: 1 (long-tail); i3: rating 3.5 is not a conversion (cold-start, known).
