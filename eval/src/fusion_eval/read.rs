@@ -963,6 +963,12 @@ impl PqFile {
     }
 }
 
+/// The batches of a row group of `rows` rows whose first is file row `first_row` (0-based):
+/// `(rows, file row of the batch's first)` per [`PQ_BATCH`] rows.
+fn pq_batches(rows: usize, first_row: u64) -> impl Iterator<Item = (usize, u64)> {
+    (0..rows).step_by(PQ_BATCH).map(move |d| ((rows - d).min(PQ_BATCH), first_row + d as u64))
+}
+
 /// Runs `read(row group)` on a reader of its own: `File` readers share the descriptor's offset
 /// across clones, so concurrent row groups must not share a reader.
 fn with_row_group<T>(
@@ -1015,12 +1021,8 @@ fn read_parquet(path: &Path, spec: &ReadSpec) -> Result<ReadOut> {
             let (mut users, mut items_v): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
             let (mut lab, mut sc, mut wt, mut us, mut is) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let mut done = 0usize;
-            while done < rg_rows {
+            for (rows, first) in pq_batches(rg_rows, first_rows[g]) {
                 let t0b = std::time::Instant::now();
-                let rows = (rg_rows - done).min(PQ_BATCH);
-                let first = first_rows[g] + done as u64;
-                done += rows;
                 let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
                 nx(&mut c_user, &mut b_user)?;
                 id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
@@ -1530,11 +1532,7 @@ fn read_history_parquet(path: &Path, activity: UserActivity) -> Result<HistoryCo
             let (mut b_user, mut b_item, mut acts) = (c_user.buffer(), c_item.buffer(), c_act.buffer());
             let mut values = c_value.as_ref().map(|c| c.buffer());
             let (mut users, mut items, mut value_at) = (Vec::new(), Vec::new(), Vec::new());
-            let mut done = 0usize;
-            while done < rg_rows {
-                let rows = (rg_rows - done).min(PQ_BATCH);
-                let first = first_rows[g] + done as u64;
-                done += rows;
+            for (rows, first) in pq_batches(rg_rows, first_rows[g]) {
                 let nx = |c: &mut ColIn, out: &mut Col| c.next(path, rows, first, out).map_err(ChunkErr::Other);
                 nx(&mut c_user, &mut b_user)?;
                 id_keys(path, &b_user, "user_id", first, &mut users).map_err(e)?;
@@ -1567,14 +1565,12 @@ fn read_history_parquet(path: &Path, activity: UserActivity) -> Result<HistoryCo
                         let x = match values.as_ref() {
                             Some(Col::Bytes(v)) if k != u32::MAX => {
                                 let b = v[k as usize].data();
-                                std::str::from_utf8(b)
-                                    .ok()
-                                    .and_then(|s| s.trim().parse().ok())
-                                    .filter(|x: &f32| !x.is_nan())
-                                    .ok_or_else(|| {
+                                std::str::from_utf8(b).ok().and_then(|s| s.trim().parse::<f32>().ok()).ok_or_else(
+                                    || {
                                         let b = String::from_utf8_lossy(b);
                                         fail(r, "value", format!("rating value is not a number: `{b}`"))
-                                    })?
+                                    },
+                                )?
                             }
                             Some(c) if k != u32::MAX => f64_at(c, k as usize) as f32,
                             _ => return Err(null()),
